@@ -1,0 +1,1 @@
+"""Volunteers, teams, hosts and their keys, account tokens."""

@@ -1,0 +1,129 @@
+"""Volunteer sign-up, account tokens and host registration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from coordinator.accounts import services
+from coordinator.accounts.authentication import AccountTokenAuthentication, max_body_for, signed_request_of
+from coordinator.accounts.models import Volunteer
+from coordinator.core.errors import AuthenticationRejected
+
+
+class SignupSerializer(serializers.Serializer):
+    username = serializers.RegexField(r"^[\w.@+-]{1,150}$", max_length=150)
+    password = serializers.CharField(write_only=True, min_length=1, max_length=128)
+    email = serializers.EmailField(required=False, allow_blank=True, default="")
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(write_only=True, max_length=128)
+
+
+class AccountTokenSerializer(serializers.Serializer):
+    volunteer_id = serializers.IntegerField()
+    username = serializers.CharField()
+    account_token = serializers.CharField(help_text="shown once; attach hosts with it")
+
+
+class HostRegisterSerializer(serializers.Serializer):
+    public_key = serializers.CharField(max_length=64, help_text="Ed25519 public key, base64")
+    name = serializers.CharField(max_length=64)
+    platform = serializers.RegexField(r"^[A-Za-z0-9_.-]{1,64}$", max_length=64)
+    n_cpus = serializers.IntegerField(min_value=1, max_value=4096)
+    memory_bytes = serializers.IntegerField(min_value=0, max_value=2**50)
+    flops = serializers.FloatField(min_value=0, max_value=1e15, default=0.0)
+
+
+class HostRegisteredSerializer(serializers.Serializer):
+    host_id = serializers.IntegerField()
+
+
+def token_reply(volunteer: Volunteer, token: str) -> dict[str, Any]:
+    return {"volunteer_id": volunteer.pk, "username": volunteer.user.get_username(), "account_token": token}
+
+
+class SignupView(APIView):
+    """Create a volunteer account; the reply holds the account token, shown this once."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "signup"
+
+    @extend_schema(
+        request=SignupSerializer,
+        responses={201: AccountTokenSerializer, 400: OpenApiResponse(description="invalid"),
+                   409: OpenApiResponse(description="name taken"), 429: OpenApiResponse(description="slow down")},
+    )
+    def post(self, request: Request) -> Response:
+        incoming = SignupSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        volunteer, token = services.create_volunteer(**incoming.validated_data, now=timezone.now())
+        return Response(token_reply(volunteer, token), status=status.HTTP_201_CREATED)
+
+
+class TokenView(APIView):
+    """Issue a new account token for a username and password; the old token stops working."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "token"
+
+    @extend_schema(
+        request=TokenRequestSerializer,
+        responses={200: AccountTokenSerializer, 400: OpenApiResponse(description="invalid"),
+                   401: OpenApiResponse(description="wrong name or password"),
+                   429: OpenApiResponse(description="slow down")},
+    )
+    def post(self, request: Request) -> Response:
+        incoming = TokenRequestSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        user = authenticate(request._request, **incoming.validated_data)
+        volunteer = getattr(user, "volunteer", None) if user is not None else None
+        if volunteer is None:
+            raise AuthenticationRejected("wrong username or password")
+        token = services.issue_account_token(volunteer=volunteer, now=timezone.now())
+        return Response(token_reply(volunteer, token))
+
+
+class HasAccountToken(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.auth, Volunteer)
+
+
+class HostRegisterView(APIView):
+    """Register a host key under the volunteer's account.
+
+    Send the account token as ``Authorization: Token …`` and sign the request with the new
+    host key (no X-Tessera-Host header yet): that proves the host holds the key.
+    """
+
+    authentication_classes = [AccountTokenAuthentication]
+    permission_classes = [HasAccountToken]
+
+    @extend_schema(
+        request=HostRegisterSerializer,
+        responses={201: HostRegisteredSerializer, 200: HostRegisteredSerializer,
+                   400: OpenApiResponse(description="invalid"),
+                   401: OpenApiResponse(description="bad token or key signature"),
+                   409: OpenApiResponse(description="key belongs to another volunteer")},
+    )
+    def post(self, request: Request) -> Response:
+        signed = signed_request_of(request, max_body_for(request))
+        incoming = HostRegisterSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        host, created = services.register_host(
+            volunteer=request.auth, signed=signed, now=timezone.now(), **incoming.validated_data
+        )
+        return Response(
+            {"host_id": host.pk}, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )

@@ -1,0 +1,69 @@
+"""Who computes: volunteers (Django users with a profile), their teams and their hosts."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=64, unique=True)
+    founder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Volunteer(models.Model):
+    """A person who lends computers. The account token is kept only as its SHA-256."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="volunteer"
+    )
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
+    token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    token_created = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.user.get_username()
+
+
+class Host(models.Model):
+    """A volunteer's device, known by the Ed25519 public key it made itself."""
+
+    volunteer = models.ForeignKey(Volunteer, on_delete=models.CASCADE, related_name="hosts")
+    public_key = models.CharField(max_length=44, unique=True, help_text="Ed25519 public key, base64")
+    name = models.CharField(max_length=64)
+    platform = models.CharField(max_length=64)
+    n_cpus = models.PositiveIntegerField()
+    memory_bytes = models.PositiveBigIntegerField()
+    flops = models.FloatField(default=0.0, help_text="Measured floating-point speed per core")
+    created = models.DateTimeField(auto_now_add=True)
+    last_contact = models.DateTimeField(null=True, blank=True)
+    # BOINC's daily result quota: replicas a host may take per UTC day.
+    daily_quota = models.PositiveIntegerField()
+    quota_day = models.DateField(null=True, blank=True)
+    quota_used = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(n_cpus__gte=1), name="host_has_a_cpu"),
+            models.CheckConstraint(condition=Q(flops__gte=0), name="host_flops_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.volunteer})"
+
+
+class HostNonce(models.Model):
+    """A nonce a host has used; the unique pair is what refuses a replayed request."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="+")
+    nonce = models.CharField(max_length=64)
+    seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["host", "nonce"], name="host_nonce_once")]

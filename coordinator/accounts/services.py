@@ -1,0 +1,184 @@
+"""Writes for volunteers and hosts: accounts, tokens, host registration, request checks."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from tessera_client.signing import b64decode, body_digest, signature_is_valid, signing_message
+
+from coordinator.accounts.models import Host, HostNonce, Volunteer
+from coordinator.core.errors import AuthenticationRejected, Conflict, InvalidInput
+
+TOKEN_PREFIX = "tsr_"
+PUBLIC_KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@transaction.atomic
+def create_volunteer(
+    *, username: str, password: str, email: str = "", now: datetime
+) -> tuple[Volunteer, str]:
+    """Make a volunteer account and its first account token (shown once)."""
+    User = get_user_model()
+    if User.objects.filter(username__iexact=username).exists():
+        raise Conflict(f"the name {username!r} is taken", code="username_taken")
+    user = User(username=username, email=email)
+    try:
+        validate_password(password, user)
+    except ValidationError as error:
+        raise InvalidInput(" ".join(error.messages), code="weak_password") from error
+    user.set_password(password)
+    user.save()
+    volunteer = Volunteer.objects.create(user=user)
+    return volunteer, issue_account_token(volunteer=volunteer, now=now)
+
+
+def issue_account_token(*, volunteer: Volunteer, now: datetime) -> str:
+    """Replace the volunteer's account token; the old one stops working at once."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    Volunteer.objects.filter(pk=volunteer.pk).update(
+        token_hash=hash_token(token), token_created=now
+    )
+    volunteer.token_hash = hash_token(token)
+    return token
+
+
+def volunteer_for_token(token: str) -> Volunteer:
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+        raise AuthenticationRejected("the account token is not valid")
+    volunteer = (
+        Volunteer.objects.select_related("user").filter(token_hash=hash_token(token)).first()
+    )
+    if volunteer is None or not volunteer.user.is_active:
+        raise AuthenticationRejected("the account token is not valid")
+    return volunteer
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    """What a host sent: the signature headers and the request that was signed."""
+
+    method: str
+    path: str
+    body: bytes
+    host_id: str | None
+    timestamp: str | None
+    nonce: str | None
+    signature: str | None
+
+
+def _checked_parts(signed: SignedRequest, now: datetime) -> tuple[int, str, bytes]:
+    if not (signed.timestamp and signed.nonce and signed.signature):
+        raise AuthenticationRejected("the request is not signed", code="not_signed")
+    try:
+        timestamp = int(signed.timestamp)
+        signature = b64decode(signed.signature)
+    except ValueError as error:
+        raise AuthenticationRejected("the signature headers are malformed", code="bad_signature") from error
+    if len(signature) != SIGNATURE_BYTES or not (8 <= len(signed.nonce) <= 64) or not signed.nonce.isalnum():
+        raise AuthenticationRejected("the signature headers are malformed", code="bad_signature")
+    skew = settings.TESSERA["SIGNATURE_MAX_SKEW_SECONDS"]
+    if abs(now.timestamp() - timestamp) > skew:
+        raise AuthenticationRejected(
+            f"the request's timestamp is more than {skew} s from the coordinator's clock",
+            code="stale_timestamp",
+        )
+    return timestamp, signed.nonce, signature
+
+
+def _verify(signed: SignedRequest, public_key: bytes, timestamp: int, nonce: str, signature: bytes) -> None:
+    message = signing_message(
+        method=signed.method,
+        path=signed.path,
+        timestamp=timestamp,
+        nonce=nonce,
+        body_sha256=body_digest(signed.body),
+    )
+    if not signature_is_valid(public_key, message, signature):
+        raise AuthenticationRejected("the signature does not match", code="bad_signature")
+
+
+def authenticate_host(*, signed: SignedRequest, now: datetime) -> Host:
+    """Check a host's signed request and burn its nonce, so it cannot be replayed."""
+    timestamp, nonce, signature = _checked_parts(signed, now)
+    if not signed.host_id or not signed.host_id.isdigit():
+        raise AuthenticationRejected("the request names no host", code="unknown_host")
+    host = Host.objects.select_related("volunteer__user").filter(pk=int(signed.host_id)).first()
+    if host is None:
+        raise AuthenticationRejected("the host is not registered", code="unknown_host")
+    _verify(signed, b64decode(host.public_key), timestamp, nonce, signature)
+    try:
+        with transaction.atomic():
+            HostNonce.objects.create(host=host, nonce=nonce, seen_at=now)
+    except IntegrityError as error:
+        raise AuthenticationRejected("this request was already received", code="replayed") from error
+    return host
+
+
+def parse_public_key(text: str) -> bytes:
+    try:
+        key = b64decode(text)
+    except ValueError as error:
+        raise InvalidInput("public_key must be base64", code="bad_public_key") from error
+    if len(key) != PUBLIC_KEY_BYTES:
+        raise InvalidInput("public_key must be a 32-byte Ed25519 key", code="bad_public_key")
+    return key
+
+
+@transaction.atomic
+def register_host(
+    *,
+    volunteer: Volunteer,
+    signed: SignedRequest,
+    public_key: str,
+    name: str,
+    platform: str,
+    n_cpus: int,
+    memory_bytes: int,
+    flops: float,
+    now: datetime,
+) -> tuple[Host, bool]:
+    """Register a host key; the request must be signed by that key (proof of possession).
+
+    Registering the same key again for the same volunteer returns the same host, so a
+    client that crashed after registering can simply ask again.
+    """
+    key = parse_public_key(public_key)
+    timestamp, nonce, signature = _checked_parts(signed, now)
+    _verify(signed, key, timestamp, nonce, signature)
+    existing = Host.objects.filter(public_key=public_key).first()
+    if existing is not None:
+        if existing.volunteer_id != volunteer.pk:
+            raise Conflict("this key is registered to another volunteer", code="key_taken")
+        return existing, False
+    host = Host.objects.create(
+        volunteer=volunteer,
+        public_key=public_key,
+        name=name,
+        platform=platform,
+        n_cpus=n_cpus,
+        memory_bytes=memory_bytes,
+        flops=flops,
+        daily_quota=settings.TESSERA["DEFAULT_DAILY_QUOTA"],
+        last_contact=now,
+    )
+    return host, True
+
+
+def purge_nonces(*, now: datetime) -> int:
+    """Forget nonces older than the signature window: such requests are refused as stale."""
+    horizon = now - timedelta(seconds=2 * settings.TESSERA["SIGNATURE_MAX_SKEW_SECONDS"])
+    deleted, _ = HostNonce.objects.filter(seen_at__lt=horizon).delete()
+    return deleted

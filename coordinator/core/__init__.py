@@ -1,0 +1,1 @@
+"""Cross-cutting pieces: domain errors and their HTTP mapping, the embedded runtime."""

@@ -1,0 +1,1 @@
+"""The scheduler RPC: reports in, work out; and the replica file transfers beside it."""

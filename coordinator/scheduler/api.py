@@ -1,0 +1,220 @@
+"""The host-facing endpoints: the scheduler RPC and the replica file transfers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from tessera_client.signing import b64encode
+
+from coordinator.accounts.authentication import HostSignatureAuthentication
+from coordinator.accounts.models import Host
+from coordinator.core.fields import SHA256_HEX, Base64Field
+from coordinator.scheduler import services
+from coordinator.scheduler.services import Assignment, ReportIn, RpcResult, WorkRequest
+from coordinator.core.hints import hint
+from coordinator.work.tasks import transition_units
+from coordinator.work.lifecycle import Outcome
+
+ERRORS = {
+    400: OpenApiResponse(description="malformed or invalid request"),
+    401: OpenApiResponse(description="missing, forged, stale or replayed signature"),
+    403: OpenApiResponse(description="the replica belongs to another host"),
+    404: OpenApiResponse(description="unknown replica"),
+    409: OpenApiResponse(description="already reported differently"),
+    413: OpenApiResponse(description="body or output over its limit"),
+}
+
+
+class IsHost(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.auth, Host)
+
+
+class HostView(APIView):
+    authentication_classes = [HostSignatureAuthentication]
+    permission_classes = [IsHost]
+
+
+# --- serializers: the contract of the scheduler RPC ----------------------------------------
+
+
+class ReportSerializer(serializers.Serializer):
+    replica = serializers.IntegerField(min_value=1)
+    status = serializers.ChoiceField(choices=[Outcome.SUCCESS.value, Outcome.CLIENT_ERROR.value])
+    cpu_time = serializers.FloatField(min_value=0, max_value=1e8)
+    exit_code = serializers.IntegerField(min_value=-(2**31), max_value=2**31 - 1, default=0)
+    output_sha256 = serializers.RegexField(SHA256_HEX, required=False)
+    output_size = serializers.IntegerField(min_value=0, max_value=2**53, required=False)
+    output_inline = Base64Field(max_bytes=settings.TESSERA["INLINE_BYTES_MAX"], required=False)
+    message = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        has_output = "output_sha256" in data and "output_size" in data
+        if data["status"] == Outcome.SUCCESS and not has_output:
+            raise serializers.ValidationError("a success needs output_sha256 and output_size")
+        if data["status"] == Outcome.CLIENT_ERROR and ("output_sha256" in data or "output_inline" in data):
+            raise serializers.ValidationError("an error carries no output")
+        return data
+
+
+def report_from(data: dict[str, Any]) -> ReportIn:
+    return ReportIn(
+        replica=data["replica"],
+        status=Outcome(data["status"]),
+        cpu_time=data["cpu_time"],
+        exit_code=data["exit_code"],
+        output_sha256=data.get("output_sha256", ""),
+        output_size=data.get("output_size"),
+        output_inline=data.get("output_inline"),
+        message=data["message"],
+    )
+
+
+class WorkRequestSerializer(serializers.Serializer):
+    tasks = serializers.IntegerField(min_value=0, max_value=10_000, default=0)
+    seconds = serializers.FloatField(min_value=0, max_value=30 * 24 * 3600, default=0)
+
+
+class SchedulerRequestSerializer(serializers.Serializer):
+    reports = serializers.ListField(
+        child=ReportSerializer(), max_length=settings.TESSERA["MAX_REPORTS_PER_RPC"], default=list
+    )
+    work_request = WorkRequestSerializer(required=False)
+
+
+class AppVersionOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    app = serializers.CharField()
+    version = serializers.IntegerField()
+    platform = serializers.CharField()
+    url = serializers.CharField(help_text="where to download the bundle")
+    sha256 = serializers.CharField()
+    signature = serializers.CharField(help_text="Ed25519 signature of the bundle by the project's key, base64")
+    size = serializers.IntegerField()
+
+
+class TaskSerializer(serializers.Serializer):
+    replica = serializers.IntegerField()
+    workunit = serializers.CharField()
+    app_version = AppVersionOutSerializer()
+    input_inline = serializers.CharField(allow_null=True, help_text="the input, base64, when small")
+    input_url = serializers.CharField(allow_null=True, help_text="where to download a larger input")
+    input_sha256 = serializers.CharField()
+    input_size = serializers.IntegerField()
+    fpops_estimate = serializers.FloatField()
+    deadline = serializers.DateTimeField()
+    max_output_bytes = serializers.IntegerField()
+    upload_url = serializers.CharField()
+
+
+class AckSerializer(serializers.Serializer):
+    replica = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["accepted", "duplicate"])
+
+
+class SchedulerReplySerializer(serializers.Serializer):
+    acks = AckSerializer(many=True)
+    tasks = TaskSerializer(many=True)
+    next_rpc_seconds = serializers.IntegerField(help_text="when to call again")
+    server_time = serializers.DateTimeField()
+
+
+def task_payload(assignment: Assignment) -> dict[str, Any]:
+    unit, version = assignment.unit, assignment.app_version
+    inline = unit.input_inline is not None
+    return {
+        "replica": assignment.replica_id,
+        "workunit": unit.name,
+        "app_version": {
+            "id": version.pk,
+            "app": version.app.name,
+            "version": version.version,
+            "platform": version.platform,
+            "url": reverse("app-version-bundle", args=[version.pk]),
+            "sha256": version.bundle_sha256,
+            "signature": version.signature,
+            "size": version.bundle_size,
+        },
+        "input_inline": b64encode(bytes(unit.input_inline)) if inline else None,
+        "input_url": None if inline else reverse("replica-input", args=[assignment.replica_id]),
+        "input_sha256": unit.input_sha256,
+        "input_size": unit.input_size,
+        "fpops_estimate": unit.fpops_estimate,
+        "deadline": assignment.deadline.isoformat(),
+        "max_output_bytes": version.max_output_bytes,
+        "upload_url": reverse("replica-output", args=[assignment.replica_id]),
+    }
+
+
+def reply_payload(result: RpcResult, now: Any) -> dict[str, Any]:
+    return {
+        "acks": [{"replica": ack.replica, "status": ack.status} for ack in result.acks],
+        "tasks": [task_payload(assignment) for assignment in result.assignments],
+        "next_rpc_seconds": result.next_rpc_seconds,
+        "server_time": now.isoformat(),
+    }
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+class SchedulerView(HostView):
+    """BOINC's scheduler RPC: report finished replicas and ask for work, in one request."""
+
+    @extend_schema(request=SchedulerRequestSerializer, responses={200: SchedulerReplySerializer, **ERRORS})
+    def post(self, request: Request) -> Response:
+        incoming = SchedulerRequestSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        work = incoming.validated_data.get("work_request") or {}
+        now = timezone.now()
+        result = services.scheduler_rpc(
+            host=request.auth,
+            reports=[report_from(data) for data in incoming.validated_data["reports"]],
+            work_request=WorkRequest(tasks=work.get("tasks", 0), seconds=work.get("seconds", 0.0)),
+            now=now,
+        )
+        if result.touched_units:
+            hint(transition_units, result.touched_units)
+        return Response(reply_payload(result, now))
+
+
+class OutputUploadSerializer(serializers.Serializer):
+    replica = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    size = serializers.IntegerField()
+
+
+class OutputUploadView(HostView):
+    """Upload a replica's output file; the report that follows names its SHA-256."""
+
+    parser_classes: list = []
+    max_body_bytes = settings.TESSERA["OUTPUT_BYTES_CEILING"]
+
+    @extend_schema(
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        responses={200: OutputUploadSerializer, **ERRORS},
+    )
+    def put(self, request: Request, replica_id: int) -> Response:
+        data = request.body
+        digest = services.store_output(host=request.auth, replica_id=replica_id, data=data)
+        return Response({"replica": replica_id, "sha256": digest, "size": len(data)})
+
+
+class InputDownloadView(HostView):
+    """A larger work-unit input, for the host holding one of its replicas."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **ERRORS})
+    def get(self, request: Request, replica_id: int) -> HttpResponse:
+        data = services.input_of(host=request.auth, replica_id=replica_id)
+        return HttpResponse(data, content_type="application/octet-stream")

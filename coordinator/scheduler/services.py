@@ -1,0 +1,303 @@
+"""The scheduler RPC: record a host's reports and hand it work, in one transaction.
+
+Reports lock their work units first (in id order) and then update replicas, the same
+order the transitioner uses. Dispatch claims unsent replicas with
+``SELECT … FOR UPDATE SKIP LOCKED`` after locking the volunteer's row, so two hosts of
+one volunteer never both take a replica of the same unit; the unique constraint on
+(work unit, volunteer) backs that up in the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+
+from coordinator.accounts.models import Host, Volunteer
+from coordinator.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, PermissionRefused
+from coordinator.work.lifecycle import Outcome, ReplicaState
+from coordinator.work.models import AppVersion, Replica, WorkUnit
+
+REPORTABLE = Q(state=ReplicaState.IN_PROGRESS) | Q(state=ReplicaState.OVER, outcome=Outcome.NO_REPLY)
+DEFAULT_FLOPS = 1e9  # assumed speed of a host that has not measured itself
+
+
+@dataclass(frozen=True)
+class ReportIn:
+    """One finished replica as a host reports it (already well-formed)."""
+
+    replica: int
+    status: Outcome  # SUCCESS or CLIENT_ERROR
+    cpu_time: float
+    exit_code: int = 0
+    output_sha256: str = ""
+    output_size: int | None = None
+    output_inline: bytes | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ReportAck:
+    replica: int
+    status: str  # "accepted" or "duplicate"
+
+
+@dataclass(frozen=True)
+class WorkRequest:
+    tasks: int = 0
+    seconds: float = 0.0
+
+    @property
+    def wants_work(self) -> bool:
+        return self.tasks > 0 or self.seconds > 0
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A replica handed to a host, with everything it needs to run it."""
+
+    replica_id: int
+    unit: WorkUnit
+    app_version: AppVersion
+    deadline: datetime
+
+
+@dataclass(frozen=True)
+class RpcResult:
+    acks: list[ReportAck]
+    assignments: list[Assignment]
+    next_rpc_seconds: int
+    touched_units: list[int]  # units whose replicas were reported: they need a transition
+
+
+def _is_same_report(row: Replica, report: ReportIn) -> bool:
+    return row.outcome == report.status and row.output_sha256 == report.output_sha256
+
+
+def _check_output(row: Replica, report: ReportIn) -> None:
+    if report.status != Outcome.SUCCESS:
+        return
+    if report.output_inline is not None:
+        if len(report.output_inline) != report.output_size or (
+            hashlib.sha256(report.output_inline).hexdigest() != report.output_sha256
+        ):
+            raise InvalidInput(
+                f"replica {row.pk}: the inline output does not match output_sha256 and output_size",
+                code="output_mismatch",
+            )
+    elif not row.uploaded_sha256:
+        raise InvalidInput(f"replica {row.pk}: upload the output before reporting it", code="output_missing")
+    elif row.uploaded_sha256 != report.output_sha256 or row.output_size != report.output_size:
+        raise InvalidInput(
+            f"replica {row.pk}: output_sha256 does not match the uploaded output", code="output_mismatch"
+        )
+
+
+def record_reports(*, host: Host, reports: list[ReportIn], now: datetime) -> tuple[list[ReportAck], list[int]]:
+    """Record finished replicas; a report repeated identically is acknowledged again.
+
+    Returns the acknowledgements and the units whose replicas changed.
+
+    Any report the host may not make (unknown replica, another host's, already reported
+    differently, bad output) refuses the whole request: the caller's transaction rolls back.
+    """
+    ids = [report.replica for report in reports]
+    if len(set(ids)) != len(ids):
+        raise InvalidInput("a replica is reported twice in one request", code="duplicate_report")
+    rows = {
+        row.pk: row
+        for row in Replica.objects.filter(id__in=ids).only(
+            "id", "workunit_id", "host_id", "state", "outcome", "output_sha256", "output_size", "uploaded_sha256"
+        )
+    }
+    to_record: list[tuple[Replica, ReportIn]] = []
+    acks: list[ReportAck] = []
+    for report in reports:
+        row = rows.get(report.replica)
+        if row is None:
+            raise NotFound(f"replica {report.replica} does not exist", code="unknown_replica")
+        if row.host_id != host.pk:
+            raise PermissionRefused(f"replica {report.replica} was not sent to this host", code="not_your_replica")
+        reportable = row.state == ReplicaState.IN_PROGRESS or (
+            row.state == ReplicaState.OVER and row.outcome == Outcome.NO_REPLY
+        )
+        if not reportable:
+            if _is_same_report(row, report):
+                acks.append(ReportAck(report.replica, "duplicate"))
+                continue
+            raise Conflict(f"replica {report.replica} was already reported differently", code="already_reported")
+        _check_output(row, report)
+        to_record.append((row, report))
+    if not to_record:
+        return acks, []
+
+    unit_ids = sorted({row.workunit_id for row, _ in to_record})
+    list(WorkUnit.objects.select_for_update().filter(id__in=unit_ids).order_by("id").values_list("id"))
+    for row, report in to_record:
+        updated = Replica.objects.filter(REPORTABLE, pk=row.pk, host=host).update(
+            state=ReplicaState.OVER,
+            outcome=report.status,
+            received_at=now,
+            cpu_time=report.cpu_time,
+            exit_code=report.exit_code,
+            message=report.message[:1000],
+            output_sha256=report.output_sha256 if report.status == Outcome.SUCCESS else "",
+            output_size=report.output_size if report.status == Outcome.SUCCESS else None,
+            output_inline=report.output_inline,
+        )
+        if updated != 1:
+            raise Conflict(f"replica {report.replica} changed while it was being reported", code="retry")
+        acks.append(ReportAck(report.replica, "accepted"))
+    WorkUnit.objects.filter(id__in=unit_ids).update(transition_time=now)
+    return acks, unit_ids
+
+
+def current_app_versions(platform: str) -> dict[int, AppVersion]:
+    """The newest version of each app that runs on ``platform``."""
+    versions: dict[int, AppVersion] = {}
+    for version in AppVersion.objects.filter(platform__in=["any", platform]).order_by("app_id", "-version"):
+        versions.setdefault(version.app_id, version)
+    return versions
+
+
+def _quota_left(host: Host, today: date) -> tuple[int, int]:
+    used = host.quota_used if host.quota_day == today else 0
+    return max(0, host.daily_quota - used), used
+
+
+def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assignment]:
+    """Claim unsent replicas for ``host``: by priority then age, one per unit, within quota."""
+    cap = settings.TESSERA["MAX_TASKS_PER_RPC"]
+    list(Volunteer.objects.select_for_update().filter(pk=host.volunteer_id).values_list("pk"))
+    host = Host.objects.get(pk=host.pk)  # fresh quota figures, now that the volunteer is locked
+    today = now.date()
+    left, used = _quota_left(host, today)
+    limit = min(cap, left, request.tasks if request.tasks > 0 else cap)
+    versions = current_app_versions(host.platform)
+    if limit <= 0 or not versions:
+        Host.objects.filter(pk=host.pk).update(last_contact=now)
+        return []
+
+    same_volunteer = Replica.objects.filter(workunit_id=OuterRef("workunit_id"), volunteer_id=host.volunteer_id)
+    candidates = (
+        Replica.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(
+            state=ReplicaState.UNSENT,
+            workunit__memory_bytes__lte=host.memory_bytes,
+            workunit__app_id__in=list(versions),
+        )
+        .filter(~Exists(same_volunteer))
+        .order_by("-priority", "id")
+        .values_list("id", "workunit_id", "workunit__fpops_estimate")[: limit * 2]
+    )
+    speed = (host.flops or DEFAULT_FLOPS) * max(1, host.n_cpus)
+    chosen: list[int] = []
+    unit_of: dict[int, int] = {}
+    taken_units: set[int] = set()
+    seconds = 0.0
+    for replica_id, unit_id, fpops in candidates:
+        if unit_id in taken_units:
+            continue
+        taken_units.add(unit_id)
+        unit_of[replica_id] = unit_id
+        chosen.append(replica_id)
+        seconds += fpops / speed
+        if len(chosen) >= limit or (request.tasks <= 0 and seconds >= request.seconds):
+            break
+    Host.objects.filter(pk=host.pk).update(last_contact=now, quota_day=today, quota_used=used + len(chosen))
+    if not chosen:
+        return []
+
+    units = WorkUnit.objects.in_bulk(list(unit_of.values()))
+    groups: dict[tuple[int, int], list[int]] = {}
+    for replica_id in chosen:
+        unit = units[unit_of[replica_id]]
+        groups.setdefault((unit.delay_bound, versions[unit.app_id].pk), []).append(replica_id)
+    assignments: list[Assignment] = []
+    for (delay_bound, version_id), replica_ids in groups.items():
+        deadline = now + timedelta(seconds=delay_bound)
+        updated = Replica.objects.filter(id__in=replica_ids, state=ReplicaState.UNSENT).update(
+            state=ReplicaState.IN_PROGRESS,
+            host=host,
+            volunteer_id=host.volunteer_id,
+            app_version_id=version_id,
+            sent_at=now,
+            deadline=deadline,
+        )
+        if updated != len(replica_ids):
+            raise Conflict("work was claimed concurrently; ask again", code="retry")
+        for replica_id in replica_ids:
+            unit = units[unit_of[replica_id]]
+            assignments.append(Assignment(replica_id, unit, versions[unit.app_id], deadline))
+    return assignments
+
+
+@transaction.atomic
+def scheduler_rpc(
+    *, host: Host, reports: list[ReportIn], work_request: WorkRequest, now: datetime
+) -> RpcResult:
+    """BOINC's scheduler request: reports in, work out, all or nothing."""
+    if len(reports) > settings.TESSERA["MAX_REPORTS_PER_RPC"]:
+        raise InvalidInput(f"at most {settings.TESSERA['MAX_REPORTS_PER_RPC']} reports per request")
+    acks, touched = record_reports(host=host, reports=reports, now=now) if reports else ([], [])
+    if work_request.wants_work:
+        assignments = claim_work(host=host, request=work_request, now=now)
+    else:
+        Host.objects.filter(pk=host.pk).update(last_contact=now)
+        assignments = []
+    delay = settings.TESSERA["RPC_DELAY_WITH_WORK" if assignments or not work_request.wants_work else "RPC_DELAY_NO_WORK"]
+    return RpcResult(acks=acks, assignments=assignments, next_rpc_seconds=delay, touched_units=touched)
+
+
+def _reportable_replica(*, host: Host, replica_id: int) -> Replica:
+    replica = Replica.objects.select_related("app_version", "workunit").filter(pk=replica_id).first()
+    if replica is None:
+        raise NotFound(f"replica {replica_id} does not exist", code="unknown_replica")
+    if replica.host_id != host.pk:
+        raise PermissionRefused(f"replica {replica_id} was not sent to this host", code="not_your_replica")
+    return replica
+
+
+def store_output(*, host: Host, replica_id: int, data: bytes) -> str:
+    """Keep a host's output file for a replica it holds; returns the file's SHA-256.
+
+    The file goes through Django's storage API (local disk here, S3 in production). The
+    report that follows must name this same SHA-256.
+    """
+    replica = _reportable_replica(host=host, replica_id=replica_id)
+    if not (replica.state == ReplicaState.IN_PROGRESS or replica.outcome == Outcome.NO_REPLY):
+        raise Conflict(f"replica {replica_id} is already reported", code="already_reported")
+    limit = replica.app_version.max_output_bytes
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the output is {len(data)} bytes; this app allows {limit}")
+    digest = hashlib.sha256(data).hexdigest()
+    name = f"outputs/{replica.workunit_id}/{replica.pk}-{digest[:16]}"
+    created = not default_storage.exists(name)
+    if created:
+        name = default_storage.save(name, ContentFile(data))
+    updated = Replica.objects.filter(REPORTABLE, pk=replica.pk, host=host).update(
+        output_file=name, uploaded_sha256=digest, output_size=len(data)
+    )
+    if updated != 1:
+        if created:
+            default_storage.delete(name)
+        raise Conflict(f"replica {replica_id} is already reported", code="already_reported")
+    return digest
+
+
+def input_of(*, host: Host, replica_id: int) -> bytes:
+    """The input of a unit, for a host that holds one of its replicas."""
+    replica = _reportable_replica(host=host, replica_id=replica_id)
+    if replica.state != ReplicaState.IN_PROGRESS:
+        raise Conflict(f"replica {replica_id} is not in progress", code="not_in_progress")
+    unit = replica.workunit
+    if unit.input_inline is not None:
+        return bytes(unit.input_inline)
+    with unit.input_file.open("rb") as handle:
+        return handle.read()

@@ -1,0 +1,182 @@
+"""Settings for the Tessera coordinator, read from the environment.
+
+The defaults are the embedded setup: SQLite and files under ``var/``, and dramatiq's
+in-memory broker with a worker inside the web process. Production sets ``DATABASE_URL``,
+``BROKER_URL`` and ``SECRET_KEY`` (see docs/operators.md).
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+# The development key is only accepted while DEBUG is on or for the embedded default;
+# production must set SECRET_KEY.
+SECRET_KEY = env.str("SECRET_KEY", default="tessera-insecure-development-key-change-me")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+
+INSTALLED_APPS = [
+    # First, so that its runserver (which starts the embedded worker) wins over staticfiles'.
+    "coordinator.core",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_dramatiq",
+    "rest_framework",
+    "drf_spectacular",
+    "coordinator.accounts",
+    "coordinator.work",
+    "coordinator.scheduler",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "coordinator.urls"
+WSGI_APPLICATION = "coordinator.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'tessera.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE takes SQLite's write lock when a transaction starts, so two requests
+    # never both read and then race to write; WAL lets readers go on meanwhile.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Files ----------------------------------------------------------------------------
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "media")
+MEDIA_URL = "/media/"
+STATIC_URL = "/static/"
+STATIC_ROOT = env.path("STATIC_ROOT", default=VAR_DIR / "static")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- Background work (dramatiq) ------------------------------------------------------
+# memory:// is dramatiq's in-process broker; the embedded runserver starts a worker and
+# the periodic sweeps beside it. amqp:// and redis:// select the real brokers.
+BROKER_URL = env.str("BROKER_URL", default="memory://")
+_DRAMATIQ_MIDDLEWARE = [
+    "dramatiq.middleware.AgeLimit",
+    "dramatiq.middleware.TimeLimit",
+    "dramatiq.middleware.Callbacks",
+    "dramatiq.middleware.Retries",
+    "django_dramatiq.middleware.DbConnectionsMiddleware",
+]
+if BROKER_URL.startswith("memory://"):
+    DRAMATIQ_BROKER = {"BROKER": "dramatiq.brokers.stub.StubBroker", "OPTIONS": {}}
+elif BROKER_URL.startswith("redis"):
+    DRAMATIQ_BROKER = {"BROKER": "dramatiq.brokers.redis.RedisBroker", "OPTIONS": {"url": BROKER_URL}}
+elif BROKER_URL.startswith("amqp"):
+    DRAMATIQ_BROKER = {"BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker", "OPTIONS": {"url": BROKER_URL}}
+else:
+    raise environ.ImproperlyConfigured(f"BROKER_URL must be memory://, redis://… or amqp://…, not {BROKER_URL!r}")
+DRAMATIQ_BROKER["MIDDLEWARE"] = _DRAMATIQ_MIDDLEWARE
+DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+EMBEDDED_WORKER = BROKER_URL.startswith("memory://")
+# How often the periodic sweeps (transitioner, deadlines, nonce purge) are enqueued.
+SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=5.0)
+
+# --- The volunteer protocol ----------------------------------------------------------
+TESSERA = {
+    # A signed request's timestamp may be this far from the coordinator's clock.
+    "SIGNATURE_MAX_SKEW_SECONDS": env.int("SIGNATURE_MAX_SKEW_SECONDS", default=300),
+    # Inputs and outputs up to this size travel inside the scheduler RPC itself.
+    "INLINE_BYTES_MAX": env.int("INLINE_BYTES_MAX", default=4096),
+    # Largest JSON body a host may send; file uploads have their own limit per app version.
+    "REQUEST_BODY_MAX": env.int("REQUEST_BODY_MAX", default=1024 * 1024),
+    # Upper bound on any app version's output limit: no upload is read past this.
+    "OUTPUT_BYTES_CEILING": env.int("OUTPUT_BYTES_CEILING", default=64 * 1024 * 1024),
+    "MAX_TASKS_PER_RPC": env.int("MAX_TASKS_PER_RPC", default=100),
+    "MAX_REPORTS_PER_RPC": env.int("MAX_REPORTS_PER_RPC", default=500),
+    "DEFAULT_DAILY_QUOTA": env.int("DEFAULT_DAILY_QUOTA", default=2000),
+    # When to call again: soon while there is work, later when there is none.
+    "RPC_DELAY_WITH_WORK": env.int("RPC_DELAY_WITH_WORK", default=5),
+    "RPC_DELAY_NO_WORK": env.int("RPC_DELAY_NO_WORK", default=300),
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = TESSERA["OUTPUT_BYTES_CEILING"]
+
+# --- REST API -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "coordinator.core.api_errors.handle_api_exception",
+    "DEFAULT_THROTTLE_RATES": {
+        "signup": env.str("THROTTLE_SIGNUP", default="20/hour"),
+        "token": env.str("THROTTLE_TOKEN", default="30/hour"),
+    },
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Tessera coordinator API",
+    "DESCRIPTION": (
+        "Volunteer-computing coordinator. Hosts sign every request with their Ed25519 key "
+        "(headers X-Tessera-Host, X-Tessera-Timestamp, X-Tessera-Nonce, X-Tessera-Signature)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

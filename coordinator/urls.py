@@ -1,0 +1,28 @@
+"""Routes: the admin site, the REST API under /api/v1/, and the API's schema and docs."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from coordinator.accounts import api as accounts_api
+from coordinator.core import views as core_views
+from coordinator.scheduler import api as scheduler_api
+from coordinator.work import api as work_api
+
+api_v1 = [
+    path("volunteers", accounts_api.SignupView.as_view(), name="volunteer-signup"),
+    path("volunteers/token", accounts_api.TokenView.as_view(), name="volunteer-token"),
+    path("hosts", accounts_api.HostRegisterView.as_view(), name="host-register"),
+    path("scheduler", scheduler_api.SchedulerView.as_view(), name="scheduler"),
+    path("replicas/<int:replica_id>/output", scheduler_api.OutputUploadView.as_view(), name="replica-output"),
+    path("replicas/<int:replica_id>/input", scheduler_api.InputDownloadView.as_view(), name="replica-input"),
+    path("app-versions/<int:version_id>/bundle", work_api.BundleDownloadView.as_view(), name="app-version-bundle"),
+]
+
+urlpatterns = [
+    path("", core_views.home, name="home"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]

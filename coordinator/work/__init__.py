@@ -1,0 +1,1 @@
+"""Apps, app versions, batches, work units, replicas, and the pure lifecycle."""

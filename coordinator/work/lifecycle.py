@@ -1,0 +1,183 @@
+"""The work-unit lifecycle, after BOINC's transitioner: pure, no ORM, no clock.
+
+Given a work unit, its replicas and ``now``, :func:`transition` says what must change.
+The transitioner applies the answer with conditional updates; everything else that
+changes a unit's state (reports, validation) only records facts and asks for a new
+transition. Running :func:`transition` again on the applied result asks for nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class ReplicaState(StrEnum):
+    UNSENT = "unsent"
+    IN_PROGRESS = "in_progress"
+    OVER = "over"
+
+
+class Outcome(StrEnum):
+    INIT = "init"
+    SUCCESS = "success"
+    CLIENT_ERROR = "client_error"
+    NO_REPLY = "no_reply"
+    DIDNT_NEED = "didnt_need"
+    VALIDATE_ERROR = "validate_error"
+
+
+class ValidateState(StrEnum):
+    INIT = "init"
+    VALID = "valid"
+    INVALID = "invalid"
+    INCONCLUSIVE = "inconclusive"
+
+
+class UnitState(StrEnum):
+    ACTIVE = "active"
+    DONE = "done"  # has a canonical replica
+    FAILED = "failed"
+
+
+class FailureReason(StrEnum):
+    TOO_MANY_ERRORS = "too_many_errors"
+    TOO_MANY_TOTAL = "too_many_total_results"
+    CANCELLED = "cancelled"
+
+
+ERROR_OUTCOMES = frozenset({Outcome.CLIENT_ERROR, Outcome.NO_REPLY, Outcome.VALIDATE_ERROR})
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A unit's redundancy policy (BOINC's names)."""
+
+    min_quorum: int
+    target_nresults: int
+    max_error_results: int
+    max_total_results: int
+    delay_bound: int  # seconds a host has before its replica times out
+
+
+@dataclass(frozen=True)
+class UnitView:
+    id: int
+    policy: Policy
+    state: UnitState = UnitState.ACTIVE
+    has_canonical: bool = False
+    need_validate: bool = False
+
+
+@dataclass(frozen=True)
+class ReplicaView:
+    id: int
+    state: ReplicaState
+    outcome: Outcome = Outcome.INIT
+    validate_state: ValidateState = ValidateState.INIT
+    deadline: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What the transitioner must write for one unit."""
+
+    create_replicas: int = 0
+    timed_out: tuple[int, ...] = ()  # IN_PROGRESS -> OVER / NO_REPLY
+    not_needed: tuple[int, ...] = ()  # UNSENT -> OVER / DIDNT_NEED
+    need_validate: bool = False
+    failure: FailureReason | None = None
+    next_transition: datetime | None = None  # None: nothing is scheduled
+
+    @property
+    def changes_replicas(self) -> bool:
+        return bool(self.create_replicas or self.timed_out or self.not_needed)
+
+
+@dataclass
+class _Tally:
+    unsent: list[int] = field(default_factory=list)
+    in_progress: list[ReplicaView] = field(default_factory=list)
+    errors: int = 0
+    total: int = 0
+    alive_successes: int = 0  # successes not yet judged invalid
+    unchecked_successes: int = 0
+    inconclusive: int = 0
+
+
+def _tally(replicas: list[ReplicaView], timed_out: set[int]) -> _Tally:
+    tally = _Tally(total=len(replicas))
+    for replica in replicas:
+        if replica.id in timed_out:
+            tally.errors += 1
+        elif replica.state is ReplicaState.UNSENT:
+            tally.unsent.append(replica.id)
+        elif replica.state is ReplicaState.IN_PROGRESS:
+            tally.in_progress.append(replica)
+        elif replica.outcome in ERROR_OUTCOMES:
+            tally.errors += 1
+        elif replica.outcome is Outcome.SUCCESS and replica.validate_state is not ValidateState.INVALID:
+            tally.alive_successes += 1
+            if replica.validate_state is ValidateState.INIT:
+                tally.unchecked_successes += 1
+            elif replica.validate_state is ValidateState.INCONCLUSIVE:
+                tally.inconclusive += 1
+    return tally
+
+
+def wanted_replicas(policy: Policy, tally: _Tally) -> int:
+    """Replicas that should exist unfinished or successful: the target, or one more than
+    the successes so far while they disagree (BOINC raises the target the same way)."""
+    if tally.inconclusive:
+        return max(policy.target_nresults, tally.alive_successes + 1)
+    return policy.target_nresults
+
+
+def transition(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Transition:
+    """Everything that must change for ``unit`` at ``now``."""
+    timed_out = {
+        r.id
+        for r in replicas
+        if r.state is ReplicaState.IN_PROGRESS and r.deadline is not None and r.deadline <= now
+    }
+    tally = _tally(replicas, timed_out)
+    deadlines = [r.deadline for r in tally.in_progress if r.deadline is not None]
+    next_transition = min(deadlines) if deadlines else None
+
+    if unit.state is not UnitState.ACTIVE or unit.has_canonical:
+        # Finished: cancel what was never sent; replicas still out may report late and
+        # are then compared with the canonical one, so they keep running until their deadline.
+        late = unit.has_canonical and tally.unchecked_successes > 0
+        return Transition(
+            timed_out=tuple(sorted(timed_out)),
+            not_needed=tuple(tally.unsent),
+            need_validate=late,
+            next_transition=next_transition,
+        )
+
+    policy = unit.policy
+    if tally.errors > policy.max_error_results:
+        return Transition(
+            timed_out=tuple(sorted(timed_out)),
+            not_needed=tuple(tally.unsent),
+            failure=FailureReason.TOO_MANY_ERRORS,
+            next_transition=next_transition,
+        )
+
+    need_validate = tally.unchecked_successes > 0 and tally.alive_successes >= policy.min_quorum
+    pending = len(tally.unsent) + len(tally.in_progress)
+    missing = max(0, wanted_replicas(policy, tally) - pending - tally.alive_successes)
+    create = min(missing, max(0, policy.max_total_results - tally.total))
+    if missing > create and pending + create == 0 and not need_validate:
+        return Transition(
+            timed_out=tuple(sorted(timed_out)),
+            failure=FailureReason.TOO_MANY_TOTAL,
+            next_transition=next_transition,
+        )
+    return Transition(
+        create_replicas=create,
+        timed_out=tuple(sorted(timed_out)),
+        need_validate=need_validate,
+        next_transition=next_transition,
+    )

@@ -1,0 +1,192 @@
+"""Apps, app versions, batches, work units and their replicas (BOINC's results).
+
+Rules that can live in the database do: redundancy bounds, state/field agreement, and
+"no two replicas of a unit for one volunteer" as a unique constraint.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from coordinator.accounts.models import Host, Volunteer
+from coordinator.work.lifecycle import FailureReason, Outcome, ReplicaState, UnitState, ValidateState
+
+
+def choices(enum: type) -> list[tuple[str, str]]:
+    return [(member.value, member.name.replace("_", " ").lower()) for member in enum]
+
+
+class App(models.Model):
+    """A science application; its code ships as signed app versions."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    title = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AppVersion(models.Model):
+    """One signed bundle of an app that hosts download, verify and run."""
+
+    app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField()
+    platform = models.CharField(max_length=64, default="any")
+    bundle = models.FileField(upload_to="bundles/")
+    bundle_sha256 = models.CharField(max_length=64)
+    bundle_size = models.PositiveBigIntegerField()
+    signature = models.CharField(max_length=88, help_text="Ed25519 signature of the bundle, base64")
+    max_output_bytes = models.PositiveBigIntegerField(default=1024 * 1024)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["app", "version", "platform"], name="app_version_once"),
+            models.CheckConstraint(condition=Q(max_output_bytes__gte=1), name="app_version_output_limit"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.app.name} v{self.version} ({self.platform})"
+
+
+class Batch(models.Model):
+    """A scientist's set of work units, submitted together."""
+
+    name = models.CharField(max_length=200)
+    app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="batches")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="batches"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WorkUnit(models.Model):
+    """One piece of computation, done redundantly by several hosts."""
+
+    app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="units")
+    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="units")
+    name = models.CharField(max_length=200, unique=True)
+    # Small inputs live in the row and travel inside the scheduler reply; large ones are files.
+    input_inline = models.BinaryField(null=True, blank=True)
+    input_file = models.FileField(upload_to="inputs/", blank=True)
+    input_sha256 = models.CharField(max_length=64)
+    input_size = models.PositiveBigIntegerField()
+    # Redundancy policy (BOINC's names).
+    min_quorum = models.PositiveSmallIntegerField(default=2)
+    target_nresults = models.PositiveSmallIntegerField(default=2)
+    max_error_results = models.PositiveSmallIntegerField(default=3)
+    max_total_results = models.PositiveSmallIntegerField(default=6)
+    delay_bound = models.PositiveIntegerField(default=7 * 24 * 3600, help_text="seconds")
+    priority = models.SmallIntegerField(default=0)
+    memory_bytes = models.PositiveBigIntegerField(default=0, help_text="memory the app needs")
+    fpops_estimate = models.FloatField(default=1e12, help_text="floating-point operations per unit")
+
+    state = models.CharField(max_length=16, choices=choices(UnitState), default=UnitState.ACTIVE)
+    failure_reason = models.CharField(max_length=32, choices=choices(FailureReason), blank=True)
+    transition_time = models.DateTimeField(null=True, blank=True)
+    need_validate = models.BooleanField(default=False)
+    canonical_replica = models.ForeignKey(
+        "Replica", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(min_quorum__gte=1), name="unit_quorum_positive"),
+            models.CheckConstraint(condition=Q(target_nresults__gte=F("min_quorum")), name="unit_target_reaches_quorum"),
+            models.CheckConstraint(
+                condition=Q(max_total_results__gte=F("target_nresults")), name="unit_total_covers_target"
+            ),
+            models.CheckConstraint(condition=Q(delay_bound__gte=1), name="unit_delay_bound_positive"),
+            models.CheckConstraint(
+                condition=Q(state=UnitState.FAILED, failure_reason__gt="")
+                | (~Q(state=UnitState.FAILED) & Q(failure_reason="")),
+                name="unit_failure_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=Q(input_inline__isnull=False) | ~Q(input_file=""), name="unit_has_input"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["transition_time"], name="unit_transition_due"),
+            models.Index(fields=["id"], condition=Q(need_validate=True), name="unit_need_validate"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Replica(models.Model):
+    """One copy of a work unit sent to one host (BOINC's result)."""
+
+    workunit = models.ForeignKey(WorkUnit, on_delete=models.CASCADE, related_name="replicas")
+    state = models.CharField(max_length=16, choices=choices(ReplicaState), default=ReplicaState.UNSENT)
+    outcome = models.CharField(max_length=16, choices=choices(Outcome), default=Outcome.INIT)
+    validate_state = models.CharField(max_length=16, choices=choices(ValidateState), default=ValidateState.INIT)
+    # Copied from the unit so that dispatch reads one index in order.
+    priority = models.SmallIntegerField(default=0)
+
+    host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.PROTECT, related_name="replicas")
+    volunteer = models.ForeignKey(
+        Volunteer, null=True, blank=True, on_delete=models.PROTECT, related_name="replicas"
+    )
+    app_version = models.ForeignKey(
+        AppVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="replicas"
+    )
+    sent_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(null=True, blank=True)
+
+    # What the host reported, and what it uploaded before reporting.
+    output_sha256 = models.CharField(max_length=64, blank=True)
+    output_size = models.PositiveBigIntegerField(null=True, blank=True)
+    output_inline = models.BinaryField(null=True, blank=True)
+    output_file = models.FileField(upload_to="outputs/", blank=True, max_length=200)
+    uploaded_sha256 = models.CharField(max_length=64, blank=True)
+    cpu_time = models.FloatField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    message = models.CharField(max_length=1000, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workunit", "volunteer"],
+                condition=Q(volunteer__isnull=False),
+                name="replica_one_per_volunteer",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state=ReplicaState.UNSENT)
+                | Q(host__isnull=True, volunteer__isnull=True, outcome=Outcome.INIT),
+                name="replica_unsent_is_unassigned",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state=ReplicaState.IN_PROGRESS)
+                | Q(host__isnull=False, volunteer__isnull=False, deadline__isnull=False, outcome=Outcome.INIT),
+                name="replica_in_progress_is_assigned",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state=ReplicaState.OVER) | ~Q(outcome=Outcome.INIT),
+                name="replica_over_has_outcome",
+            ),
+            models.CheckConstraint(
+                condition=~Q(outcome=Outcome.SUCCESS) | ~Q(output_sha256=""),
+                name="replica_success_has_output",
+            ),
+            models.CheckConstraint(condition=Q(cpu_time__isnull=True) | Q(cpu_time__gte=0), name="replica_cpu_time"),
+        ]
+        indexes = [
+            # Dispatch: the best unsent replicas first, read in index order.
+            models.Index(F("priority").desc(), "id", condition=Q(state=ReplicaState.UNSENT), name="replica_dispatch"),
+            models.Index(fields=["deadline"], condition=Q(state=ReplicaState.IN_PROGRESS), name="replica_deadline"),
+        ]
+
+    def __str__(self) -> str:
+        return f"replica {self.pk} of {self.workunit_id}"

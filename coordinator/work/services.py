@@ -1,0 +1,221 @@
+"""Writes for apps and work units, and the transitioner that applies the lifecycle."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from nacl.signing import SigningKey
+from tessera_client.signing import b64encode
+
+from coordinator.core.errors import InvalidInput
+from coordinator.work import lifecycle
+from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
+from coordinator.work.models import App, AppVersion, Batch, Replica, WorkUnit
+
+
+
+@dataclass(frozen=True)
+class RedundancyPolicy:
+    """How many replicas of a unit, how many must agree, and the limits (BOINC's names)."""
+
+    min_quorum: int = 2
+    target_nresults: int = 2
+    max_error_results: int = 3
+    max_total_results: int = 6
+    delay_bound: int = 7 * 24 * 3600
+
+    def check(self) -> None:
+        if self.min_quorum < 1:
+            raise InvalidInput("min_quorum must be at least 1")
+        if self.target_nresults < self.min_quorum:
+            raise InvalidInput("target_nresults must be at least min_quorum")
+        if self.max_total_results < self.target_nresults:
+            raise InvalidInput("max_total_results must be at least target_nresults")
+        if self.delay_bound < 1:
+            raise InvalidInput("delay_bound must be at least one second")
+
+
+def register_app_version(
+    *,
+    app: App,
+    version: int,
+    bundle: bytes,
+    signing_key: SigningKey,
+    max_output_bytes: int = 1024 * 1024,
+    platform: str = "any",
+) -> AppVersion:
+    """Store a bundle with its SHA-256 and the project's Ed25519 signature of it."""
+    digest = hashlib.sha256(bundle).hexdigest()
+    app_version = AppVersion(
+        app=app,
+        version=version,
+        platform=platform,
+        bundle_sha256=digest,
+        bundle_size=len(bundle),
+        signature=b64encode(signing_key.sign(bundle).signature),
+        max_output_bytes=max_output_bytes,
+    )
+    app_version.bundle.save(f"{app.name}-{version}-{platform}.zip", ContentFile(bundle), save=False)
+    app_version.save()
+    return app_version
+
+
+@transaction.atomic
+def create_work_unit(
+    *,
+    app: App,
+    name: str,
+    input_data: bytes,
+    now: datetime,
+    policy: RedundancyPolicy = RedundancyPolicy(),
+    batch: Batch | None = None,
+    priority: int = 0,
+    memory_bytes: int = 0,
+    fpops_estimate: float = 1e12,
+) -> WorkUnit:
+    """A new unit with its first replicas, made by the lifecycle like any later ones."""
+    policy.check()
+    unit = WorkUnit(
+        app=app,
+        batch=batch,
+        name=name,
+        input_sha256=hashlib.sha256(input_data).hexdigest(),
+        input_size=len(input_data),
+        min_quorum=policy.min_quorum,
+        target_nresults=policy.target_nresults,
+        max_error_results=policy.max_error_results,
+        max_total_results=policy.max_total_results,
+        delay_bound=policy.delay_bound,
+        priority=priority,
+        memory_bytes=memory_bytes,
+        fpops_estimate=fpops_estimate,
+        transition_time=now,
+    )
+    if len(input_data) <= settings.TESSERA["INLINE_BYTES_MAX"]:
+        unit.input_inline = input_data
+    else:
+        unit.input_file.save(f"{name}.in", ContentFile(input_data), save=False)
+    unit.save()
+    apply_transitions([unit], now=now)
+    return unit
+
+
+# --- the transitioner ------------------------------------------------------------------
+
+
+def unit_view(unit: WorkUnit) -> lifecycle.UnitView:
+    return lifecycle.UnitView(
+        id=unit.pk,
+        policy=lifecycle.Policy(
+            min_quorum=unit.min_quorum,
+            target_nresults=unit.target_nresults,
+            max_error_results=unit.max_error_results,
+            max_total_results=unit.max_total_results,
+            delay_bound=unit.delay_bound,
+        ),
+        state=UnitState(unit.state),
+        has_canonical=unit.canonical_replica_id is not None,
+        need_validate=unit.need_validate,
+    )
+
+
+def replica_view(row: dict) -> lifecycle.ReplicaView:
+    return lifecycle.ReplicaView(
+        id=row["id"],
+        state=ReplicaState(row["state"]),
+        outcome=Outcome(row["outcome"]),
+        validate_state=lifecycle.ValidateState(row["validate_state"]),
+        deadline=row["deadline"],
+    )
+
+
+def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
+    """Run the lifecycle on locked ``units`` and write what it asks, in a few statements.
+
+    The caller holds the units' rows (or SQLite's write lock). Replica updates are
+    conditional on the state the lifecycle saw, so a replica a host just claimed or
+    reported is never overwritten. Returns how many units changed.
+    """
+    by_unit: dict[int, list[lifecycle.ReplicaView]] = {unit.pk: [] for unit in units}
+    rows = Replica.objects.filter(workunit_id__in=by_unit).values(
+        "id", "workunit_id", "state", "outcome", "validate_state", "deadline"
+    )
+    for row in rows:
+        by_unit[row["workunit_id"]].append(replica_view(row))
+
+    timed_out: list[int] = []
+    not_needed: list[int] = []
+    new_replicas: list[Replica] = []
+    changed_units: list[WorkUnit] = []
+    for unit in units:
+        result = lifecycle.transition(unit_view(unit), by_unit[unit.pk], now)
+        timed_out.extend(result.timed_out)
+        not_needed.extend(result.not_needed)
+        new_replicas.extend(Replica(workunit=unit, priority=unit.priority) for _ in range(result.create_replicas))
+        before = (unit.need_validate, unit.state, unit.failure_reason, unit.transition_time)
+        unit.need_validate = result.need_validate
+        unit.transition_time = result.next_transition
+        if result.failure is not None:
+            unit.state, unit.failure_reason = UnitState.FAILED, result.failure
+        if result.changes_replicas or before != (
+            unit.need_validate, unit.state, unit.failure_reason, unit.transition_time
+        ):
+            changed_units.append(unit)
+
+    if timed_out:
+        Replica.objects.filter(id__in=timed_out, state=ReplicaState.IN_PROGRESS, deadline__lte=now).update(
+            state=ReplicaState.OVER, outcome=Outcome.NO_REPLY
+        )
+    if not_needed:
+        Replica.objects.filter(id__in=not_needed, state=ReplicaState.UNSENT).update(
+            state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED
+        )
+    if new_replicas:
+        Replica.objects.bulk_create(new_replicas)
+    if changed_units:
+        WorkUnit.objects.bulk_update(
+            changed_units, ["need_validate", "transition_time", "state", "failure_reason"]
+        )
+    return len(changed_units)
+
+
+def due_unit_ids(*, now: datetime, limit: int) -> list[int]:
+    """Units whose transition time has come, or with a replica past its deadline."""
+    by_time = WorkUnit.objects.filter(transition_time__lte=now).order_by("transition_time")
+    past_deadline = Replica.objects.filter(state=ReplicaState.IN_PROGRESS, deadline__lte=now)
+    ids = set(by_time.values_list("id", flat=True)[:limit])
+    ids.update(past_deadline.order_by("deadline").values_list("workunit_id", flat=True)[:limit])
+    return sorted(ids)[:limit]
+
+
+def transition_units(*, unit_ids: list[int], now: datetime) -> tuple[int, int]:
+    """Apply the lifecycle to these units; units another worker holds are left to it.
+
+    Returns (units handled, units changed).
+    """
+    with transaction.atomic():
+        units = list(
+            WorkUnit.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(id__in=unit_ids)
+            .order_by("id")
+        )
+        return len(units), (apply_transitions(units, now=now) if units else 0)
+
+
+def transition_due_units(*, now: datetime, chunk: int = 500, max_chunks: int = 100) -> int:
+    """The transitioner's sweep: every due unit, a chunk per transaction."""
+    changed = 0
+    for _ in range(max_chunks):
+        ids = due_unit_ids(now=now, limit=chunk)
+        if not ids:
+            break
+        handled, changed_now = transition_units(unit_ids=ids, now=now)
+        changed += changed_now
+        if handled == 0 or len(ids) < chunk:
+            break  # the rest is held by another worker, or there is no more
+    return changed
