@@ -1,0 +1,217 @@
+"""The scheduler RPC's rules for handing out work, through the signed HTTP endpoint."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from tessera_client.protocol import Report
+
+from coordinator.accounts.models import Host
+from coordinator.testing import SignedHost, make_app, make_host, make_units, make_volunteer
+from coordinator.work.lifecycle import Outcome, ReplicaState
+from coordinator.work.models import Replica, WorkUnit
+from coordinator.work.services import transition_due_units
+
+pytestmark = pytest.mark.django_db
+
+
+def signed_host(**options) -> SignedHost:
+    return SignedHost(*make_host(**options))
+
+
+def test_work_goes_out_by_priority_then_age():
+    app = make_app()
+    old_low = make_units(app, 1, priority=0)[0]
+    high = make_units(app, 1, priority=5)[0]
+    newer_low = make_units(app, 1, priority=0)[0]
+
+    reply = signed_host().rpc(tasks=3)
+
+    assert reply.status_code == 200
+    names = [task["workunit"] for task in reply.json()["tasks"]]
+    assert names == [high.name, old_low.name, newer_low.name]
+
+
+def test_one_replica_per_unit_per_volunteer_even_across_hosts():
+    app = make_app()
+    units = make_units(app, 3, min_quorum=2, target_nresults=2)
+    volunteer, _ = make_volunteer()
+    first, second = signed_host(volunteer=volunteer), signed_host(volunteer=volunteer)
+
+    got_first = first.rpc(tasks=10).json()["tasks"]
+    got_second = second.rpc(tasks=10).json()["tasks"]
+
+    assert len(got_first) == 3, "one replica of each unit, not two"
+    assert got_second == [], "the volunteer's other host may not take the second replicas"
+    other = signed_host().rpc(tasks=10).json()["tasks"]
+    assert sorted(t["workunit"] for t in other) == sorted(u.name for u in units)
+
+
+def test_units_needing_more_memory_than_the_host_has_are_not_sent():
+    app = make_app()
+    big = make_units(app, 1, memory_bytes=16 << 30)[0]
+    small = make_units(app, 1, memory_bytes=1 << 30)[0]
+
+    tasks = signed_host(memory_bytes=4 << 30).rpc(tasks=10).json()["tasks"]
+
+    assert [t["workunit"] for t in tasks] == [small.name]
+    assert Replica.objects.filter(workunit=big, state=ReplicaState.UNSENT).count() == 2
+
+
+def test_daily_quota_caps_what_a_host_gets_and_resets_the_next_day():
+    app = make_app()
+    make_units(app, 10, min_quorum=1, target_nresults=1)
+    client = signed_host(daily_quota=3)
+
+    assert len(client.rpc(tasks=10).json()["tasks"]) == 3
+    assert client.rpc(tasks=10).json()["tasks"] == []
+    Host.objects.filter(pk=client.host.pk).update(quota_day=timezone.now().date() - timedelta(days=1))
+    assert len(client.rpc(tasks=10).json()["tasks"]) == 3
+
+
+def test_asking_for_seconds_of_work_sizes_the_batch_by_the_host_speed():
+    app = make_app()
+    make_units(app, 10, min_quorum=1, target_nresults=1, fpops_estimate=1e11)
+    # 1e11 flops at 1e9 flops x 1 cpu = 100 s per unit: 250 s of work is 3 units.
+    client = signed_host(flops=1e9, n_cpus=1)
+
+    tasks = client.rpc(seconds=250).json()["tasks"]
+
+    assert len(tasks) == 3
+
+
+def test_a_task_carries_what_the_host_needs_to_run_it():
+    app = make_app(max_output_bytes=1234)
+    unit = make_units(app, 1, input_data=b"seed=42", delay_bound=3600)[0]
+    before = timezone.now()
+
+    reply = signed_host().rpc(tasks=1).json()
+    task = reply["tasks"][0]
+
+    version = app.versions.get()
+    assert base64.b64decode(task["input_inline"]) == b"seed=42"
+    assert task["input_sha256"] == hashlib.sha256(b"seed=42").hexdigest()
+    assert task["app_version"]["sha256"] == version.bundle_sha256
+    assert task["app_version"]["signature"] == version.signature
+    assert task["max_output_bytes"] == 1234
+    assert task["upload_url"] == f"/api/v1/replicas/{task['replica']}/output"
+    deadline = Replica.objects.get(pk=task["replica"]).deadline
+    assert before + timedelta(seconds=3600) <= deadline <= timezone.now() + timedelta(seconds=3600)
+    assert unit.name == task["workunit"]
+    assert reply["next_rpc_seconds"] > 0
+
+
+def test_large_inputs_are_downloaded_by_the_host_that_holds_the_replica(settings):
+    app = make_app()
+    data = bytes(range(256)) * 40  # over the inline limit
+    make_units(app, 1, input_data=data)
+    holder, stranger = signed_host(), signed_host()
+
+    task = holder.rpc(tasks=1).json()["tasks"][0]
+
+    assert task["input_inline"] is None
+    assert holder.send("GET", task["input_url"]).content == data
+    assert stranger.send("GET", task["input_url"]).status_code == 403
+
+
+def test_a_report_is_recorded_once_and_a_repeat_is_acknowledged():
+    app = make_app()
+    make_units(app, 1)
+    client = signed_host()
+    replica_id = client.rpc(tasks=1).json()["tasks"][0]["replica"]
+    report = Report(replica=replica_id, status="success", cpu_time=12.5, output=b"42")
+
+    first = client.rpc(reports=[report]).json()
+    stored = Replica.objects.get(pk=replica_id)
+    second = client.rpc(reports=[report]).json()
+
+    assert first["acks"] == [{"replica": replica_id, "status": "accepted"}]
+    assert second["acks"] == [{"replica": replica_id, "status": "duplicate"}]
+    again = Replica.objects.get(pk=replica_id)
+    assert (again.state, again.outcome, again.received_at) == (ReplicaState.OVER, Outcome.SUCCESS, stored.received_at)
+    assert again.output_sha256 == hashlib.sha256(b"42").hexdigest()
+    assert again.cpu_time == 12.5
+
+
+def test_an_uploaded_output_is_stored_and_bound_to_the_report():
+    app = make_app()
+    make_units(app, 1)
+    client = signed_host()
+    replica_id = client.rpc(tasks=1).json()["tasks"][0]["replica"]
+    output = b"\x00result" * 1000
+
+    uploaded = client.upload(replica_id, output)
+    reported = client.rpc(reports=[Report(replica=replica_id, status="success", cpu_time=1, output=output,
+                                          inline=False)])
+
+    assert uploaded.status_code == 200
+    assert uploaded.json()["sha256"] == hashlib.sha256(output).hexdigest()
+    assert reported.status_code == 200
+    replica = Replica.objects.get(pk=replica_id)
+    with replica.output_file.open("rb") as handle:
+        assert handle.read() == output
+    assert replica.output_size == len(output)
+
+
+def test_a_report_after_the_deadline_is_still_accepted_and_counted():
+    app = make_app()
+    unit = make_units(app, 1, min_quorum=1, target_nresults=1, delay_bound=60)[0]
+    client = signed_host()
+    replica_id = client.rpc(tasks=1).json()["tasks"][0]["replica"]
+    transition_due_units(now=timezone.now() + timedelta(seconds=61))
+    assert Replica.objects.get(pk=replica_id).outcome == Outcome.NO_REPLY
+    assert unit.replicas.filter(state=ReplicaState.UNSENT).count() == 1, "a timed-out replica is reissued"
+
+    reply = client.rpc(reports=[Report(replica=replica_id, status="success", cpu_time=1, output=b"late")])
+
+    assert reply.json()["acks"] == [{"replica": replica_id, "status": "accepted"}]
+    assert Replica.objects.get(pk=replica_id).outcome == Outcome.SUCCESS
+    transition_due_units(now=timezone.now() + timedelta(seconds=62))
+    unit.refresh_from_db()
+    assert unit.need_validate
+    assert unit.replicas.filter(outcome=Outcome.DIDNT_NEED).count() == 0
+
+
+def test_reports_wake_the_transitioner_for_their_units():
+    app = make_app()
+    unit = make_units(app, 1, min_quorum=2, target_nresults=2)[0]
+    first, second = signed_host(), signed_host()
+    for client in (first, second):
+        replica_id = client.rpc(tasks=1).json()["tasks"][0]["replica"]
+        client.rpc(reports=[Report(replica=replica_id, status="success", cpu_time=1, output=b"same")])
+
+    unit.refresh_from_db()
+    assert unit.transition_time is not None and unit.transition_time <= timezone.now()
+    transition_due_units(now=timezone.now())
+    unit.refresh_from_db()
+    assert unit.need_validate and unit.transition_time is None
+
+
+def test_a_client_error_is_reissued_to_another_host():
+    app = make_app()
+    unit = make_units(app, 1, min_quorum=1, target_nresults=1)[0]
+    client = signed_host()
+    replica_id = client.rpc(tasks=1).json()["tasks"][0]["replica"]
+
+    client.rpc(reports=[Report(replica=replica_id, status="client_error", cpu_time=0.5, exit_code=3,
+                               message="segfault")])
+    transition_due_units(now=timezone.now())
+
+    replica = Replica.objects.get(pk=replica_id)
+    assert (replica.outcome, replica.exit_code, replica.message) == (Outcome.CLIENT_ERROR, 3, "segfault")
+    assert unit.replicas.filter(state=ReplicaState.UNSENT).count() == 1
+    assert signed_host().rpc(tasks=1).json()["tasks"][0]["workunit"] == unit.name
+
+
+def test_units_without_an_app_version_wait():
+    from coordinator.work.models import App
+
+    bare = App.objects.create(name="no-version-yet")
+    make_units(bare, 1)
+
+    assert signed_host().rpc(tasks=5).json()["tasks"] == []
+    assert WorkUnit.objects.get(app=bare).replicas.filter(state=ReplicaState.UNSENT).count() == 2

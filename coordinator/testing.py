@@ -1,0 +1,97 @@
+"""One-line setup for tests: volunteers, hosts, apps and units, and a host that signs."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+from nacl.signing import SigningKey
+from tessera_client.protocol import HostKey, Report
+from tessera_client.signing import sign_request
+
+from coordinator.accounts.models import Host, Volunteer
+from coordinator.accounts.services import create_volunteer
+from coordinator.work.models import App, WorkUnit
+from coordinator.work.services import RedundancyPolicy, create_work_unit, register_app_version
+
+_serial = itertools.count(1)
+PASSWORD = "a long enough passphrase 42"
+CODE_SIGNING_KEY = SigningKey(b"\x07" * 32)
+
+
+def on_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def make_volunteer(name: str | None = None) -> tuple[Volunteer, str]:
+    return create_volunteer(username=name or f"volunteer{next(_serial)}", password=PASSWORD, now=timezone.now())
+
+
+def make_host(volunteer: Volunteer | None = None, *, memory_bytes: int = 8 << 30, **fields: Any) -> tuple[Host, HostKey]:
+    volunteer = volunteer or make_volunteer()[0]
+    key = HostKey.generate()
+    host = Host.objects.create(
+        volunteer=volunteer,
+        public_key=key.public_key_b64,
+        name=fields.pop("name", f"host{next(_serial)}"),
+        platform=fields.pop("platform", "linux-x86_64"),
+        n_cpus=fields.pop("n_cpus", 4),
+        memory_bytes=memory_bytes,
+        daily_quota=fields.pop("daily_quota", 1000),
+        **fields,
+    )
+    return host, key
+
+
+def make_app(name: str | None = None, *, max_output_bytes: int = 1024 * 1024) -> App:
+    app = App.objects.create(name=name or f"app{next(_serial)}")
+    register_app_version(
+        app=app, version=1, bundle=b"bundle of " + app.name.encode(), signing_key=CODE_SIGNING_KEY,
+        max_output_bytes=max_output_bytes,
+    )
+    return app
+
+
+def make_units(app: App, count: int, *, input_data: bytes = b"x", **options: Any) -> list[WorkUnit]:
+    policy = RedundancyPolicy(**{k: options.pop(k) for k in list(options) if hasattr(RedundancyPolicy, k)})
+    now = options.pop("now", None) or timezone.now()
+    return [
+        create_work_unit(app=app, name=f"{app.name}-{next(_serial)}", input_data=input_data, policy=policy,
+                         now=now, **options)
+        for _ in range(count)
+    ]
+
+
+class SignedHost:
+    """A host talking to the coordinator through Django's test client, signing like the real one."""
+
+    def __init__(self, host: Host, key: HostKey, client: Client | None = None) -> None:
+        self.host = host
+        self.key = key
+        self.client = client or Client()
+
+    def headers(self, method: str, path: str, body: bytes, **overrides: Any) -> dict[str, str]:
+        signed = sign_request(self.key.signing_key, method=method, path=path, body=body, host_id=self.host.pk)
+        signed.update({k: v for k, v in overrides.items() if v is not None})
+        return {"HTTP_" + name.upper().replace("-", "_"): value for name, value in signed.items()}
+
+    def send(self, method: str, path: str, body: bytes = b"", *, content_type: str = "application/json",
+             **overrides: Any):
+        return self.client.generic(method, path, body, content_type=content_type,
+                                   **self.headers(method, path, body, **overrides))
+
+    def rpc(self, *, reports: list[Report | dict] | None = None, tasks: int = 0, seconds: float = 0.0):
+        payload: dict[str, Any] = {
+            "reports": [r.to_json() if isinstance(r, Report) else r for r in reports or []]
+        }
+        if tasks or seconds:
+            payload["work_request"] = {"tasks": tasks, "seconds": seconds}
+        return self.send("POST", "/api/v1/scheduler", json.dumps(payload).encode())
+
+    def upload(self, replica_id: int, data: bytes):
+        return self.send("PUT", f"/api/v1/replicas/{replica_id}/output", data,
+                         content_type="application/octet-stream")

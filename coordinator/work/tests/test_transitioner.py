@@ -1,0 +1,130 @@
+"""The transitioner applied to the database: sweeps, idempotence, two workers at once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import dramatiq
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from coordinator.testing import make_app, make_units
+from coordinator.work import services
+from coordinator.work.lifecycle import FailureReason, Outcome, ReplicaState, UnitState
+from coordinator.work.models import Replica, WorkUnit
+from coordinator.work.tasks import transition_sweep
+
+
+def bare_units(app, count: int, now, **fields) -> list[WorkUnit]:
+    """Units as a bulk splitter writes them: no replicas yet, due now."""
+    return WorkUnit.objects.bulk_create(
+        WorkUnit(app=app, name=f"bare-{app.name}-{i}", input_inline=b"x", input_sha256="0" * 64,
+                 input_size=1, transition_time=now, **fields)
+        for i in range(count)
+    )
+
+
+@pytest.mark.django_db
+def test_a_new_unit_starts_with_its_target_replicas():
+    unit = make_units(make_app(), 1, min_quorum=2, target_nresults=3)[0]
+
+    assert unit.replicas.filter(state=ReplicaState.UNSENT).count() == 3
+    assert unit.transition_time is None
+
+
+@pytest.mark.django_db
+def test_the_sweep_creates_replicas_for_due_units_and_a_second_sweep_changes_nothing():
+    now = timezone.now()
+    units = bare_units(make_app(), 30, now)
+
+    changed = services.transition_due_units(now=now, chunk=7)
+    snapshot = list(Replica.objects.order_by("id").values_list("id", "workunit_id", "state"))
+    changed_again = services.transition_due_units(now=now)
+
+    assert changed == 30 and changed_again == 0
+    assert list(Replica.objects.order_by("id").values_list("id", "workunit_id", "state")) == snapshot
+    assert all(WorkUnit.objects.get(pk=u.pk).replicas.count() == 2 for u in units)
+
+
+@pytest.mark.django_db
+def test_replicas_past_their_deadline_time_out_without_a_scheduled_transition():
+    unit = make_units(make_app(), 1, delay_bound=60, max_error_results=5)[0]
+    replica = unit.replicas.first()
+    from coordinator.testing import make_host
+
+    host, _ = make_host()
+    sent = timezone.now()
+    Replica.objects.filter(pk=replica.pk).update(
+        state=ReplicaState.IN_PROGRESS, host=host, volunteer=host.volunteer, sent_at=sent,
+        deadline=sent + timedelta(seconds=60),
+    )
+    assert WorkUnit.objects.get(pk=unit.pk).transition_time is None
+
+    assert services.transition_due_units(now=sent + timedelta(seconds=59)) == 0
+    services.transition_due_units(now=sent + timedelta(seconds=60))
+
+    replica.refresh_from_db()
+    assert (replica.state, replica.outcome) == (ReplicaState.OVER, Outcome.NO_REPLY)
+    assert unit.replicas.filter(state=ReplicaState.UNSENT).count() == 2, "reissued"
+
+
+@pytest.mark.django_db
+def test_too_many_errors_fails_the_unit_with_its_reason_and_cancels_unsent():
+    unit = make_units(make_app(), 1, max_error_results=1, max_total_results=6)[0]
+    Replica.objects.filter(workunit=unit).update(state=ReplicaState.OVER, outcome=Outcome.CLIENT_ERROR)
+    WorkUnit.objects.filter(pk=unit.pk).update(transition_time=timezone.now())
+
+    services.transition_due_units(now=timezone.now())
+
+    unit.refresh_from_db()
+    assert (unit.state, unit.failure_reason) == (UnitState.FAILED, FailureReason.TOO_MANY_ERRORS)
+    assert not unit.replicas.filter(state=ReplicaState.UNSENT).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_actor_runs_on_a_real_dramatiq_worker():
+    now = timezone.now()
+    units = bare_units(make_app(), 5, now)
+    broker = dramatiq.get_broker()
+    worker = dramatiq.Worker(broker, worker_timeout=100)
+    worker.start()
+    try:
+        transition_sweep.send()
+        broker.join(transition_sweep.queue_name, timeout=20_000)
+        worker.join()
+    finally:
+        worker.stop()
+
+    assert Replica.objects.filter(workunit__in=units).count() == 10
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_transitioners_at_once_create_each_replica_once():
+    now = timezone.now()
+    units = bare_units(make_app(), 400, now, target_nresults=3, min_quorum=2)
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def sweep() -> None:
+        try:
+            start.wait()
+            services.transition_due_units(now=now, chunk=50)
+        except BaseException as error:  # surfaced by the assertion below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    counts = {u: 0 for u in (unit.pk for unit in units)}
+    for unit_id in Replica.objects.values_list("workunit_id", flat=True):
+        counts[unit_id] += 1
+    assert set(counts.values()) == {3}
