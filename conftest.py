@@ -21,7 +21,9 @@ def pytest_collection_modifyitems(config, items):
     url = os.environ.get("DATABASE_URL", "")
     if url.startswith(("postgres", "pgsql")):
         return
-    skip = pytest.mark.skip(reason="needs PostgreSQL: run with DATABASE_URL=postgres://postgres@127.0.0.1:5432/tessera")
+    skip = pytest.mark.skip(
+        reason="needs PostgreSQL: run with DATABASE_URL=postgres://postgres@127.0.0.1:5432/tessera"
+    )
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """Django's command-line utility for the Tessera coordinator."""
+
 import os
 import sys
 

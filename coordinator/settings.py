@@ -5,6 +5,7 @@ in-memory broker with a worker inside the web process. Production sets ``DATABAS
 ``BROKER_URL`` and ``SECRET_KEY`` (see docs/operators.md).
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -78,6 +79,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+    # A file, not shared-cache memory, so that tests with worker threads lock like production.
+    # One file per test run, so parallel runs on one checkout do not collide.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-tessera-{os.getpid()}.sqlite3")}
+    VAR_DIR.mkdir(exist_ok=True)
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -110,7 +115,9 @@ elif BROKER_URL.startswith("redis"):
 elif BROKER_URL.startswith("amqp"):
     DRAMATIQ_BROKER = {"BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker", "OPTIONS": {"url": BROKER_URL}}
 else:
-    raise environ.ImproperlyConfigured(f"BROKER_URL must be memory://, redis://… or amqp://…, not {BROKER_URL!r}")
+    raise environ.ImproperlyConfigured(
+        f"BROKER_URL must be memory://, redis://… or amqp://…, not {BROKER_URL!r}"
+    )
 DRAMATIQ_BROKER["MIDDLEWARE"] = _DRAMATIQ_MIDDLEWARE
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
 EMBEDDED_WORKER = BROKER_URL.startswith("memory://")

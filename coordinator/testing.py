@@ -28,10 +28,14 @@ def on_postgres() -> bool:
 
 
 def make_volunteer(name: str | None = None) -> tuple[Volunteer, str]:
-    return create_volunteer(username=name or f"volunteer{next(_serial)}", password=PASSWORD, now=timezone.now())
+    return create_volunteer(
+        username=name or f"volunteer{next(_serial)}", password=PASSWORD, now=timezone.now()
+    )
 
 
-def make_host(volunteer: Volunteer | None = None, *, memory_bytes: int = 8 << 30, **fields: Any) -> tuple[Host, HostKey]:
+def make_host(
+    volunteer: Volunteer | None = None, *, memory_bytes: int = 8 << 30, **fields: Any
+) -> tuple[Host, HostKey]:
     volunteer = volunteer or make_volunteer()[0]
     key = HostKey.generate()
     host = Host.objects.create(
@@ -50,7 +54,10 @@ def make_host(volunteer: Volunteer | None = None, *, memory_bytes: int = 8 << 30
 def make_app(name: str | None = None, *, max_output_bytes: int = 1024 * 1024) -> App:
     app = App.objects.create(name=name or f"app{next(_serial)}")
     register_app_version(
-        app=app, version=1, bundle=b"bundle of " + app.name.encode(), signing_key=CODE_SIGNING_KEY,
+        app=app,
+        version=1,
+        bundle=b"bundle of " + app.name.encode(),
+        signing_key=CODE_SIGNING_KEY,
         max_output_bytes=max_output_bytes,
     )
     return app
@@ -60,8 +67,14 @@ def make_units(app: App, count: int, *, input_data: bytes = b"x", **options: Any
     policy = RedundancyPolicy(**{k: options.pop(k) for k in list(options) if hasattr(RedundancyPolicy, k)})
     now = options.pop("now", None) or timezone.now()
     return [
-        create_work_unit(app=app, name=f"{app.name}-{next(_serial)}", input_data=input_data, policy=policy,
-                         now=now, **options)
+        create_work_unit(
+            app=app,
+            name=f"{app.name}-{next(_serial)}",
+            input_data=input_data,
+            policy=policy,
+            now=now,
+            **options,
+        )
         for _ in range(count)
     ]
 
@@ -79,10 +92,18 @@ class SignedHost:
         signed.update({k: v for k, v in overrides.items() if v is not None})
         return {"HTTP_" + name.upper().replace("-", "_"): value for name, value in signed.items()}
 
-    def send(self, method: str, path: str, body: bytes = b"", *, content_type: str = "application/json",
-             **overrides: Any):
-        return self.client.generic(method, path, body, content_type=content_type,
-                                   **self.headers(method, path, body, **overrides))
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        *,
+        content_type: str = "application/json",
+        **overrides: Any,
+    ):
+        return self.client.generic(
+            method, path, body, content_type=content_type, **self.headers(method, path, body, **overrides)
+        )
 
     def rpc(self, *, reports: list[Report | dict] | None = None, tasks: int = 0, seconds: float = 0.0):
         payload: dict[str, Any] = {
@@ -93,5 +114,6 @@ class SignedHost:
         return self.send("POST", "/api/v1/scheduler", json.dumps(payload).encode())
 
     def upload(self, replica_id: int, data: bytes):
-        return self.send("PUT", f"/api/v1/replicas/{replica_id}/output", data,
-                         content_type="application/octet-stream")
+        return self.send(
+            "PUT", f"/api/v1/replicas/{replica_id}/output", data, content_type="application/octet-stream"
+        )

@@ -16,7 +16,11 @@ api_v1 = [
     path("scheduler", scheduler_api.SchedulerView.as_view(), name="scheduler"),
     path("replicas/<int:replica_id>/output", scheduler_api.OutputUploadView.as_view(), name="replica-output"),
     path("replicas/<int:replica_id>/input", scheduler_api.InputDownloadView.as_view(), name="replica-input"),
-    path("app-versions/<int:version_id>/bundle", work_api.BundleDownloadView.as_view(), name="app-version-bundle"),
+    path(
+        "app-versions/<int:version_id>/bundle",
+        work_api.BundleDownloadView.as_view(),
+        name="app-version-bundle",
+    ),
 ]
 
 urlpatterns = [

@@ -23,8 +23,9 @@ def test_two_hosts_attach_crunch_and_bring_a_unit_to_validation(live_server):
     for index in range(2):
         _, token = make_volunteer()
         session = ProjectSession(live_server.url, HostKey.generate())
-        host_id = session.register(account_token=token, name=f"pc{index}", platform="linux-x86_64",
-                                   n_cpus=2, memory_bytes=4 << 30)
+        host_id = session.register(
+            account_token=token, name=f"pc{index}", platform="linux-x86_64", n_cpus=2, memory_bytes=4 << 30
+        )
         assert session.host_id == host_id
         tasks = session.scheduler_rpc(tasks=5)["tasks"]
         assert [t["workunit"] for t in tasks] == [small.name, large.name]
@@ -34,8 +35,9 @@ def test_two_hosts_attach_crunch_and_bring_a_unit_to_validation(live_server):
             data = session.fetch_input(task)
             output = hashlib.sha256(data).digest() * 200  # 6400 bytes: over the inline limit
             session.upload_output(task["upload_url"], output)
-            reports.append(Report(replica=task["replica"], status="success", cpu_time=1.0, output=output,
-                                  inline=False))
+            reports.append(
+                Report(replica=task["replica"], status="success", cpu_time=1.0, output=output, inline=False)
+            )
         reply = session.scheduler_rpc(reports=reports)
         assert [ack["status"] for ack in reply["acks"]] == ["accepted", "accepted"]
         bundle = session.request("GET", tasks[0]["app_version"]["url"], sign=False).content
@@ -49,8 +51,9 @@ def test_two_hosts_attach_crunch_and_bring_a_unit_to_validation(live_server):
 def test_the_client_sees_refusals_as_protocol_errors(live_server):
     session = ProjectSession(live_server.url, HostKey.generate())
     with pytest.raises(ProtocolError) as refused:
-        session.register(account_token="tsr_not-a-real-token", name="pc", platform="linux", n_cpus=1,
-                         memory_bytes=1 << 30)
+        session.register(
+            account_token="tsr_not-a-real-token", name="pc", platform="linux", n_cpus=1, memory_bytes=1 << 30
+        )
     assert refused.value.status == 401
 
     session.host_id = 999_999

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -40,11 +40,11 @@ class HostKey:
         self.signing_key = signing_key
 
     @classmethod
-    def generate(cls) -> "HostKey":
+    def generate(cls) -> HostKey:
         return cls(SigningKey.generate())
 
     @classmethod
-    def load(cls, path: Path) -> "HostKey":
+    def load(cls, path: Path) -> HostKey:
         return cls(SigningKey(b64decode(Path(path).read_text().strip())))
 
     def save(self, path: Path) -> None:
@@ -70,7 +70,7 @@ class Report:
     replica: int
     status: str  # "success" or "client_error"
     cpu_time: float = 0.0
-    output: Optional[bytes] = None
+    output: bytes | None = None
     inline: bool = True
     exit_code: int = 0
     message: str = ""
@@ -99,7 +99,7 @@ class ProjectSession:
         self,
         base_url: str,
         key: HostKey,
-        host_id: Optional[int] = None,
+        host_id: int | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -123,7 +123,7 @@ class ProjectSession:
         *,
         body: bytes = b"",
         content_type: str = "application/json",
-        extra_headers: Optional[dict[str, str]] = None,
+        extra_headers: dict[str, str] | None = None,
         sign: bool = True,
     ) -> requests.Response:
         headers = {"Content-Type": content_type} if body else {}
@@ -184,7 +184,7 @@ class ProjectSession:
     def scheduler_rpc(
         self,
         *,
-        reports: Optional[list[Report]] = None,
+        reports: list[Report] | None = None,
         tasks: int = 0,
         seconds: float = 0.0,
     ) -> dict[str, Any]:

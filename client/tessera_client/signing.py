@@ -11,7 +11,6 @@ import base64
 import hashlib
 import secrets
 import time
-from typing import Optional
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
@@ -52,9 +51,9 @@ def sign_request(
     method: str,
     path: str,
     body: bytes,
-    host_id: Optional[int] = None,
-    timestamp: Optional[int] = None,
-    nonce: Optional[str] = None,
+    host_id: int | None = None,
+    timestamp: int | None = None,
+    nonce: str | None = None,
 ) -> dict[str, str]:
     """Headers that authenticate one request; ``host_id`` is omitted only to register."""
     timestamp = int(time.time()) if timestamp is None else timestamp
@@ -78,4 +77,3 @@ def signature_is_valid(public_key: bytes, message: bytes, signature: bytes) -> b
     except (BadSignatureError, ValueError, TypeError):
         return False
     return True
-

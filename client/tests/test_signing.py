@@ -20,8 +20,13 @@ from tessera_client.signing import (
 
 
 def test_the_signed_message_binds_method_path_time_nonce_and_body():
-    message = signing_message(method="post", path="/api/v1/scheduler?x=1", timestamp=1700000000,
-                              nonce="abc123", body_sha256=body_digest(b"{}"))
+    message = signing_message(
+        method="post",
+        path="/api/v1/scheduler?x=1",
+        timestamp=1700000000,
+        nonce="abc123",
+        body_sha256=body_digest(b"{}"),
+    )
     assert message == (
         b"tessera-ed25519-v1\nPOST\n/api/v1/scheduler?x=1\n1700000000\nabc123\n"
         + hashlib.sha256(b"{}").hexdigest().encode()
@@ -39,7 +44,9 @@ def test_a_signature_verifies_only_for_the_exact_request():
         parts.update(change)
         return signing_message(**parts)
 
-    assert headers[HEADER_HOST] == "7" and headers[HEADER_TIMESTAMP] == "100" and headers[HEADER_NONCE] == "n1"
+    assert (
+        headers[HEADER_HOST] == "7" and headers[HEADER_TIMESTAMP] == "100" and headers[HEADER_NONCE] == "n1"
+    )
     assert signature_is_valid(public, message(), signature)
     assert not signature_is_valid(public, message(body_sha256=body_digest(b"other")), signature)
     assert not signature_is_valid(public, message(path="/q"), signature)
@@ -73,4 +80,10 @@ def test_a_report_carries_the_hash_and_size_of_its_output():
     assert inline["output_sha256"] == hashlib.sha256(b"abc").hexdigest() and inline["output_size"] == 3
     assert b64decode(inline["output_inline"]) == b"abc"
     assert "output_inline" not in uploaded and uploaded["output_size"] == 3
-    assert error == {"replica": 4, "status": "client_error", "cpu_time": 0.1, "exit_code": 9, "message": "boom"}
+    assert error == {
+        "replica": 4,
+        "status": "client_error",
+        "cpu_time": 0.1,
+        "exit_code": 9,
+        "message": "boom",
+    }

@@ -62,8 +62,12 @@ class SignupView(APIView):
 
     @extend_schema(
         request=SignupSerializer,
-        responses={201: AccountTokenSerializer, 400: OpenApiResponse(description="invalid"),
-                   409: OpenApiResponse(description="name taken"), 429: OpenApiResponse(description="slow down")},
+        responses={
+            201: AccountTokenSerializer,
+            400: OpenApiResponse(description="invalid"),
+            409: OpenApiResponse(description="name taken"),
+            429: OpenApiResponse(description="slow down"),
+        },
     )
     def post(self, request: Request) -> Response:
         incoming = SignupSerializer(data=request.data)
@@ -80,9 +84,12 @@ class TokenView(APIView):
 
     @extend_schema(
         request=TokenRequestSerializer,
-        responses={200: AccountTokenSerializer, 400: OpenApiResponse(description="invalid"),
-                   401: OpenApiResponse(description="wrong name or password"),
-                   429: OpenApiResponse(description="slow down")},
+        responses={
+            200: AccountTokenSerializer,
+            400: OpenApiResponse(description="invalid"),
+            401: OpenApiResponse(description="wrong name or password"),
+            429: OpenApiResponse(description="slow down"),
+        },
     )
     def post(self, request: Request) -> Response:
         incoming = TokenRequestSerializer(data=request.data)
@@ -112,10 +119,13 @@ class HostRegisterView(APIView):
 
     @extend_schema(
         request=HostRegisterSerializer,
-        responses={201: HostRegisteredSerializer, 200: HostRegisteredSerializer,
-                   400: OpenApiResponse(description="invalid"),
-                   401: OpenApiResponse(description="bad token or key signature"),
-                   409: OpenApiResponse(description="key belongs to another volunteer")},
+        responses={
+            201: HostRegisteredSerializer,
+            200: HostRegisteredSerializer,
+            400: OpenApiResponse(description="invalid"),
+            401: OpenApiResponse(description="bad token or key signature"),
+            409: OpenApiResponse(description="key belongs to another volunteer"),
+        },
     )
     def post(self, request: Request) -> Response:
         signed = signed_request_of(request, max_body_for(request))

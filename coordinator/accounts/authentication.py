@@ -9,11 +9,11 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
+from tessera_client import signing
 
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.accounts.services import SignedRequest, authenticate_host, volunteer_for_token
 from coordinator.core.errors import AuthenticationRejected, PayloadTooLarge
-from tessera_client import signing
 
 
 class AccountTokenAuthentication(BaseAuthentication):

@@ -48,9 +48,7 @@ def create_volunteer(
 def issue_account_token(*, volunteer: Volunteer, now: datetime) -> str:
     """Replace the volunteer's account token; the old one stops working at once."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    Volunteer.objects.filter(pk=volunteer.pk).update(
-        token_hash=hash_token(token), token_created=now
-    )
+    Volunteer.objects.filter(pk=volunteer.pk).update(token_hash=hash_token(token), token_created=now)
     volunteer.token_hash = hash_token(token)
     return token
 
@@ -58,9 +56,7 @@ def issue_account_token(*, volunteer: Volunteer, now: datetime) -> str:
 def volunteer_for_token(token: str) -> Volunteer:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
         raise AuthenticationRejected("the account token is not valid")
-    volunteer = (
-        Volunteer.objects.select_related("user").filter(token_hash=hash_token(token)).first()
-    )
+    volunteer = Volunteer.objects.select_related("user").filter(token_hash=hash_token(token)).first()
     if volunteer is None or not volunteer.user.is_active:
         raise AuthenticationRejected("the account token is not valid")
     return volunteer

@@ -49,6 +49,8 @@ def handle_api_exception(exc: Exception, context: dict[str, Any]) -> Response | 
     if isinstance(exc, exceptions.ValidationError):
         response.data = {"error": "invalid_input", "detail": response.data}
     elif isinstance(exc, exceptions.APIException):
-        response.data = {"error": exc.get_codes() if isinstance(exc.get_codes(), str) else "error",
-                         "detail": str(exc.detail)}
+        response.data = {
+            "error": exc.get_codes() if isinstance(exc.get_codes(), str) else "error",
+            "detail": str(exc.detail),
+        }
     return response

@@ -41,7 +41,7 @@ class EmbeddedRuntime:
         while not self.stopping.wait(self.interval):
             enqueue_sweeps()
 
-    def start(self) -> "EmbeddedRuntime":
+    def start(self) -> EmbeddedRuntime:
         self.worker.start()
         enqueue_sweeps()
         self.ticker.start()

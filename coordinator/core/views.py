@@ -3,8 +3,13 @@
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from coordinator.work.selectors import replica_counts, unit_counts
+from coordinator.work.selectors import replica_counts, unit_counts, units_awaiting_validation
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "core/home.html", {"units": unit_counts(), "replicas": replica_counts()})
+    context = {
+        "units": unit_counts(),
+        "awaiting_validation": units_awaiting_validation(),
+        "replicas": replica_counts(),
+    }
+    return render(request, "core/home.html", context)

@@ -20,11 +20,11 @@ from tessera_client.signing import b64encode
 from coordinator.accounts.authentication import HostSignatureAuthentication
 from coordinator.accounts.models import Host
 from coordinator.core.fields import SHA256_HEX, Base64Field
+from coordinator.core.hints import hint
 from coordinator.scheduler import services
 from coordinator.scheduler.services import Assignment, ReportIn, RpcResult, WorkRequest
-from coordinator.core.hints import hint
-from coordinator.work.tasks import transition_units
 from coordinator.work.lifecycle import Outcome
+from coordinator.work.tasks import transition_units
 
 ERRORS = {
     400: OpenApiResponse(description="malformed or invalid request"),
@@ -100,7 +100,9 @@ class AppVersionOutSerializer(serializers.Serializer):
     platform = serializers.CharField()
     url = serializers.CharField(help_text="where to download the bundle")
     sha256 = serializers.CharField()
-    signature = serializers.CharField(help_text="Ed25519 signature of the bundle by the project's key, base64")
+    signature = serializers.CharField(
+        help_text="Ed25519 signature of the bundle by the project's key, base64"
+    )
     size = serializers.IntegerField()
 
 

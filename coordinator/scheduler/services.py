@@ -26,6 +26,9 @@ from coordinator.work.models import AppVersion, Replica, WorkUnit
 
 REPORTABLE = Q(state=ReplicaState.IN_PROGRESS) | Q(state=ReplicaState.OVER, outcome=Outcome.NO_REPLY)
 DEFAULT_FLOPS = 1e9  # assumed speed of a host that has not measured itself
+# Sibling replicas of one unit sit next to each other in dispatch order and only one may
+# go to a host, so read a few candidates per task wanted.
+CANDIDATES_PER_TASK = 3
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,9 @@ def _check_output(row: Replica, report: ReportIn) -> None:
         )
 
 
-def record_reports(*, host: Host, reports: list[ReportIn], now: datetime) -> tuple[list[ReportAck], list[int]]:
+def record_reports(
+    *, host: Host, reports: list[ReportIn], now: datetime
+) -> tuple[list[ReportAck], list[int]]:
     """Record finished replicas; a report repeated identically is acknowledged again.
 
     Returns the acknowledgements and the units whose replicas changed.
@@ -113,7 +118,14 @@ def record_reports(*, host: Host, reports: list[ReportIn], now: datetime) -> tup
     rows = {
         row.pk: row
         for row in Replica.objects.filter(id__in=ids).only(
-            "id", "workunit_id", "host_id", "state", "outcome", "output_sha256", "output_size", "uploaded_sha256"
+            "id",
+            "workunit_id",
+            "host_id",
+            "state",
+            "outcome",
+            "output_sha256",
+            "output_size",
+            "uploaded_sha256",
         )
     }
     to_record: list[tuple[Replica, ReportIn]] = []
@@ -123,7 +135,9 @@ def record_reports(*, host: Host, reports: list[ReportIn], now: datetime) -> tup
         if row is None:
             raise NotFound(f"replica {report.replica} does not exist", code="unknown_replica")
         if row.host_id != host.pk:
-            raise PermissionRefused(f"replica {report.replica} was not sent to this host", code="not_your_replica")
+            raise PermissionRefused(
+                f"replica {report.replica} was not sent to this host", code="not_your_replica"
+            )
         reportable = row.state == ReplicaState.IN_PROGRESS or (
             row.state == ReplicaState.OVER and row.outcome == Outcome.NO_REPLY
         )
@@ -131,7 +145,9 @@ def record_reports(*, host: Host, reports: list[ReportIn], now: datetime) -> tup
             if _is_same_report(row, report):
                 acks.append(ReportAck(report.replica, "duplicate"))
                 continue
-            raise Conflict(f"replica {report.replica} was already reported differently", code="already_reported")
+            raise Conflict(
+                f"replica {report.replica} was already reported differently", code="already_reported"
+            )
         _check_output(row, report)
         to_record.append((row, report))
     if not to_record:
@@ -161,7 +177,11 @@ def record_reports(*, host: Host, reports: list[ReportIn], now: datetime) -> tup
 def current_app_versions(platform: str) -> dict[int, AppVersion]:
     """The newest version of each app that runs on ``platform``."""
     versions: dict[int, AppVersion] = {}
-    for version in AppVersion.objects.filter(platform__in=["any", platform]).order_by("app_id", "-version"):
+    for version in (
+        AppVersion.objects.select_related("app")
+        .filter(platform__in=["any", platform])
+        .order_by("app_id", "-version")
+    ):
         versions.setdefault(version.app_id, version)
     return versions
 
@@ -184,7 +204,9 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
         Host.objects.filter(pk=host.pk).update(last_contact=now)
         return []
 
-    same_volunteer = Replica.objects.filter(workunit_id=OuterRef("workunit_id"), volunteer_id=host.volunteer_id)
+    same_volunteer = Replica.objects.filter(
+        workunit_id=OuterRef("workunit_id"), volunteer_id=host.volunteer_id
+    )
     candidates = (
         Replica.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(
@@ -194,7 +216,7 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
         )
         .filter(~Exists(same_volunteer))
         .order_by("-priority", "id")
-        .values_list("id", "workunit_id", "workunit__fpops_estimate")[: limit * 2]
+        .values_list("id", "workunit_id", "workunit__fpops_estimate")[: limit * CANDIDATES_PER_TASK]
     )
     speed = (host.flops or DEFAULT_FLOPS) * max(1, host.n_cpus)
     chosen: list[int] = []
@@ -251,7 +273,9 @@ def scheduler_rpc(
     else:
         Host.objects.filter(pk=host.pk).update(last_contact=now)
         assignments = []
-    delay = settings.TESSERA["RPC_DELAY_WITH_WORK" if assignments or not work_request.wants_work else "RPC_DELAY_NO_WORK"]
+    delay = settings.TESSERA[
+        "RPC_DELAY_WITH_WORK" if assignments or not work_request.wants_work else "RPC_DELAY_NO_WORK"
+    ]
     return RpcResult(acks=acks, assignments=assignments, next_rpc_seconds=delay, touched_units=touched)
 
 

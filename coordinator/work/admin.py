@@ -21,7 +21,16 @@ class BatchAdmin(admin.ModelAdmin):
 
 class ReplicaInline(admin.TabularInline):
     model = Replica
-    fields = ["state", "outcome", "validate_state", "host", "sent_at", "deadline", "received_at", "output_sha256"]
+    fields = [
+        "state",
+        "outcome",
+        "validate_state",
+        "host",
+        "sent_at",
+        "deadline",
+        "received_at",
+        "output_sha256",
+    ]
     readonly_fields = fields
     extra = 0
     can_delete = False

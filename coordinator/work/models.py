@@ -33,7 +33,7 @@ class AppVersion(models.Model):
     app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="versions")
     version = models.PositiveIntegerField()
     platform = models.CharField(max_length=64, default="any")
-    bundle = models.FileField(upload_to="bundles/")
+    bundle = models.FileField(upload_to="bundles/", max_length=300)
     bundle_sha256 = models.CharField(max_length=64)
     bundle_size = models.PositiveBigIntegerField()
     signature = models.CharField(max_length=88, help_text="Ed25519 signature of the bundle, base64")
@@ -75,7 +75,7 @@ class WorkUnit(models.Model):
     name = models.CharField(max_length=200, unique=True)
     # Small inputs live in the row and travel inside the scheduler reply; large ones are files.
     input_inline = models.BinaryField(null=True, blank=True)
-    input_file = models.FileField(upload_to="inputs/", blank=True)
+    input_file = models.FileField(upload_to="inputs/", blank=True, max_length=300)
     input_sha256 = models.CharField(max_length=64)
     input_size = models.PositiveBigIntegerField()
     # Redundancy policy (BOINC's names).
@@ -100,7 +100,9 @@ class WorkUnit(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(min_quorum__gte=1), name="unit_quorum_positive"),
-            models.CheckConstraint(condition=Q(target_nresults__gte=F("min_quorum")), name="unit_target_reaches_quorum"),
+            models.CheckConstraint(
+                condition=Q(target_nresults__gte=F("min_quorum")), name="unit_target_reaches_quorum"
+            ),
             models.CheckConstraint(
                 condition=Q(max_total_results__gte=F("target_nresults")), name="unit_total_covers_target"
             ),
@@ -129,7 +131,9 @@ class Replica(models.Model):
     workunit = models.ForeignKey(WorkUnit, on_delete=models.CASCADE, related_name="replicas")
     state = models.CharField(max_length=16, choices=choices(ReplicaState), default=ReplicaState.UNSENT)
     outcome = models.CharField(max_length=16, choices=choices(Outcome), default=Outcome.INIT)
-    validate_state = models.CharField(max_length=16, choices=choices(ValidateState), default=ValidateState.INIT)
+    validate_state = models.CharField(
+        max_length=16, choices=choices(ValidateState), default=ValidateState.INIT
+    )
     # Copied from the unit so that dispatch reads one index in order.
     priority = models.SmallIntegerField(default=0)
 
@@ -148,7 +152,7 @@ class Replica(models.Model):
     output_sha256 = models.CharField(max_length=64, blank=True)
     output_size = models.PositiveBigIntegerField(null=True, blank=True)
     output_inline = models.BinaryField(null=True, blank=True)
-    output_file = models.FileField(upload_to="outputs/", blank=True, max_length=200)
+    output_file = models.FileField(upload_to="outputs/", blank=True, max_length=300)
     uploaded_sha256 = models.CharField(max_length=64, blank=True)
     cpu_time = models.FloatField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
@@ -169,7 +173,9 @@ class Replica(models.Model):
             ),
             models.CheckConstraint(
                 condition=~Q(state=ReplicaState.IN_PROGRESS)
-                | Q(host__isnull=False, volunteer__isnull=False, deadline__isnull=False, outcome=Outcome.INIT),
+                | Q(
+                    host__isnull=False, volunteer__isnull=False, deadline__isnull=False, outcome=Outcome.INIT
+                ),
                 name="replica_in_progress_is_assigned",
             ),
             models.CheckConstraint(
@@ -180,12 +186,18 @@ class Replica(models.Model):
                 condition=~Q(outcome=Outcome.SUCCESS) | ~Q(output_sha256=""),
                 name="replica_success_has_output",
             ),
-            models.CheckConstraint(condition=Q(cpu_time__isnull=True) | Q(cpu_time__gte=0), name="replica_cpu_time"),
+            models.CheckConstraint(
+                condition=Q(cpu_time__isnull=True) | Q(cpu_time__gte=0), name="replica_cpu_time"
+            ),
         ]
         indexes = [
             # Dispatch: the best unsent replicas first, read in index order.
-            models.Index(F("priority").desc(), "id", condition=Q(state=ReplicaState.UNSENT), name="replica_dispatch"),
-            models.Index(fields=["deadline"], condition=Q(state=ReplicaState.IN_PROGRESS), name="replica_deadline"),
+            models.Index(
+                F("priority").desc(), "id", condition=Q(state=ReplicaState.UNSENT), name="replica_dispatch"
+            ),
+            models.Index(
+                fields=["deadline"], condition=Q(state=ReplicaState.IN_PROGRESS), name="replica_deadline"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -11,6 +11,10 @@ def unit_counts() -> dict[str, int]:
     return {state.value: counts.get(state.value, 0) for state in UnitState}
 
 
+def units_awaiting_validation() -> int:
+    return WorkUnit.objects.filter(need_validate=True).count()
+
+
 def replica_counts() -> dict[str, int]:
     counts = dict(Replica.objects.values_list("state").annotate(n=Count("id")).order_by())
     return {state.value: counts.get(state.value, 0) for state in ReplicaState}

@@ -18,7 +18,6 @@ from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
 from coordinator.work.models import App, AppVersion, Batch, Replica, WorkUnit
 
 
-
 @dataclass(frozen=True)
 class RedundancyPolicy:
     """How many replicas of a unit, how many must agree, and the limits (BOINC's names)."""
@@ -156,14 +155,19 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
         result = lifecycle.transition(unit_view(unit), by_unit[unit.pk], now)
         timed_out.extend(result.timed_out)
         not_needed.extend(result.not_needed)
-        new_replicas.extend(Replica(workunit=unit, priority=unit.priority) for _ in range(result.create_replicas))
+        new_replicas.extend(
+            Replica(workunit=unit, priority=unit.priority) for _ in range(result.create_replicas)
+        )
         before = (unit.need_validate, unit.state, unit.failure_reason, unit.transition_time)
         unit.need_validate = result.need_validate
         unit.transition_time = result.next_transition
         if result.failure is not None:
             unit.state, unit.failure_reason = UnitState.FAILED, result.failure
         if result.changes_replicas or before != (
-            unit.need_validate, unit.state, unit.failure_reason, unit.transition_time
+            unit.need_validate,
+            unit.state,
+            unit.failure_reason,
+            unit.transition_time,
         ):
             changed_units.append(unit)
 

@@ -21,8 +21,10 @@ def raw_connection() -> psycopg.Connection:
     """A second connection to the test database, outside Django."""
     params = connection.get_connection_params()
     return psycopg.connect(
-        host=params.get("host") or "127.0.0.1", port=params.get("port") or 5432,
-        user=params.get("user") or "postgres", dbname=params["dbname"],
+        host=params.get("host") or "127.0.0.1",
+        port=params.get("port") or 5432,
+        user=params.get("user") or "postgres",
+        dbname=params["dbname"],
     )
 
 

@@ -132,7 +132,11 @@ def test_a_report_is_recorded_once_and_a_repeat_is_acknowledged():
     assert first["acks"] == [{"replica": replica_id, "status": "accepted"}]
     assert second["acks"] == [{"replica": replica_id, "status": "duplicate"}]
     again = Replica.objects.get(pk=replica_id)
-    assert (again.state, again.outcome, again.received_at) == (ReplicaState.OVER, Outcome.SUCCESS, stored.received_at)
+    assert (again.state, again.outcome, again.received_at) == (
+        ReplicaState.OVER,
+        Outcome.SUCCESS,
+        stored.received_at,
+    )
     assert again.output_sha256 == hashlib.sha256(b"42").hexdigest()
     assert again.cpu_time == 12.5
 
@@ -145,8 +149,9 @@ def test_an_uploaded_output_is_stored_and_bound_to_the_report():
     output = b"\x00result" * 1000
 
     uploaded = client.upload(replica_id, output)
-    reported = client.rpc(reports=[Report(replica=replica_id, status="success", cpu_time=1, output=output,
-                                          inline=False)])
+    reported = client.rpc(
+        reports=[Report(replica=replica_id, status="success", cpu_time=1, output=output, inline=False)]
+    )
 
     assert uploaded.status_code == 200
     assert uploaded.json()["sha256"] == hashlib.sha256(output).hexdigest()
@@ -197,8 +202,11 @@ def test_a_client_error_is_reissued_to_another_host():
     client = signed_host()
     replica_id = client.rpc(tasks=1).json()["tasks"][0]["replica"]
 
-    client.rpc(reports=[Report(replica=replica_id, status="client_error", cpu_time=0.5, exit_code=3,
-                               message="segfault")])
+    client.rpc(
+        reports=[
+            Report(replica=replica_id, status="client_error", cpu_time=0.5, exit_code=3, message="segfault")
+        ]
+    )
     transition_due_units(now=timezone.now())
 
     replica = Replica.objects.get(pk=replica_id)

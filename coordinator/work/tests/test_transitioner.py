@@ -20,8 +20,15 @@ from coordinator.work.tasks import transition_sweep
 def bare_units(app, count: int, now, **fields) -> list[WorkUnit]:
     """Units as a bulk splitter writes them: no replicas yet, due now."""
     return WorkUnit.objects.bulk_create(
-        WorkUnit(app=app, name=f"bare-{app.name}-{i}", input_inline=b"x", input_sha256="0" * 64,
-                 input_size=1, transition_time=now, **fields)
+        WorkUnit(
+            app=app,
+            name=f"bare-{app.name}-{i}",
+            input_inline=b"x",
+            input_sha256="0" * 64,
+            input_size=1,
+            transition_time=now,
+            **fields,
+        )
         for i in range(count)
     )
 
@@ -57,7 +64,10 @@ def test_replicas_past_their_deadline_time_out_without_a_scheduled_transition():
     host, _ = make_host()
     sent = timezone.now()
     Replica.objects.filter(pk=replica.pk).update(
-        state=ReplicaState.IN_PROGRESS, host=host, volunteer=host.volunteer, sent_at=sent,
+        state=ReplicaState.IN_PROGRESS,
+        host=host,
+        volunteer=host.volunteer,
+        sent_at=sent,
         deadline=sent + timedelta(seconds=60),
     )
     assert WorkUnit.objects.get(pk=unit.pk).transition_time is None

@@ -1,0 +1,208 @@
+"""Talking to a Tessera coordinator as a host: key, registration, scheduler RPC, files.
+
+Every request after registration is signed with the host's Ed25519 key
+(:mod:`tessera_client.signing`). The coordinator's answers are plain JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from nacl.signing import SigningKey
+
+from tessera_client.signing import b64decode, b64encode, sign_request
+
+API_PREFIX = "/api/v1"
+DEFAULT_TIMEOUT = 30.0
+
+
+class ProtocolError(Exception):
+    """The coordinator refused a request; ``status`` and ``code`` say why."""
+
+    def __init__(self, status: int, code: str, detail: Any) -> None:
+        super().__init__(f"{status} {code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class HostKey:
+    """The host's identity: an Ed25519 key pair made on this device, never sent anywhere."""
+
+    def __init__(self, signing_key: SigningKey) -> None:
+        self.signing_key = signing_key
+
+    @classmethod
+    def generate(cls) -> HostKey:
+        return cls(SigningKey.generate())
+
+    @classmethod
+    def load(cls, path: Path) -> HostKey:
+        return cls(SigningKey(b64decode(Path(path).read_text().strip())))
+
+    def save(self, path: Path) -> None:
+        """Write the private key readable by its owner only, atomically."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(b64encode(bytes(self.signing_key)) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    @property
+    def public_key_b64(self) -> str:
+        return b64encode(bytes(self.signing_key.verify_key))
+
+
+@dataclass
+class Report:
+    """One finished replica, as the scheduler RPC expects it."""
+
+    replica: int
+    status: str  # "success" or "client_error"
+    cpu_time: float = 0.0
+    output: bytes | None = None
+    inline: bool = True
+    exit_code: int = 0
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "replica": self.replica,
+            "status": self.status,
+            "cpu_time": self.cpu_time,
+            "exit_code": self.exit_code,
+        }
+        if self.message:
+            data["message"] = self.message
+        if self.output is not None:
+            data["output_sha256"] = hashlib.sha256(self.output).hexdigest()
+            data["output_size"] = len(self.output)
+            if self.inline:
+                data["output_inline"] = b64encode(self.output)
+        return data
+
+
+class ProjectSession:
+    """One host attached to one coordinator, over a kept-alive HTTP session."""
+
+    def __init__(
+        self,
+        base_url: str,
+        key: HostKey,
+        host_id: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.key = key
+        self.host_id = host_id
+        self.timeout = timeout
+        self.http = requests.Session()
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _path(self, url_or_path: str) -> str:
+        parts = urlsplit(url_or_path)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+
+    def _url(self, url_or_path: str) -> str:
+        return url_or_path if "://" in url_or_path else self.base_url + url_or_path
+
+    def request(
+        self,
+        method: str,
+        url_or_path: str,
+        *,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        extra_headers: dict[str, str] | None = None,
+        sign: bool = True,
+    ) -> requests.Response:
+        headers = {"Content-Type": content_type} if body else {}
+        if sign:
+            headers.update(
+                sign_request(
+                    self.key.signing_key,
+                    method=method,
+                    path=self._path(self._url(url_or_path)),
+                    body=body,
+                    host_id=self.host_id,
+                )
+            )
+        headers.update(extra_headers or {})
+        response = self.http.request(
+            method, self._url(url_or_path), data=body or None, headers=headers, timeout=self.timeout
+        )
+        if response.status_code >= 400:
+            try:
+                payload = response.json()
+                code, detail = payload.get("error", "error"), payload.get("detail", payload)
+            except ValueError:
+                code, detail = "error", response.text[:500]
+            raise ProtocolError(response.status_code, str(code), detail)
+        return response
+
+    def post_json(self, path: str, payload: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        return self.request("POST", path, body=body, **kwargs).json()
+
+    # -- the protocol -----------------------------------------------------------------
+    def register(
+        self,
+        *,
+        account_token: str,
+        name: str,
+        platform: str,
+        n_cpus: int,
+        memory_bytes: int,
+        flops: float = 0.0,
+    ) -> int:
+        """Register this host's public key under the volunteer's account; keeps the host id."""
+        payload = {
+            "public_key": self.key.public_key_b64,
+            "name": name,
+            "platform": platform,
+            "n_cpus": n_cpus,
+            "memory_bytes": memory_bytes,
+            "flops": flops,
+        }
+        self.host_id = None
+        reply = self.post_json(
+            f"{API_PREFIX}/hosts", payload, extra_headers={"Authorization": f"Token {account_token}"}
+        )
+        self.host_id = int(reply["host_id"])
+        return self.host_id
+
+    def scheduler_rpc(
+        self,
+        *,
+        reports: list[Report] | None = None,
+        tasks: int = 0,
+        seconds: float = 0.0,
+    ) -> dict[str, Any]:
+        """Report finished replicas and ask for work in one signed call."""
+        payload: dict[str, Any] = {"reports": [r.to_json() for r in reports or []]}
+        if tasks or seconds:
+            payload["work_request"] = {"tasks": tasks, "seconds": seconds}
+        return self.post_json(f"{API_PREFIX}/scheduler", payload)
+
+    def upload_output(self, upload_url: str, data: bytes) -> dict[str, Any]:
+        return self.request("PUT", upload_url, body=data, content_type="application/octet-stream").json()
+
+    def fetch_input(self, task: dict[str, Any]) -> bytes:
+        """A task's input: inline in the reply when small, else downloaded and hash-checked."""
+        if task.get("input_inline") is not None:
+            data = b64decode(task["input_inline"])
+        else:
+            data = self.request("GET", task["input_url"]).content
+        if hashlib.sha256(data).hexdigest() != task["input_sha256"]:
+            raise ProtocolError(0, "bad_input_hash", "input does not match its SHA-256")
+        return data

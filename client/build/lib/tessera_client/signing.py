@@ -1,0 +1,79 @@
+"""The request-signing scheme shared by hosts and the coordinator.
+
+A host signs ``tessera-ed25519-v1``, the method, the path with its query string, the
+timestamp, a random nonce and the SHA-256 of the body, one per line. The coordinator
+recomputes the same message, so this module is the single definition of the wire format.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+SCHEME = "tessera-ed25519-v1"
+HEADER_HOST = "X-Tessera-Host"
+HEADER_TIMESTAMP = "X-Tessera-Timestamp"
+HEADER_NONCE = "X-Tessera-Nonce"
+HEADER_SIGNATURE = "X-Tessera-Signature"
+NONCE_BYTES = 16
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64decode(text: str) -> bytes:
+    """Strict base64: anything that is not canonical base64 raises ``ValueError``."""
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, ValueError) as error:
+        raise ValueError("not valid base64") from error
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def signing_message(*, method: str, path: str, timestamp: int, nonce: str, body_sha256: str) -> bytes:
+    """The exact bytes a host signs for one request."""
+    parts = [SCHEME, method.upper(), path, str(int(timestamp)), nonce, body_sha256]
+    return "\n".join(parts).encode("utf-8")
+
+
+def sign_request(
+    key: SigningKey,
+    *,
+    method: str,
+    path: str,
+    body: bytes,
+    host_id: int | None = None,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
+    """Headers that authenticate one request; ``host_id`` is omitted only to register."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    nonce = secrets.token_hex(NONCE_BYTES) if nonce is None else nonce
+    message = signing_message(
+        method=method, path=path, timestamp=timestamp, nonce=nonce, body_sha256=body_digest(body)
+    )
+    headers = {
+        HEADER_TIMESTAMP: str(timestamp),
+        HEADER_NONCE: nonce,
+        HEADER_SIGNATURE: b64encode(key.sign(message).signature),
+    }
+    if host_id is not None:
+        headers[HEADER_HOST] = str(host_id)
+    return headers
+
+
+def signature_is_valid(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        VerifyKey(public_key).verify(message, signature)
+    except (BadSignatureError, ValueError, TypeError):
+        return False
+    return True

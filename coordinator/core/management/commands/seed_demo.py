@@ -1,0 +1,70 @@
+"""Give a fresh coordinator something to show: a demo app, units and two volunteers."""
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+from nacl.signing import SigningKey
+from tessera_client.signing import b64decode, b64encode
+
+from coordinator.accounts.models import Volunteer
+from coordinator.accounts.services import create_volunteer, issue_account_token
+from coordinator.work.models import App
+from coordinator.work.services import RedundancyPolicy, create_work_unit, register_app_version
+
+DEMO_APP = "demo-sha256"
+DEMO_VOLUNTEERS = ["ada", "grace"]
+
+
+def demo_signing_key() -> SigningKey:
+    """The demo's code-signing key, kept in var/ (a real project keeps its own outside)."""
+    path = Path(settings.VAR_DIR) / "demo-code-signing.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(b64encode(bytes(SigningKey.generate())) + "\n")
+        path.chmod(0o600)
+    return SigningKey(b64decode(path.read_text().strip()))
+
+
+class Command(BaseCommand):
+    help = "Create the demo app, some work units and two volunteers; print their account tokens."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--units", type=int, default=20)
+        parser.add_argument("--tokens-file", default=str(Path(settings.VAR_DIR) / "demo-tokens.txt"))
+
+    @transaction.atomic
+    def handle(self, *args: Any, units: int, tokens_file: str, **options: Any) -> None:
+        now = timezone.now()
+        app, created = App.objects.get_or_create(name=DEMO_APP, defaults={"title": "Demo: hash the input"})
+        if created:
+            register_app_version(
+                app=app, version=1, bundle=b"demo bundle: sha256 of the input", signing_key=demo_signing_key()
+            )
+        start = app.units.count()
+        for index in range(start, start + units):
+            create_work_unit(
+                app=app,
+                name=f"{DEMO_APP}-{index:05d}",
+                input_data=f"demo input {index}".encode(),
+                policy=RedundancyPolicy(min_quorum=2, target_nresults=2),
+                now=now,
+            )
+        tokens = []
+        for name in DEMO_VOLUNTEERS:
+            volunteer = Volunteer.objects.filter(user__username=name).first()
+            if volunteer is None:
+                volunteer, token = create_volunteer(
+                    username=name, password=f"{name}-demo-password-1842", now=now
+                )
+            else:
+                token = issue_account_token(volunteer=volunteer, now=now)
+            tokens.append(token)
+        Path(tokens_file).write_text("\n".join(tokens) + "\n")
+        self.stdout.write(f"demo: {units} new units of {DEMO_APP} ({start + units} in all)")
+        for name, token in zip(DEMO_VOLUNTEERS, tokens, strict=True):
+            self.stdout.write(f"demo: volunteer {name}, account token {token}")
+        self.stdout.write(f"demo: tokens written to {tokens_file}")
