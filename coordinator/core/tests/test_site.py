@@ -1,0 +1,72 @@
+"""The front page, the OpenAPI schema and the embedded runtime."""
+
+import time
+
+import pytest
+import yaml
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+
+from coordinator.core.periodic import EmbeddedRuntime
+from coordinator.testing import make_app, make_units
+from coordinator.work.models import Replica, WorkUnit
+
+API_PATHS = {
+    "/api/v1/volunteers": {"post"},
+    "/api/v1/volunteers/token": {"post"},
+    "/api/v1/hosts": {"post"},
+    "/api/v1/scheduler": {"post"},
+    "/api/v1/replicas/{replica_id}/output": {"put"},
+    "/api/v1/replicas/{replica_id}/input": {"get"},
+    "/api/v1/app-versions/{version_id}/bundle": {"get"},
+}
+
+
+@pytest.mark.django_db
+def test_the_front_page_counts_units_and_replicas():
+    make_units(make_app(), 3)
+
+    page = Client().get("/")
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert '<th scope="row">active</th><td>3</td>' in text
+    assert '<th scope="row">unsent</th><td>6</td>' in text
+
+
+def test_the_schema_validates_and_describes_every_endpoint(tmp_path):
+    target = tmp_path / "schema.yml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
+    schema = yaml.safe_load(target.read_text())
+
+    paths = {path: set(ops) - {"parameters"} for path, ops in schema["paths"].items()}
+    assert paths == API_PATHS
+    for path, methods in API_PATHS.items():
+        for method in methods:
+            operation = schema["paths"][path][method]
+            assert "200" in operation["responses"] or "201" in operation["responses"]
+            if method in {"post", "put"}:
+                assert operation["requestBody"]["content"], f"{method} {path} has no request schema"
+    assert {"accountToken", "hostSignature"} <= set(schema["components"]["securitySchemes"])
+
+
+@pytest.mark.django_db
+def test_the_docs_page_is_served():
+    assert Client().get("/api/docs/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_embedded_runtime_runs_the_sweeps_by_itself():
+    app = make_app()
+    unit = WorkUnit.objects.create(app=app, name="due", input_inline=b"x", input_sha256="0" * 64, input_size=1,
+                                   transition_time=timezone.now())
+    runtime = EmbeddedRuntime(interval=0.2).start()
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not Replica.objects.filter(workunit=unit).exists():
+            time.sleep(0.1)
+    finally:
+        runtime.stop()
+
+    assert Replica.objects.filter(workunit=unit).count() == 2
