@@ -128,9 +128,11 @@ def _tally(replicas: list[ReplicaView], timed_out: set[int]) -> _Tally:
 
 def wanted_replicas(policy: Policy, tally: _Tally) -> int:
     """Replicas that should exist unfinished or successful: the target, or one more than
-    the successes so far while they disagree (BOINC raises the target the same way)."""
+    the successes the validator has judged while they disagree (BOINC raises the target
+    the same way). A success not yet judged may settle the disagreement, so it waits."""
     if tally.inconclusive:
-        return max(policy.target_nresults, tally.alive_successes + 1)
+        judged = tally.alive_successes - tally.unchecked_successes
+        return max(policy.target_nresults, judged + 1)
     return policy.target_nresults
 
 
