@@ -4,6 +4,10 @@ import os
 
 import pytest
 
+# Persistent connections outlive the threads of live-server and concurrency tests and then
+# keep the test database from being dropped; tests open a connection per use instead.
+os.environ.setdefault("CONN_MAX_AGE", "0")
+
 
 @pytest.fixture(autouse=True)
 def media_root(settings, tmp_path):
@@ -33,3 +37,14 @@ def pytest_collection_modifyitems(config, items):
 def fast_password_hashing(settings):
     """PBKDF2 is slow on purpose; tests make many accounts and do not test hashing."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def empty_broker():
+    """Hints sent by one test (to dramatiq's in-memory broker) must not run in another."""
+    import dramatiq
+
+    broker = dramatiq.get_broker()
+    broker.flush_all()
+    yield broker
+    broker.flush_all()

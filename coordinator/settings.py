@@ -148,6 +148,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = TESSERA["OUTPUT_BYTES_CEILING"]
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_PARSER_CLASSES": ["coordinator.core.parsers.SafeJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "coordinator.core.api_errors.handle_api_exception",
     "DEFAULT_THROTTLE_RATES": {

@@ -19,10 +19,12 @@ def test_two_hosts_attach_crunch_and_bring_a_unit_to_validation(live_server):
     small = make_units(app, 1, input_data=b"n=10")[0]
     large_input = b"0123456789" * 1000
     large = make_units(app, 1, input_data=large_input, priority=-1)[0]
+    sessions: list[ProjectSession] = []
 
     for index in range(2):
         _, token = make_volunteer()
         session = ProjectSession(live_server.url, HostKey.generate())
+        sessions.append(session)
         host_id = session.register(
             account_token=token, name=f"pc{index}", platform="linux-x86_64", n_cpus=2, memory_bytes=4 << 30
         )
@@ -43,6 +45,8 @@ def test_two_hosts_attach_crunch_and_bring_a_unit_to_validation(live_server):
         bundle = session.request("GET", tasks[0]["app_version"]["url"], sign=False).content
         assert hashlib.sha256(bundle).hexdigest() == tasks[0]["app_version"]["sha256"]
 
+    for session in sessions:
+        session.close()
     assert Replica.objects.filter(state=ReplicaState.OVER, outcome=Outcome.SUCCESS).count() == 4
     transition_due_units(now=timezone.now())
     assert set(WorkUnit.objects.values_list("need_validate", flat=True)) == {True}

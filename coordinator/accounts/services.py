@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,6 +19,7 @@ from coordinator.accounts.models import Host, HostNonce, Volunteer
 from coordinator.core.errors import AuthenticationRejected, Conflict, InvalidInput
 
 TOKEN_PREFIX = "tsr_"
+HOST_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() also takes "²"
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 
@@ -109,18 +111,23 @@ def _verify(signed: SignedRequest, public_key: bytes, timestamp: int, nonce: str
 def authenticate_host(*, signed: SignedRequest, now: datetime) -> Host:
     """Check a host's signed request and burn its nonce, so it cannot be replayed."""
     timestamp, nonce, signature = _checked_parts(signed, now)
-    if not signed.host_id or not signed.host_id.isdigit():
+    if not HOST_ID.fullmatch(signed.host_id or ""):
         raise AuthenticationRejected("the request names no host", code="unknown_host")
     host = Host.objects.select_related("volunteer__user").filter(pk=int(signed.host_id)).first()
     if host is None:
         raise AuthenticationRejected("the host is not registered", code="unknown_host")
     _verify(signed, b64decode(host.public_key), timestamp, nonce, signature)
+    _burn_nonce(host, nonce, now)
+    return host
+
+
+def _burn_nonce(host: Host, nonce: str, now: datetime) -> None:
+    """Record a nonce once; a second request with it is a replay."""
     try:
         with transaction.atomic():
             HostNonce.objects.create(host=host, nonce=nonce, seen_at=now)
     except IntegrityError as error:
         raise AuthenticationRejected("this request was already received", code="replayed") from error
-    return host
 
 
 def parse_public_key(text: str) -> bytes:
@@ -158,6 +165,7 @@ def register_host(
     if existing is not None:
         if existing.volunteer_id != volunteer.pk:
             raise Conflict("this key is registered to another volunteer", code="key_taken")
+        _burn_nonce(existing, nonce, now)
         return existing, False
     host = Host.objects.create(
         volunteer=volunteer,
@@ -170,6 +178,7 @@ def register_host(
         daily_quota=settings.TESSERA["DEFAULT_DAILY_QUOTA"],
         last_contact=now,
     )
+    _burn_nonce(host, nonce, now)
     return host, True
 
 

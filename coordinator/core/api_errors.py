@@ -39,7 +39,11 @@ def handle_api_exception(exc: Exception, context: dict[str, Any]) -> Response | 
     if isinstance(exc, DomainError):
         response = Response({"error": exc.code, "detail": exc.message}, status=status_for(exc))
         if isinstance(exc, AuthenticationRejected):
-            response["WWW-Authenticate"] = 'Tessera-Ed25519 realm="api"'
+            view, request = context.get("view"), context.get("request")
+            scheme = (
+                view.get_authenticate_header(request) if view is not None and request is not None else None
+            )
+            response["WWW-Authenticate"] = scheme or 'Tessera-Ed25519 realm="api"'
         return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

@@ -50,7 +50,7 @@ class HostView(APIView):
 
 
 class ReportSerializer(serializers.Serializer):
-    replica = serializers.IntegerField(min_value=1)
+    replica = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     status = serializers.ChoiceField(choices=[Outcome.SUCCESS.value, Outcome.CLIENT_ERROR.value])
     cpu_time = serializers.FloatField(min_value=0, max_value=1e8)
     exit_code = serializers.IntegerField(min_value=-(2**31), max_value=2**31 - 1, default=0)

@@ -16,8 +16,9 @@ from datetime import date, datetime, timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db import models, transaction
+from django.db.models import Case, Exists, OuterRef, Q, Value, When
+from django.db.models.functions import Cast
 
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, PermissionRefused
@@ -102,6 +103,47 @@ def _check_output(row: Replica, report: ReportIn) -> None:
         )
 
 
+REPORTED_FIELDS = {
+    "outcome": models.CharField(),
+    "cpu_time": models.FloatField(),
+    "exit_code": models.IntegerField(),
+    "message": models.CharField(),
+    "output_sha256": models.CharField(),
+    "output_size": models.BigIntegerField(),
+    "output_inline": models.BinaryField(),
+}
+
+
+def _reported_values(report: ReportIn) -> dict[str, object]:
+    success = report.status == Outcome.SUCCESS
+    return {
+        "outcome": report.status.value,
+        "cpu_time": report.cpu_time,
+        "exit_code": report.exit_code,
+        "message": report.message[:1000],
+        "output_sha256": report.output_sha256 if success else "",
+        "output_size": report.output_size if success else None,
+        "output_inline": report.output_inline,
+    }
+
+
+def _per_replica_values(reports: list[ReportIn]) -> dict[str, Cast]:
+    """``CASE id WHEN … THEN …`` per field, so that many reports are one UPDATE statement.
+
+    The cast tells PostgreSQL the type of a column whose values are all NULL.
+    """
+    values = [(report.replica, _reported_values(report)) for report in reports]
+    return {
+        name: Cast(
+            Case(
+                *(When(pk=replica, then=Value(fields[name], output_field=kind)) for replica, fields in values)
+            ),
+            output_field=kind,
+        )
+        for name, kind in REPORTED_FIELDS.items()
+    }
+
+
 def record_reports(
     *, host: Host, reports: list[ReportIn], now: datetime
 ) -> tuple[list[ReportAck], list[int]]:
@@ -155,21 +197,13 @@ def record_reports(
 
     unit_ids = sorted({row.workunit_id for row, _ in to_record})
     list(WorkUnit.objects.select_for_update().filter(id__in=unit_ids).order_by("id").values_list("id"))
-    for row, report in to_record:
-        updated = Replica.objects.filter(REPORTABLE, pk=row.pk, host=host).update(
-            state=ReplicaState.OVER,
-            outcome=report.status,
-            received_at=now,
-            cpu_time=report.cpu_time,
-            exit_code=report.exit_code,
-            message=report.message[:1000],
-            output_sha256=report.output_sha256 if report.status == Outcome.SUCCESS else "",
-            output_size=report.output_size if report.status == Outcome.SUCCESS else None,
-            output_inline=report.output_inline,
-        )
-        if updated != 1:
-            raise Conflict(f"replica {report.replica} changed while it was being reported", code="retry")
-        acks.append(ReportAck(report.replica, "accepted"))
+    recorded = [report for _, report in to_record]
+    updated = Replica.objects.filter(REPORTABLE, pk__in=[r.replica for r in recorded], host=host).update(
+        state=ReplicaState.OVER, received_at=now, **_per_replica_values(recorded)
+    )
+    if updated != len(recorded):
+        raise Conflict("a replica changed while it was being reported; send the reports again", code="retry")
+    acks.extend(ReportAck(report.replica, "accepted") for report in recorded)
     WorkUnit.objects.filter(id__in=unit_ids).update(transition_time=now)
     return acks, unit_ids
 

@@ -59,8 +59,14 @@ def test_the_docs_page_is_served():
 @pytest.mark.django_db(transaction=True)
 def test_the_embedded_runtime_runs_the_sweeps_by_itself():
     app = make_app()
-    unit = WorkUnit.objects.create(app=app, name="due", input_inline=b"x", input_sha256="0" * 64, input_size=1,
-                                   transition_time=timezone.now())
+    unit = WorkUnit.objects.create(
+        app=app,
+        name="due",
+        input_inline=b"x",
+        input_sha256="0" * 64,
+        input_size=1,
+        transition_time=timezone.now(),
+    )
     runtime = EmbeddedRuntime(interval=0.2).start()
     try:
         deadline = time.monotonic() + 15
