@@ -3,10 +3,11 @@
 import os
 
 import pytest
+from django.conf import settings as django_settings
 
-# Persistent connections outlive the threads of live-server and concurrency tests and then
-# keep the test database from being dropped; tests open a connection per use instead.
-os.environ.setdefault("CONN_MAX_AGE", "0")
+# A persistent connection outlives a live server's keep-alive request thread and keeps the
+# test database from being dropped; in tests, every request closes its connection.
+django_settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 
 @pytest.fixture(autouse=True)

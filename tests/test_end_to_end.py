@@ -53,14 +53,9 @@ def test_two_hosts_attach_crunch_and_bring_a_unit_to_validation(live_server):
 
 
 def test_the_client_sees_refusals_as_protocol_errors(live_server):
-    session = ProjectSession(live_server.url, HostKey.generate())
-    with pytest.raises(ProtocolError) as refused:
-        session.register(
-            account_token="tsr_not-a-real-token", name="pc", platform="linux", n_cpus=1, memory_bytes=1 << 30
-        )
-    assert refused.value.status == 401
-
-    session.host_id = 999_999
-    with pytest.raises(ProtocolError) as unknown:
+    with (
+        ProjectSession(live_server.url, HostKey.generate(), host_id=999_999) as session,
+        pytest.raises(ProtocolError) as unknown,
+    ):
         session.scheduler_rpc(tasks=1)
     assert (unknown.value.status, unknown.value.code) == (401, "unknown_host")

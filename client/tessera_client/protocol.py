@@ -157,6 +157,8 @@ class ProjectSession:
                 code, detail = payload.get("error", "error"), payload.get("detail", payload)
             except ValueError:
                 code, detail = "error", response.text[:500]
+            finally:
+                response.close()
             raise ProtocolError(response.status_code, str(code), detail)
         return response
 
