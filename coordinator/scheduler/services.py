@@ -80,6 +80,13 @@ class RpcResult:
     touched_units: list[int]  # units whose replicas were reported: they need a transition
 
 
+def _is_reportable(row: Replica) -> bool:
+    """In progress, or timed out and still welcome (the Python twin of ``REPORTABLE``)."""
+    return row.state == ReplicaState.IN_PROGRESS or (
+        row.state == ReplicaState.OVER and row.outcome == Outcome.NO_REPLY
+    )
+
+
 def _is_same_report(row: Replica, report: ReportIn) -> bool:
     return row.outcome == report.status and row.output_sha256 == report.output_sha256
 
@@ -180,10 +187,7 @@ def record_reports(
             raise PermissionRefused(
                 f"replica {report.replica} was not sent to this host", code="not_your_replica"
             )
-        reportable = row.state == ReplicaState.IN_PROGRESS or (
-            row.state == ReplicaState.OVER and row.outcome == Outcome.NO_REPLY
-        )
-        if not reportable:
+        if not _is_reportable(row):
             if _is_same_report(row, report):
                 acks.append(ReportAck(report.replica, "duplicate"))
                 continue
@@ -329,7 +333,7 @@ def store_output(*, host: Host, replica_id: int, data: bytes) -> str:
     report that follows must name this same SHA-256.
     """
     replica = _reportable_replica(host=host, replica_id=replica_id)
-    if not (replica.state == ReplicaState.IN_PROGRESS or replica.outcome == Outcome.NO_REPLY):
+    if not _is_reportable(replica):
         raise Conflict(f"replica {replica_id} is already reported", code="already_reported")
     limit = replica.app_version.max_output_bytes
     if len(data) > limit:

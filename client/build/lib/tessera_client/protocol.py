@@ -108,6 +108,16 @@ class ProjectSession:
         self.timeout = timeout
         self.http = requests.Session()
 
+    def close(self) -> None:
+        """Close kept-alive connections."""
+        self.http.close()
+
+    def __enter__(self) -> ProjectSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # -- plumbing ---------------------------------------------------------------------
     def _path(self, url_or_path: str) -> str:
         parts = urlsplit(url_or_path)
@@ -147,6 +157,8 @@ class ProjectSession:
                 code, detail = payload.get("error", "error"), payload.get("detail", payload)
             except ValueError:
                 code, detail = "error", response.text[:500]
+            finally:
+                response.close()
             raise ProtocolError(response.status_code, str(code), detail)
         return response
 

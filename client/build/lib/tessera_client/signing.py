@@ -28,11 +28,18 @@ def b64encode(data: bytes) -> str:
 
 
 def b64decode(text: str) -> bytes:
-    """Strict base64: anything that is not canonical base64 raises ``ValueError``."""
+    """Canonical base64 only: anything else raises ``ValueError``.
+
+    ``base64.b64decode(validate=True)`` ignores the spare bits before ``=``, so one key
+    would have several spellings; re-encoding and comparing refuses all but one.
+    """
     try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
+        decoded = base64.b64decode(text.encode("ascii"), validate=True)
     except (UnicodeEncodeError, ValueError) as error:
         raise ValueError("not valid base64") from error
+    if b64encode(decoded) != text:
+        raise ValueError("not canonical base64")
+    return decoded
 
 
 def body_digest(body: bytes) -> str:
