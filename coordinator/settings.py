@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "coordinator.accounts",
     "coordinator.work",
     "coordinator.scheduler",
+    "coordinator.validation",
 ]
 
 MIDDLEWARE = [

@@ -1,22 +1,48 @@
 """Who computes: volunteers (Django users with a profile), their teams and their hosts."""
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
-class Team(models.Model):
+class CreditTotals(models.Model):
+    """Credit kept on the row, updated with each grant (never by scanning history).
+
+    ``rac`` is recent average credit as of ``rac_time``; ``rac_rank`` orders rows by RAC at
+    any common moment without decaying them (see validation.credit.rac_rank_key).
+    """
+
+    total_credit = models.DecimalField(
+        max_digits=20, decimal_places=6, default=Decimal(0), db_default=Decimal(0)
+    )
+    rac = models.FloatField(default=0.0, db_default=0.0)
+    rac_time = models.DateTimeField(null=True, blank=True)
+    rac_rank = models.FloatField(default=-1e18, db_default=-1e18)
+
+    class Meta:
+        abstract = True
+
+
+class Team(CreditTotals):
     name = models.CharField(max_length=64, unique=True)
     founder = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     created = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        indexes = [
+            models.Index(F("total_credit").desc(), "id", name="team_by_total"),
+            models.Index(F("rac_rank").desc(), "id", name="team_by_rac"),
+        ]
+
     def __str__(self) -> str:
         return self.name
 
 
-class Volunteer(models.Model):
+class Volunteer(CreditTotals):
     """A person who lends computers. The account token is kept only as its SHA-256."""
 
     user = models.OneToOneField(
@@ -27,11 +53,17 @@ class Volunteer(models.Model):
     token_created = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
+    class Meta:
+        indexes = [
+            models.Index(F("total_credit").desc(), "user_id", name="volunteer_by_total"),
+            models.Index(F("rac_rank").desc(), "user_id", name="volunteer_by_rac"),
+        ]
+
     def __str__(self) -> str:
         return self.user.get_username()
 
 
-class Host(models.Model):
+class Host(CreditTotals):
     """A volunteer's device, known by the Ed25519 public key it made itself."""
 
     volunteer = models.ForeignKey(Volunteer, on_delete=models.CASCADE, related_name="hosts")
@@ -47,8 +79,17 @@ class Host(models.Model):
     daily_quota = models.PositiveIntegerField()
     quota_day = models.DateField(null=True, blank=True)
     quota_used = models.PositiveIntegerField(default=0)
+    # Reputation over all apps (per app: validation.HostAppReputation).
+    consecutive_valid = models.PositiveIntegerField(default=0, db_default=0)
+    valid_count = models.PositiveIntegerField(default=0, db_default=0)
+    invalid_count = models.PositiveIntegerField(default=0, db_default=0)
+    error_count = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
+        indexes = [
+            models.Index(F("total_credit").desc(), "id", name="host_by_total"),
+            models.Index(F("rac_rank").desc(), "id", name="host_by_rac"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(n_cpus__gte=1), name="host_has_a_cpu"),
             models.CheckConstraint(condition=Q(flops__gte=0), name="host_flops_not_negative"),

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 SWEEPS = [
     "coordinator.work.tasks.transition_sweep",
+    "coordinator.validation.tasks.validation_sweep",
     "coordinator.accounts.tasks.purge_nonces_sweep",
 ]
 

@@ -10,6 +10,7 @@ one volunteer never both take a replica of the same unit; the unique constraint 
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -22,6 +23,9 @@ from django.db.models.functions import Cast
 
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, PermissionRefused
+from coordinator.validation.models import HostAppReputation
+from coordinator.validation.reputation import Event, Reputation, send_single
+from coordinator.validation.standing import record_events
 from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import AppVersion, Replica, WorkUnit
 
@@ -30,6 +34,8 @@ DEFAULT_FLOPS = 1e9  # assumed speed of a host that has not measured itself
 # Sibling replicas of one unit sit next to each other in dispatch order and only one may
 # go to a host, so read a few candidates per task wanted.
 CANDIDATES_PER_TASK = 3
+# Spot checks are drawn at random; tests may replace this with a seeded generator.
+draw = random.random
 
 
 @dataclass(frozen=True)
@@ -200,7 +206,12 @@ def record_reports(
         return acks, []
 
     unit_ids = sorted({row.workunit_id for row, _ in to_record})
-    list(WorkUnit.objects.select_for_update().filter(id__in=unit_ids).order_by("id").values_list("id"))
+    app_of = dict(
+        WorkUnit.objects.select_for_update()
+        .filter(id__in=unit_ids)
+        .order_by("id")
+        .values_list("id", "app_id")
+    )
     recorded = [report for _, report in to_record]
     updated = Replica.objects.filter(REPORTABLE, pk__in=[r.replica for r in recorded], host=host).update(
         state=ReplicaState.OVER, received_at=now, **_per_replica_values(recorded)
@@ -208,6 +219,10 @@ def record_reports(
     if updated != len(recorded):
         raise Conflict("a replica changed while it was being reported; send the reports again", code="retry")
     acks.extend(ReportAck(report.replica, "accepted") for report in recorded)
+    errors = [
+        (host.pk, app_of[row.workunit_id], Event.ERROR) for row, r in to_record if r.status != Outcome.SUCCESS
+    ]
+    record_events(errors)
     WorkUnit.objects.filter(id__in=unit_ids).update(transition_time=now)
     return acks, unit_ids
 
@@ -229,6 +244,13 @@ def _quota_left(host: Host, today: date) -> tuple[int, int]:
     return max(0, host.daily_quota - used), used
 
 
+def _reputations_of(host: Host) -> dict[int, Reputation]:
+    rows = HostAppReputation.objects.filter(host=host).values_list(
+        "app_id", "consecutive_valid", "valid", "invalid", "errors", "error_rate"
+    )
+    return {app_id: Reputation(*figures) for app_id, *figures in rows}
+
+
 def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assignment]:
     """Claim unsent replicas for ``host``: by priority then age, one per unit, within quota."""
     cap = settings.TESSERA["MAX_TASKS_PER_RPC"]
@@ -245,6 +267,10 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     same_volunteer = Replica.objects.filter(
         workunit_id=OuterRef("workunit_id"), volunteer_id=host.volunteer_id
     )
+    # A unit out alone with a trusted host needs no second replica unless that one fails.
+    out_alone = Replica.objects.filter(
+        workunit_id=OuterRef("workunit_id"), trusted_single=True, state=ReplicaState.IN_PROGRESS
+    )
     candidates = (
         Replica.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(
@@ -252,7 +278,7 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
             workunit__memory_bytes__lte=host.memory_bytes,
             workunit__app_id__in=list(versions),
         )
-        .filter(~Exists(same_volunteer))
+        .filter(~Exists(same_volunteer), ~Exists(out_alone))
         .order_by("-priority", "id")
         .values_list("id", "workunit_id", "workunit__fpops_estimate")[: limit * CANDIDATES_PER_TASK]
     )
@@ -275,12 +301,14 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
         return []
 
     units = WorkUnit.objects.in_bulk(list(unit_of.values()))
-    groups: dict[tuple[int, int], list[int]] = {}
+    reputations = _reputations_of(host)
+    groups: dict[tuple[int, int, bool], list[int]] = {}
     for replica_id in chosen:
         unit = units[unit_of[replica_id]]
-        groups.setdefault((unit.delay_bound, versions[unit.app_id].pk), []).append(replica_id)
+        single = send_single(reputations.get(unit.app_id, Reputation()), draw())
+        groups.setdefault((unit.delay_bound, versions[unit.app_id].pk, single), []).append(replica_id)
     assignments: list[Assignment] = []
-    for (delay_bound, version_id), replica_ids in groups.items():
+    for (delay_bound, version_id, single), replica_ids in groups.items():
         deadline = now + timedelta(seconds=delay_bound)
         updated = Replica.objects.filter(id__in=replica_ids, state=ReplicaState.UNSENT).update(
             state=ReplicaState.IN_PROGRESS,
@@ -289,6 +317,7 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
             app_version_id=version_id,
             sent_at=now,
             deadline=deadline,
+            trusted_single=single,
         )
         if updated != len(replica_ids):
             raise Conflict("work was claimed concurrently; ask again", code="retry")

@@ -8,7 +8,7 @@ transition. Running :func:`transition` again on the applied result asks for noth
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -77,6 +77,7 @@ class ReplicaView:
     outcome: Outcome = Outcome.INIT
     validate_state: ValidateState = ValidateState.INIT
     deadline: datetime | None = None
+    trusted_single: bool = False  # sent alone to a trusted host (adaptive replication)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,23 @@ def _tally(replicas: list[ReplicaView], timed_out: set[int]) -> _Tally:
     return tally
 
 
+def _is_live(replica: ReplicaView, timed_out: set[int]) -> bool:
+    if replica.state is ReplicaState.IN_PROGRESS:
+        return replica.id not in timed_out
+    return replica.outcome is Outcome.SUCCESS and replica.validate_state is not ValidateState.INVALID
+
+
+def effective_policy(
+    policy: Policy, replicas: list[ReplicaView], timed_out: set[int] | None = None
+) -> Policy:
+    """Adaptive replication: while a replica sent alone to a trusted host is out or
+    successful, one agreeing replica is a quorum. If it fails, the unit's own policy is back."""
+    gone = timed_out or set()
+    if any(r.trusted_single and _is_live(r, gone) for r in replicas):
+        return replace(policy, min_quorum=1, target_nresults=1)
+    return policy
+
+
 def wanted_replicas(policy: Policy, tally: _Tally) -> int:
     """Replicas that should exist unfinished or successful: the target, or one more than
     the successes the validator has judged while they disagree (BOINC raises the target
@@ -158,7 +176,7 @@ def transition(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tr
             next_transition=next_transition,
         )
 
-    policy = unit.policy
+    policy = effective_policy(unit.policy, replicas, timed_out)
     if tally.errors > policy.max_error_results:
         return Transition(
             timed_out=tuple(sorted(timed_out)),
@@ -169,8 +187,12 @@ def transition(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tr
 
     need_validate = tally.unchecked_successes > 0 and tally.alive_successes >= policy.min_quorum
     pending = len(tally.unsent) + len(tally.in_progress)
-    missing = max(0, wanted_replicas(policy, tally) - pending - tally.alive_successes)
+    wanted = wanted_replicas(policy, tally)
+    missing = max(0, wanted - pending - tally.alive_successes)
     create = min(missing, max(0, policy.max_total_results - tally.total))
+    # More unsent replicas than wanted (a trusted host took the unit alone): cancel the newest.
+    surplus = min(len(tally.unsent), pending + tally.alive_successes - wanted)
+    cancelled = tuple(sorted(tally.unsent)[len(tally.unsent) - surplus :]) if surplus > 0 else ()
     if missing > create and pending + create == 0 and not need_validate:
         return Transition(
             timed_out=tuple(sorted(timed_out)),
@@ -180,6 +202,7 @@ def transition(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tr
     return Transition(
         create_replicas=create,
         timed_out=tuple(sorted(timed_out)),
+        not_needed=cancelled,
         need_validate=need_validate,
         next_transition=next_transition,
     )

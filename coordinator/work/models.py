@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from coordinator.accounts.models import Host, Volunteer
+from coordinator.validation.compare import CompareMode
 from coordinator.work.lifecycle import FailureReason, Outcome, ReplicaState, UnitState, ValidateState
 
 
@@ -21,6 +22,15 @@ class App(models.Model):
 
     name = models.SlugField(max_length=64, unique=True)
     title = models.CharField(max_length=200, blank=True)
+    # How the validator compares two outputs (validation.compare).
+    compare_mode = models.CharField(
+        max_length=16,
+        choices=choices(CompareMode),
+        default=CompareMode.BITWISE,
+        db_default=CompareMode.BITWISE,
+    )
+    abs_tolerance = models.FloatField(default=0.0, db_default=0.0)
+    rel_tolerance = models.FloatField(default=0.0, db_default=0.0)
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -95,6 +105,8 @@ class WorkUnit(models.Model):
     canonical_replica = models.ForeignKey(
         "Replica", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # What each valid replica of this unit was granted (late valid replicas get the same).
+    granted_credit = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -157,6 +169,10 @@ class Replica(models.Model):
     cpu_time = models.FloatField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     message = models.CharField(max_length=1000, blank=True)
+    # Adaptive replication: sent alone to a trusted host (its unit then needs one success).
+    trusted_single = models.BooleanField(default=False, db_default=False)
+    claimed_credit = models.FloatField(null=True, blank=True)
+    granted_credit = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -13,6 +13,8 @@ from nacl.signing import SigningKey
 from tessera_client.signing import b64encode
 
 from coordinator.core.errors import InvalidInput
+from coordinator.validation.reputation import Event
+from coordinator.validation.standing import record_events
 from coordinator.work import lifecycle
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
 from coordinator.work.models import App, AppVersion, Batch, Replica, WorkUnit
@@ -123,13 +125,18 @@ def unit_view(unit: WorkUnit) -> lifecycle.UnitView:
     )
 
 
+REPLICA_VIEW_FIELDS = ("id", "state", "outcome", "validate_state", "deadline", "trusted_single")
+
+
 def replica_view(row: dict) -> lifecycle.ReplicaView:
+    """The lifecycle's view of a replica, from ``values(*REPLICA_VIEW_FIELDS)`` or a model."""
     return lifecycle.ReplicaView(
         id=row["id"],
         state=ReplicaState(row["state"]),
         outcome=Outcome(row["outcome"]),
         validate_state=lifecycle.ValidateState(row["validate_state"]),
         deadline=row["deadline"],
+        trusted_single=row["trusted_single"],
     )
 
 
@@ -141,9 +148,7 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
     reported is never overwritten. Returns how many units changed.
     """
     by_unit: dict[int, list[lifecycle.ReplicaView]] = {unit.pk: [] for unit in units}
-    rows = Replica.objects.filter(workunit_id__in=by_unit).values(
-        "id", "workunit_id", "state", "outcome", "validate_state", "deadline"
-    )
+    rows = Replica.objects.filter(workunit_id__in=by_unit).values("workunit_id", *REPLICA_VIEW_FIELDS)
     for row in rows:
         by_unit[row["workunit_id"]].append(replica_view(row))
 
@@ -172,9 +177,13 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
             changed_units.append(unit)
 
     if timed_out:
-        Replica.objects.filter(id__in=timed_out, state=ReplicaState.IN_PROGRESS, deadline__lte=now).update(
-            state=ReplicaState.OVER, outcome=Outcome.NO_REPLY
-        )
+        expired = Replica.objects.filter(id__in=timed_out, state=ReplicaState.IN_PROGRESS, deadline__lte=now)
+        events = [
+            (host_id, app_id, Event.ERROR)
+            for host_id, app_id in expired.values_list("host_id", "workunit__app_id")
+        ]
+        expired.update(state=ReplicaState.OVER, outcome=Outcome.NO_REPLY)
+        record_events(events)
     if not_needed:
         Replica.objects.filter(id__in=not_needed, state=ReplicaState.UNSENT).update(
             state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED

@@ -1,0 +1,1 @@
+"""Quorum validation, credit, reputation, adaptive replication and the credit ledger."""

@@ -1,0 +1,116 @@
+"""Appending to the credit ledger, sealing its head, and exporting it.
+
+The chain's format is ``tessera_client.ledger``, which volunteers run to verify an export
+without the database; this module only writes it. Appending locks the one ``LedgerHead``
+row, so grants from concurrent validators form one chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from nacl.signing import SigningKey
+from tessera_client.ledger import FORMAT, GENESIS_HASH, entry_hash, seal_message
+from tessera_client.signing import b64encode
+
+from coordinator.accounts.models import Volunteer
+from coordinator.validation.models import LedgerEntry, LedgerHead, LedgerSeal
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Credit for one valid replica."""
+
+    volunteer_id: int
+    host_id: int
+    replica_id: int
+    unit_id: int
+    credit: Decimal
+
+
+def credit_text(amount: Decimal) -> str:
+    return f"{amount:.6f}"
+
+
+def stamp(moment: datetime) -> str:
+    """A time as the chain spells it: ISO 8601 in UTC, so a database round trip keeps it."""
+    return moment.astimezone(UTC).isoformat()
+
+
+def entry_fields(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "volunteer": entry.volunteer_id,
+        "host": entry.host_id,
+        "replica": entry.replica_id,
+        "unit": entry.unit_id,
+        "credit": credit_text(entry.credit),
+        "granted_at": stamp(entry.granted_at),
+    }
+
+
+def _locked_head() -> LedgerHead:
+    LedgerHead.objects.get_or_create(id=1, defaults={"seq": 0, "hash": GENESIS_HASH})
+    return LedgerHead.objects.select_for_update().get(id=1)
+
+
+def append(grants: list[Grant], *, now: datetime) -> None:
+    """Chain one entry per grant after the current head; the caller's transaction holds it."""
+    if not grants:
+        return
+    head = _locked_head()
+    entries = []
+    seq, prev = head.seq, head.hash
+    for grant in grants:
+        seq += 1
+        entry = LedgerEntry(
+            seq=seq,
+            volunteer_id=grant.volunteer_id,
+            host_id=grant.host_id,
+            replica_id=grant.replica_id,
+            unit_id=grant.unit_id,
+            credit=grant.credit,
+            granted_at=now,
+            prev_hash=prev,
+        )
+        entry.hash = prev = entry_hash(entry_fields(entry), prev)
+        entries.append(entry)
+    LedgerEntry.objects.bulk_create(entries)
+    LedgerHead.objects.filter(id=1).update(seq=seq, hash=prev)
+
+
+@transaction.atomic
+def seal(*, key: SigningKey, now: datetime) -> LedgerSeal | None:
+    """Sign the current head, unless it is already sealed or the chain is empty."""
+    head = _locked_head()
+    if head.seq == 0 or LedgerSeal.objects.filter(seq=head.seq).exists():
+        return None
+    sealed_at = stamp(now)
+    signature = key.sign(seal_message(head.seq, head.hash, sealed_at)).signature
+    return LedgerSeal.objects.create(
+        seq=head.seq, head_hash=head.hash, sealed_at=now, signature=b64encode(signature)
+    )
+
+
+def export_records(*, public_key: str, now: datetime) -> Iterator[dict[str, Any]]:
+    """The export, record by record; read it inside one snapshot (see ``export_snapshot``)."""
+    yield {"kind": "header", "format": FORMAT, "public_key": public_key, "exported_at": stamp(now)}
+    last_seq = 0
+    for entry in LedgerEntry.objects.order_by("seq").iterator(chunk_size=5000):
+        yield {"kind": "entry", **entry_fields(entry), "prev": entry.prev_hash, "hash": entry.hash}
+        last_seq = entry.seq
+    for seal_row in LedgerSeal.objects.filter(seq__lte=last_seq).order_by("seq"):
+        yield {
+            "kind": "seal",
+            "seq": seal_row.seq,
+            "head": seal_row.head_hash,
+            "sealed_at": stamp(seal_row.sealed_at),
+            "signature": seal_row.signature,
+        }
+    totals = Volunteer.objects.filter(total_credit__gt=0).values_list("pk", "total_credit")
+    yield {"kind": "totals", "volunteers": {str(pk): credit_text(total) for pk, total in totals}}
