@@ -26,10 +26,11 @@ from coordinator.core.errors import Conflict, InvalidInput, NotFound, PayloadToo
 from coordinator.validation.models import HostAppReputation
 from coordinator.validation.reputation import Event, Reputation, send_single
 from coordinator.validation.standing import record_events
-from coordinator.work.lifecycle import Outcome, ReplicaState
+from coordinator.work.lifecycle import Outcome, ReplicaState, ValidateState
 from coordinator.work.models import AppVersion, Replica, WorkUnit
 
 REPORTABLE = Q(state=ReplicaState.IN_PROGRESS) | Q(state=ReplicaState.OVER, outcome=Outcome.NO_REPLY)
+LIVE_VALIDATE_STATES = [ValidateState.INIT, ValidateState.VALID, ValidateState.INCONCLUSIVE]
 DEFAULT_FLOPS = 1e9  # assumed speed of a host that has not measured itself
 # Sibling replicas of one unit sit next to each other in dispatch order and only one may
 # go to a host, so read a few candidates per task wanted.
@@ -269,7 +270,10 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     )
     # A unit out alone with a trusted host needs no second replica unless that one fails.
     out_alone = Replica.objects.filter(
-        workunit_id=OuterRef("workunit_id"), trusted_single=True, state=ReplicaState.IN_PROGRESS
+        Q(state=ReplicaState.IN_PROGRESS)
+        | Q(outcome=Outcome.SUCCESS, validate_state__in=LIVE_VALIDATE_STATES),
+        workunit_id=OuterRef("workunit_id"),
+        trusted_single=True,
     )
     candidates = (
         Replica.objects.select_for_update(skip_locked=True, of=("self",))
