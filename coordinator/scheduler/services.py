@@ -17,12 +17,13 @@ from datetime import date, datetime, timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import models, transaction
-from django.db.models import Case, Exists, OuterRef, Q, Value, When
-from django.db.models.functions import Cast
+from django.db import transaction
+from django.db.models import BooleanField, Q
+from django.db.models.expressions import RawSQL
 
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, PermissionRefused
+from coordinator.scheduler.report_writer import ReportRow, write_reports
 from coordinator.validation.models import HostAppReputation
 from coordinator.validation.reputation import Event, Reputation, send_single
 from coordinator.validation.standing import record_events
@@ -30,7 +31,20 @@ from coordinator.work.lifecycle import Outcome, ReplicaState, ValidateState
 from coordinator.work.models import AppVersion, Replica, WorkUnit
 
 REPORTABLE = Q(state=ReplicaState.IN_PROGRESS) | Q(state=ReplicaState.OVER, outcome=Outcome.NO_REPLY)
-LIVE_VALIDATE_STATES = [ValidateState.INIT, ValidateState.VALID, ValidateState.INCONCLUSIVE]
+# Per candidate, two index probes: the volunteer already holds a replica of the unit, or a
+# trusted host has the unit alone (adaptive replication) and it has not failed. "LIMIT 1
+# OFFSET 0" keeps each a probe: without it PostgreSQL may turn NOT EXISTS into an anti-join
+# that reads every replica the volunteer ever held (docs/benchmarks.md).
+UNIT_NOT_FOR_THIS_HOST = f"""
+NOT EXISTS (SELECT 1 FROM {Replica._meta.db_table} mine
+            WHERE mine.workunit_id = {Replica._meta.db_table}.workunit_id AND mine.volunteer_id = %s
+            LIMIT 1 OFFSET 0)
+AND NOT EXISTS (SELECT 1 FROM {Replica._meta.db_table} alone
+                WHERE alone.workunit_id = {Replica._meta.db_table}.workunit_id AND alone.trusted_single
+                  AND (alone.state = %s OR (alone.outcome = %s AND alone.validate_state <> %s))
+                LIMIT 1 OFFSET 0)
+"""
+OUT_ALONE_PARAMS = [ReplicaState.IN_PROGRESS.value, Outcome.SUCCESS.value, ValidateState.INVALID.value]
 DEFAULT_FLOPS = 1e9  # assumed speed of a host that has not measured itself
 # Sibling replicas of one unit sit next to each other in dispatch order and only one may
 # go to a host, so read a few candidates per task wanted.
@@ -117,45 +131,18 @@ def _check_output(row: Replica, report: ReportIn) -> None:
         )
 
 
-REPORTED_FIELDS = {
-    "outcome": models.CharField(),
-    "cpu_time": models.FloatField(),
-    "exit_code": models.IntegerField(),
-    "message": models.CharField(),
-    "output_sha256": models.CharField(),
-    "output_size": models.BigIntegerField(),
-    "output_inline": models.BinaryField(),
-}
-
-
-def _reported_values(report: ReportIn) -> dict[str, object]:
+def _report_row(report: ReportIn) -> ReportRow:
     success = report.status == Outcome.SUCCESS
-    return {
-        "outcome": report.status.value,
-        "cpu_time": report.cpu_time,
-        "exit_code": report.exit_code,
-        "message": report.message[:1000],
-        "output_sha256": report.output_sha256 if success else "",
-        "output_size": report.output_size if success else None,
-        "output_inline": report.output_inline,
-    }
-
-
-def _per_replica_values(reports: list[ReportIn]) -> dict[str, Cast]:
-    """``CASE id WHEN … THEN …`` per field, so that many reports are one UPDATE statement.
-
-    The cast tells PostgreSQL the type of a column whose values are all NULL.
-    """
-    values = [(report.replica, _reported_values(report)) for report in reports]
-    return {
-        name: Cast(
-            Case(
-                *(When(pk=replica, then=Value(fields[name], output_field=kind)) for replica, fields in values)
-            ),
-            output_field=kind,
-        )
-        for name, kind in REPORTED_FIELDS.items()
-    }
+    return (
+        report.replica,
+        report.status.value,
+        report.cpu_time,
+        report.exit_code,
+        report.message[:1000],
+        report.output_sha256 if success else "",
+        report.output_size if success else None,
+        report.output_inline,
+    )
 
 
 def record_reports(
@@ -214,9 +201,7 @@ def record_reports(
         .values_list("id", "app_id")
     )
     recorded = [report for _, report in to_record]
-    updated = Replica.objects.filter(REPORTABLE, pk__in=[r.replica for r in recorded], host=host).update(
-        state=ReplicaState.OVER, received_at=now, **_per_replica_values(recorded)
-    )
+    updated = write_reports(host_id=host.pk, rows=[_report_row(r) for r in recorded], now=now)
     if updated != len(recorded):
         raise Conflict("a replica changed while it was being reported; send the reports again", code="retry")
     acks.extend(ReportAck(report.replica, "accepted") for report in recorded)
@@ -265,15 +250,8 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
         Host.objects.filter(pk=host.pk).update(last_contact=now)
         return []
 
-    same_volunteer = Replica.objects.filter(
-        workunit_id=OuterRef("workunit_id"), volunteer_id=host.volunteer_id
-    )
-    # A unit out alone with a trusted host needs no second replica unless that one fails.
-    out_alone = Replica.objects.filter(
-        Q(state=ReplicaState.IN_PROGRESS)
-        | Q(outcome=Outcome.SUCCESS, validate_state__in=LIVE_VALIDATE_STATES),
-        workunit_id=OuterRef("workunit_id"),
-        trusted_single=True,
+    excluded = RawSQL(
+        UNIT_NOT_FOR_THIS_HOST, [host.volunteer_id, *OUT_ALONE_PARAMS], output_field=BooleanField()
     )
     candidates = (
         Replica.objects.select_for_update(skip_locked=True, of=("self",))
@@ -282,7 +260,7 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
             workunit__memory_bytes__lte=host.memory_bytes,
             workunit__app_id__in=list(versions),
         )
-        .filter(~Exists(same_volunteer), ~Exists(out_alone))
+        .filter(excluded)
         .order_by("-priority", "id")
         .values_list("id", "workunit_id", "workunit__fpops_estimate")[: limit * CANDIDATES_PER_TASK]
     )

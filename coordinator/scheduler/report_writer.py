@@ -1,0 +1,58 @@
+"""Writing a batch of reports in one statement: the scheduler RPC's hottest write.
+
+Built with Django's ``Case``/``When``, this one UPDATE cost more CPU to compile than
+PostgreSQL spent running it (docs/benchmarks.md), so it is written in SQL here: on
+PostgreSQL one ``UPDATE … FROM unnest(arrays)``, elsewhere one ``executemany``. The WHERE
+clause is the conditional update used everywhere: only replicas this host holds and may
+still report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.db import connection
+
+from coordinator.work.lifecycle import Outcome, ReplicaState
+from coordinator.work.models import Replica
+
+TABLE = Replica._meta.db_table
+# (replica id, outcome, cpu time, exit code, message, output sha256, output size, inline output)
+ReportRow = tuple[int, str, float, int, str, str, int | None, bytes | None]
+
+POSTGRES = f"""
+UPDATE {TABLE} AS r
+SET state = %s, received_at = %s, outcome = v.outcome, cpu_time = v.cpu_time, exit_code = v.exit_code,
+    message = v.message, output_sha256 = v.output_sha256, output_size = v.output_size,
+    output_inline = v.output_inline
+FROM unnest(%s::bigint[], %s::varchar[], %s::float8[], %s::integer[], %s::varchar[], %s::varchar[],
+            %s::bigint[], %s::bytea[])
+     AS v(id, outcome, cpu_time, exit_code, message, output_sha256, output_size, output_inline)
+WHERE r.id = v.id AND r.host_id = %s AND (r.state = %s OR (r.state = %s AND r.outcome = %s))
+"""
+
+PER_ROW = f"""
+UPDATE {TABLE}
+SET state = %s, received_at = %s, outcome = %s, cpu_time = %s, exit_code = %s, message = %s,
+    output_sha256 = %s, output_size = %s, output_inline = %s
+WHERE id = %s AND host_id = %s AND (state = %s OR (state = %s AND outcome = %s))
+"""
+
+REPORTABLE_PARAMS = [ReplicaState.IN_PROGRESS.value, ReplicaState.OVER.value, Outcome.NO_REPLY.value]
+
+
+def write_reports(*, host_id: int, rows: Sequence[ReportRow], now: datetime) -> int:
+    """Record ``rows`` for replicas ``host_id`` may report; returns how many were written."""
+    received = connection.ops.adapt_datetimefield_value(now)
+    over = ReplicaState.OVER.value
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            columns = [list(column) for column in zip(*rows, strict=True)]
+            cursor.execute(POSTGRES, [over, received, *columns, host_id, *REPORTABLE_PARAMS])
+        else:
+            cursor.executemany(
+                PER_ROW,
+                [[over, received, *row[1:], row[0], host_id, *REPORTABLE_PARAMS] for row in rows],
+            )
+        return cursor.rowcount
