@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from coordinator.accounts import api as accounts_api
 from coordinator.core import views as core_views
 from coordinator.scheduler import api as scheduler_api
+from coordinator.validation import api as validation_api
 from coordinator.work import api as work_api
 
 api_v1 = [
@@ -20,6 +21,18 @@ api_v1 = [
         "app-versions/<int:version_id>/bundle",
         work_api.BundleDownloadView.as_view(),
         name="app-version-bundle",
+    ),
+    path(
+        "leaderboards/volunteers",
+        validation_api.VolunteerLeaderboardView.as_view(),
+        name="leaderboard-volunteers",
+    ),
+    path("leaderboards/teams", validation_api.TeamLeaderboardView.as_view(), name="leaderboard-teams"),
+    path("leaderboards/hosts", validation_api.HostLeaderboardView.as_view(), name="leaderboard-hosts"),
+    path(
+        "volunteers/<int:volunteer_id>/credit-history",
+        validation_api.CreditHistoryView.as_view(),
+        name="volunteer-credit-history",
     ),
 ]
 

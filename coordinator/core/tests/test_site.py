@@ -20,6 +20,10 @@ API_PATHS = {
     "/api/v1/replicas/{replica_id}/output": {"put"},
     "/api/v1/replicas/{replica_id}/input": {"get"},
     "/api/v1/app-versions/{version_id}/bundle": {"get"},
+    "/api/v1/leaderboards/volunteers": {"get"},
+    "/api/v1/leaderboards/teams": {"get"},
+    "/api/v1/leaderboards/hosts": {"get"},
+    "/api/v1/volunteers/{volunteer_id}/credit-history": {"get"},
 }
 
 

@@ -1,0 +1,259 @@
+"""Public credit statistics: leaderboards of volunteers, teams and hosts, and a volunteer's
+credit per day. No authentication, as BOINC's statistics are public; keys, tokens and
+e-mail addresses are never read here, let alone shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.core import signing
+from django.db.models import Model
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
+from rest_framework.views import APIView
+
+from coordinator.accounts.models import Host, Team, Volunteer
+from coordinator.validation import selectors
+from coordinator.validation.credit import rac_now
+from coordinator.validation.selectors import Leaderboard, Order, Position
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+CURSOR_SALT = "coordinator.validation.leaderboard-cursor"
+ERRORS = {400: OpenApiResponse(description="bad query parameter or cursor")}
+
+# --- serializers: the contract of the statistics --------------------------------------------
+
+
+class LeaderboardQuerySerializer(serializers.Serializer):
+    order = serializers.ChoiceField(
+        choices=[o.value for o in Order],
+        default=Order.TOTAL.value,
+        help_text="total: by total credit; recent: by recent average credit",
+    )
+    search = serializers.CharField(
+        max_length=150,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="only names containing this, ignoring case; rows are then not ranked",
+    )
+    page_size = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, default=PAGE_SIZE)
+    cursor = serializers.CharField(
+        max_length=512, required=False, help_text="from the next or previous link of a page"
+    )
+
+
+class LeaderboardRowSerializer(serializers.Serializer):
+    rank = serializers.IntegerField(
+        allow_null=True,
+        help_text="place on the board, 1 at the top; null under a search, where finding the "
+        "place would mean counting every row ahead",
+    )
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    total_credit = serializers.DecimalField(max_digits=20, decimal_places=6, coerce_to_string=True)
+    recent_average_credit = serializers.FloatField(
+        help_text="credits per day, decayed to the time of the request"
+    )
+
+
+class HostLeaderboardRowSerializer(LeaderboardRowSerializer):
+    platform = serializers.CharField()
+    volunteer_id = serializers.IntegerField()
+    volunteer_name = serializers.CharField()
+
+
+class LeaderboardPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = LeaderboardRowSerializer(many=True)
+
+
+class HostLeaderboardPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = HostLeaderboardRowSerializer(many=True)
+
+
+class CreditHistoryQuerySerializer(serializers.Serializer):
+    days = serializers.IntegerField(min_value=1, max_value=365, default=30)
+
+
+class CreditDaySerializer(serializers.Serializer):
+    day = serializers.DateField(help_text="a UTC day")
+    credit = serializers.DecimalField(max_digits=20, decimal_places=6, coerce_to_string=True)
+
+
+# --- cursors -------------------------------------------------------------------------------
+# A cursor is the position of a page's first or last row, signed so that nobody can make
+# the board show a rank it did not compute, and bound to its board, order and search.
+
+
+def _list_tag(board: str, order: Order, search: str) -> str:
+    return f"{board}:{order.value}:{hashlib.sha256(search.encode()).hexdigest()[:16]}"
+
+
+def encode_cursor(tag: str, direction: str, position: Position) -> str:
+    key = str(position.key) if isinstance(position.key, Decimal) else position.key
+    payload = {"l": tag, "d": direction, "k": key, "i": position.pk, "r": position.rank}
+    return signing.dumps(payload, salt=CURSOR_SALT)
+
+
+def decode_cursor(cursor: str, tag: str, order: Order) -> tuple[str, Position]:
+    refused = serializers.ValidationError({"cursor": ["not a cursor of this list"]})
+    try:
+        data = signing.loads(cursor, salt=CURSOR_SALT)
+    except signing.BadSignature as error:
+        raise refused from error
+    if not isinstance(data, dict) or data.get("l") != tag or data.get("d") not in {"next", "previous"}:
+        raise refused
+    pk, rank, raw = data.get("i"), data.get("r"), data.get("k")
+    try:
+        key: Decimal | float = Decimal(raw) if order is Order.TOTAL else float(raw)
+    except (InvalidOperation, TypeError, ValueError) as error:
+        raise refused from error
+    finite = key.is_finite() if isinstance(key, Decimal) else math.isfinite(key)
+    if not (finite and isinstance(pk, int) and (rank is None or isinstance(rank, int))):
+        raise refused
+    return data["d"], Position(key=key, pk=pk, rank=rank)
+
+
+# --- rows ----------------------------------------------------------------------------------
+
+
+def _credit(row: Model, rank: int | None, now: datetime) -> dict[str, Any]:
+    return {
+        "rank": rank,
+        "id": row.pk,
+        "total_credit": row.total_credit,
+        "recent_average_credit": rac_now(row.rac, row.rac_time, now),
+    }
+
+
+def volunteer_row(volunteer: Volunteer, rank: int | None, now: datetime) -> dict[str, Any]:
+    return {**_credit(volunteer, rank, now), "name": volunteer.name}
+
+
+def team_row(team: Team, rank: int | None, now: datetime) -> dict[str, Any]:
+    return {**_credit(team, rank, now), "name": team.name}
+
+
+def host_row(host: Host, rank: int | None, now: datetime) -> dict[str, Any]:
+    return {
+        **_credit(host, rank, now),
+        "name": host.name,
+        "platform": host.platform,
+        "volunteer_id": host.volunteer_id,
+        "volunteer_name": host.volunteer_name,
+    }
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+class PublicView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+
+class LeaderboardView(PublicView):
+    """A board ranked by total or by recent average credit, a page at a time by cursor."""
+
+    board: str
+    select: Callable[..., Leaderboard]
+    row: Callable[[Any, int | None, datetime], dict[str, Any]]
+    page_serializer: type[serializers.Serializer]
+
+    def get(self, request: Request) -> Response:
+        query = LeaderboardQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        order, search = Order(params["order"]), params["search"]
+        tag = _list_tag(self.board, order, search)
+        after = before = None
+        if "cursor" in params:
+            direction, position = decode_cursor(params["cursor"], tag, order)
+            after, before = (position, None) if direction == "next" else (None, position)
+        board = self.select(order=order, search=search)
+        page = selectors.leaderboard_page(board, size=params["page_size"], after=after, before=before)
+        now = timezone.now()
+        payload = {
+            "next": self._link(request, tag, "next", page.last) if page.has_next else None,
+            "previous": self._link(request, tag, "previous", page.first) if page.has_previous else None,
+            "results": [self.row(row, rank, now) for row, rank in zip(page.rows, page.ranks, strict=True)],
+        }
+        return Response(self.page_serializer(payload).data)
+
+    @staticmethod
+    def _link(request: Request, tag: str, direction: str, position: Position | None) -> str | None:
+        if position is None:
+            return None
+        cursor = encode_cursor(tag, direction, position)
+        return replace_query_param(request.build_absolute_uri(), "cursor", cursor)
+
+
+def _documented(what: str, page: type[serializers.Serializer]) -> Callable:
+    return extend_schema_view(
+        get=extend_schema(
+            summary=f"{what} by total or recent average credit",
+            parameters=[LeaderboardQuerySerializer],
+            responses={200: page, **ERRORS},
+        )
+    )
+
+
+@_documented("Volunteers", LeaderboardPageSerializer)
+class VolunteerLeaderboardView(LeaderboardView):
+    board = "volunteers"
+    select = staticmethod(selectors.volunteer_leaderboard)
+    row = staticmethod(volunteer_row)
+    page_serializer = LeaderboardPageSerializer
+
+
+@_documented("Teams", LeaderboardPageSerializer)
+class TeamLeaderboardView(LeaderboardView):
+    board = "teams"
+    select = staticmethod(selectors.team_leaderboard)
+    row = staticmethod(team_row)
+    page_serializer = LeaderboardPageSerializer
+
+
+@_documented("Hosts", HostLeaderboardPageSerializer)
+class HostLeaderboardView(LeaderboardView):
+    board = "hosts"
+    select = staticmethod(selectors.host_leaderboard)
+    row = staticmethod(host_row)
+    page_serializer = HostLeaderboardPageSerializer
+
+
+class CreditHistoryView(PublicView):
+    """A volunteer's credit per UTC day over the last ``days`` days, zero days included."""
+
+    @extend_schema(
+        parameters=[CreditHistoryQuerySerializer],
+        responses={
+            200: CreditDaySerializer(many=True),
+            400: OpenApiResponse(description="days is not a whole number from 1 to 365"),
+            404: OpenApiResponse(description="no such volunteer"),
+        },
+    )
+    def get(self, request: Request, volunteer_id: int) -> Response:
+        query = CreditHistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        volunteer = selectors.get_volunteer(volunteer_id)
+        history = selectors.credit_history(
+            volunteer=volunteer, days=query.validated_data["days"], now=timezone.now()
+        )
+        return Response(CreditDaySerializer(history, many=True).data)
