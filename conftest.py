@@ -49,3 +49,47 @@ def empty_broker():
     broker.flush_all()
     yield broker
     broker.flush_all()
+
+
+@pytest.fixture(autouse=True)
+def project_key_file(settings, tmp_path):
+    """No test signs with a developer's real key in var/: each starts with no key file."""
+    settings.PROJECT_KEY_FILE = tmp_path / "project-signing.key"
+    return settings.PROJECT_KEY_FILE
+
+
+@pytest.fixture(autouse=True)
+def ledger_rows_removable_for_flush(request):
+    """Let a transactional test's flush empty the append-only ledger on SQLite.
+
+    Django ends such a test with ``DELETE FROM`` on every table, which the ledger's SQLite
+    triggers refuse; PostgreSQL flushes with TRUNCATE, which row triggers do not see. So,
+    after the test and before the flush, drop the triggers, delete the rows, and put the
+    triggers back exactly as the migration made them.
+    """
+    from pytest_django.fixtures import validate_django_db
+
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (marker is not None and validate_django_db(marker)[0]) or any(
+        name in request.fixturenames for name in ("transactional_db", "live_server")
+    )
+    if not transactional:
+        yield
+        return
+    # Set the database up now, so that its flush comes after this fixture's teardown.
+    request.getfixturevalue("_django_db_helper")
+    yield
+
+    import importlib
+
+    from django.db import connection, transaction
+
+    if connection.vendor != "sqlite":
+        return
+    triggers = importlib.import_module("coordinator.validation.migrations.0002_ledger_append_only")
+    with transaction.atomic(), connection.cursor() as cursor:
+        for statement in triggers.SQLITE_DOWN:
+            cursor.execute(statement)
+        cursor.execute("DELETE FROM validation_ledgerentry")
+        for statement in triggers.SQLITE_UP:
+            cursor.execute(statement)

@@ -98,6 +98,11 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# The project's Ed25519 signing key (seals the credit ledger): a file outside the database,
+# made by `manage.py keys create` (see coordinator/core/keys.py).
+PROJECT_KEY_FILE = env.path("PROJECT_KEY_FILE", default=VAR_DIR / "project-signing.key")
+# The periodic sweep seals the ledger's head at most this often (an export always seals).
+LEDGER_SEAL_SECONDS = env.int("LEDGER_SEAL_SECONDS", default=300)
 
 # --- Background work (dramatiq) ------------------------------------------------------
 # memory:// is dramatiq's in-process broker; the embedded runserver starts a worker and

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -85,10 +85,13 @@ def append(grants: list[Grant], *, now: datetime) -> None:
 
 
 @transaction.atomic
-def seal(*, key: SigningKey, now: datetime) -> LedgerSeal | None:
-    """Sign the current head, unless it is already sealed or the chain is empty."""
+def seal(*, key: SigningKey, now: datetime, min_interval: timedelta = timedelta(0)) -> LedgerSeal | None:
+    """Sign the current head, unless it is already sealed, the chain is empty, or the last
+    seal is younger than ``min_interval`` (the periodic sweep seals at intervals)."""
     head = _locked_head()
     if head.seq == 0 or LedgerSeal.objects.filter(seq=head.seq).exists():
+        return None
+    if min_interval and LedgerSeal.objects.filter(sealed_at__gt=now - min_interval).exists():
         return None
     sealed_at = stamp(now)
     signature = key.sign(seal_message(head.seq, head.hash, sealed_at)).signature

@@ -1,9 +1,18 @@
 """The validator's actors: thin wrappers over the services, safe to run twice."""
 
+import functools
+import logging
+from datetime import timedelta
+from pathlib import Path
+
 import dramatiq
+from django.conf import settings
 from django.utils import timezone
 
-from coordinator.validation import services
+from coordinator.core import keys
+from coordinator.validation import ledger, services
+
+logger = logging.getLogger(__name__)
 
 
 @dramatiq.actor(max_retries=3, time_limit=120_000)
@@ -16,3 +25,20 @@ def validate_units(unit_ids: list[int]) -> None:
 def validation_sweep() -> None:
     """Every unit marked for validation, whatever message was lost."""
     services.validate_due_units(now=timezone.now())
+
+
+@functools.cache
+def _say_no_key(path: Path) -> None:
+    # Once per process and path: the sweep runs every few seconds.
+    logger.warning("not sealing the credit ledger: no project key file at %s (manage.py keys create)", path)
+
+
+@dramatiq.actor(max_retries=0, time_limit=60_000)
+def seal_ledger() -> None:
+    """Sign the ledger's head with the project's key; a sealed head is left alone."""
+    try:
+        key = keys.load_project_key()
+    except keys.ProjectKeyMissing:
+        _say_no_key(keys.project_key_path())
+        return
+    ledger.seal(key=key, now=timezone.now(), min_interval=timedelta(seconds=settings.LEDGER_SEAL_SECONDS))

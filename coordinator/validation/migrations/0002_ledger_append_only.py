@@ -6,7 +6,8 @@ POSTGRES_UP = [
     """
     CREATE FUNCTION validation_ledger_append_only() RETURNS trigger AS $$
     BEGIN
-        RAISE EXCEPTION 'the credit ledger is append-only: % refused', TG_OP;
+        RAISE EXCEPTION 'the credit ledger is append-only: % refused', TG_OP
+            USING ERRCODE = 'restrict_violation';
     END
     $$ LANGUAGE plpgsql
     """,

@@ -87,7 +87,10 @@ def _check(records: list[dict[str, Any]], public_key: str | None, result: Verifi
     hashes: dict[int, str] = {}
     prev_hash, expected_seq = GENESIS_HASH, 1
     stored_totals: dict[str, Any] | None = None
+    last_sealed = 0
     for record in records[1:]:
+        if not isinstance(record, dict):
+            raise _Bad(None, "a line is not a JSON object")
         kind = record.get("kind")
         if kind == "entry":
             seq = record.get("seq")
@@ -124,12 +127,17 @@ def _check(records: list[dict[str, Any]], public_key: str | None, result: Verifi
             ):
                 raise _Bad(seq, "the seal's signature is not the project's")
             result.seals += 1
+            last_sealed = max(last_sealed, seq)
         elif kind == "totals":
             stored_totals = record.get("volunteers", {})
+            if not isinstance(stored_totals, dict):
+                raise _Bad(None, "the totals line must map volunteers to amounts")
         else:
             raise _Bad(None, f"unknown record kind {kind!r}")
     if result.entries and result.seals == 0:
         raise _Bad(None, "no seal signs the chain")
+    if result.entries and last_sealed != expected_seq - 1:
+        raise _Bad(last_sealed + 1, "entries after the last seal are not signed by the project")
     if stored_totals is not None:
         for volunteer in sorted(set(stored_totals) | set(result.totals)):
             stored = _amount(stored_totals.get(volunteer, "0"), None)
@@ -148,6 +156,9 @@ def verify_records(records: Iterable[dict[str, Any]], public_key: str | None = N
         _check(list(records), public_key, result)
     except _Bad as bad:
         result.first_bad, result.problem = bad.where, bad.problem
+        return result
+    except (TypeError, AttributeError, KeyError, ValueError) as error:  # a field of the wrong type
+        result.problem = f"malformed record: {error}"
         return result
     result.ok = True
     return result

@@ -8,10 +8,10 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 from nacl.signing import SigningKey
-from tessera_client.signing import b64decode, b64encode
 
 from coordinator.accounts.models import Volunteer
 from coordinator.accounts.services import create_volunteer, issue_account_token
+from coordinator.core import keys
 from coordinator.work.models import App
 from coordinator.work.services import RedundancyPolicy, create_work_unit, register_app_version
 
@@ -19,14 +19,12 @@ DEMO_APP = "demo-sha256"
 DEMO_VOLUNTEERS = ["ada", "grace"]
 
 
-def demo_signing_key() -> SigningKey:
-    """The demo's code-signing key, kept in var/ (a real project keeps its own outside)."""
-    path = Path(settings.VAR_DIR) / "demo-code-signing.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(b64encode(bytes(SigningKey.generate())) + "\n")
-        path.chmod(0o600)
-    return SigningKey(b64decode(path.read_text().strip()))
+def project_key() -> SigningKey:
+    """The project's signing key, made on first use so the demo runs on a fresh checkout."""
+    try:
+        return keys.load_project_key()
+    except keys.ProjectKeyMissing:
+        return keys.create_project_key(keys.project_key_path())
 
 
 class Command(BaseCommand):
@@ -42,7 +40,7 @@ class Command(BaseCommand):
         app, created = App.objects.get_or_create(name=DEMO_APP, defaults={"title": "Demo: hash the input"})
         if created:
             register_app_version(
-                app=app, version=1, bundle=b"demo bundle: sha256 of the input", signing_key=demo_signing_key()
+                app=app, version=1, bundle=b"demo bundle: sha256 of the input", signing_key=project_key()
             )
         start = app.units.count()
         for index in range(start, start + units):
