@@ -145,9 +145,16 @@ def _report_row(report: ReportIn) -> ReportRow:
     )
 
 
-def record_reports(
-    *, host: Host, reports: list[ReportIn], now: datetime
-) -> tuple[list[ReportAck], list[int]]:
+@dataclass(frozen=True)
+class Recorded:
+    acks: list[ReportAck]
+    touched_units: list[int]
+    # Reputation events for reported errors: written after the claim, because hosts are
+    # locked after volunteers everywhere (validation.standing).
+    error_events: list[tuple[int, int, Event]]
+
+
+def record_reports(*, host: Host, reports: list[ReportIn], now: datetime) -> Recorded:
     """Record finished replicas; a report repeated identically is acknowledged again.
 
     Returns the acknowledgements and the units whose replicas changed.
@@ -191,7 +198,7 @@ def record_reports(
         _check_output(row, report)
         to_record.append((row, report))
     if not to_record:
-        return acks, []
+        return Recorded(acks, [], [])
 
     unit_ids = sorted({row.workunit_id for row, _ in to_record})
     app_of = dict(
@@ -208,9 +215,8 @@ def record_reports(
     errors = [
         (host.pk, app_of[row.workunit_id], Event.ERROR) for row, r in to_record if r.status != Outcome.SUCCESS
     ]
-    record_events(errors)
     WorkUnit.objects.filter(id__in=unit_ids).update(transition_time=now)
-    return acks, unit_ids
+    return Recorded(acks, unit_ids, errors)
 
 
 def current_app_versions(platform: str) -> dict[int, AppVersion]:
@@ -316,16 +322,22 @@ def scheduler_rpc(
     """BOINC's scheduler request: reports in, work out, all or nothing."""
     if len(reports) > settings.TESSERA["MAX_REPORTS_PER_RPC"]:
         raise InvalidInput(f"at most {settings.TESSERA['MAX_REPORTS_PER_RPC']} reports per request")
-    acks, touched = record_reports(host=host, reports=reports, now=now) if reports else ([], [])
+    recorded = record_reports(host=host, reports=reports, now=now) if reports else Recorded([], [], [])
     if work_request.wants_work:
         assignments = claim_work(host=host, request=work_request, now=now)
     else:
         Host.objects.filter(pk=host.pk).update(last_contact=now)
         assignments = []
+    record_events(recorded.error_events)
     delay = settings.TESSERA[
         "RPC_DELAY_WITH_WORK" if assignments or not work_request.wants_work else "RPC_DELAY_NO_WORK"
     ]
-    return RpcResult(acks=acks, assignments=assignments, next_rpc_seconds=delay, touched_units=touched)
+    return RpcResult(
+        acks=recorded.acks,
+        assignments=assignments,
+        next_rpc_seconds=delay,
+        touched_units=recorded.touched_units,
+    )
 
 
 def _reportable_replica(*, host: Host, replica_id: int) -> Replica:
