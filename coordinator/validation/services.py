@@ -14,6 +14,7 @@ from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
 
+from coordinator.core.bulk import update_rows
 from coordinator.validation import credit, ledger
 from coordinator.validation.compare import (
     CompareMode,
@@ -156,12 +157,14 @@ def validate_units(*, unit_ids: list[int], now: datetime) -> int:
         changed = [r for rs in replicas.values() for r in rs if r.pk in work.states]
         for replica in changed:
             replica.validate_state = work.states[replica.pk]
-        Replica.objects.bulk_update(changed, ["validate_state", "claimed_credit", "granted_credit"])
+        update_rows(Replica, changed, ["validate_state", "claimed_credit", "granted_credit"])
         for replica in work.unreadable:
             replica.outcome, replica.validate_state = Outcome.VALIDATE_ERROR, ValidateState.INVALID
-        Replica.objects.bulk_update(work.unreadable, ["outcome", "validate_state"])
-        WorkUnit.objects.bulk_update(
-            units, ["need_validate", "transition_time", "canonical_replica", "state", "granted_credit"]
+        update_rows(Replica, work.unreadable, ["outcome", "validate_state"])
+        update_rows(
+            WorkUnit,
+            units,
+            ["need_validate", "transition_time", "canonical_replica", "state", "granted_credit"],
         )
         ledger.append(work.grants, now=now)
         add_credit(work.grants, now=now)

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db.models import Model
 
 from coordinator.accounts.models import Host, Team, Volunteer
+from coordinator.core.bulk import update_rows
 from coordinator.validation import credit
 from coordinator.validation.ledger import Grant
 from coordinator.validation.models import CreditDay, HostAppReputation
@@ -42,7 +43,7 @@ def _add_credit_days(by_volunteer: dict[int, Decimal], now: datetime) -> None:
     }
     for row in existing.values():
         row.credit += by_volunteer[row.volunteer_id]
-    CreditDay.objects.bulk_update(existing.values(), ["credit"])
+    update_rows(CreditDay, list(existing.values()), ["credit"])
     CreditDay.objects.bulk_create(
         CreditDay(volunteer_id=v, day=day, credit=amount)
         for v, amount in by_volunteer.items()
@@ -64,10 +65,10 @@ def add_credit(grants: Iterable[Grant], *, now: datetime) -> None:
     for volunteer in volunteers:
         if volunteer.team_id is not None:
             by_team[volunteer.team_id] += by_volunteer[volunteer.pk]
-    Volunteer.objects.bulk_update(volunteers, CREDIT_FIELDS)
+    update_rows(Volunteer, volunteers, CREDIT_FIELDS)
     if by_team:
-        Team.objects.bulk_update(_credit_rows(Team, by_team, now), CREDIT_FIELDS)
-    Host.objects.bulk_update(_credit_rows(Host, by_host, now), CREDIT_FIELDS)
+        update_rows(Team, _credit_rows(Team, by_team, now), CREDIT_FIELDS)
+    update_rows(Host, _credit_rows(Host, by_host, now), CREDIT_FIELDS)
     _add_credit_days(by_volunteer, now)
 
 
@@ -107,9 +108,13 @@ def record_events(events: list[tuple[int, int, Event]]) -> None:
         host.invalid_count += event is Event.INVALID
         host.error_count += event is Event.ERROR
         host.daily_quota = quota_after(host.daily_quota, event, cap)
-    HostAppReputation.objects.bulk_update(
-        reputations.values(), ["consecutive_valid", "valid", "invalid", "errors", "error_rate"]
+    update_rows(
+        HostAppReputation,
+        list(reputations.values()),
+        ["consecutive_valid", "valid", "invalid", "errors", "error_rate"],
     )
-    Host.objects.bulk_update(
-        hosts.values(), ["consecutive_valid", "valid_count", "invalid_count", "error_count", "daily_quota"]
+    update_rows(
+        Host,
+        list(hosts.values()),
+        ["consecutive_valid", "valid_count", "invalid_count", "error_count", "daily_quota"],
     )

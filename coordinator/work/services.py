@@ -12,6 +12,7 @@ from django.db import transaction
 from nacl.signing import SigningKey
 from tessera_client.signing import b64encode
 
+from coordinator.core.bulk import update_rows
 from coordinator.core.errors import InvalidInput
 from coordinator.validation.reputation import Event
 from coordinator.validation.standing import record_events
@@ -191,9 +192,7 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
     if new_replicas:
         Replica.objects.bulk_create(new_replicas)
     if changed_units:
-        WorkUnit.objects.bulk_update(
-            changed_units, ["need_validate", "transition_time", "state", "failure_reason"]
-        )
+        update_rows(WorkUnit, changed_units, ["need_validate", "transition_time", "state", "failure_reason"])
     return len(changed_units)
 
 
