@@ -117,3 +117,15 @@ class SignedHost:
         return self.send(
             "PUT", f"/api/v1/replicas/{replica_id}/output", data, content_type="application/octet-stream"
         )
+
+
+def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """A clear refusal: the status, a JSON body ``{"error", "detail"}``, and the code if given."""
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error", "detail"}, body
+    assert body["error"] and body["detail"], body
+    if code is not None:
+        assert body["error"] == code, body
+    return body

@@ -22,7 +22,7 @@ from tessera_client.signing import sign_request
 
 from coordinator.accounts.models import Host, HostNonce, Volunteer
 from coordinator.accounts.services import hash_token
-from coordinator.testing import PASSWORD, SignedHost, make_app, make_host, make_units
+from coordinator.testing import PASSWORD, SignedHost, assert_error, make_app, make_host, make_units
 from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import Replica, WorkUnit
 
@@ -68,18 +68,6 @@ def snapshot() -> dict[str, Any]:
 
 def post_json(client: Client, path: str, payload: Any, **meta: str):
     return client.post(path, json.dumps(payload), content_type="application/json", **meta)
-
-
-def assert_error(response, status: int, code: str | None = None) -> dict[str, Any]:
-    """A clear refusal: the status, a JSON body ``{"error", "detail"}``, and the code if given."""
-    assert response.status_code == status, (response.status_code, response.content[:500])
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error", "detail"}, body
-    assert body["error"] and body["detail"], body
-    if code is not None:
-        assert body["error"] == code, body
-    return body
 
 
 def assert_unauthorized(response, code: str | None = None) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.test import Client
 
 from coordinator.accounts.models import Host, HostNonce
-from coordinator.testing import SignedHost, make_app, make_host, make_units
+from coordinator.testing import SignedHost, assert_error, make_app, make_host, make_units
 from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import Replica, WorkUnit
 
@@ -51,17 +51,6 @@ def snapshot() -> dict[str, Any]:
 def stored_outputs(media_root) -> list[str]:
     folder = media_root / "outputs"
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
-
-
-def assert_error(response, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, (response.status_code, response.content[:600])
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error", "detail"}, body
-    assert body["error"] and body["detail"], body
-    if code is not None:
-        assert body["error"] == code, body
-    return body
 
 
 def sha(data: bytes) -> str:
