@@ -122,6 +122,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
 
 
 def database_name(url: str) -> str:
+    """The database a URL names: the one thing this benchmark may drop."""
     return urlsplit(url).path.lstrip("/")
 
 
@@ -563,6 +564,7 @@ class CpuSample:
 
 
 def cpu_sample(groups: dict[str, list[int]]) -> CpuSample:
+    """CPU seconds so far of each group of processes and of the machine."""
     return CpuSample(
         {name: {pid: _proc_cpu(pid) for pid in pids} for name, pids in groups.items()}, _machine_cpu()
     )
@@ -1017,6 +1019,7 @@ def timed_run(
 
 
 def free_port() -> int:
+    """A port of 127.0.0.1 nobody listens on, for this run's gunicorn."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -1186,10 +1189,12 @@ def format_row(result: RunResult) -> str:
 
 
 def format_header() -> str:
+    """The table's column names, aligned as format_row aligns its cells."""
     return "  ".join(name.rjust(width) for name, width in COLUMNS)
 
 
 def summarize(opts: Options, results: list[RunResult]) -> dict[str, Any]:
+    """The JSON figures: the largest queue's at the top (the issue's keys), then per queue."""
     per_queue: dict[str, Any] = {}
     for queue in opts.queues:
         http = next(r for r in results if r.queue == queue and r.mode == "http")
@@ -1237,6 +1242,7 @@ def summarize(opts: Options, results: list[RunResult]) -> dict[str, Any]:
 
 
 def print_summary(summary: dict[str, Any], results: list[RunResult], log_tail: str) -> None:
+    """The readable part: the table again, per-queue ratios, problems, and the targets."""
     print()
     print(format_header())
     for result in results:
@@ -1280,6 +1286,7 @@ def print_summary(summary: dict[str, Any], results: list[RunResult], log_tail: s
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; the JSON line is the last thing printed."""
     opts = parse_args(argv)
     summary = run(opts)
     print(json.dumps(summary, separators=(",", ":")), flush=True)

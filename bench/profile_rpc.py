@@ -12,10 +12,12 @@ splits. Numbers feed docs/benchmarks.md; cProfile is in the standard library.
 from __future__ import annotations
 
 import argparse
+import atexit
 import cProfile
 import json
 import os
 import pstats
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -149,6 +151,7 @@ def explain(sql: str, params: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Seed, warm up, then print the statements, timings, plans and profile of the RPC."""
     parser = argparse.ArgumentParser(prog="python -m bench.profile_rpc", description=__doc__.split("\n")[0])
     parser.add_argument("--database-url", default=DEFAULT_URL, help="dropped and re-created")
     parser.add_argument("--units", type=int, default=100_000)
@@ -160,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the database is dropped; its name must contain 'bench'")
 
     media = Path(tempfile.mkdtemp(prefix="tessera-profile-"))
+    atexit.register(shutil.rmtree, media, ignore_errors=True)
     env = coordinator_env(args.database_url, media, args.batch)
     recreate_database(args.database_url)
     migrate(env)
