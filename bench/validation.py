@@ -59,6 +59,7 @@ from tessera_client.ledger import GENESIS_HASH, entry_hash
 from bench.dispatch import (
     _machine_cpu,
     _proc_cpu,
+    check_schema,
     coordinator_env,
     database_name,
     migrate,
@@ -245,21 +246,6 @@ ANALYZED = (
 )
 
 
-def check_schema(conn: psycopg.Connection) -> None:
-    """Refuse to seed if the migrations added a NOT NULL column without a default we do not fill."""
-    rows = conn.execute(
-        """
-        SELECT table_name, column_name FROM information_schema.columns
-        WHERE table_schema = 'public' AND table_name = ANY(%s) AND is_nullable = 'NO'
-          AND column_default IS NULL AND is_identity = 'NO' AND is_generated = 'NEVER'
-        """,
-        (list(SEEDED_COLUMNS),),
-    ).fetchall()
-    missing = sorted(f"{table}.{column}" for table, column in rows if column not in SEEDED_COLUMNS[table])
-    if missing:
-        raise SystemExit(f"the schema has NOT NULL columns the benchmark does not fill: {', '.join(missing)}")
-
-
 SEED_PEOPLE = """
 INSERT INTO accounts_team (name, created)
 SELECT 'bench-team-' || t, now() FROM generate_series(1, %(teams)s) t;
@@ -341,7 +327,7 @@ def seed(url: str, opts: Options) -> Seeded:
     """
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
-        check_schema(conn)
+        check_schema(conn, SEEDED_COLUMNS)
         tables = sql.SQL(", ").join(sql.Identifier(t) for t in TRUNCATED)
         with conn.transaction():
             conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(tables))
