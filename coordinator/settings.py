@@ -101,6 +101,12 @@ STORAGES = {
 # The project's Ed25519 signing key (seals the credit ledger): a file outside the database,
 # made by `manage.py keys create` (see coordinator/core/keys.py).
 PROJECT_KEY_FILE = env.path("PROJECT_KEY_FILE", default=VAR_DIR / "project-signing.key")
+# Web processes need only the public half: set it here to keep the private key file off them.
+PROJECT_PUBLIC_KEY = env.str("PROJECT_PUBLIC_KEY", default="")
+# What `GET /api/v1/project` tells clients as they attach.
+PROJECT_NAME = env.str("PROJECT_NAME", default="Tessera")
+# Preferences the project suggests to its clients (JSON); a volunteer's own settings win.
+SUGGESTED_PREFERENCES = env.json("SUGGESTED_PREFERENCES", default={})
 # The periodic sweep seals the ledger's head at most this often (an export always seals).
 LEDGER_SEAL_SECONDS = env.int("LEDGER_SEAL_SECONDS", default=300)
 

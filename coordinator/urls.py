@@ -5,12 +5,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from coordinator.accounts import api as accounts_api
+from coordinator.core import api as core_api
 from coordinator.core import views as core_views
 from coordinator.scheduler import api as scheduler_api
 from coordinator.validation import api as validation_api
 from coordinator.work import api as work_api
 
 api_v1 = [
+    path("project", core_api.ProjectView.as_view(), name="project"),
     path("volunteers", accounts_api.SignupView.as_view(), name="volunteer-signup"),
     path("volunteers/token", accounts_api.TokenView.as_view(), name="volunteer-token"),
     path("hosts", accounts_api.HostRegisterView.as_view(), name="host-register"),

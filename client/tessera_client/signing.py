@@ -84,3 +84,21 @@ def signature_is_valid(public_key: bytes, message: bytes, signature: bytes) -> b
     except (BadSignatureError, ValueError, TypeError):
         return False
     return True
+
+
+BUNDLE_SCHEME = "tessera-bundle-v1"
+
+
+def bundle_message(*, app: str, version: int, platform: str, sha256: str) -> bytes:
+    """What the project signs for an app version: its identity bound to the bundle's hash.
+
+    Signing the name, version and platform with the hash means a bundle signed for one app
+    version cannot be served as another (an old, buggy version as the new one, say).
+    """
+    return "\n".join([BUNDLE_SCHEME, app, str(int(version)), platform, sha256]).encode("utf-8")
+
+
+def key_fingerprint(public_key: bytes) -> str:
+    """SHA-256 of the raw public key, in groups of four: short enough to read aloud and compare."""
+    digest = hashlib.sha256(public_key).hexdigest()
+    return "SHA256:" + ":".join(digest[i : i + 4] for i in range(0, len(digest), 4))

@@ -15,6 +15,7 @@ from coordinator.core.errors import (
     NotFound,
     PayloadTooLarge,
     PermissionRefused,
+    Unavailable,
 )
 
 STATUS_BY_ERROR: dict[type[DomainError], int] = {
@@ -24,6 +25,7 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     NotFound: status.HTTP_404_NOT_FOUND,
     Conflict: status.HTTP_409_CONFLICT,
     PayloadTooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 

@@ -47,3 +47,9 @@ class Conflict(DomainError):
 
 class PayloadTooLarge(DomainError):
     code = "too_large"
+
+
+class Unavailable(DomainError):
+    """The coordinator is not set up to answer this yet (an operator must act)."""
+
+    code = "unavailable"

@@ -7,7 +7,6 @@ its owner only. A database dump or a stolen backup therefore never carries the k
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from django.conf import settings
 from nacl.signing import SigningKey
-from tessera_client.signing import b64decode, b64encode
+from tessera_client.signing import b64decode, b64encode, key_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +67,16 @@ def public_key_b64(key: SigningKey) -> str:
 
 
 def project_public_key_b64(path: Path | None = None) -> str:
-    """The public half, as exports and clients carry it."""
+    """The public half, as exports and clients carry it: from ``PROJECT_PUBLIC_KEY`` when set
+    (web processes need not hold the private key), else derived from the key file."""
+    if path is None and settings.PROJECT_PUBLIC_KEY:
+        return settings.PROJECT_PUBLIC_KEY
     return public_key_b64(load_project_key(path))
 
 
 def fingerprint(public_key_b64_text: str) -> str:
-    """SHA-256 of the raw public key: short enough to read aloud, long enough to trust."""
-    digest = hashlib.sha256(b64decode(public_key_b64_text)).hexdigest()
-    return "SHA256:" + ":".join(digest[i : i + 4] for i in range(0, len(digest), 4))
+    """The fingerprint the client shows when it pins this key (one definition, in the client)."""
+    return key_fingerprint(b64decode(public_key_b64_text))
 
 
 def create_project_key(path: Path, overwrite: bool = False) -> SigningKey:

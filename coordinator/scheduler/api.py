@@ -22,7 +22,7 @@ from coordinator.accounts.models import Host
 from coordinator.core.fields import SHA256_HEX, Base64Field
 from coordinator.core.hints import hint
 from coordinator.scheduler import services
-from coordinator.scheduler.services import Assignment, ReportIn, RpcResult, WorkRequest
+from coordinator.scheduler.services import Assignment, HostInfo, ReportIn, RpcResult, WorkRequest
 from coordinator.work.lifecycle import Outcome
 from coordinator.work.tasks import transition_units
 
@@ -86,11 +86,18 @@ class WorkRequestSerializer(serializers.Serializer):
     seconds = serializers.FloatField(min_value=0, max_value=30 * 24 * 3600, default=0)
 
 
+class HostInfoSerializer(serializers.Serializer):
+    flops = serializers.FloatField(min_value=0, max_value=1e15, required=False)
+    n_cpus = serializers.IntegerField(min_value=1, max_value=4096, required=False)
+    memory_bytes = serializers.IntegerField(min_value=0, max_value=2**50, required=False)
+
+
 class SchedulerRequestSerializer(serializers.Serializer):
     reports = serializers.ListField(
         child=ReportSerializer(), max_length=settings.TESSERA["MAX_REPORTS_PER_RPC"], default=list
     )
     work_request = WorkRequestSerializer(required=False)
+    host_info = HostInfoSerializer(required=False, help_text="what the host measured about itself")
 
 
 class AppVersionOutSerializer(serializers.Serializer):
@@ -115,6 +122,7 @@ class TaskSerializer(serializers.Serializer):
     input_sha256 = serializers.CharField()
     input_size = serializers.IntegerField()
     fpops_estimate = serializers.FloatField()
+    memory_bytes = serializers.IntegerField(help_text="memory the unit needs; 0 when unstated")
     deadline = serializers.DateTimeField()
     max_output_bytes = serializers.IntegerField()
     upload_url = serializers.CharField()
@@ -125,11 +133,19 @@ class AckSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["accepted", "duplicate"])
 
 
+class CreditSerializer(serializers.Serializer):
+    host_total = serializers.DecimalField(max_digits=20, decimal_places=6, coerce_to_string=False)
+    host_rac = serializers.FloatField()
+    volunteer_total = serializers.DecimalField(max_digits=20, decimal_places=6, coerce_to_string=False)
+    volunteer_rac = serializers.FloatField()
+
+
 class SchedulerReplySerializer(serializers.Serializer):
     acks = AckSerializer(many=True)
     tasks = TaskSerializer(many=True)
     next_rpc_seconds = serializers.IntegerField(help_text="when to call again")
     server_time = serializers.DateTimeField()
+    credit = CreditSerializer(help_text="the host's and its volunteer's credit and RAC")
 
 
 def task_payload(assignment: Assignment) -> dict[str, Any]:
@@ -153,6 +169,7 @@ def task_payload(assignment: Assignment) -> dict[str, Any]:
         "input_sha256": unit.input_sha256,
         "input_size": unit.input_size,
         "fpops_estimate": unit.fpops_estimate,
+        "memory_bytes": unit.memory_bytes,
         "deadline": assignment.deadline.isoformat(),
         "max_output_bytes": version.max_output_bytes,
         "upload_url": reverse("replica-output", args=[assignment.replica_id]),
@@ -165,6 +182,7 @@ def reply_payload(result: RpcResult, now: Any) -> dict[str, Any]:
         "tasks": [task_payload(assignment) for assignment in result.assignments],
         "next_rpc_seconds": result.next_rpc_seconds,
         "server_time": now.isoformat(),
+        "credit": CreditSerializer(result.credit).data,
     }
 
 
@@ -184,6 +202,7 @@ class SchedulerView(HostView):
             host=request.auth,
             reports=[report_from(data) for data in incoming.validated_data["reports"]],
             work_request=WorkRequest(tasks=work.get("tasks", 0), seconds=work.get("seconds", 0.0)),
+            host_info=HostInfo(**incoming.validated_data.get("host_info", {})),
             now=now,
         )
         if result.touched_units:

@@ -13,6 +13,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -24,6 +25,7 @@ from django.db.models.expressions import RawSQL
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, PermissionRefused
 from coordinator.scheduler.report_writer import ReportRow, write_reports
+from coordinator.validation.credit import rac_now
 from coordinator.validation.models import HostAppReputation
 from coordinator.validation.reputation import Event, Reputation, send_single
 from coordinator.validation.standing import record_events
@@ -84,6 +86,28 @@ class WorkRequest:
 
 
 @dataclass(frozen=True)
+class HostInfo:
+    """What a host measured about itself (``tessera benchmark``), sent with a scheduler RPC."""
+
+    flops: float | None = None
+    n_cpus: int | None = None
+    memory_bytes: int | None = None
+
+    def changes(self) -> dict[str, float | int]:
+        return {name: value for name, value in vars(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class CreditStanding:
+    """Credit as BOINC's scheduler reply carries it, so a client can show it offline."""
+
+    host_total: Decimal
+    host_rac: float
+    volunteer_total: Decimal
+    volunteer_rac: float
+
+
+@dataclass(frozen=True)
 class Assignment:
     """A replica handed to a host, with everything it needs to run it."""
 
@@ -99,6 +123,7 @@ class RpcResult:
     assignments: list[Assignment]
     next_rpc_seconds: int
     touched_units: list[int]  # units whose replicas were reported: they need a transition
+    credit: CreditStanding | None = None
 
 
 def _is_reportable(row: Replica) -> bool:
@@ -317,11 +342,21 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
 
 @transaction.atomic
 def scheduler_rpc(
-    *, host: Host, reports: list[ReportIn], work_request: WorkRequest, now: datetime
+    *,
+    host: Host,
+    reports: list[ReportIn],
+    work_request: WorkRequest,
+    now: datetime,
+    host_info: HostInfo | None = None,
 ) -> RpcResult:
     """BOINC's scheduler request: reports in, work out, all or nothing."""
     if len(reports) > settings.TESSERA["MAX_REPORTS_PER_RPC"]:
         raise InvalidInput(f"at most {settings.TESSERA['MAX_REPORTS_PER_RPC']} reports per request")
+    if host_info is not None and host_info.changes():
+        # Before dispatch, so the new speed and memory size the work handed out now.
+        Host.objects.filter(pk=host.pk).update(**host_info.changes())
+        for name, value in host_info.changes().items():
+            setattr(host, name, value)
     recorded = record_reports(host=host, reports=reports, now=now) if reports else Recorded([], [], [])
     if work_request.wants_work:
         assignments = claim_work(host=host, request=work_request, now=now)
@@ -337,6 +372,29 @@ def scheduler_rpc(
         assignments=assignments,
         next_rpc_seconds=delay,
         touched_units=recorded.touched_units,
+        credit=credit_standing(host=host, now=now),
+    )
+
+
+def credit_standing(*, host: Host, now: datetime) -> CreditStanding:
+    """The host's and its volunteer's credit now, in one query (RAC decayed to ``now``)."""
+    row = (
+        Host.objects.filter(pk=host.pk)
+        .values(
+            "total_credit",
+            "rac",
+            "rac_time",
+            "volunteer__total_credit",
+            "volunteer__rac",
+            "volunteer__rac_time",
+        )
+        .get()
+    )
+    return CreditStanding(
+        host_total=row["total_credit"],
+        host_rac=rac_now(row["rac"], row["rac_time"], now),
+        volunteer_total=row["volunteer__total_credit"],
+        volunteer_rac=rac_now(row["volunteer__rac"], row["volunteer__rac_time"], now),
     )
 
 

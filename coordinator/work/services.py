@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from nacl.signing import SigningKey
-from tessera_client.signing import b64encode
+from tessera_client.signing import b64encode, bundle_message
 
 from coordinator.core.bulk import update_rows
 from coordinator.core.errors import InvalidInput
@@ -51,15 +51,20 @@ def register_app_version(
     max_output_bytes: int = 1024 * 1024,
     platform: str = "any",
 ) -> AppVersion:
-    """Store a bundle with its SHA-256 and the project's Ed25519 signature of it."""
+    """Store a bundle with its SHA-256 and the project's Ed25519 signature of both.
+
+    The signature covers the app's name, the version and platform with the hash
+    (:func:`tessera_client.signing.bundle_message`), so it vouches for this version only.
+    """
     digest = hashlib.sha256(bundle).hexdigest()
+    message = bundle_message(app=app.name, version=version, platform=platform, sha256=digest)
     app_version = AppVersion(
         app=app,
         version=version,
         platform=platform,
         bundle_sha256=digest,
         bundle_size=len(bundle),
-        signature=b64encode(signing_key.sign(bundle).signature),
+        signature=b64encode(signing_key.sign(message).signature),
         max_output_bytes=max_output_bytes,
     )
     app_version.bundle.save(f"{app.name}-{version}-{platform}.zip", ContentFile(bundle), save=False)

@@ -7,7 +7,10 @@ import yaml
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
+from nacl.signing import SigningKey
+from tessera_client.signing import b64decode, key_fingerprint
 
+from coordinator.core import keys
 from coordinator.core.periodic import EmbeddedRuntime
 from coordinator.testing import make_app, make_units
 from coordinator.work.models import Replica, WorkUnit
@@ -24,6 +27,7 @@ API_PATHS = {
     "/api/v1/leaderboards/teams": {"get"},
     "/api/v1/leaderboards/hosts": {"get"},
     "/api/v1/volunteers/{volunteer_id}/credit-history": {"get"},
+    "/api/v1/project": {"get"},
 }
 
 
@@ -80,3 +84,29 @@ def test_the_embedded_runtime_runs_the_sweeps_by_itself():
         runtime.stop()
 
     assert Replica.objects.filter(workunit=unit).count() == 2
+
+
+def test_the_project_endpoint_offers_the_code_signing_key_to_pin(settings):
+    settings.SUGGESTED_PREFERENCES = {"work_buf_hours": 2}
+    public = keys.public_key_b64(keys.create_project_key(keys.project_key_path()))
+
+    info = Client().get("/api/v1/project").json()
+
+    assert info["code_signing_key"] == public
+    assert info["fingerprint"] == key_fingerprint(b64decode(public))
+    assert info["suggested_preferences"] == {"work_buf_hours": 2}
+    assert info["protocol"] == 1
+
+
+def test_the_project_endpoint_can_serve_the_public_key_without_the_private_one(settings):
+    settings.PROJECT_PUBLIC_KEY = keys.public_key_b64(SigningKey.generate())
+
+    assert Client().get("/api/v1/project").json()["code_signing_key"] == settings.PROJECT_PUBLIC_KEY
+
+
+def test_without_a_signing_key_the_project_endpoint_says_so():
+    reply = Client().get("/api/v1/project")
+
+    assert reply.status_code == 503
+    assert reply.json()["error"] == "unavailable"
+    assert "keys create" in reply.json()["detail"]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 from tessera_client.protocol import Report
+from tessera_client.signing import bundle_message, signature_is_valid
 
 from coordinator.accounts.models import Host
-from coordinator.testing import SignedHost, make_app, make_host, make_units, make_volunteer
+from coordinator.testing import CODE_SIGNING_KEY, SignedHost, make_app, make_host, make_units, make_volunteer
 from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import Replica, WorkUnit
 from coordinator.work.services import transition_due_units
@@ -98,6 +100,11 @@ def test_a_task_carries_what_the_host_needs_to_run_it():
     assert task["app_version"]["sha256"] == version.bundle_sha256
     assert task["app_version"]["signature"] == version.signature
     assert task["max_output_bytes"] == 1234
+    assert task["memory_bytes"] == unit.memory_bytes
+    message = bundle_message(app=app.name, version=1, platform="any", sha256=version.bundle_sha256)
+    assert signature_is_valid(
+        bytes(CODE_SIGNING_KEY.verify_key), message, base64.b64decode(task["app_version"]["signature"])
+    )
     assert task["upload_url"] == f"/api/v1/replicas/{task['replica']}/output"
     deadline = Replica.objects.get(pk=task["replica"]).deadline
     assert before + timedelta(seconds=3600) <= deadline <= timezone.now() + timedelta(seconds=3600)
@@ -224,3 +231,33 @@ def test_units_without_an_app_version_wait():
 
     assert signed_host().rpc(tasks=5).json()["tasks"] == []
     assert WorkUnit.objects.get(app=bare).replicas.filter(state=ReplicaState.UNSENT).count() == 2
+
+
+def test_a_host_reports_its_measured_speed_and_the_work_it_gets_follows_it():
+    make_units(make_app(), 20, fpops_estimate=1e9)
+    host, key = make_host(flops=1e9, n_cpus=1)
+    signed = SignedHost(host, key)
+
+    slow = signed.send("POST", "/api/v1/scheduler", json.dumps({"work_request": {"seconds": 2}}).encode())
+    measured = {"flops": 4e9, "n_cpus": 2, "memory_bytes": 1 << 30}
+    body = {"work_request": {"seconds": 2}, "host_info": measured}
+    fast = signed.send("POST", "/api/v1/scheduler", json.dumps(body).encode())
+
+    host.refresh_from_db()
+    assert (host.flops, host.n_cpus, host.memory_bytes) == (4e9, 2, 1 << 30)
+    assert len(slow.json()["tasks"]) == 2
+    assert len(fast.json()["tasks"]) == 16
+
+
+def test_the_reply_carries_the_host_and_volunteer_credit():
+    volunteer, _ = make_volunteer()
+    host, key = make_host(volunteer)
+    Host.objects.filter(pk=host.pk).update(total_credit=12.5, rac=3.0, rac_time=timezone.now())
+    type(volunteer).objects.filter(pk=volunteer.pk).update(total_credit=40, rac=0.0)
+
+    credit = SignedHost(host, key).rpc().json()["credit"]
+
+    assert credit["host_total"] == 12.5
+    assert 2.99 < credit["host_rac"] <= 3.0
+    assert credit["volunteer_total"] == 40
+    assert credit["volunteer_rac"] == 0.0

@@ -9,9 +9,9 @@ from coordinator.testing import SignedHost, make_app, make_host, make_units
 
 pytestmark = pytest.mark.django_db
 
-# Signature check and nonce (2), reports (4), claim (8 with the host's reputations), plus
-# savepoints or BEGIN/COMMIT.
-MAX_STATEMENTS = 18
+# Signature check and nonce (2), reports (4), claim (8 with the host's reputations), the
+# credit standing in the reply (1), plus savepoints or BEGIN/COMMIT.
+MAX_STATEMENTS = 19
 
 
 def statements_for_one_rpc(batch: int) -> int:
