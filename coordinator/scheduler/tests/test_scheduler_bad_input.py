@@ -188,6 +188,11 @@ def test_malformed_json_is_400(scene, raw):
         {"reports": [[]]},
         {"work_request": [1]},
         {"work_request": "please"},
+        {"host_info": "fast", "reports": [failure(0)]},
+        {"host_info": {"flops": -1.0}, "reports": [failure(0)]},
+        {"host_info": {"flops": 1e16}, "reports": [failure(0)]},
+        {"host_info": {"n_cpus": 0}, "reports": [failure(0)]},
+        {"host_info": {"memory_bytes": 2**60}, "reports": [failure(0)]},
     ],
     ids=[
         "top-level-list",
@@ -202,11 +207,18 @@ def test_malformed_json_is_400(scene, raw):
         "reports-of-lists",
         "work-request-list",
         "work-request-string",
+        "host-info-string",
+        "host-info-negative-flops",
+        "host-info-absurd-flops",
+        "host-info-no-cpu",
+        "host-info-absurd-memory",
     ],
 )
 def test_a_body_of_the_wrong_shape_is_400(scene, payload):
     if isinstance(payload, list) and payload:
         payload = [failure(scene.good)]
+    if isinstance(payload, dict) and "host_info" in payload:  # a good report beside bad host info
+        payload = {**payload, "reports": [failure(scene.good)]}
     before = snapshot()
 
     refused(scene, scene.post(payload), 400, "invalid_input", before)
