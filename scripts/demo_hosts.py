@@ -1,18 +1,28 @@
 """Two demo volunteer hosts that crunch the demo units against a running coordinator.
 
 Run after `make run` (in another terminal): `make demo-hosts`. Each host registers its own
-key with a demo volunteer's token, asks for work, "computes" (SHA-256 of the input),
-reports, and stops when no work is left. The coordinator's front page shows the counts move.
+key with a demo volunteer's token, asks for work, computes the demo app's SHA-256 chain
+in-process (the real client, `tessera run`, runs the signed bundle instead), reports, and
+stops when no work is left. The coordinator's front page shows the counts move.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import time
 from pathlib import Path
 
 from tessera_client.protocol import HostKey, ProjectSession, Report
+
+
+def hash_chain(job: dict) -> str:
+    """What the demo app (coordinator/work/demo_app/main.py) computes."""
+    digest = hashlib.sha256(str(job["seed"]).encode()).digest()
+    for _ in range(int(job["rounds"])):
+        digest = hashlib.sha256(digest).digest()
+    return digest.hex()
 
 
 def crunch(url: str, token: str, name: str, rounds: int) -> int:
@@ -29,7 +39,7 @@ def crunch(url: str, token: str, name: str, rounds: int) -> int:
         reports = []
         for task in reply["tasks"]:
             started = time.process_time()
-            output = hashlib.sha256(session.fetch_input(task)).hexdigest().encode()
+            output = hash_chain(json.loads(session.fetch_input(task))).encode()
             reports.append(
                 Report(
                     replica=task["replica"],

@@ -1,5 +1,6 @@
 """Give a fresh coordinator something to show: a demo app, units and two volunteers."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,14 @@ from nacl.signing import SigningKey
 from coordinator.accounts.models import Volunteer
 from coordinator.accounts.services import create_volunteer, issue_account_token
 from coordinator.core import keys
+from coordinator.work.bundles import DEMO_APP as DEMO_APP_FOLDER
+from coordinator.work.bundles import build_bundle
 from coordinator.work.models import App
 from coordinator.work.services import RedundancyPolicy, create_work_unit, register_app_version
 
 DEMO_APP = "demo-sha256"
+# Rounds of SHA-256 per unit: about a second of a volunteer's core, checkpointed on the way.
+DEMO_ROUNDS = 1_000_000
 DEMO_VOLUNTEERS = ["ada", "grace"]
 
 
@@ -39,15 +44,15 @@ class Command(BaseCommand):
         now = timezone.now()
         app, created = App.objects.get_or_create(name=DEMO_APP, defaults={"title": "Demo: hash the input"})
         if created:
-            register_app_version(
-                app=app, version=1, bundle=b"demo bundle: sha256 of the input", signing_key=project_key()
-            )
+            bundle = build_bundle(DEMO_APP_FOLDER)
+            register_app_version(app=app, version=1, bundle=bundle, signing_key=project_key())
         start = app.units.count()
         for index in range(start, start + units):
             create_work_unit(
                 app=app,
                 name=f"{DEMO_APP}-{index:05d}",
-                input_data=f"demo input {index}".encode(),
+                input_data=json.dumps({"seed": f"demo {index}", "rounds": DEMO_ROUNDS}).encode(),
+                fpops_estimate=DEMO_ROUNDS * 2e3,
                 policy=RedundancyPolicy(min_quorum=2, target_nresults=2),
                 now=now,
             )
