@@ -1,3 +1,3 @@
-"""Tessera's volunteer client: the host's key, the signed protocol and (later) the daemon."""
+"""Tessera's volunteer client: the `tessera` command, its daemon, and the signed protocol."""
 
 __version__ = "0.1.0"

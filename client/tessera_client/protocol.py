@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import requests
@@ -26,11 +26,24 @@ DEFAULT_TIMEOUT = 30.0
 class ProtocolError(Exception):
     """The coordinator refused a request; ``status`` and ``code`` say why."""
 
-    def __init__(self, status: int, code: str, detail: Any) -> None:
+    def __init__(self, status: int, code: str, detail: Any, retry_after: float | None = None) -> None:
         super().__init__(f"{status} {code}: {detail}")
         self.status = status
         self.code = code
         self.detail = detail
+        self.retry_after = retry_after
+
+    @property
+    def is_temporary(self) -> bool:
+        """Worth trying again later: the coordinator is busy, down or asked us to wait."""
+        return self.status in (408, 429) or self.status >= 500
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return None  # an HTTP date, or garbage: the back-off decides alone
 
 
 class HostKey:
@@ -135,6 +148,7 @@ class ProjectSession:
         content_type: str = "application/json",
         extra_headers: dict[str, str] | None = None,
         sign: bool = True,
+        stream: bool = False,
     ) -> requests.Response:
         headers = {"Content-Type": content_type} if body else {}
         if sign:
@@ -149,7 +163,12 @@ class ProjectSession:
             )
         headers.update(extra_headers or {})
         response = self.http.request(
-            method, self._url(url_or_path), data=body or None, headers=headers, timeout=self.timeout
+            method,
+            self._url(url_or_path),
+            data=body or None,
+            headers=headers,
+            timeout=self.timeout,
+            stream=stream,
         )
         if response.status_code >= 400:
             try:
@@ -159,7 +178,7 @@ class ProjectSession:
                 code, detail = "error", response.text[:500]
             finally:
                 response.close()
-            raise ProtocolError(response.status_code, str(code), detail)
+            raise ProtocolError(response.status_code, str(code), detail, _retry_after(response))
         return response
 
     def post_json(self, path: str, payload: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -193,18 +212,52 @@ class ProjectSession:
         self.host_id = int(reply["host_id"])
         return self.host_id
 
+    def project_info(self) -> dict[str, Any]:
+        """The project's public facts: its name and the code-signing key to pin (unsigned GET)."""
+        info = self.request("GET", f"{API_PREFIX}/project", sign=False).json()
+        if not isinstance(info, dict) or not isinstance(info.get("code_signing_key"), str):
+            raise ProtocolError(0, "bad_reply", "the project did not say which key signs its apps")
+        return info
+
     def scheduler_rpc(
         self,
         *,
         reports: list[Report] | None = None,
         tasks: int = 0,
         seconds: float = 0.0,
+        host_info: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Report finished replicas and ask for work in one signed call."""
         payload: dict[str, Any] = {"reports": [r.to_json() for r in reports or []]}
         if tasks or seconds:
             payload["work_request"] = {"tasks": tasks, "seconds": seconds}
+        if host_info:
+            payload["host_info"] = host_info
         return self.post_json(f"{API_PREFIX}/scheduler", payload)
+
+    def download(
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        sign: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> bytes:
+        """Fetch a file in chunks, refusing to read past ``max_bytes`` (a lying server cannot fill
+        the disk or memory); ``progress`` is called with each chunk's size."""
+        response = self.request("GET", url, sign=sign, stream=True)
+        chunks, total = [], 0
+        try:
+            for chunk in response.iter_content(64 * 1024):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise ProtocolError(0, "too_large", f"{url} is over the {max_bytes} bytes expected")
+                chunks.append(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+        finally:
+            response.close()
+        return b"".join(chunks)
 
     def upload_output(self, upload_url: str, data: bytes) -> dict[str, Any]:
         return self.request("PUT", upload_url, body=data, content_type="application/octet-stream").json()
@@ -214,7 +267,7 @@ class ProjectSession:
         if task.get("input_inline") is not None:
             data = b64decode(task["input_inline"])
         else:
-            data = self.request("GET", task["input_url"]).content
+            data = self.download(task["input_url"], max_bytes=int(task["input_size"]), sign=True)
         if hashlib.sha256(data).hexdigest() != task["input_sha256"]:
             raise ProtocolError(0, "bad_input_hash", "input does not match its SHA-256")
         return data

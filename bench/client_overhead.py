@@ -1,0 +1,162 @@
+"""Client overhead benchmark: how much of a volunteer's CPU goes to science, and what idling costs.
+
+Run ``python -m bench.client_overhead`` (``--quick`` for a short run, ``--help`` for the knobs).
+
+It starts a real coordinator process (the embedded default on a scratch SQLite file, from
+``tests/coordinator_process.py``), publishes the demo app (a checkpointed SHA-256 chain) and
+queues N units of a few seconds each, attaches one `tessera` client in a scratch data folder,
+and then measures, in one run:
+
+* **crunch**: ``tessera run --exit-when-idle`` until every unit is crunched and reported. The
+  CPU time of the client and everything it started comes from ``RUSAGE_CHILDREN`` around it;
+  the science app's share is the CPU the apps themselves used (the client measures each with
+  ``wait4`` and reports it as the replica's ``cpu_time``), so the rest is the client:
+  ``app_cpu_fraction = app / (app + client)``. The sandbox launcher becomes the app by
+  ``execve``, so its interpreter start counts as the app's.
+* **idle**: the same client attached to a project with no work, left running for S seconds;
+  its own CPU time (``/proc/<pid>/stat``) over that window gives ``idle_cpu_percent`` of one
+  core, and ``VmRSS`` gives ``idle_rss_mb``.
+
+It prints a table and ends with one line of JSON (``app_cpu_fraction``, ``idle_cpu_percent``,
+``idle_rss_mb``, ``app_cpu_s``, ``client_cpu_s``, ``units``, ``rounds``, …). Linux only (it
+reads ``/proc``); it touches only its own scratch folders and 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from coordinator.work.bundles import DEMO_APP
+from tests.coordinator_process import MAKE_UNITS, MAKE_VOLUNTEER, PUBLISH_APP, REPLICAS, CoordinatorProcess
+
+CLIENT = [sys.executable, "-m", "tessera_client"]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--units", type=int, default=12, help="units to crunch (default 12)")
+    parser.add_argument("--rounds", type=int, default=6_000_000, help="SHA-256 rounds per unit (~3 s)")
+    parser.add_argument("--idle-seconds", type=float, default=60.0, help="how long to watch the idle client")
+    parser.add_argument("--quick", action="store_true", help="4 units of ~1 s and 15 s of idling")
+    opts = parser.parse_args(argv)
+    if opts.quick:
+        opts.units, opts.rounds, opts.idle_seconds = 4, 2_000_000, 15.0
+    return opts
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def process_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def attach(coordinator: CoordinatorProcess, data: Path, username: str) -> None:
+    token = coordinator.django(MAKE_VOLUNTEER, username=username)
+    subprocess.run(
+        [*CLIENT, "--data-dir", str(data), "attach", coordinator.url, "--token", token],
+        check=True,
+        capture_output=True,
+    )
+
+
+def crunch(coordinator: CoordinatorProcess, scratch: Path, opts: argparse.Namespace) -> dict[str, Any]:
+    coordinator.django(PUBLISH_APP, name="overhead", folder=str(DEMO_APP))
+    inputs = [json.dumps({"seed": f"overhead-{i}", "rounds": opts.rounds}) for i in range(opts.units)]
+    single = {"min_quorum": 1, "target_nresults": 1}
+    coordinator.django(MAKE_UNITS, app="overhead", inputs=inputs, policy=single, fpops=opts.rounds * 2e3)
+    data = scratch / "cruncher"
+    attach(coordinator, data, "cruncher")
+    before, started = children_cpu(), time.monotonic()
+    subprocess.run(
+        [*CLIENT, "--data-dir", str(data), "run", "--exit-when-idle"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=3600,
+    )
+    total, wall = children_cpu() - before, time.monotonic() - started
+    replicas = [r for r in coordinator.django(REPLICAS) if r["workunit__name"].startswith("overhead-")]
+    if len(replicas) != opts.units or any(r["outcome"] != "success" for r in replicas):
+        raise SystemExit(f"not every unit was crunched: {replicas}")
+    app = sum(r["cpu_time"] for r in replicas)
+    return {
+        "units": opts.units,
+        "rounds": opts.rounds,
+        "wall_s": round(wall, 2),
+        "app_cpu_s": round(app, 3),
+        "client_cpu_s": round(total - app, 3),
+        "app_cpu_fraction": round(app / total, 5),
+    }
+
+
+def idle(coordinator: CoordinatorProcess, scratch: Path, opts: argparse.Namespace) -> dict[str, Any]:
+    data = scratch / "idler"
+    attach(coordinator, data, "idler")
+    client = subprocess.Popen(
+        [*CLIENT, "--data-dir", str(data), "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        time.sleep(5.0)  # past start-up and the first (empty) scheduler RPC
+        cpu_start, wall_start = process_cpu(client.pid), time.monotonic()
+        time.sleep(opts.idle_seconds)
+        cpu, wall = process_cpu(client.pid) - cpu_start, time.monotonic() - wall_start
+        rss = process_rss_mb(client.pid)
+    finally:
+        client.terminate()
+        client.wait(30)
+    return {
+        "idle_seconds": round(wall, 1),
+        "idle_cpu_s": round(cpu, 3),
+        "idle_cpu_percent": round(100 * cpu / wall, 3),
+        "idle_rss_mb": round(rss, 1),
+    }
+
+
+def run(opts: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="tessera-client-bench-") as folder:
+        scratch = Path(folder)
+        settings = {"RPC_DELAY_NO_WORK": "300"}  # the coordinator's default pace when idle
+        with CoordinatorProcess(scratch / "coordinator", **settings) as coordinator:
+            figures = {**crunch(coordinator, scratch, opts), **idle(coordinator, scratch, opts)}
+    figures["cpus"] = os.cpu_count()
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    figures = run(opts)
+    print(f"{'units crunched':<28}{figures['units']} x {figures['rounds']:,} SHA-256 rounds")
+    print(f"{'wall time':<28}{figures['wall_s']} s on {figures['cpus']} CPUs")
+    print(f"{'CPU in the science app':<28}{figures['app_cpu_s']} s")
+    print(f"{'CPU in the client':<28}{figures['client_cpu_s']} s")
+    print(f"{'app share of CPU':<28}{100 * figures['app_cpu_fraction']:.2f} %")
+    idle = f"{figures['idle_cpu_percent']} % of one core over {figures['idle_seconds']} s"
+    print(f"{'idle client CPU':<28}{idle}")
+    print(f"{'idle client memory':<28}{figures['idle_rss_mb']} MB resident")
+    print(json.dumps(figures, separators=(",", ":")), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""``tessera``: attach this computer to projects, crunch their work, and see how it goes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import requests
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from tessera_client import __version__
+from tessera_client.benchmark import run_benchmark
+from tessera_client.daemon import Daemon, memory_bytes
+from tessera_client.journal import Journal
+from tessera_client.prefs import FIELDS, PreferenceError, PreferenceStore
+from tessera_client.protocol import HostKey, ProjectSession, ProtocolError
+from tessera_client.sandbox import read_progress
+from tessera_client.signing import b64decode, key_fingerprint
+from tessera_client.state import DataDir, Project, StateError, check_name, default_data_dir, project_name_for
+
+
+class CliError(Exception):
+    """A mistake the volunteer can fix; printed without a traceback."""
+
+
+def platform_name() -> str:
+    return f"{sys.platform}-{platform.machine().lower() or 'unknown'}"
+
+
+# -- attach / detach / share ----------------------------------------------------------------
+
+
+def attach(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    name = check_name(args.name or project_name_for(args.url))
+    if any(p.name == name or p.url.rstrip("/") == args.url.rstrip("/") for p in data.projects()):
+        raise CliError(f"{args.url} is already attached as {name!r}; `tessera detach {name}` first")
+    key = HostKey.generate()
+    with ProjectSession(args.url, key) as session:
+        info = session.project_info()
+        public = b64decode(info["code_signing_key"])
+        fingerprint = key_fingerprint(public)
+        if args.fingerprint and args.fingerprint.strip() != fingerprint:
+            raise CliError(
+                f"the project's code-signing key has fingerprint {fingerprint}, not {args.fingerprint}: "
+                "not attaching (check the address, or ask the project which key is right)"
+            )
+        host_id = session.register(
+            account_token=args.token,
+            name=args.host_name or socket.gethostname()[:64] or "tessera-host",
+            platform=platform_name(),
+            n_cpus=os.cpu_count() or 1,
+            memory_bytes=memory_bytes(),
+            flops=float(data.host_info().get("flops", 0.0)),
+        )
+    data.ensure()
+    key.save(data.key_file(name))
+    data.save_project(
+        Project(
+            name=name,
+            url=args.url.rstrip("/"),
+            host_id=host_id,
+            code_signing_key=info["code_signing_key"],
+            fingerprint=fingerprint,
+            project_name=str(info.get("name", "")),
+            resource_share=args.resource_share,
+            suggested_preferences=info.get("suggested_preferences") or {},
+            attached_at=time.time(),
+        )
+    )
+    out.print(
+        f"Attached to {escape(str(info.get('name') or args.url))} as [bold]{name}[/bold] (host {host_id})."
+    )
+    out.print(f"Pinned the project's code-signing key: [bold]{fingerprint}[/bold]")
+    out.print("Compare it with the one the project publishes; only apps signed by it will run.")
+    return 0
+
+
+def detach(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    project = data.project(args.name)
+    journal = Journal(data.tasks)
+    unfinished = [r for r in journal.records(project=project.name) if r.state != "reported"]
+    if unfinished and not args.yes:
+        raise CliError(
+            f"{project.name} has {len(unfinished)} task(s) not yet reported; they would be abandoned. "
+            "Let `tessera run` finish them, or detach with --yes"
+        )
+    data.remove_project(project.name)
+    journal.forget_project(project.name)
+    out.print(f"Detached from {project.name}.")
+    return 0
+
+
+def share(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    if not 0 < args.share <= 1_000_000:
+        raise CliError("a resource share is a positive number (BOINC's default is 100)")
+    project = data.project(args.name)
+    project.resource_share = args.share
+    data.save_project(project)
+    out.print(f"{project.name}: resource share {args.share:g}")
+    return 0
+
+
+# -- run / status ---------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    daemon = Daemon(
+        data,
+        console=out,
+        exit_when_idle=args.exit_when_idle,
+        isolate_network=not args.allow_network,
+        backoff_base=args.backoff_base,
+    )
+    return daemon.run()
+
+
+def plain_row(table: Table, *cells: str) -> None:
+    """Cells as plain text: they quote servers and apps, whose brackets are not rich markup."""
+    table.add_row(*(Text(cell) for cell in cells))
+
+
+def when(timestamp: float) -> str:
+    if not timestamp:
+        return "-"
+    return datetime.fromtimestamp(timestamp, timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def status(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    projects = data.projects()
+    if not projects:
+        out.print("No project attached. `tessera attach URL --token TOKEN` attaches one.")
+        return 0
+    table = Table(title="Projects")
+    columns = (
+        "project",
+        "url",
+        "host",
+        "share",
+        "host credit",
+        "recent",
+        "your credit",
+        "next contact",
+        "problem",
+    )
+    for column in columns:
+        table.add_column(column)
+    for project in projects:
+        runtime = data.runtime(project.name)
+        credit = runtime.credit or {}
+        next_time = float(runtime.backoff.get("next_time", 0.0))
+        plain_row(
+            table,
+            project.name,
+            project.url,
+            str(project.host_id),
+            f"{project.resource_share:g}",
+            f"{float(credit.get('host_total', 0)):.2f}",
+            f"{float(credit.get('host_rac', 0)):.2f}",
+            f"{float(credit.get('volunteer_total', 0)):.2f}",
+            when(next_time) if next_time > time.time() else "now",
+            runtime.last_error or "",
+        )
+    out.print(table)
+    journal = Journal(data.tasks)
+    records = journal.records()
+    tasks = Table(title="Tasks")
+    for column in ("project", "work unit", "state", "progress", "CPU time", "deadline", "note"):
+        tasks.add_column(column)
+    for record in sorted(records, key=lambda r: (r.state == "reported", r.deadline)):
+        outcome = record.outcome or {}
+        progress = read_progress(journal.slot(record)) if record.state in ("received", "running") else 1.0
+        plain_row(
+            tasks,
+            record.project,
+            str(record.task.get("workunit", record.replica)),
+            record.state,
+            f"{100 * progress:.0f}%",
+            f"{float(outcome.get('cpu_time', record.cpu_time)):.1f} s",
+            when(record.deadline),
+            str(outcome.get("message", ""))[:60],
+        )
+    out.print(tasks if records else "No tasks.")
+    return 0
+
+
+# -- prefs / benchmark ----------------------------------------------------------------------
+
+
+def prefs(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    store = PreferenceStore(data.prefs_file)
+    if args.action == "set":
+        store.set(args.key, args.value)
+    elif args.action == "unset":
+        store.unset(args.key)
+    suggested = {}
+    projects = data.projects()
+    if projects:
+        suggested = max(projects, key=lambda p: (p.resource_share, p.name)).suggested_preferences
+    effective = store.effective(suggested)
+    sources = store.sources(suggested)
+    table = Table(title="Preferences")
+    for column in ("key", "value", "from", "meaning"):
+        table.add_column(column)
+    for key, meaning in FIELDS.items():
+        plain_row(table, key, str(getattr(effective, key)), sources.get(key, "default"), meaning)
+    out.print(table)
+    return 0
+
+
+def benchmark(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    with Progress(
+        SpinnerColumn(), TextColumn("measuring this computer's speed"), TimeElapsedColumn(), console=out
+    ) as progress:
+        progress.add_task("benchmark", total=None)
+        figures = run_benchmark(args.seconds)
+    figures["measured_at"] = time.time()
+    data.ensure().save_host_info(figures)
+    out.print(f"floating point: {figures['flops'] / 1e6:,.1f} million operations per second per core")
+    out.print(f"integer:        {figures['iops'] / 1e6:,.1f} million operations per second per core")
+    out.print("Attached projects hear of it at the next contact (it sizes work and credit claims).")
+    return 0
+
+
+# -- the parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tessera",
+        description="Lend this computer's spare time to science: crunch work units for Tessera projects.",
+    )
+    parser.add_argument("--version", action="version", version=f"tessera {__version__}")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"where keys, projects and tasks are kept (default: {default_data_dir()}; or TESSERA_DATA_DIR)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub = commands.add_parser("attach", help="attach this computer to a project")
+    sub.add_argument("url", help="the project's address, e.g. https://science.example.org")
+    sub.add_argument("--token", required=True, help="your account token from the project (tsr_...)")
+    sub.add_argument("--name", help="a local name for the project (default: from its address)")
+    sub.add_argument("--host-name", help="how this computer appears on the project (default: its hostname)")
+    sub.add_argument(
+        "--resource-share", type=float, default=100.0, help="share of this computer (default 100)"
+    )
+    sub.add_argument(
+        "--fingerprint", help="refuse to attach unless the project's signing key has this fingerprint"
+    )
+    sub.set_defaults(handler=attach)
+
+    sub = commands.add_parser("run", help="crunch in the foreground until Ctrl-C")
+    sub.add_argument(
+        "--exit-when-idle",
+        action="store_true",
+        help="stop once every result is reported and no work is offered",
+    )
+    sub.add_argument("--allow-network", action="store_true", help="do not cut tasks off from the network")
+    sub.add_argument("--backoff-base", type=float, default=60.0, help=argparse.SUPPRESS)
+    sub.set_defaults(handler=run)
+
+    sub = commands.add_parser("status", help="attached projects, tasks in progress, credit")
+    sub.set_defaults(handler=status)
+
+    sub = commands.add_parser("detach", help="detach from a project (its unreported tasks are abandoned)")
+    sub.add_argument("name", help="the project's local name, as `tessera status` shows it")
+    sub.add_argument("--yes", action="store_true", help="detach even with tasks not yet reported")
+    sub.set_defaults(handler=detach)
+
+    sub = commands.add_parser("share", help="set a project's resource share")
+    sub.add_argument("name")
+    sub.add_argument("share", type=float)
+    sub.set_defaults(handler=share)
+
+    sub = commands.add_parser("prefs", help="show preferences, or set and unset them")
+    actions = sub.add_subparsers(dest="action", metavar="ACTION")
+    setter = actions.add_parser("set", help="set a preference: tessera prefs set cpu_percent 50")
+    setter.add_argument("key", choices=sorted(FIELDS))
+    setter.add_argument("value")
+    unsetter = actions.add_parser("unset", help="go back to the project's suggestion or the default")
+    unsetter.add_argument("key", choices=sorted(FIELDS))
+    sub.set_defaults(handler=prefs)
+
+    sub = commands.add_parser("benchmark", help="measure this computer's speed and tell the projects")
+    sub.add_argument("--seconds", type=float, default=2.0, help="how long each measurement runs")
+    sub.set_defaults(handler=benchmark)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    root = args.data_dir or (
+        Path(os.environ["TESSERA_DATA_DIR"]) if os.environ.get("TESSERA_DATA_DIR") else None
+    )
+    data = DataDir(root or default_data_dir())
+    out = Console(soft_wrap=True)
+    try:
+        return args.handler(args, data, out)
+    except (CliError, StateError, PreferenceError) as error:
+        out.print(f"[red]error:[/red] {escape(str(error))}")
+    except ProtocolError as error:
+        out.print(
+            f"[red]the project refused:[/red] {escape(f'{error.detail} ({error.status} {error.code})')}"
+        )
+    except requests.RequestException as error:
+        out.print(f"[red]cannot reach the project:[/red] {escape(str(error))}")
+    except KeyboardInterrupt:
+        out.print("interrupted")
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Preferences as BOINC volunteers know them: the project suggests, the volunteer decides.
+
+The file holds only what the volunteer set; everything else comes from the project's
+suggestion or the default, so a later change of suggestion reaches every value not set.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from tessera_client.files import read_json, write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+FIELDS = {
+    "max_cpus": "cores that may crunch at once (0: all)",
+    "cpu_percent": "run tasks this % of the time (CPU throttle, 1-100)",
+    "run_if_user_active": "crunch while the computer is in use (no: only when idle)",
+    "idle_minutes": "minutes without input before the computer counts as idle",
+    "run_on_batteries": "crunch on battery power",
+    "disk_max_gb": "most disk the client may use, in GB",
+    "work_buf_hours": "hours of work to keep queued",
+    "start_hour": "crunch from this local time (HH:MM)",
+    "end_hour": "until this local time (HH:MM; equal to start: always)",
+}
+
+
+class PreferenceError(ValueError):
+    """A preference that cannot be used; the message names it and says what is allowed."""
+
+
+@dataclass
+class Preferences:
+    max_cpus: int = 0
+    cpu_percent: int = 100
+    run_if_user_active: bool = True
+    idle_minutes: int = 3
+    run_on_batteries: bool = False
+    disk_max_gb: float = 10.0
+    work_buf_hours: float = 1.0
+    start_hour: str = "00:00"
+    end_hour: str = "00:00"
+
+    def cpus(self, n_cores: int) -> int:
+        """How many tasks may run at once on a computer with ``n_cores``."""
+        return max(1, min(self.max_cpus, n_cores)) if self.max_cpus else max(1, n_cores)
+
+
+def _boolean(text: Any) -> bool:
+    if isinstance(text, bool):
+        return text
+    words = {
+        "yes": True,
+        "true": True,
+        "on": True,
+        "1": True,
+        "no": False,
+        "false": False,
+        "off": False,
+        "0": False,
+    }
+    if str(text).strip().lower() not in words:
+        raise ValueError("yes or no")
+    return words[str(text).strip().lower()]
+
+
+def _bounded(kind: Callable[[Any], Any], low: float, high: float) -> Callable[[Any], Any]:
+    def parse(text: Any) -> Any:
+        if isinstance(text, bool):
+            raise ValueError(f"a number from {low:g} to {high:g}")
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"a number from {low:g} to {high:g}") from None
+        if not low <= value <= high or value != value:
+            raise ValueError(f"a number from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def _clock(text: Any) -> str:
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(text).strip())
+    if not match:
+        raise ValueError("a time of day as HH:MM, 00:00 to 23:59")
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "max_cpus": _bounded(int, 0, 4096),
+    "cpu_percent": _bounded(int, 1, 100),
+    "run_if_user_active": _boolean,
+    "idle_minutes": _bounded(int, 1, 24 * 60),
+    "run_on_batteries": _boolean,
+    "disk_max_gb": _bounded(float, 0.1, 1e6),
+    "work_buf_hours": _bounded(float, 0.0, 240.0),
+    "start_hour": _clock,
+    "end_hour": _clock,
+}
+
+
+def parse(key: str, value: Any) -> Any:
+    if key not in PARSERS:
+        raise PreferenceError(f"there is no preference {key!r}; known: {', '.join(FIELDS)}")
+    try:
+        return PARSERS[key](value)
+    except ValueError as error:
+        raise PreferenceError(f"{key} must be {error}, not {value!r}") from None
+
+
+class PreferenceStore:
+    """The volunteer's own settings, in a JSON file written atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def local(self) -> dict[str, Any]:
+        try:
+            data = read_json(self.path, {})
+        except ValueError as error:
+            raise PreferenceError(f"{self.path} is not valid JSON ({error}); fix or delete it") from None
+        if not isinstance(data, dict):
+            raise PreferenceError(f"{self.path} must hold a JSON object; fix or delete it")
+        return {key: parse(key, value) for key, value in data.items()}
+
+    def set(self, key: str, value: str) -> None:
+        values = self.local()
+        values[key] = parse(key, value)
+        write_json_atomic(self.path, values)
+
+    def unset(self, key: str) -> None:
+        if key not in PARSERS:
+            raise PreferenceError(f"there is no preference {key!r}; known: {', '.join(FIELDS)}")
+        values = self.local()
+        values.pop(key, None)
+        write_json_atomic(self.path, values)
+
+    def _suggested(self, suggested: dict[str, Any] | None) -> dict[str, Any]:
+        """The project's suggestions that make sense; the rest ignored (it is network input)."""
+        usable = {}
+        for key, value in (suggested or {}).items() if isinstance(suggested, dict) else ():
+            try:
+                usable[key] = parse(key, value)
+            except PreferenceError as error:
+                logger.warning("ignoring the project's suggestion: %s", error)
+        return usable
+
+    def effective(self, suggested: dict[str, Any] | None = None) -> Preferences:
+        """Defaults, then the project's suggestions, then local settings: local wins."""
+        return Preferences(**{**self._suggested(suggested), **self.local()})
+
+    def sources(self, suggested: dict[str, Any] | None = None) -> dict[str, str]:
+        local, project = self.local(), self._suggested(suggested)
+        return {
+            f.name: "local" if f.name in local else "project" if f.name in project else "default"
+            for f in fields(Preferences)
+        }

@@ -1,0 +1,327 @@
+"""The `tessera` client, as volunteers run it, against a real coordinator process.
+
+The coordinator is the embedded default in its own process (runserver with the in-process
+worker) on a fresh SQLite file, or on a fresh PostgreSQL database in the PostgreSQL pass. The
+client runs as `python -m tessera_client`, exactly the `tessera` command. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from coordinator.work.bundles import DEMO_APP
+from tests.coordinator_process import (
+    MAKE_UNITS,
+    MAKE_VOLUNTEER,
+    PUBLISH_APP,
+    REPLICAS,
+    VOLUNTEER_CREDIT,
+    CoordinatorProcess,
+)
+
+APPS = Path(__file__).parent / "apps"
+PYTHON = sys.executable
+
+
+def hash_chain(seed: str, rounds: int) -> str:
+    digest = hashlib.sha256(seed.encode()).digest()
+    for _ in range(rounds):
+        digest = hashlib.sha256(digest).digest()
+    return digest.hex()
+
+
+def chain_input(seed: str, rounds: int) -> str:
+    return json.dumps({"seed": seed, "rounds": rounds})
+
+
+@pytest.fixture(scope="module")
+def coordinator(tmp_path_factory):
+    url = os.environ.get("DATABASE_URL", "")
+    server = url.rsplit("/", 1)[0] if url.startswith(("postgres", "pgsql")) else None
+    with CoordinatorProcess(tmp_path_factory.mktemp("coordinator"), postgres_server=server) as running:
+        yield running
+
+
+class Tessera:
+    """One volunteer computer: a data folder and the `tessera` command run against it."""
+
+    def __init__(self, root: Path) -> None:
+        self.data = root
+        self.log = root.parent / f"{root.name}.log"
+        self.process: subprocess.Popen | None = None
+        self.command = [PYTHON, "-m", "tessera_client", "--data-dir", str(root)]
+
+    def __call__(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*self.command, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+
+    def start(self, *args: str) -> subprocess.Popen:
+        handle = self.log.open("a")
+        self.process = subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "tessera_client",
+                "--data-dir",
+                str(self.data),
+                "run",
+                "--backoff-base",
+                "0.5",
+                *args,
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        return self.process
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+            raise AssertionError(f"tessera run did not finish in {timeout} s:\n{self.output()}") from None
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def records(self) -> list[dict]:
+        return [json.loads(p.read_text()) for p in sorted(self.data.glob("tasks/*/*/task.json"))]
+
+
+def attach(coordinator: CoordinatorProcess, tmp_path: Path, username: str) -> Tessera:
+    token = coordinator.django(MAKE_VOLUNTEER, username=username)
+    client = Tessera(tmp_path / username)
+    attached = client("attach", coordinator.url, "--token", token)
+    assert attached.returncode == 0, attached.stdout + attached.stderr
+    return client
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def replicas_of(coordinator: CoordinatorProcess, prefix: str) -> list[dict]:
+    return [r for r in coordinator.django(REPLICAS) if r["workunit__name"].startswith(prefix)]
+
+
+def test_two_volunteers_attach_crunch_report_and_are_granted_credit(coordinator, tmp_path):
+    coordinator.django(PUBLISH_APP, name="chain", folder=str(DEMO_APP))
+    coordinator.django(PUBLISH_APP, name="bigout", folder=str(APPS / "bigout"))
+    seeds = [("chain-a", 300_000), ("chain-b", 500_000)]
+    coordinator.django(MAKE_UNITS, app="chain", inputs=[chain_input(s, n) for s, n in seeds])
+    coordinator.django(MAKE_UNITS, app="bigout", inputs=["big input"])
+    fingerprint = coordinator.manage("keys", "show").split("fingerprint:")[1].split()[0]
+
+    clients = [attach(coordinator, tmp_path, name) for name in ("ada", "grace")]
+    shown = clients[0]("status").stdout
+    for client in clients:
+        client.start("--exit-when-idle")
+    for client in clients:
+        assert client.wait(120) == 0, client.output()
+
+    assert "127.0.0.1" in shown
+    assert (
+        fingerprint
+        in (tmp_path / "ada").joinpath("projects", f"127.0.0.1-{coordinator.port}.json").read_text()
+    )
+    replicas = replicas_of(coordinator, "chain") + replicas_of(coordinator, "bigout")
+    assert len(replicas) == 6
+    assert {(r["state"], r["outcome"]) for r in replicas} == {("over", "success")}
+    by_unit = {r["workunit__name"]: r for r in replicas}
+    for index, (seed, rounds) in enumerate(seeds):
+        expected = hash_chain(seed, rounds).encode()
+        assert by_unit[f"chain-{index}"]["output_sha256"] == hashlib.sha256(expected).hexdigest()
+    big = hashlib.sha256(b"big input").hexdigest().encode() * 160
+    assert by_unit["bigout-0"]["output_sha256"] == hashlib.sha256(big).hexdigest()
+    assert all(r["cpu_time"] > 0 for r in replicas_of(coordinator, "chain"))
+
+    credit = wait_for(
+        lambda: (
+            (c := coordinator.django(VOLUNTEER_CREDIT))
+            and c.get("ada", 0) > 0
+            and c.get("grace", 0) > 0
+            and c
+        ),
+        60,
+        "validation to grant credit",
+    )
+    assert credit["ada"] == credit["grace"]
+    clients[0].start("--exit-when-idle")  # one more contact brings the credit home
+    assert clients[0].wait(60) == 0
+    status = clients[0]("status").stdout
+    assert f"{credit['ada']:.2f}" in status
+
+
+def test_a_task_killed_with_its_client_resumes_from_its_checkpoint_and_is_reported_once(
+    coordinator, tmp_path
+):
+    rounds = 10_000_000
+    coordinator.django(PUBLISH_APP, name="longchain", folder=str(DEMO_APP))
+    coordinator.django(
+        MAKE_UNITS,
+        app="longchain",
+        inputs=[chain_input("long", rounds)],
+        policy={"min_quorum": 1, "target_nresults": 1},
+    )
+    client = attach(coordinator, tmp_path, "linus")
+
+    client.start()
+
+    def checkpointed():
+        found = list(client.data.glob("tasks/*/*/slot/checkpoint"))
+        return found and json.loads(found[0].read_text())["done"] > 0 and found[0]
+
+    checkpoint = wait_for(checkpointed, 60, "the first checkpoint")
+    slot = checkpoint.parent
+    client.process.send_signal(signal.SIGKILL)
+    client.process.wait(10)
+    done_at_kill = json.loads(checkpoint.read_text())["done"]
+    assert done_at_kill < rounds
+    wait_for(lambda: not apps_running_in(slot), 10, "the app to die with the client")
+
+    client.start("--exit-when-idle")
+    assert client.wait(120) == 0, client.output()
+
+    [replica] = replicas_of(coordinator, "longchain")
+    expected = hash_chain("long", rounds).encode()
+    assert (replica["state"], replica["outcome"]) == ("over", "success")
+    assert replica["output_sha256"] == hashlib.sha256(expected).hexdigest()
+    [record] = client.records()
+    states = [state for state, _ in record["history"]]
+    assert record["runs"] == 2 and states.count("running") == 2
+    assert states.count("reported") == 1
+    assert "resumed" in client.output()
+    assert client.output().count("reported 1 result") == 1
+
+
+def apps_running_in(slot: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if Path(os.readlink(proc / "cwd")) == slot:
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_no_result_is_lost_while_the_coordinator_is_down(coordinator, tmp_path):
+    coordinator.django(PUBLISH_APP, name="offline", folder=str(DEMO_APP))
+    seeds = [f"offline-{i}" for i in range(4)]
+    coordinator.django(
+        MAKE_UNITS,
+        app="offline",
+        inputs=[chain_input(seed, 400_000) for seed in seeds],
+        policy={"min_quorum": 1, "target_nresults": 1},
+    )
+    client = attach(coordinator, tmp_path, "margaret")
+
+    client.start("--exit-when-idle")
+    wait_for(lambda: len(client.records()) == 4, 60, "the client to fetch the work")
+    coordinator.stop()
+    wait_for(lambda: all(r["state"] == "done" for r in client.records()), 90, "crunching to go on offline")
+    time.sleep(1.5)  # it tries, fails and backs off at least once
+    coordinator.start()
+    assert client.wait(120) == 0, client.output()
+
+    replicas = replicas_of(coordinator, "offline")
+    assert [(r["state"], r["outcome"]) for r in replicas] == [("over", "success")] * 4
+    for replica, seed in zip(replicas, seeds, strict=True):
+        assert replica["output_sha256"] == hashlib.sha256(hash_chain(seed, 400_000).encode()).hexdigest()
+    assert "trying again in" in client.output()
+    assert all([s for s, _ in r["history"]].count("reported") == 1 for r in client.records())
+
+
+TAMPER_BUNDLE = """
+from coordinator.work.models import AppVersion
+version = AppVersion.objects.get(app__name=values["app"])
+path = version.bundle.path
+data = bytearray(open(path, "rb").read())
+data[len(data) // 2] ^= 0x01
+open(path, "wb").write(bytes(data))
+result = path
+"""
+
+FORGE_SIGNATURE = """
+import base64
+from coordinator.work.models import AppVersion
+AppVersion.objects.filter(app__name=values["app"]).update(signature=base64.b64encode(b"\\x07" * 64).decode())
+result = True
+"""
+
+SIGN_WITH_ANOTHER_KEY = """
+from pathlib import Path
+from nacl.signing import SigningKey
+from coordinator.work.bundles import build_bundle
+from coordinator.work.models import App
+from coordinator.work.services import register_app_version
+app = App.objects.create(name=values["name"])
+bundle = build_bundle(Path(values["folder"]))
+register_app_version(app=app, version=1, bundle=bundle, signing_key=SigningKey.generate())
+result = True
+"""
+
+
+def test_bad_bundles_and_failing_apps_become_clear_client_errors_and_the_rest_runs(coordinator, tmp_path):
+    single = {"min_quorum": 1, "target_nresults": 1, "delay_bound": 6}
+    for name in ("tampered", "forged"):
+        coordinator.django(PUBLISH_APP, name=name, folder=str(DEMO_APP))
+    coordinator.django(TAMPER_BUNDLE, app="tampered")
+    coordinator.django(FORGE_SIGNATURE, app="forged")
+    coordinator.django(SIGN_WITH_ANOTHER_KEY, name="foreign", folder=str(DEMO_APP))
+    for name in ("crash", "hog", "spin"):
+        coordinator.django(PUBLISH_APP, name=name, folder=str(APPS / name))
+    coordinator.django(PUBLISH_APP, name="good", folder=str(DEMO_APP))
+    for name in ("tampered", "forged", "foreign", "crash", "hog", "spin"):
+        coordinator.django(MAKE_UNITS, app=name, inputs=[chain_input(name, 1000)], policy=single)
+    coordinator.django(
+        MAKE_UNITS, app="good", inputs=[chain_input("good", 1000)], policy={**single, "delay_bound": 600}
+    )
+    client = attach(coordinator, tmp_path, "alan")
+
+    client.start("--exit-when-idle")
+    assert client.wait(120) == 0, client.output()
+
+    outcomes = {
+        r["workunit__name"].rsplit("-", 1)[0]: r for r in coordinator.django(REPLICAS) if r["host_id"]
+    }
+    expected_words = {
+        "tampered": "SHA-256",
+        "forged": "not signed by the project.s pinned key",
+        "foreign": "not signed by the project.s pinned key",
+        "crash": "cannot parse input",
+        "hog": "out of memory",
+        "spin": "deadline passed",
+    }
+    for name, words in expected_words.items():
+        replica = outcomes[name]
+        assert replica["outcome"] == "client_error", (name, replica)
+        assert re.search(words, replica["message"]), (name, replica["message"])
+    assert outcomes["good"]["outcome"] == "success"
+    assert outcomes["good"]["output_sha256"] == hashlib.sha256(hash_chain("good", 1000).encode()).hexdigest()
+    assert client.output().count("refused app") == 3
