@@ -9,7 +9,6 @@ report repeated after a crash is acknowledged by the coordinator as a duplicate.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import signal
@@ -23,25 +22,16 @@ import requests
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from tessera_client import conditions
-from tessera_client.backoff import Backoff
+from tessera_client import conditions, scheduling
 from tessera_client.bundles import AppCache, BundleRefused
-from tessera_client.journal import DONE, RECEIVED, REPORTED, RUNNING, UPLOADED, Journal, TaskRecord
+from tessera_client.contact import ProjectLink
+from tessera_client.journal import RECEIVED, REPORTED, RUNNING, Journal, TaskRecord
 from tessera_client.prefs import Preferences, PreferenceStore
-from tessera_client.protocol import ProjectSession, ProtocolError, Report
-from tessera_client.sandbox import AppProcess, Limits, Outcome, kill_leftover
+from tessera_client.protocol import ProtocolError
+from tessera_client.sandbox import AppProcess, Outcome, kill_leftover
 from tessera_client.signing import b64decode
-from tessera_client.state import DataDir, Project, Runtime
+from tessera_client.state import DataDir
 
-INLINE_BYTES_MAX = 4096  # outputs up to this size travel inside the report (docs/protocol.md)
-MAX_REPORTS_PER_RPC = 100
-DEFAULT_FLOPS = 1e9  # per core, until `tessera benchmark` has measured this host
-USAGE_HALF_LIFE_SECONDS = 86_400.0  # how fast the resource-share debt forgets
-KEEP_REPORTED_SECONDS = 86_400.0  # finished tasks stay in `tessera status` this long
-MIN_CPU_LIMIT_SECONDS = 300
-CPU_LIMIT_FACTOR = 20.0  # a task may use this many times its estimated CPU time
-MEMORY_HEADROOM_BYTES = 256 * 1024 * 1024  # for the interpreter itself, beyond the unit's need
-PROCESSES_PER_TASK = 16
 CPU_SAVE_SECONDS = 60.0  # how often a running task's CPU time is written to the journal
 
 
@@ -59,10 +49,6 @@ def memory_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         return 0
-
-
-def parse_time(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 class Daemon:
@@ -89,12 +75,10 @@ class Daemon:
         self.apps = AppCache(data.apps)
         self.prefs = PreferenceStore(data.prefs_file)
         self.n_cores = os.cpu_count() or 1
-        self.projects: dict[str, Project] = {}
-        self.runtimes: dict[str, Runtime] = {}
-        self.backoffs: dict[str, Backoff] = {}
-        self.sessions: dict[str, ProjectSession] = {}
-        self.no_work: dict[str, bool] = {}  # the last RPC found no work for this project
-        self.report_singly: dict[str, bool] = {}  # a report was refused: find which, one at a time
+        self.links: dict[str, ProjectLink] = {}
+        self._stamps: dict[Path, tuple[int, int] | None] = {}  # what files looked like when last read
+        self._prefs: Preferences | None = None
+        self._host_info: dict[str, Any] = {}
         self.running: dict[tuple[str, int], Running] = {}
         self.stopping = False
         self.suspended_because: str | None = None
@@ -115,7 +99,7 @@ class Daemon:
         previous = {sig: signal.signal(sig, self._ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.refresh_projects()
-            if not self.projects:
+            if not self.links:
                 self.console.print("No project attached: run `tessera attach URL --token TOKEN` first.")
                 return 1
             self.recover()
@@ -146,16 +130,16 @@ class Daemon:
             self.suspended_because = reason
         if reason is None:
             self.start_tasks(prefs, now)
-        wake = now + 1.0
-        wake = min(wake, self.apply_throttle(prefs, reason, now))
-        for name in list(self.projects):
-            self.talk(name, prefs, now)
+        wake = min(now + 1.0, self.apply_throttle(prefs, reason, now))
+        for link in list(self.links.values()):
+            if link.due(now):
+                link.contact(now, work=self.work_wanted(link, prefs), host_info=self.host_info_due(link))
         self.update_display()
         return wake
 
     def idle(self) -> bool:
         unfinished = [r for r in self.journal.records() if r.state != REPORTED]
-        return not self.running and not unfinished and all(self.no_work.get(n) for n in self.projects)
+        return not self.running and not unfinished and all(link.no_work for link in self.links.values())
 
     def _ask_to_stop(self, signum: int, frame: Any) -> None:
         if self.stopping:
@@ -168,8 +152,8 @@ class Daemon:
         for running in list(self.running.values()):
             running.process.stop()
         self.running.clear()
-        for session in self.sessions.values():
-            session.close()
+        for link in self.links.values():
+            link.close()
 
     def log(self, message: str) -> None:
         """One line of the run's story; never markup, as messages quote what apps and servers said."""
@@ -178,34 +162,61 @@ class Daemon:
         )
 
     # -- projects ---------------------------------------------------------------------
+    def changed(self, path: Path) -> bool:
+        """Has ``path`` changed since the last look? The loop re-reads files only then, as
+        re-reading every second would be most of what an idle client costs."""
+        try:
+            found = path.stat()
+            stamp: tuple[int, int] | None = (found.st_mtime_ns, found.st_size)
+        except OSError:
+            stamp = None
+        seen = path in self._stamps and self._stamps[path] == stamp
+        self._stamps[path] = stamp
+        return not seen
+
     def refresh_projects(self) -> None:
-        """Pick up attaches and detaches made while the daemon runs."""
+        """Pick up attaches, detaches, new shares and a new benchmark while the daemon runs."""
+        if self.changed(self.data.host_file):
+            self._host_info = self.data.host_info()
+        if not self.changed(self.data.root / "projects"):
+            return
+        self._prefs = None
         current = {p.name: p for p in self.data.projects()}
-        for name in set(self.projects) - set(current):
+        for name in set(self.links) - set(current):
             self.log(f"{name}: detached; abandoning its tasks")
             for key in [k for k in self.running if k[0] == name]:
+                self.progress.remove_task(self.running[key].progress_id)
                 self.running.pop(key).process.stop()
             self.journal.forget_project(name)
-            self.sessions.pop(name).close()
-            for table in (self.runtimes, self.backoffs, self.no_work, self.report_singly):
-                table.pop(name, None)
+            self.links.pop(name).close()
         for name, project in current.items():
-            if name not in self.projects:
-                runtime = self.data.runtime(name)
-                self.runtimes[name] = runtime
-                self.backoffs[name] = Backoff.from_json(
-                    runtime.backoff, base=self.backoff_base, cap=self.backoff_cap
+            if name not in self.links:
+                self.links[name] = ProjectLink(
+                    project,
+                    data=self.data,
+                    journal=self.journal,
+                    log=self.log,
+                    refuse=lambda record, message: self.finish(
+                        record, Outcome("client_error", 0, 0.0, message)
+                    ),
+                    backoff_base=self.backoff_base,
+                    backoff_cap=self.backoff_cap,
                 )
-                self.sessions[name] = ProjectSession(project.url, self.data.host_key(name), project.host_id)
-        self.projects = current
+            self.links[name].project = project  # a new resource share, say
 
     def effective_prefs(self) -> Preferences:
         """Local settings over the suggestions of the project with the largest share."""
+        if self._prefs is not None and not self.changed(self.data.prefs_file):
+            return self._prefs
+        self.changed(self.data.prefs_file)
         suggested: dict[str, Any] = {}
-        if self.projects:
-            lead = max(self.projects.values(), key=lambda p: (p.resource_share, p.name))
+        if self.links:
+            lead = max(
+                (link.project for link in self.links.values()), key=lambda p: (p.resource_share, p.name)
+            )
             suggested = lead.suggested_preferences
-        return self.prefs.effective(suggested)
+        self._prefs = self.prefs.effective(suggested)
+        return self._prefs
 
     def suspend_reason(self, prefs: Preferences) -> str | None:
         return conditions.suspend_reason(
@@ -215,10 +226,17 @@ class Daemon:
             on_ac=conditions.on_ac_power(),
         )
 
-    def save_runtime(self, name: str) -> None:
-        runtime = self.runtimes[name]
-        runtime.backoff = self.backoffs[name].to_json()
-        self.data.save_runtime(name, runtime)
+    def flops(self) -> float:
+        return float(self._host_info.get("flops") or scheduling.DEFAULT_FLOPS)
+
+    def shares(self) -> dict[str, float]:
+        return {name: link.project.resource_share for name, link in self.links.items()}
+
+    def usage(self, now: float) -> dict[str, float]:
+        return {
+            name: scheduling.decayed(link.runtime.cpu_usage, link.runtime.usage_time, now)
+            for name, link in self.links.items()
+        }
 
     # -- running apps -----------------------------------------------------------------
     def recover(self) -> None:
@@ -227,40 +245,36 @@ class Daemon:
             if record.pid and kill_leftover(record.pid, self.journal.slot(record)):
                 self.log(f"{record.project}: stopped a leftover app of replica {record.replica}")
 
-    def runnable(self) -> list[TaskRecord]:
-        waiting = [
-            r
+    def runnable(self, now: float) -> list[TaskRecord]:
+        """Tasks waiting for a core, in the order the resource shares give them one."""
+        waiting = {
+            (r.project, r.replica): r
             for r in self.journal.records(states=[RECEIVED, RUNNING])
-            if (r.project, r.replica) not in self.running and r.project in self.projects
+            if (r.project, r.replica) not in self.running and r.project in self.links
+        }
+        flops = self.flops()
+        candidates = [
+            scheduling.Candidate(
+                r.project, r.replica, r.deadline, scheduling.estimated_seconds(r.task, flops)
+            )
+            for r in waiting.values()
         ]
-        return sorted(waiting, key=lambda r: (-self.share_priority(r.project), r.deadline, r.replica))
-
-    def share_priority(self, name: str) -> float:
-        """BOINC's resource-share debt: the share a project is owed minus the CPU it recently got."""
-        total_share = sum(p.resource_share for p in self.projects.values()) or 1.0
-        usage = {n: self.usage(n, self.clock()) for n in self.projects}
-        total_usage = sum(usage.values()) or 1.0
-        return self.projects[name].resource_share / total_share - usage[name] / total_usage
-
-    def usage(self, name: str, now: float) -> float:
-        runtime = self.runtimes[name]
-        elapsed = max(0.0, now - runtime.usage_time)
-        return runtime.cpu_usage * math.pow(0.5, elapsed / USAGE_HALF_LIFE_SECONDS)
+        order = scheduling.run_order(candidates, self.shares(), self.usage(now))
+        return [waiting[(c.project, c.replica)] for c in order]
 
     def add_usage(self, name: str, cpu_seconds: float, now: float) -> None:
-        runtime = self.runtimes[name]
-        runtime.cpu_usage = self.usage(name, now) + cpu_seconds
-        runtime.usage_time = now
+        if name in self.links:
+            runtime = self.links[name].runtime
+            runtime.cpu_usage = scheduling.decayed(runtime.cpu_usage, runtime.usage_time, now) + cpu_seconds
+            runtime.usage_time = now
 
     def start_tasks(self, prefs: Preferences, now: float) -> None:
         free = prefs.cpus(self.n_cores) - len(self.running)
-        for record in self.runnable():
+        for record in self.runnable(now):
             if free <= 0 or self.stopping:
                 return
             if record.deadline <= now:
-                self.finish(
-                    record, Outcome("client_error", 0, 0.0, "deadline passed before the task could start")
-                )
+                self.finish(record, Outcome("client_error", 0, 0.0, "deadline passed before it could start"))
                 continue
             entrypoint = self.app_for(record)
             if entrypoint is None:
@@ -271,7 +285,8 @@ class Daemon:
     def app_for(self, record: TaskRecord) -> Path | None:
         """The verified app to run this task, downloading it once; None to try again later."""
         version = record.task["app_version"]
-        pinned = b64decode(self.projects[record.project].code_signing_key)
+        link = self.links[record.project]
+        pinned = b64decode(link.project.code_signing_key)
         label = f"{version['app']} v{version['version']}"
         try:
             found = self.apps.lookup(version, pinned)
@@ -284,7 +299,7 @@ class Daemon:
             self.finish(record, Outcome("client_error", 0, 0.0, f"app bundle refused: {refusal}"))
             return None
         except (requests.RequestException, ProtocolError) as error:
-            self.network_failed(record.project, self.clock(), error)
+            link.failed(self.clock(), error)
             return None
         self.log(f"{record.project}: verified {label}, signed by the pinned key")
         return entrypoint
@@ -293,23 +308,11 @@ class Daemon:
         size = int(version["size"])
         download = self.progress.add_task(f"{name}: downloading {label}", total=size or None, note="")
         try:
-            return self.sessions[name].download(
-                version["url"], max_bytes=size, progress=lambda n: self.progress.advance(download, n)
+            return self.links[name].download(
+                version["url"], size, lambda n: self.progress.advance(download, n)
             )
         finally:
             self.progress.remove_task(download)
-
-    def limits(self, record: TaskRecord) -> Limits:
-        task = record.task
-        flops = float(self.data.host_info().get("flops") or DEFAULT_FLOPS)
-        estimate = float(task.get("fpops_estimate") or 0) / flops
-        return Limits(
-            cpu_seconds=int(max(MIN_CPU_LIMIT_SECONDS, CPU_LIMIT_FACTOR * estimate)),
-            memory_bytes=max(int(task.get("memory_bytes") or 0), 256 * 1024 * 1024) + MEMORY_HEADROOM_BYTES,
-            file_bytes=max(4 * int(task.get("max_output_bytes") or 0), 64 * 1024 * 1024),
-            processes=PROCESSES_PER_TASK,
-            wall_deadline=record.deadline,
-        )
 
     def launch(self, record: TaskRecord, entrypoint: Path, now: float) -> None:
         slot = self.journal.slot(record)
@@ -318,7 +321,10 @@ class Daemon:
             shutil.copyfile(self.journal.input_path(record), slot / "input")
         resuming = (slot / "checkpoint").exists()
         process = AppProcess.start(
-            entrypoint=entrypoint, slot=slot, limits=self.limits(record), isolate_network=self.isolate_network
+            entrypoint=entrypoint,
+            slot=slot,
+            limits=scheduling.task_limits(record.task, flops=self.flops(), deadline=record.deadline),
+            isolate_network=self.isolate_network,
         )
         record = self.journal.start_run(record, process.pid, now)
         label = f"{record.project}: {record.task.get('workunit', record.replica)}"
@@ -383,182 +389,34 @@ class Daemon:
             note = "suspended" if running.process.suspended else ""
             self.progress.update(running.progress_id, completed=100 * running.process.progress(), note=note)
 
-    # -- talking to the coordinators --------------------------------------------------
-    def talk(self, name: str, prefs: Preferences, now: float) -> None:
-        backoff = self.backoffs[name]
-        if not backoff.ready(now) and not (backoff.failures == 0 and self.all_done_unreported(name)):
-            return
-        self.upload_outputs(name, now)
-        if self.backoffs[name].failures and not self.backoffs[name].ready(now):
-            return
-        reports = self.reports_due(name)
-        work = self.work_wanted(name, prefs)
-        host_info = self.host_info_due(name)
-        if not reports and not work and not host_info:
-            return
-        self.scheduler_rpc(name, reports, work, host_info, now)
-
-    def all_done_unreported(self, name: str) -> bool:
-        """Results wait and nothing is left to crunch: report now, before the project's next
-        suggested contact (which only paces the asking for work), as the CPU would go idle."""
-        waiting = self.journal.records(project=name, states=[DONE, UPLOADED])
-        return bool(waiting) and not self.journal.records(project=name, states=[RECEIVED, RUNNING])
-
-    def needs_upload(self, record: TaskRecord) -> bool:
-        outcome = record.outcome or {}
-        return outcome.get("status") == "success" and int(outcome.get("output_size", 0)) > INLINE_BYTES_MAX
-
-    def upload_outputs(self, name: str, now: float) -> None:
-        session = self.sessions[name]
-        for record in self.journal.records(project=name, states=[DONE]):
-            if not self.needs_upload(record) or record.next_attempt > now:
-                continue
-            data = self.journal.output_path(record).read_bytes()
-            try:
-                session.upload_output(record.task["upload_url"], data)
-            except ProtocolError as error:
-                if error.code == "already_reported":
-                    self.journal.mark_uploaded(record, now)  # a repeat after a crash
-                    continue
-                if error.is_temporary:
-                    self.network_failed(name, now, error)
-                    return
-                self.log(f"{name}: upload of replica {record.replica} refused: {error}")
-                self.journal.note_retry(record, next_attempt=now + self.backoff_cap)
-                continue
-            except requests.RequestException as error:
-                self.network_failed(name, now, error)
-                return
-            self.journal.mark_uploaded(record, now)
-
-    def reports_due(self, name: str) -> list[TaskRecord]:
-        ready = [
-            r
-            for r in self.journal.records(project=name, states=[DONE, UPLOADED])
-            if r.state == UPLOADED or not self.needs_upload(r)
-        ]
-        return ready[: 1 if self.report_singly.get(name) else MAX_REPORTS_PER_RPC]
-
-    def queued_seconds(self, name: str) -> float:
-        flops = float(self.data.host_info().get("flops") or DEFAULT_FLOPS)
-        total = 0.0
-        for record in self.journal.records(project=name, states=[RECEIVED, RUNNING]):
-            running = self.running.get((name, record.replica))
-            left = 1.0 - (running.process.progress() if running else 0.0)
-            total += float(record.task.get("fpops_estimate") or 0) / flops * left
-        return total
-
-    def work_wanted(self, name: str, prefs: Preferences) -> dict[str, float]:
-        """BOINC's work fetch: fill this project's share of the work buffer."""
-        if self.stopping or self.disk_full(prefs):
+    # -- what to ask the projects for ---------------------------------------------------
+    def work_wanted(self, link: ProjectLink, prefs: Preferences) -> dict[str, float]:
+        """BOINC's work fetch: fill this project's share of the work buffer, unless stopping or
+        the disk limit is reached."""
+        if self.stopping or self.disk_used() >= prefs.disk_max_gb * 1e9:
             return {}
-        cpus = prefs.cpus(self.n_cores)
-        total_share = sum(p.resource_share for p in self.projects.values()) or 1.0
-        share = self.projects[name].resource_share / total_share
-        queued = self.journal.records(project=name, states=[RECEIVED, RUNNING])
-        if not queued:
-            return {"tasks": max(1, round(cpus * share))}
-        shortfall = prefs.work_buf_hours * 3600.0 * cpus * share - self.queued_seconds(name)
-        return {"seconds": shortfall} if shortfall > 1.0 else {}
-
-    def disk_full(self, prefs: Preferences) -> bool:
-        used = self.journal.disk_usage() + sum(
-            f.stat().st_size for f in self.data.apps.rglob("*") if f.is_file()
+        queued = self.journal.records(project=link.name, states=[RECEIVED, RUNNING])
+        flops, seconds = self.flops(), 0.0
+        for record in queued:
+            running = self.running.get((link.name, record.replica))
+            left = 1.0 - (running.process.progress() if running else 0.0)
+            seconds += scheduling.estimated_seconds(record.task, flops) * left
+        shares = self.shares()
+        return scheduling.work_request(
+            cpus=prefs.cpus(self.n_cores),
+            share=shares[link.name] / (sum(shares.values()) or 1.0),
+            buffer_hours=prefs.work_buf_hours,
+            queued_tasks=len(queued),
+            queued_seconds=seconds,
         )
-        return used >= prefs.disk_max_gb * 1e9
 
-    def host_info_due(self, name: str) -> dict[str, Any]:
-        info = self.data.host_info()
-        if not info or float(info.get("measured_at", 0)) <= self.runtimes[name].host_info_sent:
+    def disk_used(self) -> int:
+        apps = sum(f.stat().st_size for f in self.data.apps.rglob("*") if f.is_file())
+        return self.journal.disk_usage() + apps
+
+    def host_info_due(self, link: ProjectLink) -> dict[str, Any]:
+        """The last benchmark, until this project has heard of it."""
+        info = self._host_info
+        if not info or float(info.get("measured_at", 0)) <= link.runtime.host_info_sent:
             return {}
         return {"flops": float(info["flops"]), "n_cpus": self.n_cores, "memory_bytes": memory_bytes()}
-
-    def scheduler_rpc(
-        self,
-        name: str,
-        records: list[TaskRecord],
-        work: dict[str, float],
-        host_info: dict[str, Any],
-        now: float,
-    ) -> None:
-        reports = [self.report_for(r) for r in records]
-        try:
-            reply = self.sessions[name].scheduler_rpc(reports=reports, host_info=host_info, **work)
-        except ProtocolError as error:
-            if error.is_temporary or error.status in (401, 0):
-                self.network_failed(name, now, error)
-            elif records and len(records) > 1:
-                self.log(f"{name}: a report was refused ({error}); sending them one at a time")
-                self.report_singly[name] = True
-            elif records:
-                self.log(
-                    f"{name}: the coordinator refused the report of replica {records[0].replica}: {error}"
-                )
-                self.journal.mark_reported(records[0], now)  # it will never be taken; keep it in history
-            else:
-                self.network_failed(name, now, error)
-            return
-        except (requests.RequestException, ValueError) as error:
-            self.network_failed(name, now, error)
-            return
-        runtime = self.runtimes[name]
-        for record in records:
-            self.journal.mark_reported(record, now)
-        if records:
-            self.log(f"{name}: reported {len(records)} result(s)")
-        if host_info:
-            runtime.host_info_sent = float(self.data.host_info().get("measured_at", now))
-        self.receive_tasks(name, reply.get("tasks", []), now)
-        self.no_work[name] = bool(work) and not reply.get("tasks")
-        runtime.credit = reply.get("credit") or runtime.credit
-        runtime.last_rpc, runtime.last_error = now, ""
-        self.backoffs[name].succeeded(now, float(reply.get("next_rpc_seconds", 0)))
-        self.prune_reported(name, now)
-        self.save_runtime(name)
-
-    def report_for(self, record: TaskRecord) -> Report:
-        outcome = record.outcome or {}
-        success = outcome.get("status") == "success"
-        output = self.journal.output_path(record).read_bytes() if success else None
-        return Report(
-            replica=record.replica,
-            status="success" if success else "client_error",
-            cpu_time=float(outcome.get("cpu_time", 0.0)),
-            output=output,
-            inline=output is not None and len(output) <= INLINE_BYTES_MAX,
-            exit_code=int(outcome.get("exit_code", 0)),
-            message=str(outcome.get("message", ""))[-1000:],
-        )
-
-    def receive_tasks(self, name: str, tasks: list[dict[str, Any]], now: float) -> None:
-        session = self.sessions[name]
-        for task in tasks:
-            try:
-                self.journal.receive(name, task, session.fetch_input(task), now)
-            except (ProtocolError, requests.RequestException) as error:
-                self.refuse_task(name, task, f"cannot fetch the input: {error}", now)
-            except (ValueError, TypeError, KeyError) as error:
-                self.log(f"{name}: ignoring a malformed task from the coordinator: {error}")
-        if tasks:
-            self.log(f"{name}: received {len(tasks)} task(s)")
-
-    def refuse_task(self, name: str, task: dict[str, Any], message: str, now: float) -> None:
-        """Keep a task that cannot run as a client error, so the project hears why."""
-        try:
-            record = self.journal.receive(name, task, b"", now)
-        except (ValueError, TypeError, KeyError) as error:
-            self.log(f"{name}: ignoring a malformed task from the coordinator: {error}")
-            return
-        self.finish(record, Outcome("client_error", 0, 0.0, message))
-
-    def network_failed(self, name: str, now: float, error: Exception) -> None:
-        delay = self.backoffs[name].failed(now, getattr(error, "retry_after", None))
-        runtime = self.runtimes[name]
-        runtime.last_error = f"{error}"[:300]
-        self.log(f"{name}: {error}; trying again in {delay:.0f} s (crunching goes on)")
-        self.save_runtime(name)
-
-    def prune_reported(self, name: str, now: float) -> None:
-        for record in self.journal.records(project=name, states=[REPORTED]):
-            if record.history and record.history[-1][1] < now - KEEP_REPORTED_SECONDS:
-                self.journal.forget(name, record.replica)

@@ -1,0 +1,201 @@
+"""One attached project as the daemon talks to it: uploads, the scheduler RPC, back-off.
+
+Network manners, after BOINC's client: outputs too large to travel inline are uploaded
+first, reports go in batches, a failed contact backs off exponentially with full jitter
+(never before the coordinator's ``Retry-After``), and a refused report is retried alone so
+one bad report cannot hold the others back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import requests
+
+from tessera_client.backoff import Backoff
+from tessera_client.journal import DONE, RECEIVED, REPORTED, RUNNING, UPLOADED, Journal, TaskRecord
+from tessera_client.protocol import ProjectSession, ProtocolError, Report
+from tessera_client.state import DataDir, Project
+
+INLINE_BYTES_MAX = 4096  # outputs up to this size travel inside the report (docs/protocol.md)
+MAX_REPORTS_PER_RPC = 100
+KEEP_REPORTED_SECONDS = 86_400.0  # finished tasks stay in `tessera status` this long
+REFUSED_UPLOAD_RETRY_SECONDS = 3600.0
+
+
+class ProjectLink:
+    """The daemon's side of one project: its session, back-off and what it learnt."""
+
+    def __init__(
+        self,
+        project: Project,
+        *,
+        data: DataDir,
+        journal: Journal,
+        log: Callable[[str], None],
+        refuse: Callable[[TaskRecord, str], None],
+        backoff_base: float,
+        backoff_cap: float,
+    ) -> None:
+        self.project, self.name = project, project.name
+        self.data, self.journal, self.log, self.refuse = data, journal, log, refuse
+        self.runtime = data.runtime(project.name)
+        self.backoff = Backoff.from_json(self.runtime.backoff, base=backoff_base, cap=backoff_cap)
+        self.session = ProjectSession(project.url, data.host_key(project.name), project.host_id)
+        self.no_work = False  # the last request for work found none
+        self.report_singly = False  # a batch was refused: find the bad report, one at a time
+
+    def close(self) -> None:
+        self.session.close()
+
+    def save(self) -> None:
+        self.runtime.backoff = self.backoff.to_json()
+        self.data.save_runtime(self.name, self.runtime)
+
+    # -- when ---------------------------------------------------------------------------
+    def due(self, now: float) -> bool:
+        """Time to call: the coordinator's pace allows it, or results wait with nothing left to
+        crunch (that pace only meters asking for work; a failure's back-off always holds)."""
+        if self.backoff.ready(now):
+            return True
+        return self.backoff.failures == 0 and self.all_done_unreported()
+
+    def all_done_unreported(self) -> bool:
+        waiting = self.journal.records(project=self.name, states=[DONE, UPLOADED])
+        return bool(waiting) and not self.journal.records(project=self.name, states=[RECEIVED, RUNNING])
+
+    # -- what ---------------------------------------------------------------------------
+    def contact(self, now: float, *, work: dict[str, float], host_info: dict[str, Any]) -> None:
+        """Upload what must be uploaded, then report and ask for work in one RPC if there is
+        anything to say."""
+        if not self.upload_outputs(now):
+            return
+        reports = self.reports_due()
+        if reports or work or host_info:
+            self.scheduler_rpc(reports, work, host_info, now)
+
+    @staticmethod
+    def needs_upload(record: TaskRecord) -> bool:
+        outcome = record.outcome or {}
+        return outcome.get("status") == "success" and int(outcome.get("output_size", 0)) > INLINE_BYTES_MAX
+
+    def upload_outputs(self, now: float) -> bool:
+        """Upload large outputs; False when the coordinator cannot be reached (stop for now)."""
+        for record in self.journal.records(project=self.name, states=[DONE]):
+            if not self.needs_upload(record) or record.next_attempt > now:
+                continue
+            try:
+                self.session.upload_output(
+                    record.task["upload_url"], self.journal.output_path(record).read_bytes()
+                )
+            except ProtocolError as error:
+                if error.code == "already_reported":
+                    self.journal.mark_uploaded(record, now)  # a repeat after a crash
+                elif error.is_temporary or error.status in (0, 401):
+                    self.failed(now, error)
+                    return False
+                else:
+                    self.log(f"{self.name}: upload of replica {record.replica} refused: {error}")
+                    self.journal.note_retry(record, next_attempt=now + REFUSED_UPLOAD_RETRY_SECONDS)
+                continue
+            except requests.RequestException as error:
+                self.failed(now, error)
+                return False
+            self.journal.mark_uploaded(record, now)
+        return True
+
+    def reports_due(self) -> list[TaskRecord]:
+        ready = [
+            r
+            for r in self.journal.records(project=self.name, states=[DONE, UPLOADED])
+            if r.state == UPLOADED or not self.needs_upload(r)
+        ]
+        return ready[: 1 if self.report_singly else MAX_REPORTS_PER_RPC]
+
+    def report_for(self, record: TaskRecord) -> Report:
+        outcome = record.outcome or {}
+        success = outcome.get("status") == "success"
+        output = self.journal.output_path(record).read_bytes() if success else None
+        return Report(
+            replica=record.replica,
+            status="success" if success else "client_error",
+            cpu_time=float(outcome.get("cpu_time", 0.0)),
+            output=output,
+            inline=output is not None and len(output) <= INLINE_BYTES_MAX,
+            exit_code=int(outcome.get("exit_code", 0)),
+            message=str(outcome.get("message", ""))[-1000:],
+        )
+
+    def scheduler_rpc(
+        self, records: list[TaskRecord], work: dict[str, float], host_info: dict[str, Any], now: float
+    ) -> None:
+        try:
+            reply = self.session.scheduler_rpc(
+                reports=[self.report_for(r) for r in records], host_info=host_info, **work
+            )
+        except ProtocolError as error:
+            self.refused(records, error, now)
+            return
+        except (requests.RequestException, ValueError) as error:
+            self.failed(now, error)
+            return
+        for record in records:
+            self.journal.mark_reported(record, now)
+        if records:
+            self.log(f"{self.name}: reported {len(records)} result(s)")
+        self.report_singly = self.report_singly and bool(records)
+        if host_info:
+            self.runtime.host_info_sent = float(self.data.host_info().get("measured_at", now))
+        self.receive_tasks(reply.get("tasks") or [], now)
+        self.no_work = bool(work) and not reply.get("tasks")
+        self.runtime.credit = reply.get("credit") or self.runtime.credit
+        self.runtime.last_rpc, self.runtime.last_error = now, ""
+        self.backoff.succeeded(now, float(reply.get("next_rpc_seconds", 0)))
+        self.prune_reported(now)
+        self.save()
+
+    def refused(self, records: list[TaskRecord], error: ProtocolError, now: float) -> None:
+        """The whole RPC was refused: wait if the coordinator is unwell or does not know us; if a
+        report is at fault, narrow it down, and drop the one report it will never take."""
+        if error.is_temporary or error.status in (0, 401) or not records:
+            self.failed(now, error)
+        elif len(records) > 1:
+            self.log(f"{self.name}: a report was refused ({error}); sending them one at a time")
+            self.report_singly = True
+        else:
+            self.log(f"{self.name}: the report of replica {records[0].replica} was refused: {error}")
+            self.journal.mark_reported(records[0], now)  # it will never be taken; keep its history
+
+    def receive_tasks(self, tasks: list[dict[str, Any]], now: float) -> None:
+        for task in tasks:
+            try:
+                self.journal.receive(self.name, task, self.session.fetch_input(task), now)
+            except (ProtocolError, requests.RequestException) as error:
+                self.keep_refused(task, f"cannot fetch the input: {error}", now)
+            except (ValueError, TypeError, KeyError) as error:
+                self.log(f"{self.name}: ignoring a malformed task from the coordinator: {error}")
+        if tasks:
+            self.log(f"{self.name}: received {len(tasks)} task(s)")
+
+    def keep_refused(self, task: dict[str, Any], message: str, now: float) -> None:
+        """Journal a task that cannot run, as a client error, so the project hears why."""
+        try:
+            record = self.journal.receive(self.name, task, b"", now)
+        except (ValueError, TypeError, KeyError) as error:
+            self.log(f"{self.name}: ignoring a malformed task from the coordinator: {error}")
+            return
+        self.refuse(record, message)
+
+    def failed(self, now: float, error: Exception) -> None:
+        delay = self.backoff.failed(now, getattr(error, "retry_after", None))
+        self.runtime.last_error = f"{error}"[:300]
+        self.log(f"{self.name}: {error}; trying again in {delay:.0f} s (crunching goes on)")
+        self.save()
+
+    def prune_reported(self, now: float) -> None:
+        for record in self.journal.records(project=self.name, states=[REPORTED]):
+            if record.history and record.history[-1][1] < now - KEEP_REPORTED_SECONDS:
+                self.journal.forget(self.name, record.replica)
+
+    def download(self, url: str, size: int, progress: Callable[[int], None]) -> bytes:
+        return self.session.download(url, max_bytes=size, progress=progress)
