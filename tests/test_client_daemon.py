@@ -325,3 +325,65 @@ def test_bad_bundles_and_failing_apps_become_clear_client_errors_and_the_rest_ru
     assert outcomes["good"]["outcome"] == "success"
     assert outcomes["good"]["output_sha256"] == hashlib.sha256(hash_chain("good", 1000).encode()).hexdigest()
     assert client.output().count("refused app") == 3
+
+
+def test_ctrl_c_stops_the_client_cleanly_and_the_task_resumes(coordinator, tmp_path):
+    rounds = 10_000_000
+    coordinator.django(PUBLISH_APP, name="interrupted", folder=str(DEMO_APP))
+    single = {"min_quorum": 1, "target_nresults": 1}
+    coordinator.django(MAKE_UNITS, app="interrupted", inputs=[chain_input("ctrl-c", rounds)], policy=single)
+    client = attach(coordinator, tmp_path, "ada-lovelace")
+    client.start()
+    checkpoint = wait_for(
+        lambda: next(iter(client.data.glob("tasks/*/*/slot/checkpoint")), None), 60, "the first checkpoint"
+    )
+
+    client.process.send_signal(signal.SIGINT)
+
+    assert client.wait(10) == 0
+    assert not apps_running_in(checkpoint.parent)
+    [record] = client.records()
+    assert record["state"] == "running"
+    assert "stopping: running tasks will resume from their checkpoints" in client.output()
+    client.start("--exit-when-idle")
+    assert client.wait(120) == 0, client.output()
+    [replica] = replicas_of(coordinator, "interrupted")
+    assert replica["output_sha256"] == hashlib.sha256(hash_chain("ctrl-c", rounds).encode()).hexdigest()
+    assert client.records()[0]["runs"] == 2
+
+
+def test_attach_refuses_a_project_whose_key_has_another_fingerprint(coordinator, tmp_path):
+    token = coordinator.django(MAKE_VOLUNTEER, username="skeptic")
+    client = Tessera(tmp_path / "skeptic")
+
+    refused = client("attach", coordinator.url, "--token", token, "--fingerprint", "SHA256:0000")
+
+    assert refused.returncode == 2
+    assert "not attaching" in " ".join(refused.stdout.split())
+    assert not list(client.data.glob("projects/*.json"))
+    accepted = coordinator.manage("keys", "show").split("fingerprint:")[1].split()[0]
+    assert client("attach", coordinator.url, "--token", token, "--fingerprint", accepted).returncode == 0
+
+
+def test_one_computer_crunches_for_two_projects_by_their_shares(coordinator, tmp_path):
+    other_url = os.environ.get("DATABASE_URL", "")
+    server = other_url.rsplit("/", 1)[0] if other_url.startswith(("postgres", "pgsql")) else None
+    single = {"min_quorum": 1, "target_nresults": 1}
+    with CoordinatorProcess(tmp_path / "second", postgres_server=server) as second:
+        for project, prefix in ((coordinator, "first"), (second, "second")):
+            project.django(PUBLISH_APP, name=prefix, folder=str(DEMO_APP))
+            inputs = [chain_input(f"{prefix}-{i}", 100_000) for i in range(6)]
+            project.django(MAKE_UNITS, app=prefix, inputs=inputs, policy=single)
+        client = attach(coordinator, tmp_path, "mary")
+        token = second.django(MAKE_VOLUNTEER, username="mary")
+        joined = client("attach", second.url, "--token", token, "--name", "second", "--resource-share", "300")
+        assert joined.returncode == 0, joined.stdout
+
+        client.start("--exit-when-idle")
+        assert client.wait(120) == 0, client.output()
+
+        for project, prefix in ((coordinator, "first"), (second, "second")):
+            done = replicas_of(project, prefix)
+            assert [(r["state"], r["outcome"]) for r in done] == [("over", "success")] * 6
+        status = " ".join(client("status").stdout.split())
+        assert "second" in status and "300" in status
