@@ -21,7 +21,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import stat
 import struct
 import tempfile
@@ -31,7 +30,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from tessera_client.files import sync_directory
+from tessera_client.files import remove_tree, sync_directory
 from tessera_client.signing import b64decode, bundle_message, signature_is_valid
 
 MANIFEST = "tessera-app.json"
@@ -209,7 +208,7 @@ class AppCache:
                 self._publish(staging, final)
             finally:
                 if staging.exists():
-                    _remove_tree(staging)
+                    remove_tree(staging)
         found = self._entrypoint(final)
         if found is None:  # cannot happen unless someone changes the cache under us
             raise BundleRefused("bad_archive", f"the unpacked app in {final} is incomplete")
@@ -354,7 +353,7 @@ class AppCache:
             # A broken folder under the app's name (not made by us): set it aside and retry.
             trash = final.with_name(f"{TRASH_PREFIX}{final.name}-{secrets.token_hex(6)}")
             os.rename(final, trash)
-            _remove_tree(trash)
+            remove_tree(trash)
             os.rename(staging, final)
         with contextlib.suppress(OSError):
             os.chmod(final, DIR_MODE)
@@ -381,25 +380,10 @@ class AppCache:
                     os.rename(entry, trash)  # the app vanishes at once, never half-deleted
                 except FileNotFoundError:
                     continue
-                _remove_tree(trash)
+                remove_tree(trash)
                 removed += 1
             elif name.startswith((UNPACK_PREFIX, TRASH_PREFIX)):
                 with contextlib.suppress(OSError):
                     if now - entry.lstat().st_mtime > STALE_SECONDS:
-                        _remove_tree(entry)
+                        remove_tree(entry)
         return removed
-
-
-def _remove_tree(top: Path) -> None:
-    """Delete a read-only app folder: make its folders writable first, never following links."""
-    if os.path.islink(top) or not os.path.isdir(top):
-        Path(top).unlink(missing_ok=True)
-        return
-    with contextlib.suppress(OSError):
-        os.chmod(top, 0o700)
-        for dirpath, dirnames, _ in os.walk(top):
-            for name in dirnames:
-                child = os.path.join(dirpath, name)
-                if not os.path.islink(child):
-                    os.chmod(child, 0o700)
-    shutil.rmtree(top)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,17 @@ def sync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
+def temporary_beside(path: Path) -> Path:
+    """A temporary name no other writer (thread or process) can pick, that says whose it is:
+    ``.<name>.<pid>.<random>.tmp``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+
+
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    temporary = temporary_beside(path)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -50,3 +58,23 @@ def read_json(path: Path, default: Any = None) -> Any:
     except FileNotFoundError:
         return default
     return json.loads(text)
+
+
+def remove_tree(top: Path) -> None:
+    """Delete a folder even if parts of it are read-only (an app's doing, or the app cache's);
+    links inside are removed, never followed."""
+    if not os.path.lexists(top):
+        return
+    if os.path.islink(top) or not os.path.isdir(top):
+        Path(top).unlink(missing_ok=True)
+        return
+    try:
+        os.chmod(top, 0o700)
+        for dirpath, dirnames, _ in os.walk(top):
+            for name in dirnames:
+                child = os.path.join(dirpath, name)
+                if not os.path.islink(child):
+                    os.chmod(child, 0o700)
+    except OSError:
+        pass  # rmtree reports what really cannot be removed
+    shutil.rmtree(top)

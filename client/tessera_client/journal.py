@@ -20,7 +20,6 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import stat
 import sys
 import threading
@@ -31,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tessera_client.files import sync_directory
+from tessera_client.files import remove_tree, sync_directory, temporary_beside, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -158,30 +157,10 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _temporary_beside(path: Path) -> Path:
-    """A temporary name that no other writer (thread or process) can pick, and that says whose it is."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = _temporary_beside(path)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        _unlink(temporary)
-        raise
-    sync_directory(path.parent)
-
-
 def _copy_atomic(source: Path, target: Path) -> tuple[str, int]:
     """Copy ``source`` to ``target`` durably; returns the SHA-256 and size of what was copied."""
     digest, size = hashlib.sha256(), 0
-    temporary = _temporary_beside(target)
+    temporary = temporary_beside(target)
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(descriptor, "wb") as out, _open_plain_file(source) as src:
@@ -253,25 +232,6 @@ def _is_abandoned(temporary: Path) -> bool:
     except (IndexError, ValueError, OSError):
         return True
     return age > STALE_SECONDS or (pid != os.getpid() and not _pid_alive(pid))
-
-
-def remove_tree(top: Path) -> None:
-    """Delete a folder even if an app made parts of it read-only; links inside are never followed."""
-    if not os.path.lexists(top):
-        return
-    if os.path.islink(top) or not os.path.isdir(top):
-        _unlink(top)
-        return
-    try:
-        os.chmod(top, 0o700)
-        for dirpath, dirnames, _ in os.walk(top):
-            for name in dirnames:
-                child = os.path.join(dirpath, name)
-                if not os.path.islink(child):
-                    os.chmod(child, 0o700)
-    except OSError:
-        pass  # rmtree reports what really cannot be removed
-    shutil.rmtree(top)
 
 
 class Journal:
@@ -414,7 +374,7 @@ class Journal:
     # -- writing ----------------------------------------------------------------------
     def _save(self, record: TaskRecord) -> None:
         data = json.dumps(record.to_json(), indent=1, sort_keys=True) + "\n"
-        _write_atomic(self._record_path(record.project, record.replica), data.encode("utf-8"))
+        write_atomic(self._record_path(record.project, record.replica), data.encode("utf-8"))
         if self._cache is not None:
             self._cache[(record.project, record.replica)] = record
 
@@ -435,7 +395,7 @@ class Journal:
             folder.mkdir(parents=True, exist_ok=True)
             sync_directory(folder.parent)
             sync_directory(self.root)
-            _write_atomic(folder / INPUT_FILE, bytes(input_data))
+            write_atomic(folder / INPUT_FILE, bytes(input_data))
             record = TaskRecord(
                 project=project,
                 replica=replica,
