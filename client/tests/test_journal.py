@@ -512,3 +512,19 @@ def test_records_survive_sigkill_at_random_moments(tmp_path, caplog):
         seen = check_after_crash(tmp_path)
     assert seen > 0
     assert [r.getMessage() for r in caplog.records] == []  # no record was ever damaged
+
+
+def test_the_owner_serves_records_from_memory_and_readers_see_the_same(tmp_path):
+    owner = Journal(tmp_path, owner=True)
+    task = {"replica": 9, "deadline": "2030-01-01T00:00:00Z"}
+    record = owner.receive("demo", task, b"in", now=1.0)
+    owner.start_run(record, pid=123, now=2.0)
+
+    reader = Journal(tmp_path)
+    assert [(r.replica, r.state, r.runs) for r in reader.records()] == [(9, "running", 1)]
+    assert owner.get("demo", 9).state == "running"
+    (tmp_path / "demo" / "9" / "task.json").unlink()  # the owner does not go back to the disk
+    assert [r.replica for r in owner.records(states=["running"])] == [9]
+    assert reader.records() == []
+    owner.forget("demo", 9)
+    assert owner.records() == []
