@@ -131,9 +131,12 @@ def plain_row(table: Table, *cells: str) -> None:
 
 
 def when(timestamp: float) -> str:
-    if not timestamp:
+    """A moment, short: the time today, else the day and time."""
+    if not timestamp or timestamp == float("inf"):
         return "-"
-    return datetime.fromtimestamp(timestamp, timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M")
+    moment = datetime.fromtimestamp(timestamp, timezone.utc).astimezone()
+    same_day = moment.date() == datetime.now(timezone.utc).astimezone().date()
+    return moment.strftime("%H:%M" if same_day else "%b %d %H:%M")
 
 
 def status(args: argparse.Namespace, data: DataDir, out: Console) -> int:
