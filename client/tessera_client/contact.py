@@ -91,7 +91,7 @@ class ProjectLink:
             except ProtocolError as error:
                 if error.code == "already_reported":
                     self.journal.mark_uploaded(record, now)  # a repeat after a crash
-                elif error.is_temporary or error.status in (0, 401):
+                elif error.is_temporary or error.status == 401:
                     self.failed(now, error)
                     return False
                 else:

@@ -32,6 +32,7 @@ from tessera_client.sandbox import AppProcess, Outcome, kill_leftover
 from tessera_client.signing import b64decode
 from tessera_client.state import DataDir
 
+MAX_BUNDLE_BYTES = 256 * 1024 * 1024
 CPU_SAVE_SECONDS = 60.0  # how often a running task's CPU time is written to the journal
 
 
@@ -298,7 +299,15 @@ class Daemon:
             self.log(f"{record.project}: refused app {label}: {refusal}")
             self.finish(record, Outcome("client_error", 0, 0.0, f"app bundle refused: {refusal}"))
             return None
-        except (requests.RequestException, ProtocolError) as error:
+        except ProtocolError as error:
+            if error.status == 0:  # refused here, not by the network: it will not get better
+                self.finish(
+                    record, Outcome("client_error", 0, 0.0, f"cannot download the app: {error.detail}")
+                )
+            else:
+                link.failed(self.clock(), error)
+            return None
+        except requests.RequestException as error:
             link.failed(self.clock(), error)
             return None
         self.log(f"{record.project}: verified {label}, signed by the pinned key")
@@ -306,6 +315,10 @@ class Daemon:
 
     def download_bundle(self, name: str, version: dict[str, Any], label: str) -> bytes:
         size = int(version["size"])
+        if not 0 < size <= MAX_BUNDLE_BYTES:
+            raise BundleRefused(
+                "too_large", f"a bundle of {size} bytes is over the {MAX_BUNDLE_BYTES} this client takes"
+            )
         download = self.progress.add_task(f"{name}: downloading {label}", total=size or None, note="")
         try:
             return self.links[name].download(

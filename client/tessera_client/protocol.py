@@ -21,6 +21,7 @@ from tessera_client.signing import b64decode, b64encode, sign_request
 
 API_PREFIX = "/api/v1"
 DEFAULT_TIMEOUT = 30.0
+MAX_INPUT_BYTES = 1024**3  # whatever a reply claims, no input is read past this
 
 
 class ProtocolError(Exception):
@@ -137,7 +138,15 @@ class ProjectSession:
         return parts.path + (f"?{parts.query}" if parts.query else "")
 
     def _url(self, url_or_path: str) -> str:
-        return url_or_path if "://" in url_or_path else self.base_url + url_or_path
+        """Where a path or URL from the coordinator points; only ever at the project itself, so
+        a tampered reply cannot send this host's requests (or uploads) to another server."""
+        if "://" not in url_or_path:
+            if not url_or_path.startswith("/"):
+                raise ProtocolError(0, "foreign_url", f"{url_or_path[:200]!r} is not a path on the project")
+            return self.base_url + url_or_path
+        if urlsplit(url_or_path)[:2] != urlsplit(self.base_url)[:2]:
+            raise ProtocolError(0, "foreign_url", f"{url_or_path[:200]!r} is not on {self.base_url}")
+        return url_or_path
 
     def request(
         self,
@@ -267,7 +276,8 @@ class ProjectSession:
         if task.get("input_inline") is not None:
             data = b64decode(task["input_inline"])
         else:
-            data = self.download(task["input_url"], max_bytes=int(task["input_size"]), sign=True)
+            limit = min(int(task["input_size"]), MAX_INPUT_BYTES)
+            data = self.download(task["input_url"], max_bytes=limit, sign=True)
         if hashlib.sha256(data).hexdigest() != task["input_sha256"]:
             raise ProtocolError(0, "bad_input_hash", "input does not match its SHA-256")
         return data

@@ -1,0 +1,38 @@
+"""What the protocol module will and will not do with addresses and sizes from a reply."""
+
+from __future__ import annotations
+
+import pytest
+
+from tessera_client.protocol import HostKey, ProjectSession, ProtocolError
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://evil.example/api/v1/replicas/1/output",
+        "https://127.0.0.1:8000/api/v1/replicas/1/output",  # another scheme is another origin
+        "http://127.0.0.1:8001/api/v1/replicas/1/output",
+        "relative/path",
+    ],
+)
+def test_urls_off_the_project_are_refused_before_any_request(url):
+    session = ProjectSession("http://127.0.0.1:8000", HostKey.generate(), host_id=1)
+    with session, pytest.raises(ProtocolError) as refused:
+        session.request("PUT", url, body=b"output")
+
+    assert refused.value.code == "foreign_url"
+
+
+def test_paths_and_urls_on_the_project_are_kept():
+    session = ProjectSession("http://127.0.0.1:8000/", HostKey.generate())
+
+    assert session._url("/api/v1/x") == "http://127.0.0.1:8000/api/v1/x"
+    assert session._url("http://127.0.0.1:8000/api/v1/x") == "http://127.0.0.1:8000/api/v1/x"
+
+
+def test_only_busy_or_failing_answers_are_worth_retrying():
+    assert ProtocolError(503, "unavailable", "").is_temporary
+    assert ProtocolError(429, "throttled", "", retry_after=30).is_temporary
+    assert not ProtocolError(409, "already_reported", "").is_temporary
+    assert not ProtocolError(0, "foreign_url", "").is_temporary
