@@ -123,7 +123,8 @@ class ProjectLink:
             output=output,
             inline=output is not None and len(output) <= INLINE_BYTES_MAX,
             exit_code=int(outcome.get("exit_code", 0)),
-            message=str(outcome.get("message", ""))[-1000:],
+            # The coordinator keeps 1,000 characters of text; NUL is no text (an app's stderr may hold it).
+            message=str(outcome.get("message", "")).replace("\x00", "")[-1000:],
         )
 
     def scheduler_rpc(
