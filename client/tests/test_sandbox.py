@@ -323,11 +323,13 @@ def test_an_unprivileged_users_fork_bomb_is_bounded_by_rlimit_nproc():
         write_app(work, FORK_BOMB)
         helper = work / "helper.py"
         helper.write_text(textwrap.dedent(NOBODY_HELPER))
+        # A copy of the package beside it: the checkout may sit in a folder only root can read.
+        shutil.copytree(CLIENT_DIR / "tessera_client", work / "lib" / "tessera_client")
         if as_user:
             for path in (work, helper, work / "main.py"):
                 os.chown(path, NOBODY, NOBODY)
         done = subprocess.run(
-            [python, "-I", str(helper), str(CLIENT_DIR), str(work)],
+            [python, "-I", str(helper), str(work / "lib"), str(work)],
             capture_output=True,
             text=True,
             timeout=20,
