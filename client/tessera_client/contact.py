@@ -23,6 +23,23 @@ KEEP_REPORTED_SECONDS = 86_400.0  # finished tasks stay in `tessera status` this
 REFUSED_UPLOAD_RETRY_SECONDS = 3600.0
 
 
+REPORT_REFUSALS = {
+    "not_your_replica",
+    "unknown_replica",
+    "already_reported",
+    "output_missing",
+    "output_mismatch",
+}
+
+
+def report_at_fault(error: ProtocolError) -> bool:
+    """Did the coordinator refuse the RPC because of a report (not our signature, clock or
+    host info)? Only then may a report be set aside."""
+    if error.code in REPORT_REFUSALS:
+        return True
+    return error.status == 400 and isinstance(error.detail, dict) and set(error.detail) == {"reports"}
+
+
 class ProjectLink:
     """The daemon's side of one project: its session, back-off and what it learnt."""
 
@@ -158,7 +175,7 @@ class ProjectLink:
     def refused(self, records: list[TaskRecord], error: ProtocolError, now: float) -> None:
         """The whole RPC was refused: wait if the coordinator is unwell or does not know us; if a
         report is at fault, narrow it down, and drop the one report it will never take."""
-        if error.is_temporary or error.status in (0, 401) or not records:
+        if error.is_temporary or not records or not report_at_fault(error):
             self.failed(now, error)
         elif len(records) > 1:
             self.log(f"{self.name}: a report was refused ({error}); sending them one at a time")

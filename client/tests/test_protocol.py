@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tessera_client.contact import report_at_fault
 from tessera_client.protocol import HostKey, ProjectSession, ProtocolError
 
 
@@ -36,3 +37,11 @@ def test_only_busy_or_failing_answers_are_worth_retrying():
     assert ProtocolError(429, "throttled", "", retry_after=30).is_temporary
     assert not ProtocolError(409, "already_reported", "").is_temporary
     assert not ProtocolError(0, "foreign_url", "").is_temporary
+
+
+def test_only_a_refusal_about_a_report_may_set_a_report_aside():
+    assert report_at_fault(ProtocolError(403, "not_your_replica", "replica 5 was not sent to this host"))
+    assert report_at_fault(ProtocolError(400, "invalid_input", {"reports": [{"cpu_time": ["too big"]}]}))
+    assert not report_at_fault(ProtocolError(400, "invalid_input", {"host_info": {"n_cpus": ["too many"]}}))
+    assert not report_at_fault(ProtocolError(401, "stale_timestamp", "check the clock"))
+    assert not report_at_fault(ProtocolError(409, "retry", "work was claimed concurrently; ask again"))
