@@ -28,6 +28,8 @@ from tests.coordinator_process import (
     VOLUNTEER_CREDIT,
     CoordinatorProcess,
 )
+from workunits import montecarlo_pi
+from workunits.interface import Checkpoint
 
 APPS = Path(__file__).parent / "apps"
 PYTHON = sys.executable
@@ -398,3 +400,21 @@ def test_one_computer_crunches_for_two_projects_by_their_shares(coordinator, tmp
             assert [(r["state"], r["outcome"]) for r in done] == [("over", "success")] * 6
         status = " ".join(client("status").stdout.split())
         assert "second" in status and "300" in status
+
+
+def test_a_published_science_app_runs_on_the_client_and_matches_a_direct_run(coordinator, tmp_path):
+    assert "montecarlo_pi v1: published" in coordinator.manage("publish_app", "montecarlo_pi")
+    parameters = {"seed": 5, "units": 3, "samples_per_unit": 300_000}
+    inputs = [data.decode() for data in montecarlo_pi.split(parameters)]
+    single = {"min_quorum": 1, "target_nresults": 1}
+    coordinator.django(MAKE_UNITS, app="montecarlo_pi", inputs=inputs, policy=single, fpops=6e8)
+    client = attach(coordinator, tmp_path, "enrico")
+
+    client.start("--exit-when-idle")
+    assert client.wait(120) == 0, client.output()
+
+    replicas = replicas_of(coordinator, "montecarlo_pi")
+    assert [(r["state"], r["outcome"]) for r in replicas] == [("over", "success")] * 3
+    for replica, data in zip(replicas, inputs, strict=True):
+        expected = montecarlo_pi.compute(data.encode(), Checkpoint())
+        assert replica["output_sha256"] == hashlib.sha256(expected).hexdigest()
