@@ -10,6 +10,7 @@ import pytest
 import workunits
 from workunits.interface import Checkpoint
 from workunits.montecarlo_pi import CHUNK, assimilate, compare, compute, split
+from workunits.tests.interrupting import resumed
 
 
 def test_the_app_meets_the_interface():
@@ -43,30 +44,14 @@ def test_bad_parameters_are_refused_by_name(parameters, named):
         next(split(parameters))
 
 
-class StopAfter(Checkpoint):
-    """A checkpoint that ends the run after a few saves, as a killed client would."""
-
-    def __init__(self, saves: int) -> None:
-        super().__init__()
-        self.saves = saves
-
-    def save(self, state, fraction):
-        super().save(state, fraction)
-        if len(self.saved) == self.saves:
-            raise KeyboardInterrupt
-
-
 def test_a_resumed_unit_gives_the_same_bytes_as_an_uninterrupted_one():
     data = next(split({"seed": 3, "units": 1, "samples_per_unit": 3 * CHUNK + 17}))
     whole = compute(data, Checkpoint())
-    interrupted = StopAfter(2)
 
-    with pytest.raises(KeyboardInterrupt):
-        compute(data, interrupted)
-    resumed = compute(data, Checkpoint(interrupted.state))
+    again, interrupted = resumed(compute, data, saves=2)
 
-    assert resumed == whole
-    assert compare(resumed, whole) and not compare(resumed, whole.replace(b"1", b"2"))
+    assert again == whole
+    assert compare(again, whole) and not compare(again, whole.replace(b"1", b"2"))
     assert interrupted.saved[-1][1] == pytest.approx(0.5)
 
 
