@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "coordinator.work",
     "coordinator.scheduler",
     "coordinator.validation",
+    "coordinator.science",
 ]
 
 MIDDLEWARE = [

@@ -22,6 +22,7 @@ SWEEPS = [
     "coordinator.validation.tasks.validation_sweep",
     "coordinator.validation.tasks.seal_ledger",
     "coordinator.accounts.tasks.purge_nonces_sweep",
+    "coordinator.science.tasks.split_sweep",
 ]
 
 

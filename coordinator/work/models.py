@@ -60,8 +60,15 @@ class AppVersion(models.Model):
         return f"{self.app.name} v{self.version} ({self.platform})"
 
 
+class BatchState(models.TextChoices):
+    SPLITTING = "splitting"  # units are being made, chunk by chunk
+    RUNNING = "running"  # every unit exists; volunteers crunch them
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
 class Batch(models.Model):
-    """A scientist's set of work units, submitted together."""
+    """A scientist's set of work units, submitted together and split in the background."""
 
     name = models.CharField(max_length=200)
     app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="batches")
@@ -69,9 +76,29 @@ class Batch(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="batches"
     )
     created = models.DateTimeField(auto_now_add=True)
+    state = models.CharField(
+        max_length=16, choices=BatchState.choices, default=BatchState.RUNNING, db_default=BatchState.RUNNING
+    )
+    parameters = models.JSONField(default=dict, blank=True, help_text="what the app's splitter reads")
+    units_planned = models.PositiveIntegerField(default=0, db_default=0)
+    units_created = models.PositiveIntegerField(default=0, db_default=0)
+    # The redundancy and priority every unit of the batch gets.
+    min_quorum = models.PositiveSmallIntegerField(default=2, db_default=2)
+    target_nresults = models.PositiveSmallIntegerField(default=2, db_default=2)
+    max_error_results = models.PositiveSmallIntegerField(default=3, db_default=3)
+    max_total_results = models.PositiveSmallIntegerField(default=6, db_default=6)
+    delay_bound = models.PositiveIntegerField(default=7 * 24 * 3600, db_default=7 * 24 * 3600)
+    priority = models.SmallIntegerField(default=0, db_default=0)
+    finished = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "batches"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(units_created__lte=F("units_planned")), name="batch_created_within_plan"
+            ),
+        ]
+        indexes = [models.Index(fields=["state"], name="batch_by_state")]
 
     def __str__(self) -> str:
         return self.name
@@ -82,6 +109,9 @@ class WorkUnit(models.Model):
 
     app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="units")
     batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="units")
+    batch_index = models.PositiveIntegerField(
+        null=True, blank=True, help_text="its place in the batch's split"
+    )
     name = models.CharField(max_length=200, unique=True)
     # Small inputs live in the row and travel inside the scheduler reply; large ones are files.
     input_inline = models.BinaryField(null=True, blank=True)
@@ -111,6 +141,11 @@ class WorkUnit(models.Model):
 
     class Meta:
         constraints = [
+            models.UniqueConstraint(
+                fields=["batch", "batch_index"],
+                condition=Q(batch__isnull=False),
+                name="unit_once_per_batch_index",
+            ),
             models.CheckConstraint(condition=Q(min_quorum__gte=1), name="unit_quorum_positive"),
             models.CheckConstraint(
                 condition=Q(target_nresults__gte=F("min_quorum")), name="unit_target_reaches_quorum"

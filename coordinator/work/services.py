@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -72,44 +73,62 @@ def register_app_version(
     return app_version
 
 
+@dataclass(frozen=True)
+class UnitSpec:
+    """One unit to make: its name, input and, in a batch, its place in the split."""
+
+    name: str
+    input_data: bytes
+    batch_index: int | None = None
+
+
 @transaction.atomic
-def create_work_unit(
+def create_work_units(
     *,
     app: App,
-    name: str,
-    input_data: bytes,
+    specs: list[UnitSpec],
     now: datetime,
     policy: RedundancyPolicy = RedundancyPolicy(),
     batch: Batch | None = None,
     priority: int = 0,
     memory_bytes: int = 0,
     fpops_estimate: float = 1e12,
-) -> WorkUnit:
-    """A new unit with its first replicas, made by the lifecycle like any later ones."""
+) -> list[WorkUnit]:
+    """New units with their first replicas, in a few statements (``bulk_create``); the
+    replicas come from the lifecycle, like every later one."""
     policy.check()
-    unit = WorkUnit(
-        app=app,
-        batch=batch,
-        name=name,
-        input_sha256=hashlib.sha256(input_data).hexdigest(),
-        input_size=len(input_data),
-        min_quorum=policy.min_quorum,
-        target_nresults=policy.target_nresults,
-        max_error_results=policy.max_error_results,
-        max_total_results=policy.max_total_results,
-        delay_bound=policy.delay_bound,
-        priority=priority,
-        memory_bytes=memory_bytes,
-        fpops_estimate=fpops_estimate,
-        transition_time=now,
-    )
-    if len(input_data) <= settings.TESSERA["INLINE_BYTES_MAX"]:
-        unit.input_inline = input_data
-    else:
-        unit.input_file.save(f"{name}.in", ContentFile(input_data), save=False)
-    unit.save()
-    apply_transitions([unit], now=now)
-    return unit
+    units = []
+    for spec in specs:
+        unit = WorkUnit(
+            app=app,
+            batch=batch,
+            batch_index=spec.batch_index,
+            name=spec.name,
+            input_sha256=hashlib.sha256(spec.input_data).hexdigest(),
+            input_size=len(spec.input_data),
+            min_quorum=policy.min_quorum,
+            target_nresults=policy.target_nresults,
+            max_error_results=policy.max_error_results,
+            max_total_results=policy.max_total_results,
+            delay_bound=policy.delay_bound,
+            priority=priority,
+            memory_bytes=memory_bytes,
+            fpops_estimate=fpops_estimate,
+            transition_time=now,
+        )
+        if len(spec.input_data) <= settings.TESSERA["INLINE_BYTES_MAX"]:
+            unit.input_inline = spec.input_data
+        else:
+            unit.input_file.save(f"{spec.name}.in", ContentFile(spec.input_data), save=False)
+        units.append(unit)
+    WorkUnit.objects.bulk_create(units)
+    apply_transitions(units, now=now)
+    return units
+
+
+def create_work_unit(*, app: App, name: str, input_data: bytes, now: datetime, **options: Any) -> WorkUnit:
+    """One new unit (see :func:`create_work_units`)."""
+    return create_work_units(app=app, specs=[UnitSpec(name, input_data)], now=now, **options)[0]
 
 
 # --- the transitioner ------------------------------------------------------------------

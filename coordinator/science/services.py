@@ -1,0 +1,139 @@
+"""Batches: submitted with the app's parameters, checked whole, then split in chunks.
+
+A batch is checked by running the app's splitter over every unit once, keeping only the
+count (bounded memory, whatever the size), so a bad parameter refuses the batch before
+anything is made. Splitting then makes ``SPLIT_CHUNK`` units per transaction with
+``bulk_create``; each chunk advances ``units_created`` in the same transaction, so a killed
+worker resumes exactly where the last chunk ended, and a unit exists once per index.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+
+import workunits
+from coordinator.core.errors import InvalidInput, NotFound
+from coordinator.work.models import App, Batch, BatchState
+from coordinator.work.services import RedundancyPolicy, UnitSpec, create_work_units
+
+SPLIT_CHUNK = 1000
+MAX_UNITS_PER_BATCH = 10_000_000
+
+
+def science_app(name: str) -> Any:
+    try:
+        return workunits.load(name)
+    except LookupError as error:
+        raise NotFound(str(error), code="unknown_app") from error
+
+
+def count_units(app: Any, parameters: Any) -> int:
+    """Run the splitter through once: the number of units, or a clear refusal."""
+    count = 0
+    try:
+        for count, _ in enumerate(app.split(parameters), start=1):
+            if count > MAX_UNITS_PER_BATCH:
+                raise InvalidInput(f"a batch may hold at most {MAX_UNITS_PER_BATCH} units")
+    except (ValueError, TypeError, KeyError) as error:
+        raise InvalidInput(f"the parameters do not work for {app.MANIFEST.name}: {error}") from error
+    if count == 0:
+        raise InvalidInput("these parameters make no work units")
+    return count
+
+
+@transaction.atomic
+def submit_batch(
+    *,
+    owner: Any,
+    app_name: str,
+    name: str,
+    parameters: Any,
+    policy: RedundancyPolicy | None = None,
+    priority: int = 0,
+) -> Batch:
+    """Check the parameters whole, then record the batch for the splitter."""
+    module = science_app(app_name)
+    policy = policy or RedundancyPolicy()
+    policy.check()
+    app = App.objects.filter(name=app_name).first()
+    if app is None or not app.versions.exists():
+        raise InvalidInput(f"{app_name} has no published version yet: run manage.py publish_app {app_name}")
+    planned = count_units(module, parameters)
+    return Batch.objects.create(
+        name=name,
+        app=app,
+        owner=owner,
+        state=BatchState.SPLITTING,
+        parameters=parameters,
+        units_planned=planned,
+        min_quorum=policy.min_quorum,
+        target_nresults=policy.target_nresults,
+        max_error_results=policy.max_error_results,
+        max_total_results=policy.max_total_results,
+        delay_bound=policy.delay_bound,
+        priority=priority,
+    )
+
+
+def batch_policy(batch: Batch) -> RedundancyPolicy:
+    return RedundancyPolicy(
+        min_quorum=batch.min_quorum,
+        target_nresults=batch.target_nresults,
+        max_error_results=batch.max_error_results,
+        max_total_results=batch.max_total_results,
+        delay_bound=batch.delay_bound,
+    )
+
+
+@transaction.atomic
+def split_next_chunk(*, batch_id: int, now: datetime, chunk: int = SPLIT_CHUNK) -> int:
+    """Make the next ``chunk`` units of a splitting batch; returns how many were made."""
+    batch = Batch.objects.select_for_update().select_related("app").filter(pk=batch_id).first()
+    if batch is None or batch.state != BatchState.SPLITTING:
+        return 0
+    module = science_app(batch.app.name)
+    start = batch.units_created
+    inputs = itertools.islice(module.split(batch.parameters), start, start + chunk)
+    specs = [
+        UnitSpec(f"{batch.app.name}-{batch.pk}-{start + i}", data, start + i) for i, data in enumerate(inputs)
+    ]
+    manifest = module.MANIFEST
+    create_work_units(
+        app=batch.app,
+        specs=specs,
+        now=now,
+        policy=batch_policy(batch),
+        batch=batch,
+        priority=batch.priority,
+        memory_bytes=manifest.memory_bytes,
+        fpops_estimate=manifest.fpops_per_unit,
+    )
+    batch.units_created = start + len(specs)
+    if batch.units_created >= batch.units_planned:
+        batch.state = BatchState.RUNNING
+    batch.save(update_fields=["units_created", "state"])
+    return len(specs)
+
+
+def split_batch(*, batch_id: int, now: datetime, budget_seconds: float = 60.0) -> int:
+    """Split chunk after chunk for at most ``budget_seconds``; the sweep carries on later."""
+    made, started = 0, time.monotonic()
+    while time.monotonic() - started < budget_seconds:
+        step = split_next_chunk(batch_id=batch_id, now=now)
+        if step == 0:
+            break
+        made += step
+    return made
+
+
+def split_due_batches(*, now: datetime, budget_seconds: float = 60.0) -> int:
+    """Every batch still splitting (the sweep: a lost message delays a batch, never loses it)."""
+    made = 0
+    for batch_id in Batch.objects.filter(state=BatchState.SPLITTING).values_list("pk", flat=True):
+        made += split_batch(batch_id=batch_id, now=now, budget_seconds=budget_seconds)
+    return made

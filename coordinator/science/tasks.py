@@ -1,0 +1,17 @@
+"""The splitter's actors: thin wrappers over the services, safe to run twice."""
+
+import dramatiq
+from django.utils import timezone
+
+from coordinator.science import services
+
+
+@dramatiq.actor(max_retries=3, time_limit=120_000)
+def split_batch(batch_id: int) -> None:
+    """Make a new batch's units now (the sweep finishes what a time limit cut short)."""
+    services.split_batch(batch_id=batch_id, now=timezone.now())
+
+
+@dramatiq.actor(max_retries=0, time_limit=120_000)
+def split_sweep() -> None:
+    services.split_due_batches(now=timezone.now())
