@@ -13,7 +13,7 @@ from django.db import transaction
 from nacl.signing import SigningKey
 from tessera_client.signing import b64encode, bundle_message
 
-from coordinator.core.bulk import update_rows
+from coordinator.core.bulk import insert_rows, update_rows
 from coordinator.core.errors import InvalidInput
 from coordinator.validation.reputation import Event
 from coordinator.validation.standing import record_events
@@ -121,7 +121,7 @@ def create_work_units(
         else:
             unit.input_file.save(f"{spec.name}.in", ContentFile(spec.input_data), save=False)
         units.append(unit)
-    WorkUnit.objects.bulk_create(units)
+    insert_rows(WorkUnit, units)
     apply_transitions(units, now=now)
     return units
 
@@ -214,7 +214,7 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
             state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED
         )
     if new_replicas:
-        Replica.objects.bulk_create(new_replicas)
+        insert_rows(Replica, new_replicas)
     if changed_units:
         update_rows(WorkUnit, changed_units, ["need_validate", "transition_time", "state", "failure_reason"])
     return len(changed_units)
