@@ -23,6 +23,7 @@ SWEEPS = [
     "coordinator.validation.tasks.seal_ledger",
     "coordinator.accounts.tasks.purge_nonces_sweep",
     "coordinator.science.tasks.split_sweep",
+    "coordinator.science.tasks.assimilation_sweep",
 ]
 
 

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import transaction
 
 import workunits
 from coordinator.core.errors import InvalidInput, NotFound
+from coordinator.work.lifecycle import UnitState
 from coordinator.work.models import App, Batch, BatchState
 from coordinator.work.services import RedundancyPolicy, UnitSpec, create_work_units
 
@@ -137,3 +141,47 @@ def split_due_batches(*, now: datetime, budget_seconds: float = 60.0) -> int:
     for batch_id in Batch.objects.filter(state=BatchState.SPLITTING).values_list("pk", flat=True):
         made += split_batch(batch_id=batch_id, now=now, budget_seconds=budget_seconds)
     return made
+
+
+def canonical_outputs(batch: Batch) -> Iterator[tuple[int, bytes]]:
+    """The canonical output of every done unit of ``batch``, in unit order, a page at a time."""
+    units = (
+        batch.units.filter(state=UnitState.DONE)
+        .order_by("batch_index")
+        .values_list("batch_index", "canonical_replica__output_inline", "canonical_replica__output_file")
+    )
+    for index, inline, stored in units.iterator(chunk_size=2000):
+        if inline is not None:
+            yield index, bytes(inline)
+        else:
+            with default_storage.open(stored, "rb") as handle:
+                yield index, handle.read()
+
+
+@transaction.atomic
+def assimilate_batch(*, batch_id: int, now: datetime) -> bool:
+    """Once no unit of a running batch is active, hand its canonical outputs to the app's
+    assimilator and keep the result; returns whether the batch finished now."""
+    batch = Batch.objects.select_for_update().select_related("app").filter(pk=batch_id).first()
+    if (
+        batch is None
+        or batch.state != BatchState.RUNNING
+        or batch.units.filter(state=UnitState.ACTIVE).exists()
+    ):
+        return False
+    module = science_app(batch.app.name)
+    batch.units_failed = batch.units.filter(state=UnitState.FAILED).count()
+    if batch.units_failed < batch.units_created:
+        result = module.assimilate(canonical_outputs(batch))
+        batch.result.save(f"{batch.pk}-{module.MANIFEST.result_name}", ContentFile(result), save=False)
+    batch.state, batch.finished = BatchState.DONE, now
+    batch.save(update_fields=["state", "finished", "result", "units_failed"])
+    return True
+
+
+def assimilate_due_batches(*, now: datetime) -> int:
+    """Every running batch whose units are all done or failed (the assimilator's sweep)."""
+    running = Batch.objects.filter(state=BatchState.RUNNING).exclude(units__state=UnitState.ACTIVE)
+    return sum(
+        assimilate_batch(batch_id=pk, now=now) for pk in running.values_list("pk", flat=True).distinct()
+    )

@@ -15,3 +15,9 @@ def split_batch(batch_id: int) -> None:
 @dramatiq.actor(max_retries=0, time_limit=120_000)
 def split_sweep() -> None:
     services.split_due_batches(now=timezone.now())
+
+
+@dramatiq.actor(max_retries=0, time_limit=300_000)
+def assimilation_sweep() -> None:
+    """Finished batches: their canonical outputs to the app's assimilator, the result kept."""
+    services.assimilate_due_batches(now=timezone.now())

@@ -90,6 +90,10 @@ class Batch(models.Model):
     delay_bound = models.PositiveIntegerField(default=7 * 24 * 3600, db_default=7 * 24 * 3600)
     priority = models.SmallIntegerField(default=0, db_default=0)
     finished = models.DateTimeField(null=True, blank=True)
+    result = models.FileField(
+        upload_to="results/", blank=True, max_length=300, help_text="the assimilated result"
+    )
+    units_failed = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         verbose_name_plural = "batches"

@@ -1,0 +1,85 @@
+"""A batch from split to result: crunched by hosts, validated, assimilated by the app."""
+
+import base64
+import json
+
+import pytest
+from django.utils import timezone
+from tessera_client.protocol import Report
+
+from coordinator.core import keys
+from coordinator.science.services import assimilate_due_batches, split_due_batches, submit_batch
+from coordinator.testing import SignedHost, make_host
+from coordinator.validation.services import validate_due_units
+from coordinator.work.models import Batch, BatchState
+from coordinator.work.publishing import publish_app
+from coordinator.work.services import RedundancyPolicy, transition_due_units
+from workunits import montecarlo_pi
+from workunits.interface import Checkpoint
+
+pytestmark = pytest.mark.django_db
+
+PARAMETERS = {"seed": 21, "units": 6, "samples_per_unit": 20_000}
+
+
+def crunch_everything(host: SignedHost, *, fail_units: frozenset[int] = frozenset()) -> None:
+    """Compute every task the host is given with the app itself; fail the units asked to."""
+    reports = []
+    for task in host.rpc(tasks=100).json()["tasks"]:
+        data = base64.b64decode(task["input_inline"])
+        if json.loads(data)["unit"] in fail_units:
+            reports.append(Report(replica=task["replica"], status="client_error", cpu_time=1, message="boom"))
+        else:
+            output = montecarlo_pi.compute(data, Checkpoint())
+            reports.append(Report(replica=task["replica"], status="success", cpu_time=1, output=output))
+    assert host.rpc(reports=reports).status_code == 200
+
+
+def settle() -> None:
+    for _ in range(3):
+        transition_due_units(now=timezone.now())
+        validate_due_units(now=timezone.now())
+
+
+def split_batch_of(parameters: dict, **policy: int) -> Batch:
+    publish_app(name="montecarlo_pi", signing_key=keys.create_project_key(keys.project_key_path()))
+    batch = submit_batch(
+        owner=None,
+        app_name="montecarlo_pi",
+        name="pi",
+        parameters=parameters,
+        policy=RedundancyPolicy(min_quorum=1, target_nresults=1, **policy),
+    )
+    split_due_batches(now=timezone.now())
+    return batch
+
+
+def test_a_finished_batch_gets_the_apps_result_from_the_canonical_outputs():
+    batch = split_batch_of(PARAMETERS)
+    assert assimilate_due_batches(now=timezone.now()) == 0  # units are still active
+
+    crunch_everything(SignedHost(*make_host()))
+    settle()
+    assert assimilate_due_batches(now=timezone.now()) == 1
+
+    batch = Batch.objects.get(pk=batch.pk)
+    direct = montecarlo_pi.assimilate(
+        (i, montecarlo_pi.compute(data, Checkpoint()))
+        for i, data in enumerate(montecarlo_pi.split(PARAMETERS))
+    )
+    assert batch.state == BatchState.DONE and batch.finished is not None
+    assert batch.result.read() == direct
+    assert batch.result.name.endswith("result.json") and batch.units_failed == 0
+    assert assimilate_due_batches(now=timezone.now()) == 0  # once only
+
+
+def test_failed_units_are_counted_and_the_result_comes_from_the_rest():
+    batch = split_batch_of(PARAMETERS, max_error_results=1, max_total_results=1)
+
+    crunch_everything(SignedHost(*make_host()), fail_units=frozenset({2}))
+    settle()
+    assimilate_due_batches(now=timezone.now())
+
+    batch = Batch.objects.get(pk=batch.pk)
+    assert (batch.state, batch.units_failed) == (BatchState.DONE, 1)
+    assert json.loads(batch.result.read())["samples"] == 5 * PARAMETERS["samples_per_unit"]
