@@ -6,6 +6,7 @@ Unknown facts never suspend work: a server with no battery and no keyboard crunc
 from __future__ import annotations
 
 import glob
+import math
 import os
 import time
 from datetime import time as time_of_day
@@ -13,15 +14,20 @@ from pathlib import Path
 
 from tessera_client.prefs import Preferences
 
-INPUT_DEVICES = ("/dev/input/event*", "/dev/tty[0-9]*", "/dev/pts/[0-9]*")
+# Relative to the device folder; BOINC on Linux reads the same access times.
+INPUT_DEVICES = ("input/event*", "tty[0-9]*", "pts/[0-9]*")
+POWER_SUPPLIES = Path("/sys/class/power_supply")
 
 
-def user_idle_seconds(now: float | None = None, patterns: tuple[str, ...] = INPUT_DEVICES) -> float | None:
-    """Seconds since the newest keyboard, mouse or terminal input, from device access times
-    (what BOINC does on Linux); None where nothing can be read."""
+def user_idle_seconds(
+    now: float | None = None, dev: Path = Path("/dev"), patterns: tuple[str, ...] = INPUT_DEVICES
+) -> float | None:
+    """Seconds since the newest keyboard, mouse or terminal input, from the access times of the
+    devices matching ``patterns`` under ``dev`` (reading a device updates its atime, which is
+    what BOINC does on Linux); None where nothing can be read, as on macOS or Windows."""
     newest = None
     for pattern in patterns:
-        for device in glob.glob(pattern):
+        for device in glob.glob(os.path.join(glob.escape(str(dev)), pattern)):
             try:
                 accessed = os.stat(device).st_atime
             except OSError:
@@ -35,19 +41,24 @@ def user_idle_seconds(now: float | None = None, patterns: tuple[str, ...] = INPU
 def _read(path: Path) -> str:
     try:
         return path.read_text().strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return ""
 
 
-def on_ac_power(root: Path = Path("/sys/class/power_supply")) -> bool | None:
-    """True on mains (or with no battery at all), False on battery, None where we cannot tell."""
-    if not root.is_dir():
+def on_ac_power(root: Path = POWER_SUPPLIES) -> bool | None:
+    """True on mains (or with no battery at all), False on battery, None where we cannot tell.
+
+    A battery whose ``scope`` is ``Device`` powers a wireless mouse or keyboard, not this
+    computer: a desktop must not stop crunching because its mouse runs on batteries.
+    """
+    try:
+        supplies = [p for p in Path(root).iterdir() if _read(p / "type")]
+    except OSError:
         return None
-    supplies = [p for p in root.iterdir() if _read(p / "type")]
     if not supplies:
         return None
     mains = [p for p in supplies if _read(p / "type") == "Mains"]
-    batteries = [p for p in supplies if _read(p / "type") == "Battery"]
+    batteries = [p for p in supplies if _read(p / "type") == "Battery" and _read(p / "scope") != "Device"]
     if any(_read(p / "online") == "1" for p in mains):
         return True
     if not batteries:
@@ -90,16 +101,31 @@ class Throttle:
     every period and are paused for the rest."""
 
     def __init__(self, percent: int, period: float = 1.0) -> None:
+        if not period > 0:
+            raise ValueError(f"the throttle period must be positive, not {period!r}")
         self.share = max(1, min(100, int(percent))) / 100.0
         self.period = period
 
+    def _cycle_start(self, t: float) -> float:
+        """The start of the period holding ``t``, kept at or before ``t`` despite rounding."""
+        start = math.floor(t / self.period) * self.period
+        if start > t:
+            start -= self.period
+        elif t >= start + self.period:
+            start += self.period
+        return start
+
     def running_at(self, t: float) -> bool:
-        return self.share >= 1.0 or (t % self.period) < self.share * self.period
+        """Should the apps be running at time ``t`` (seconds, any clock)?"""
+        return self.share >= 1.0 or t < self._cycle_start(t) + self.share * self.period
 
     def next_change(self, t: float) -> float:
-        """When ``running_at`` next flips, so the daemon sleeps until then instead of spinning."""
+        """When ``running_at`` next flips, so the daemon sleeps until then instead of spinning.
+
+        Computed exactly as ``running_at`` decides, so at the returned time the state has
+        flipped (``5.3 % 1.0`` is 0.2999..., which would keep a 30 % throttle running)."""
         if self.share >= 1.0:
             return float("inf")
-        start = t - (t % self.period)
+        start = self._cycle_start(t)
         switch = start + self.share * self.period
         return switch if t < switch else start + self.period

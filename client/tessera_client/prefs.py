@@ -25,7 +25,7 @@ FIELDS = {
     "disk_max_gb": "most disk the client may use, in GB",
     "work_buf_hours": "hours of work to keep queued",
     "start_hour": "crunch from this local time (HH:MM)",
-    "end_hour": "until this local time (HH:MM; equal to start: always)",
+    "end_hour": "until this local time (HH:MM; equal to start: always; before start: past midnight)",
 }
 
 
@@ -35,15 +35,17 @@ class PreferenceError(ValueError):
 
 @dataclass
 class Preferences:
-    max_cpus: int = 0
-    cpu_percent: int = 100
-    run_if_user_active: bool = True
-    idle_minutes: int = 3
-    run_on_batteries: bool = False
-    disk_max_gb: float = 10.0
-    work_buf_hours: float = 1.0
-    start_hour: str = "00:00"
-    end_hour: str = "00:00"
+    """The preferences in force; the defaults are BOINC's, which volunteers already know."""
+
+    max_cpus: int = 0  # 0: all cores
+    cpu_percent: int = 100  # CPU-time throttle: run the apps this % of the time (1..100)
+    run_if_user_active: bool = True  # False: crunch only when the computer is idle
+    idle_minutes: int = 3  # idle: no keyboard, mouse or terminal input for this long
+    run_on_batteries: bool = False  # BOINC's default: suspend on battery
+    disk_max_gb: float = 10.0  # most disk the client may use for its data
+    work_buf_hours: float = 1.0  # hours of work to keep queued
+    start_hour: str = "00:00"  # working hours, local time: crunch only from start to end;
+    end_hour: str = "00:00"  # equal means always, end before start wraps past midnight
 
     def cpus(self, n_cores: int) -> int:
         """How many tasks may run at once on a computer with ``n_cores``."""
@@ -69,15 +71,19 @@ def _boolean(text: Any) -> bool:
 
 
 def _bounded(kind: Callable[[Any], Any], low: float, high: float) -> Callable[[Any], Any]:
+    """A parser for a number of ``kind`` between ``low`` and ``high``; whole numbers stay whole,
+    so a suggested ``max_cpus: 2.5`` is refused rather than quietly becoming 2."""
+    allowed = f"a number from {low:g} to {high:g}" + (" without decimals" if kind is int else "")
+
     def parse(text: Any) -> Any:
-        if isinstance(text, bool):
-            raise ValueError(f"a number from {low:g} to {high:g}")
+        if isinstance(text, bool) or (kind is int and isinstance(text, float) and not text.is_integer()):
+            raise ValueError(allowed)
         try:
-            value = kind(text)
-        except (TypeError, ValueError):
-            raise ValueError(f"a number from {low:g} to {high:g}") from None
-        if not low <= value <= high or value != value:
-            raise ValueError(f"a number from {low:g} to {high:g}")
+            value = kind(text.strip() if isinstance(text, str) else text)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(allowed) from None
+        if value != value or not low <= value <= high:
+            raise ValueError(allowed)
         return value
 
     return parse
@@ -104,6 +110,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
 
 
 def parse(key: str, value: Any) -> Any:
+    """``value`` (text from the command line, or JSON from a file or the network) as ``key``'s type."""
     if key not in PARSERS:
         raise PreferenceError(f"there is no preference {key!r}; known: {', '.join(FIELDS)}")
     try:
@@ -119,30 +126,51 @@ class PreferenceStore:
         self.path = Path(path)
 
     def local(self) -> dict[str, Any]:
+        """What the volunteer set; a damaged file is a PreferenceError that names it, never a
+        traceback, as people do edit this file by hand."""
         try:
             data = read_json(self.path, {})
         except ValueError as error:
             raise PreferenceError(f"{self.path} is not valid JSON ({error}); fix or delete it") from None
+        except OSError as error:
+            raise PreferenceError(f"cannot read {self.path}: {error.strerror or error}") from None
         if not isinstance(data, dict):
             raise PreferenceError(f"{self.path} must hold a JSON object; fix or delete it")
-        return {key: parse(key, value) for key, value in data.items()}
+        try:
+            return {key: parse(key, value) for key, value in data.items()}
+        except PreferenceError as error:
+            raise PreferenceError(f"{self.path}: {error}; fix or delete it") from None
 
     def set(self, key: str, value: str) -> None:
+        """Parse and check ``value`` before anything is written, then replace the file atomically."""
+        parsed = parse(key, value)
         values = self.local()
-        values[key] = parse(key, value)
-        write_json_atomic(self.path, values)
+        values[key] = parsed
+        self._write(values)
 
     def unset(self, key: str) -> None:
         if key not in PARSERS:
             raise PreferenceError(f"there is no preference {key!r}; known: {', '.join(FIELDS)}")
         values = self.local()
         values.pop(key, None)
-        write_json_atomic(self.path, values)
+        self._write(values)
+
+    def _write(self, values: dict[str, Any]) -> None:
+        """Temp file, fsync, rename: a crash leaves the old settings or the new, never half.
+        The folder is made if need be, so `tessera prefs set` works before any attach."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.path, values)
+        except OSError as error:
+            raise PreferenceError(f"cannot save {self.path}: {error.strerror or error}") from None
 
     def _suggested(self, suggested: dict[str, Any] | None) -> dict[str, Any]:
         """The project's suggestions that make sense; the rest ignored (it is network input)."""
         usable = {}
-        for key, value in (suggested or {}).items() if isinstance(suggested, dict) else ():
+        if suggested is not None and not isinstance(suggested, dict):
+            logger.warning("ignoring the project's suggested preferences: not a JSON object")
+            return usable
+        for key, value in (suggested or {}).items():
             try:
                 usable[key] = parse(key, value)
             except PreferenceError as error:
@@ -154,6 +182,7 @@ class PreferenceStore:
         return Preferences(**{**self._suggested(suggested), **self.local()})
 
     def sources(self, suggested: dict[str, Any] | None = None) -> dict[str, str]:
+        """Where each effective value comes from: "default", "project" or "local"."""
         local, project = self.local(), self._suggested(suggested)
         return {
             f.name: "local" if f.name in local else "project" if f.name in project else "default"
