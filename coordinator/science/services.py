@@ -94,15 +94,36 @@ def batch_policy(batch: Batch) -> RedundancyPolicy:
     )
 
 
+class SplitCursor:
+    """The app's splitter, kept open across chunks: without it every chunk would run the
+    splitter again from the first unit to reach its own, and a batch would split in
+    quadratic time. It follows the batch's counter, so a resumed or shared batch re-aligns."""
+
+    def __init__(self) -> None:
+        self.position = -1
+        self.inputs: Iterator[bytes] = iter(())
+
+    def take(self, module: Any, parameters: Any, start: int, count: int) -> list[bytes]:
+        if self.position != start:
+            self.inputs = itertools.islice(module.split(parameters), start, None)
+            self.position = start
+        taken = list(itertools.islice(self.inputs, count))
+        self.position += len(taken)
+        return taken
+
+
 @transaction.atomic
-def split_next_chunk(*, batch_id: int, now: datetime, chunk: int = SPLIT_CHUNK) -> int:
-    """Make the next ``chunk`` units of a splitting batch; returns how many were made."""
+def split_next_chunk(
+    *, batch_id: int, now: datetime, chunk: int | None = None, cursor: SplitCursor | None = None
+) -> int:
+    """Make the next ``chunk`` (default ``SPLIT_CHUNK``) units of a splitting batch; returns
+    how many were made."""
     batch = Batch.objects.select_for_update().select_related("app").filter(pk=batch_id).first()
     if batch is None or batch.state != BatchState.SPLITTING:
         return 0
     module = science_app(batch.app.name)
     start = batch.units_created
-    inputs = itertools.islice(module.split(batch.parameters), start, start + chunk)
+    inputs = (cursor or SplitCursor()).take(module, batch.parameters, start, chunk or SPLIT_CHUNK)
     specs = [
         UnitSpec(f"{batch.app.name}-{batch.pk}-{start + i}", data, start + i) for i, data in enumerate(inputs)
     ]
@@ -126,9 +147,9 @@ def split_next_chunk(*, batch_id: int, now: datetime, chunk: int = SPLIT_CHUNK) 
 
 def split_batch(*, batch_id: int, now: datetime, budget_seconds: float = 60.0) -> int:
     """Split chunk after chunk for at most ``budget_seconds``; the sweep carries on later."""
-    made, started = 0, time.monotonic()
+    made, started, cursor = 0, time.monotonic(), SplitCursor()
     while time.monotonic() - started < budget_seconds:
-        step = split_next_chunk(batch_id=batch_id, now=now)
+        step = split_next_chunk(batch_id=batch_id, now=now, cursor=cursor)
         if step == 0:
             break
         made += step

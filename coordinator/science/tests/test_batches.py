@@ -111,3 +111,20 @@ def test_two_splitters_at_once_make_each_unit_once(published):
 
     assert sum(made) == 60
     assert sorted(batch.units.values_list("batch_index", flat=True)) == list(range(60))
+
+
+def test_one_splitting_run_goes_through_the_splitter_once(published, monkeypatch):
+    calls = []
+    real_split = montecarlo_pi.split
+
+    def counted(parameters):
+        calls.append(1)
+        return real_split(parameters)
+
+    monkeypatch.setattr(montecarlo_pi, "split", counted)
+    monkeypatch.setattr("coordinator.science.services.SPLIT_CHUNK", 4)
+    batch = submit()
+
+    assert split_due_batches(now=timezone.now()) == 25
+    assert len(calls) == 2  # the check at submission, then one pass for all seven chunks
+    assert sorted(batch.units.values_list("batch_index", flat=True)) == list(range(25))
