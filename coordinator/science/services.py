@@ -2,9 +2,10 @@
 
 A batch is checked by running the app's splitter over every unit once, keeping only the
 count (bounded memory, whatever the size), so a bad parameter refuses the batch before
-anything is made. Splitting then makes ``SPLIT_CHUNK`` units per transaction with
-``bulk_create``; each chunk advances ``units_created`` in the same transaction, so a killed
-worker resumes exactly where the last chunk ended, and a unit exists once per index.
+anything is made. Splitting then makes ``SPLIT_CHUNK`` units per transaction, each table
+written in one statement (``core.bulk.insert_rows``); each chunk advances ``units_created``
+in the same transaction, so a killed worker resumes exactly where the last chunk ended, and
+a unit exists once per index.
 """
 
 from __future__ import annotations
