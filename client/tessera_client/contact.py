@@ -75,10 +75,16 @@ class ProjectLink:
         crunch (that pace only meters asking for work; a failure's back-off always holds)."""
         if self.backoff.ready(now):
             return True
-        return self.backoff.failures == 0 and self.all_done_unreported()
+        return self.backoff.failures == 0 and self.all_done_unreported(now)
 
-    def all_done_unreported(self) -> bool:
-        waiting = self.journal.records(project=self.name, states=[DONE, UPLOADED])
+    def all_done_unreported(self, now: float) -> bool:
+        """Results that can go now wait, and nothing of this project is left to crunch. An
+        upload the coordinator refused waits for its own retry time, not for this."""
+        waiting = [
+            r
+            for r in self.journal.records(project=self.name, states=[DONE, UPLOADED])
+            if r.state == UPLOADED or not self.needs_upload(r) or r.next_attempt <= now
+        ]
         return bool(waiting) and not self.journal.records(project=self.name, states=[RECEIVED, RUNNING])
 
     # -- what ---------------------------------------------------------------------------
