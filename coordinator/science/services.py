@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
+from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
 
@@ -76,23 +77,13 @@ def submit_batch(
         state=BatchState.SPLITTING,
         parameters=parameters,
         units_planned=planned,
-        min_quorum=policy.min_quorum,
-        target_nresults=policy.target_nresults,
-        max_error_results=policy.max_error_results,
-        max_total_results=policy.max_total_results,
-        delay_bound=policy.delay_bound,
         priority=priority,
+        **asdict(policy),  # the batch keeps the policy's fields under the same names
     )
 
 
 def batch_policy(batch: Batch) -> RedundancyPolicy:
-    return RedundancyPolicy(
-        min_quorum=batch.min_quorum,
-        target_nresults=batch.target_nresults,
-        max_error_results=batch.max_error_results,
-        max_total_results=batch.max_total_results,
-        delay_bound=batch.delay_bound,
-    )
+    return RedundancyPolicy(**{field.name: getattr(batch, field.name) for field in fields(RedundancyPolicy)})
 
 
 class SplitCursor:
