@@ -51,8 +51,8 @@ test-postgres: $(VENV)/.installed
 # The client promises Python 3.9+: run its own tests on the oldest Python it supports.
 test-client-py39:
 	@if [ -n "$(PY39)" ]; then \
-		$(PY39) -m venv var/py39 && var/py39/bin/python -m pip install --quiet ./client pytest==8.4.2 && \
-		cd client && ../var/py39/bin/python -m pytest -q -p no:cacheprovider; \
+		$(PY39) -m venv var/py39 && var/py39/bin/python -m pip install --quiet ./client pytest==8.4.2 pytest-timeout==2.4.0 && \
+		cd client && ../var/py39/bin/python -m pytest -q -p no:cacheprovider --timeout=600; \
 	elif [ -n "$$CI" ]; then \
 		echo "FAILED: python3.9 is not installed and CI is set"; exit 1; \
 	else \

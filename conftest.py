@@ -46,9 +46,23 @@ def empty_broker():
     import dramatiq
 
     broker = dramatiq.get_broker()
-    broker.flush_all()
+    _fresh_queues(broker)
     yield broker
+    _fresh_queues(broker)
+
+
+def _fresh_queues(broker) -> None:
+    """Empty the in-memory broker's queues and forget their unfinished counts.
+
+    A worker stopped with prefetched messages never acks them, and the stub broker's
+    requeue does nothing, so `flush_all` would leave the count above zero and a later
+    `broker.join` would wait forever (a CI run hung on exactly this).
+    """
+    from queue import Queue
+
     broker.flush_all()
+    for name in broker.queues:
+        broker.queues[name] = Queue()
 
 
 @pytest.fixture(autouse=True)

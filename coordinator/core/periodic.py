@@ -54,6 +54,8 @@ class EmbeddedRuntime:
 
     def stop(self) -> None:
         self.stopping.set()
+        if self.ticker.is_alive():
+            self.ticker.join(timeout=self.interval + 5)  # no sweep is enqueued after this
         self.worker.stop()
 
 

@@ -405,7 +405,7 @@ def test_the_sealing_sweep_seals_the_head_with_the_project_key(project_key):
     try:
         for _ in range(2):
             tasks.seal_ledger.send()
-            broker.join(tasks.seal_ledger.queue_name, fail_fast=True)
+            broker.join(tasks.seal_ledger.queue_name, fail_fast=True, timeout=30_000)
     finally:
         worker.stop()
 
