@@ -111,6 +111,13 @@ SUGGESTED_PREFERENCES = env.json("SUGGESTED_PREFERENCES", default={})
 # The periodic sweep seals the ledger's head at most this often (an export always seals).
 LEDGER_SEAL_SECONDS = env.int("LEDGER_SEAL_SECONDS", default=300)
 
+# --- Science: batches ----------------------------------------------------------------
+# Largest parameter file (JSON or CSV) a scientist may upload.
+BATCH_PARAMETER_FILE_MAX_BYTES = env.int("BATCH_PARAMETER_FILE_MAX_BYTES", default=5 * 1024 * 1024)
+# Days after a batch finishes before its units' inputs and outputs are deleted (the
+# assimilated result stays).
+BATCH_RETENTION_DAYS = env.int("BATCH_RETENTION_DAYS", default=30)
+
 # --- Background work (dramatiq) ------------------------------------------------------
 # memory:// is dramatiq's in-process broker; the embedded runserver starts a worker and
 # the periodic sweeps beside it. amqp:// and redis:// select the real brokers.

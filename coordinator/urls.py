@@ -8,6 +8,7 @@ from coordinator.accounts import api as accounts_api
 from coordinator.core import api as core_api
 from coordinator.core import views as core_views
 from coordinator.scheduler import api as scheduler_api
+from coordinator.science import api as science_api
 from coordinator.validation import api as validation_api
 from coordinator.work import api as work_api
 
@@ -31,6 +32,11 @@ api_v1 = [
     ),
     path("leaderboards/teams", validation_api.TeamLeaderboardView.as_view(), name="leaderboard-teams"),
     path("leaderboards/hosts", validation_api.HostLeaderboardView.as_view(), name="leaderboard-hosts"),
+    path("batches", science_api.BatchListView.as_view(), name="batches"),
+    path("batches/<int:batch_id>", science_api.BatchDetailView.as_view(), name="batch"),
+    path("batches/<int:batch_id>/cancel", science_api.BatchCancelView.as_view(), name="batch-cancel"),
+    path("batches/<int:batch_id>/result", science_api.BatchResultView.as_view(), name="batch-result"),
+    path("batches/<int:batch_id>/failures", science_api.BatchFailuresView.as_view(), name="batch-failures"),
     path(
         "volunteers/<int:volunteer_id>/credit-history",
         validation_api.CreditHistoryView.as_view(),

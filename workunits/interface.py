@@ -15,7 +15,8 @@ No Django here: this runs on volunteers' computers too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -36,12 +37,20 @@ class Manifest:
     fpops_per_unit: float = 1e12  # estimated floating-point operations per unit
     max_output_bytes: int = 1024 * 1024
     result_name: str = "result.json"  # the file name of the batch's assimilated result
+    # Parameters a scientist can start from (the admin form and the API docs show them).
+    example_parameters: Mapping[str, Any] = field(default_factory=dict)
+    # An app that takes a table (a CSV upload) names its columns and the parameter that
+    # receives the rows, as a list of objects of numbers: ``{"points": [{"beta": 0.2, …}]}``.
+    table_columns: tuple[str, ...] = ()
+    table_parameter: str = ""
 
     def __post_init__(self) -> None:
         if self.compare not in ("bitwise", "tolerance"):
             raise ValueError(f"{self.name}: compare must be 'bitwise' or 'tolerance'")
         if self.version < 1 or self.fpops_per_unit <= 0 or self.max_output_bytes < 1:
             raise ValueError(f"{self.name}: version, fpops_per_unit and max_output_bytes must be positive")
+        if bool(self.table_columns) != bool(self.table_parameter):
+            raise ValueError(f"{self.name}: table_columns and table_parameter go together")
 
 
 class Checkpoint:

@@ -3,7 +3,8 @@
 Network manners, after BOINC's client: outputs too large to travel inline are uploaded
 first, reports go in batches, a failed contact backs off exponentially with full jitter
 (never before the coordinator's ``Retry-After``), and a refused report is retried alone so
-one bad report cannot hold the others back.
+one bad report cannot hold the others back. Each call names the unfinished tasks held, so the
+project can call off those it no longer wants (BOINC's result abort).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tessera_client.state import DataDir, Project
 
 INLINE_BYTES_MAX = 4096  # outputs up to this size travel inside the report (docs/protocol.md)
 MAX_REPORTS_PER_RPC = 100
+MAX_IN_PROGRESS = 1000  # unfinished tasks named per RPC (docs/protocol.md)
 KEEP_REPORTED_SECONDS = 86_400.0  # finished tasks stay in `tessera status` this long
 REFUSED_UPLOAD_RETRY_SECONDS = 3600.0
 
@@ -51,11 +53,13 @@ class ProjectLink:
         journal: Journal,
         log: Callable[[str], None],
         refuse: Callable[[TaskRecord, str], None],
+        abort: Callable[[TaskRecord], None],
         backoff_base: float,
         backoff_cap: float,
     ) -> None:
         self.project, self.name = project, project.name
         self.data, self.journal, self.log, self.refuse = data, journal, log, refuse
+        self.abort = abort  # the daemon stops and forgets a task the project called off
         self.runtime = data.runtime(project.name)
         self.backoff = Backoff.from_json(self.runtime.backoff, base=backoff_base, cap=backoff_cap)
         self.session = ProjectSession(project.url, data.host_key(project.name), project.host_id)
@@ -150,12 +154,21 @@ class ProjectLink:
             message=str(outcome.get("message", "")).replace("\x00", "")[-1000:],
         )
 
+    def in_progress(self) -> list[int]:
+        """The unfinished tasks held, lowest replica first, as many as one RPC may name."""
+        held = self.journal.records(project=self.name, states=[RECEIVED, RUNNING])
+        return sorted(r.replica for r in held)[:MAX_IN_PROGRESS]
+
     def scheduler_rpc(
         self, records: list[TaskRecord], work: dict[str, float], host_info: dict[str, Any], now: float
     ) -> None:
+        sent = self.in_progress()
         try:
             reply = self.session.scheduler_rpc(
-                reports=[self.report_for(r) for r in records], host_info=host_info, **work
+                reports=[self.report_for(r) for r in records],
+                host_info=host_info,
+                in_progress=sent,
+                **work,
             )
         except ProtocolError as error:
             self.refused(records, error, now)
@@ -171,6 +184,7 @@ class ProjectLink:
         if host_info:
             self.runtime.host_info_sent = float(self.data.host_info().get("measured_at", now))
         self.receive_tasks(reply.get("tasks") or [], now)
+        self.call_off(reply.get("abort"), set(sent))
         self.no_work = bool(work) and not reply.get("tasks")
         self.runtime.credit = reply.get("credit") or self.runtime.credit
         self.runtime.last_rpc, self.runtime.last_error = now, ""
@@ -200,6 +214,22 @@ class ProjectLink:
                 self.log(f"{self.name}: ignoring a malformed task from the coordinator: {error}")
         if tasks:
             self.log(f"{self.name}: received {len(tasks)} task(s)")
+
+    def call_off(self, abort: Any, sent: set[int]) -> None:
+        """Hand the daemon each task the project no longer wants. Only ids this call named and
+        still unfinished count: a finished result is reported as usual, and a reply cannot
+        reach any other task."""
+        if abort is None:
+            return  # an older coordinator
+        if not isinstance(abort, list):
+            self.log(f"{self.name}: ignoring a malformed list of tasks to abort: {abort!r:.200}")
+            return
+        for replica in abort:
+            if isinstance(replica, bool) or not isinstance(replica, int) or replica not in sent:
+                continue
+            record = self.journal.get(self.name, replica)
+            if record is not None and record.state in (RECEIVED, RUNNING):
+                self.abort(record)
 
     def keep_refused(self, task: dict[str, Any], message: str, now: float) -> None:
         """Journal a task that cannot run, as a client error, so the project hears why."""

@@ -200,10 +200,22 @@ class Daemon:
                     refuse=lambda record, message: self.finish(
                         record, Outcome("client_error", 0, 0.0, message)
                     ),
+                    abort=self.abort_task,
                     backoff_base=self.backoff_base,
                     backoff_cap=self.backoff_cap,
                 )
             self.links[name].project = project  # a new resource share, say
+
+    def abort_task(self, record: TaskRecord) -> None:
+        """The project called the task off (a cancelled batch): its work would be wasted, so stop
+        the app and forget the task; there is nothing to report."""
+        running = self.running.pop((record.project, record.replica), None)
+        if running is not None:
+            self.progress.remove_task(running.progress_id)
+            self.add_usage(record.project, running.process.cpu_time(), self.clock())
+            running.process.stop()
+        self.journal.forget(record.project, record.replica)
+        self.log(f"{record.project}: the project called off task {record.replica}")
 
     def effective_prefs(self) -> Preferences:
         """Local settings over the suggestions of the project with the largest share."""

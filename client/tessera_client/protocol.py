@@ -235,13 +235,17 @@ class ProjectSession:
         tasks: int = 0,
         seconds: float = 0.0,
         host_info: dict[str, Any] | None = None,
+        in_progress: list[int] | None = None,
     ) -> dict[str, Any]:
-        """Report finished replicas and ask for work in one signed call."""
+        """Report finished replicas and ask for work in one signed call. ``in_progress`` names
+        the unfinished tasks held, so the project can call off those it no longer wants."""
         payload: dict[str, Any] = {"reports": [r.to_json() for r in reports or []]}
         if tasks or seconds:
             payload["work_request"] = {"tasks": tasks, "seconds": seconds}
         if host_info:
             payload["host_info"] = host_info
+        if in_progress:
+            payload["in_progress"] = list(in_progress)
         return self.post_json(f"{API_PREFIX}/scheduler", payload)
 
     def download(

@@ -1,9 +1,21 @@
-"""When the daemon calls a project: its pace, except to hand in results when nothing is left."""
+"""When the daemon calls a project, and what it says: its pace, except to hand in results when
+nothing is left; the unfinished tasks it holds, and what it does when the project calls one off."""
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from rich.console import Console
+
+from tessera_client import contact
 from tessera_client.contact import ProjectLink
-from tessera_client.journal import Journal
+from tessera_client.daemon import Daemon
+from tessera_client.journal import RECEIVED, REPORTED, Journal, TaskRecord
 from tessera_client.protocol import HostKey
 from tessera_client.state import DataDir, Project
 
@@ -27,7 +39,7 @@ def link_with_a_finished_task(tmp_path, output: bytes) -> tuple[ProjectLink, Jou
     )
     link = ProjectLink(
         data.project("p"), data=data, journal=journal, log=lambda _: None, refuse=lambda *_: None,
-        backoff_base=60.0, backoff_cap=3600.0,
+        abort=lambda _: None, backoff_base=60.0, backoff_cap=3600.0,
     )  # fmt: skip
     link.backoff.succeeded(now=10.0, next_rpc_seconds=300)  # the project asked for 5 minutes' peace
     return link, journal
@@ -48,3 +60,197 @@ def test_a_refused_upload_waits_for_its_retry_and_does_not_hammer_the_project(tm
     assert link.due(now=311.0)  # the project's own pace still holds
     link.backoff.failed(now=400.0)
     assert not link.due(now=400.0)  # and a failure's back-off always does
+
+
+# -- the project calls tasks off ----------------------------------------------------------------
+# A coordinator on a real socket: the client's own session, signing and JSON go over the wire.
+
+SLEEPER = "import time\nwhile True:\n    time.sleep(0.05)\n"
+
+
+class FakeCoordinator:
+    """The scheduler endpoint: keeps each request's JSON and answers with ``reply``."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.reply: dict = {"acks": [], "tasks": [], "next_rpc_seconds": 60}
+        coordinator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                coordinator.requests.append(json.loads(body))
+                answer = json.dumps(coordinator.reply).encode()
+                self.send_response(200 if self.path == "/api/v1/scheduler" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def coordinator():
+    fake = FakeCoordinator()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def daemon(tmp_path, coordinator):
+    """A daemon attached to the fake coordinator as "p" (and to another project, "q")."""
+    data = DataDir(tmp_path / "data").ensure()
+    for name in ("p", "q"):
+        data.save_project(Project(name, coordinator.url, 1, "a2V5", "SHA256:x"))
+        HostKey.generate().save(data.key_file(name))
+    daemon = Daemon(data, console=Console(file=io.StringIO(), width=200))
+    daemon.refresh_projects()
+    yield daemon
+    daemon.shutdown()
+
+
+def task(replica: int) -> dict:
+    return {**TASK, "replica": replica}
+
+
+def receive(daemon: Daemon, project: str, replica: int) -> TaskRecord:
+    return daemon.journal.receive(project, task(replica), b"in", now=0.0)
+
+
+def finish(daemon: Daemon, replica: int) -> TaskRecord:
+    record = receive(daemon, "p", replica)
+    return daemon.journal.finish(
+        record, outcome={"status": "client_error", "exit_code": 1, "message": "x"}, output=None, now=1.0
+    )
+
+
+def launch(daemon: Daemon, tmp_path, replica: int) -> TaskRecord:
+    """Run a real app for the task, as the daemon does once the app is verified."""
+    (tmp_path / "app").mkdir(exist_ok=True)
+    (tmp_path / "app" / "main.py").write_text(SLEEPER)
+    daemon.launch(receive(daemon, "p", replica), tmp_path / "app" / "main.py", now=2.0)
+    return daemon.running[("p", replica)].record
+
+
+def call(daemon: Daemon, coordinator: FakeCoordinator, **reply) -> dict:
+    """One scheduler RPC of project "p" (asking for work, so there is something to say)."""
+    coordinator.reply.update(reply)
+    daemon.links["p"].contact(now=10.0, work={"tasks": 1}, host_info={})
+    return coordinator.requests[-1]
+
+
+def process_group_gone(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_the_request_names_the_unfinished_tasks_of_this_project_only(daemon, coordinator, tmp_path):
+    finish(daemon, 4)
+    receive(daemon, "p", 9)
+    launch(daemon, tmp_path, 5)
+    receive(daemon, "q", 7)
+
+    request = call(daemon, coordinator)
+
+    assert request["in_progress"] == [5, 9]
+    assert [r["replica"] for r in request["reports"]] == [4]
+
+
+def test_no_unfinished_task_sends_no_in_progress_field(daemon, coordinator):
+    finish(daemon, 4)
+
+    assert "in_progress" not in call(daemon, coordinator)
+
+
+def test_at_most_so_many_unfinished_tasks_are_named_the_lowest_first(daemon, coordinator, monkeypatch):
+    monkeypatch.setattr(contact, "MAX_IN_PROGRESS", 2)
+    for replica in (9, 3, 7):
+        receive(daemon, "p", replica)
+
+    assert call(daemon, coordinator)["in_progress"] == [3, 7]
+
+
+def test_a_running_task_called_off_is_stopped_and_forgotten(daemon, coordinator, tmp_path):
+    record = launch(daemon, tmp_path, 5)
+    folder = daemon.journal.task_dir("p", 5)
+    assert not process_group_gone(record.pid)
+
+    call(daemon, coordinator, abort=[5])
+
+    assert process_group_gone(record.pid)
+    assert daemon.running == {}
+    assert daemon.journal.get("p", 5) is None and not folder.exists()
+    assert "p: the project called off task 5" in daemon.console.file.getvalue()
+
+
+def test_a_received_task_called_off_is_forgotten(daemon, coordinator):
+    receive(daemon, "p", 5)
+    receive(daemon, "p", 6)
+
+    call(daemon, coordinator, abort=[5])
+
+    assert [r.replica for r in daemon.journal.records(project="p")] == [6]
+    assert not daemon.journal.task_dir("p", 5).exists()
+
+
+@pytest.mark.parametrize(
+    "abort",
+    [[99], [7], [4], ["5"], [5.0], [True], [None, [5]], "5", 5, {"5": True}, None],
+    ids=[
+        "never-sent",
+        "another-projects",
+        "done",
+        "string",
+        "float",
+        "bool",
+        "nonsense",
+        "string-not-list",
+        "int-not-list",
+        "object-not-list",
+        "null",
+    ],
+)
+def test_an_abort_for_anything_else_changes_nothing(daemon, coordinator, abort):
+    finish(daemon, 4)
+    receive(daemon, "p", 1)  # True == 1 in Python: a bool must not pass for this id
+    receive(daemon, "p", 5)
+    receive(daemon, "q", 7)
+
+    call(daemon, coordinator, abort=abort)
+
+    states = {(r.project, r.replica): r.state for r in daemon.journal.records()}
+    assert states == {("p", 1): RECEIVED, ("p", 4): REPORTED, ("p", 5): RECEIVED, ("q", 7): RECEIVED}
+    assert daemon.links["p"].runtime.last_error == ""
+    assert "called off" not in daemon.console.file.getvalue()
+
+
+def test_no_abort_field_from_an_older_coordinator_changes_nothing(daemon, coordinator):
+    receive(daemon, "p", 5)
+
+    call(daemon, coordinator)
+
+    assert daemon.journal.get("p", 5).state == RECEIVED
+
+
+@pytest.mark.parametrize("status", ["accepted", "duplicate", "cancelled"])
+def test_a_report_acknowledged_in_any_way_is_done(daemon, coordinator, status):
+    finish(daemon, 4)
+
+    call(daemon, coordinator, acks=[{"replica": 4, "status": status}])
+    call(daemon, coordinator)
+
+    assert daemon.journal.get("p", 4).state == REPORTED
+    assert coordinator.requests[-1]["reports"] == []  # not sent again

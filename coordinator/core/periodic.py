@@ -24,6 +24,7 @@ SWEEPS = [
     "coordinator.accounts.tasks.purge_nonces_sweep",
     "coordinator.science.tasks.split_sweep",
     "coordinator.science.tasks.assimilation_sweep",
+    "coordinator.science.tasks.cleanup_sweep",
 ]
 
 

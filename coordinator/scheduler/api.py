@@ -26,6 +26,8 @@ from coordinator.scheduler.services import Assignment, HostInfo, ReportIn, RpcRe
 from coordinator.work.lifecycle import Outcome
 from coordinator.work.tasks import transition_units
 
+MAX_IN_PROGRESS = 1000  # the client sends at most this many (docs/protocol.md)
+
 ERRORS = {
     400: OpenApiResponse(description="malformed or invalid request"),
     401: OpenApiResponse(description="missing, forged, stale or replayed signature"),
@@ -98,6 +100,12 @@ class SchedulerRequestSerializer(serializers.Serializer):
     )
     work_request = WorkRequestSerializer(required=False)
     host_info = HostInfoSerializer(required=False, help_text="what the host measured about itself")
+    in_progress = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        max_length=MAX_IN_PROGRESS,
+        default=list,
+        help_text="replicas the host holds unfinished; the reply says which to abort",
+    )
 
 
 class AppVersionOutSerializer(serializers.Serializer):
@@ -130,7 +138,10 @@ class TaskSerializer(serializers.Serializer):
 
 class AckSerializer(serializers.Serializer):
     replica = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=["accepted", "duplicate"])
+    status = serializers.ChoiceField(
+        choices=["accepted", "duplicate", "cancelled"],
+        help_text="cancelled: the project had called the replica off; nothing is credited",
+    )
 
 
 class CreditSerializer(serializers.Serializer):
@@ -146,6 +157,10 @@ class SchedulerReplySerializer(serializers.Serializer):
     next_rpc_seconds = serializers.IntegerField(help_text="when to call again")
     server_time = serializers.DateTimeField()
     credit = CreditSerializer(help_text="the host's and its volunteer's credit and RAC")
+    abort = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="replicas from in_progress the project called off: stop them and forget them",
+    )
 
 
 def task_payload(assignment: Assignment) -> dict[str, Any]:
@@ -183,6 +198,7 @@ def reply_payload(result: RpcResult, now: Any) -> dict[str, Any]:
         "next_rpc_seconds": result.next_rpc_seconds,
         "server_time": now.isoformat(),
         "credit": CreditSerializer(result.credit).data,
+        "abort": result.abort,
     }
 
 
@@ -203,6 +219,7 @@ class SchedulerView(HostView):
             reports=[report_from(data) for data in incoming.validated_data["reports"]],
             work_request=WorkRequest(tasks=work.get("tasks", 0), seconds=work.get("seconds", 0.0)),
             host_info=HostInfo(**incoming.validated_data.get("host_info", {})),
+            in_progress=incoming.validated_data["in_progress"],
             now=now,
         )
         if result.touched_units:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -72,7 +72,7 @@ class ReportIn:
 @dataclass(frozen=True)
 class ReportAck:
     replica: int
-    status: str  # "accepted" or "duplicate"
+    status: str  # "accepted", "duplicate", or "cancelled" (the project had called it off)
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,13 @@ class RpcResult:
     next_rpc_seconds: int
     touched_units: list[int]  # units whose replicas were reported: they need a transition
     credit: CreditStanding | None = None
+    abort: list[int] = field(default_factory=list)  # replicas the host must stop crunching
+
+
+def _is_called_off(row: Replica) -> bool:
+    """Sent, then called off because its batch was cancelled: a report of it is thanked for
+    and dropped (the host could not know before its next call)."""
+    return row.state == ReplicaState.OVER and row.outcome == Outcome.DIDNT_NEED
 
 
 def _is_reportable(row: Replica) -> bool:
@@ -213,6 +220,9 @@ def record_reports(*, host: Host, reports: list[ReportIn], now: datetime) -> Rec
             raise PermissionRefused(
                 f"replica {report.replica} was not sent to this host", code="not_your_replica"
             )
+        if _is_called_off(row):
+            acks.append(ReportAck(report.replica, "cancelled"))
+            continue
         if not _is_reportable(row):
             if _is_same_report(row, report):
                 acks.append(ReportAck(report.replica, "duplicate"))
@@ -348,8 +358,10 @@ def scheduler_rpc(
     work_request: WorkRequest,
     now: datetime,
     host_info: HostInfo | None = None,
+    in_progress: list[int] | None = None,
 ) -> RpcResult:
-    """BOINC's scheduler request: reports in, work out, all or nothing."""
+    """BOINC's scheduler request: reports in, work out, all or nothing. ``in_progress`` names
+    the replicas the host is still crunching; the reply says which of them to abort."""
     if len(reports) > settings.TESSERA["MAX_REPORTS_PER_RPC"]:
         raise InvalidInput(f"at most {settings.TESSERA['MAX_REPORTS_PER_RPC']} reports per request")
     if host_info is not None and host_info.changes():
@@ -373,7 +385,19 @@ def scheduler_rpc(
         next_rpc_seconds=delay,
         touched_units=recorded.touched_units,
         credit=credit_standing(host=host, now=now),
+        abort=called_off(host=host, replica_ids=in_progress or []),
     )
+
+
+def called_off(*, host: Host, replica_ids: list[int]) -> list[int]:
+    """Which of these replicas, held by ``host``, the project no longer wants (BOINC's
+    result_abort). Only the host's own replicas: it learns nothing about anyone else's."""
+    if not replica_ids:
+        return []
+    called = Replica.objects.filter(
+        id__in=replica_ids, host=host, state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED
+    )
+    return sorted(called.values_list("id", flat=True))
 
 
 def credit_standing(*, host: Host, now: datetime) -> CreditStanding:

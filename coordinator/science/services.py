@@ -22,10 +22,12 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 import workunits
-from coordinator.core.errors import InvalidInput, NotFound
-from coordinator.work.lifecycle import UnitState
-from coordinator.work.models import App, Batch, BatchState
-from coordinator.work.services import RedundancyPolicy, UnitSpec, create_work_units
+from coordinator.core.errors import Conflict, InvalidInput, NotFound, PermissionRefused
+from coordinator.science.access import is_scientist
+from coordinator.science.parameters import locate_in_table
+from coordinator.work.lifecycle import ReplicaState, UnitState
+from coordinator.work.models import App, Batch, BatchState, Replica, WorkUnit
+from coordinator.work.services import RedundancyPolicy, UnitSpec, apply_transitions, create_work_units
 
 SPLIT_CHUNK = 1000
 MAX_UNITS_PER_BATCH = 10_000_000
@@ -61,15 +63,26 @@ def submit_batch(
     parameters: Any,
     policy: RedundancyPolicy | None = None,
     priority: int = 0,
+    table_lines: list[int] | None = None,
 ) -> Batch:
-    """Check the parameters whole, then record the batch for the splitter."""
+    """Check the parameters whole, then record the batch for the splitter. ``table_lines``
+    (from a CSV upload) lets a refusal name the file's line instead of a list index."""
+    if owner is not None and not is_scientist(owner):
+        raise PermissionRefused(f"{owner} is not in the scientists group", code="not_a_scientist")
     module = science_app(app_name)
     policy = policy or RedundancyPolicy()
     policy.check()
+    if not -100 <= priority <= 100:
+        raise InvalidInput("priority must be from -100 to 100")
     app = App.objects.filter(name=app_name).first()
     if app is None or not app.versions.exists():
         raise InvalidInput(f"{app_name} has no published version yet: run manage.py publish_app {app_name}")
-    planned = count_units(module, parameters)
+    try:
+        planned = count_units(module, parameters)
+    except InvalidInput as error:
+        if table_lines:
+            raise InvalidInput(locate_in_table(error.message, module.MANIFEST, table_lines)) from error
+        raise
     return Batch.objects.create(
         name=name,
         app=app,
@@ -80,6 +93,40 @@ def submit_batch(
         priority=priority,
         **asdict(policy),  # the batch keeps the policy's fields under the same names
     )
+
+
+CANCEL_CHUNK = 1000
+
+
+@transaction.atomic
+def cancel_batch(*, batch_id: int, now: datetime) -> int:
+    """Stop a batch: splitting ends, unsent replicas are withdrawn at once and hosts crunching
+    its units are told to abort at their next call (the lifecycle decides, unit by unit, in
+    this transaction). Cancelling twice is harmless; returns how many units changed."""
+    batch = Batch.objects.select_for_update().filter(pk=batch_id).first()
+    if batch is None:
+        raise NotFound(f"batch {batch_id} does not exist", code="unknown_batch")
+    if batch.state == BatchState.CANCELLED:
+        return 0
+    if batch.state == BatchState.DONE:
+        raise Conflict(f"batch {batch_id} is done: there is nothing left to cancel", code="batch_finished")
+    batch.state, batch.finished = BatchState.CANCELLED, now
+    batch.save(update_fields=["state", "finished"])
+    unfinished = set(batch.units.filter(state=UnitState.ACTIVE).values_list("pk", flat=True))
+    unfinished.update(
+        Replica.objects.filter(
+            workunit__batch=batch, state__in=[ReplicaState.UNSENT, ReplicaState.IN_PROGRESS]
+        ).values_list("workunit_id", flat=True)
+    )
+    ids, changed = sorted(unfinished), 0
+    for start in range(0, len(ids), CANCEL_CHUNK):
+        units = list(
+            WorkUnit.objects.select_for_update()
+            .filter(pk__in=ids[start : start + CANCEL_CHUNK])
+            .order_by("pk")
+        )
+        changed += apply_transitions(units, now=now)
+    return changed
 
 
 def batch_policy(batch: Batch) -> RedundancyPolicy:

@@ -1,9 +1,11 @@
 """The splitter's actors: thin wrappers over the services, safe to run twice."""
 
 import dramatiq
+from django.db import transaction
 from django.utils import timezone
 
-from coordinator.science import services
+from coordinator.core.hints import hint
+from coordinator.science import cleanup, services
 
 
 @dramatiq.actor(max_retries=3, time_limit=120_000)
@@ -21,3 +23,16 @@ def split_sweep() -> None:
 def assimilation_sweep() -> None:
     """Finished batches: their canonical outputs to the app's assimilator, the result kept."""
     services.assimilate_due_batches(now=timezone.now())
+
+
+@dramatiq.actor(max_retries=0, time_limit=300_000)
+def cleanup_sweep() -> None:
+    """Outputs nobody needs after assimilation; inputs and outputs of retired batches."""
+    cleanup.clean_assimilated_batches()
+    cleanup.purge_retired_batches(now=timezone.now())
+
+
+def split_soon(batch_id: int) -> None:
+    """Once the submitting transaction commits, ask a worker to split the batch now (the
+    sweep would find it anyway, a little later)."""
+    transaction.on_commit(lambda: hint(split_batch, batch_id))

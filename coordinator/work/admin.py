@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from coordinator.work.models import App, AppVersion, Batch, Replica, WorkUnit
+from coordinator.work.models import App, AppVersion, Replica, WorkUnit
 
 
 @admin.register(App)
@@ -12,11 +12,6 @@ class AppAdmin(admin.ModelAdmin):
 class AppVersionAdmin(admin.ModelAdmin):
     list_display = ["app", "version", "platform", "bundle_size", "created"]
     readonly_fields = ["bundle_sha256", "bundle_size", "signature"]
-
-
-@admin.register(Batch)
-class BatchAdmin(admin.ModelAdmin):
-    list_display = ["name", "app", "owner", "created"]
 
 
 class ReplicaInline(admin.TabularInline):

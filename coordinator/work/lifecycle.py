@@ -68,6 +68,7 @@ class UnitView:
     state: UnitState = UnitState.ACTIVE
     has_canonical: bool = False
     need_validate: bool = False
+    cancelled: bool = False  # its batch was cancelled by the scientist
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,14 @@ class Transition:
     create_replicas: int = 0
     timed_out: tuple[int, ...] = ()  # IN_PROGRESS -> OVER / NO_REPLY
     not_needed: tuple[int, ...] = ()  # UNSENT -> OVER / DIDNT_NEED
+    aborted: tuple[int, ...] = ()  # IN_PROGRESS -> OVER / DIDNT_NEED; the host is told to abort
     need_validate: bool = False
     failure: FailureReason | None = None
     next_transition: datetime | None = None  # None: nothing is scheduled
 
     @property
     def changes_replicas(self) -> bool:
-        return bool(self.create_replicas or self.timed_out or self.not_needed)
+        return bool(self.create_replicas or self.timed_out or self.not_needed or self.aborted)
 
 
 @dataclass
@@ -165,6 +167,9 @@ def transition(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tr
     deadlines = [r.deadline for r in tally.in_progress if r.deadline is not None]
     next_transition = min(deadlines) if deadlines else None
 
+    if unit.cancelled:
+        return cancel(unit, tally, timed_out)
+
     if unit.state is not UnitState.ACTIVE or unit.has_canonical:
         # Finished: cancel what was never sent; replicas still out may report late and
         # are then compared with the canonical one, so they keep running until their deadline.
@@ -205,4 +210,18 @@ def transition(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tr
         not_needed=cancelled,
         need_validate=need_validate,
         next_transition=next_transition,
+    )
+
+
+def cancel(unit: UnitView, tally: _Tally, timed_out: set[int]) -> Transition:
+    """A cancelled batch's unit: nothing more is sent, hosts still crunching are told to
+    abort, and an unfinished unit fails. A canonical result already found stays, and a
+    success already reported is still judged, so its host is credited fairly."""
+    unfinished = unit.state is UnitState.ACTIVE and not unit.has_canonical
+    return Transition(
+        timed_out=tuple(sorted(timed_out)),
+        not_needed=tuple(tally.unsent),
+        aborted=tuple(sorted(r.id for r in tally.in_progress)),
+        need_validate=unit.has_canonical and tally.unchecked_successes > 0,
+        failure=FailureReason.CANCELLED if unfinished else None,
     )

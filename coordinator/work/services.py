@@ -19,7 +19,7 @@ from coordinator.validation.reputation import Event
 from coordinator.validation.standing import record_events
 from coordinator.work import lifecycle
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
-from coordinator.work.models import App, AppVersion, Batch, Replica, WorkUnit
+from coordinator.work.models import App, AppVersion, Batch, BatchState, Replica, WorkUnit
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def create_work_unit(*, app: App, name: str, input_data: bytes, now: datetime, *
 # --- the transitioner ------------------------------------------------------------------
 
 
-def unit_view(unit: WorkUnit) -> lifecycle.UnitView:
+def unit_view(unit: WorkUnit, *, cancelled: bool = False) -> lifecycle.UnitView:
     return lifecycle.UnitView(
         id=unit.pk,
         policy=lifecycle.Policy(
@@ -147,6 +147,17 @@ def unit_view(unit: WorkUnit) -> lifecycle.UnitView:
         state=UnitState(unit.state),
         has_canonical=unit.canonical_replica_id is not None,
         need_validate=unit.need_validate,
+        cancelled=cancelled,
+    )
+
+
+def cancelled_batches(units: list[WorkUnit]) -> set[int]:
+    """The cancelled batches among ``units``' batches (one query, none without batches)."""
+    batch_ids = {unit.batch_id for unit in units if unit.batch_id is not None}
+    if not batch_ids:
+        return set()
+    return set(
+        Batch.objects.filter(pk__in=batch_ids, state=BatchState.CANCELLED).values_list("pk", flat=True)
     )
 
 
@@ -177,14 +188,18 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
     for row in rows:
         by_unit[row["workunit_id"]].append(replica_view(row))
 
+    cancelled = cancelled_batches(units)
     timed_out: list[int] = []
     not_needed: list[int] = []
+    aborted: list[int] = []
     new_replicas: list[Replica] = []
     changed_units: list[WorkUnit] = []
     for unit in units:
-        result = lifecycle.transition(unit_view(unit), by_unit[unit.pk], now)
+        view = unit_view(unit, cancelled=unit.batch_id in cancelled)
+        result = lifecycle.transition(view, by_unit[unit.pk], now)
         timed_out.extend(result.timed_out)
         not_needed.extend(result.not_needed)
+        aborted.extend(result.aborted)
         new_replicas.extend(
             Replica(workunit=unit, priority=unit.priority) for _ in range(result.create_replicas)
         )
@@ -211,6 +226,10 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
         record_events(events)
     if not_needed:
         Replica.objects.filter(id__in=not_needed, state=ReplicaState.UNSENT).update(
+            state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED
+        )
+    if aborted:
+        Replica.objects.filter(id__in=aborted, state=ReplicaState.IN_PROGRESS).update(
             state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED
         )
     if new_replicas:

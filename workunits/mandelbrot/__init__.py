@@ -30,6 +30,14 @@ MANIFEST = Manifest(
     fpops_per_unit=2e8,
     max_output_bytes=1024 * 1024,
     result_name="mandelbrot.png",
+    example_parameters={
+        "width": 1024,
+        "height": 768,
+        "tile": 128,
+        "max_iterations": 500,
+        "center": [-0.6, 0.0],
+        "span": 3.0,
+    },
 )
 HEADER = struct.Struct(">IIII")  # tile column, tile row, width, height: then one byte a pixel
 

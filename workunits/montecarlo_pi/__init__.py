@@ -31,6 +31,7 @@ MANIFEST = Manifest(
     memory_bytes=64 * 1024 * 1024,
     fpops_per_unit=2e9,  # per 2,000,000 samples, about 1,000 floating-point operations each
     max_output_bytes=4096,
+    example_parameters={"seed": 42, "units": 100, "samples_per_unit": 2_000_000},
 )
 
 

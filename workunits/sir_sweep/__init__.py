@@ -8,7 +8,9 @@ day. ``exp`` may differ in its last bit between platforms, so outputs compare wi
 tolerance. The batch result is a table of the sweep.
 
 Parameters (JSON): ``{"seed": 1, "population": 1000, "initial_infected": 5, "days": 120,
-"runs": 20, "beta": [0.2, 0.3], "gamma": [0.1]}``.
+"runs": 20, "beta": [0.2, 0.3], "gamma": [0.1]}`` sweeps every (beta, gamma) pair. Instead
+of the two lists, ``"points": [{"beta": 0.2, "gamma": 0.1}, …]`` names the pairs one by one:
+that is what a CSV upload with the columns ``beta,gamma`` becomes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,17 @@ MANIFEST = Manifest(
     fpops_per_unit=5e8,
     max_output_bytes=4096,
     result_name="sir_sweep.csv",
+    example_parameters={
+        "seed": 1,
+        "population": 1000,
+        "initial_infected": 5,
+        "days": 120,
+        "runs": 20,
+        "beta": [0.2, 0.3, 0.4],
+        "gamma": [0.1, 0.2],
+    },
+    table_columns=("beta", "gamma"),
+    table_parameter="points",
 )
 LIMITS = {
     "population": (10, 100_000),
@@ -51,21 +64,46 @@ def _whole(parameters: dict[str, Any], key: str) -> int:
     return value
 
 
+def _rate(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10:
+        raise ValueError(f"{where} is {value!r}: each rate must be a number above 0 and at most 10")
+    return float(value)
+
+
 def _rates(parameters: dict[str, Any], key: str) -> list[float]:
     values = parameters.get(key)
     if not isinstance(values, list) or not values:
         raise ValueError(f"{key} must be a non-empty list of rates")
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10:
-            raise ValueError(f"{key} holds {value!r}: each rate must be a number above 0 and at most 10")
-    return [float(v) for v in values]
+    return [_rate(value, key) for value in values]
+
+
+def _points(parameters: dict[str, Any]) -> Iterator[tuple[float, float]]:
+    """The sweep's (beta, gamma) pairs, one at a time: every pair of the two lists, or the
+    listed points (each checked as it comes; the splitter's first run checks them all)."""
+    if "points" not in parameters:
+        betas, gammas = _rates(parameters, "beta"), _rates(parameters, "gamma")
+        if len(betas) * len(gammas) > MAX_POINTS:
+            raise ValueError(f"the sweep has {len(betas) * len(gammas)} points; at most {MAX_POINTS}")
+        return ((b, g) for b in betas for g in gammas)
+    if "beta" in parameters or "gamma" in parameters:
+        raise ValueError("give either points or the beta and gamma lists, not both")
+    points = parameters["points"]
+    if not isinstance(points, list) or not points or len(points) > MAX_POINTS:
+        raise ValueError(f"points must be a list of 1 to {MAX_POINTS} {{beta, gamma}} objects")
+    return (_point(point, f"points[{index}]") for index, point in enumerate(points))
+
+
+def _point(point: Any, where: str) -> tuple[float, float]:
+    if not isinstance(point, dict) or set(point) != {"beta", "gamma"}:
+        raise ValueError(f"{where} must be an object with exactly beta and gamma")
+    return _rate(point["beta"], f"{where}.beta"), _rate(point["gamma"], f"{where}.gamma")
 
 
 def split(parameters: dict[str, Any]) -> Iterator[bytes]:
-    """One unit per (beta, gamma) pair, beta varying slowest."""
+    """One unit per (beta, gamma) pair: beta varying slowest, or in the order of ``points``."""
     if not isinstance(parameters, dict):
         raise ValueError("the parameters must be a JSON object")
-    unknown = set(parameters) - {"seed", "beta", "gamma", *LIMITS}
+    unknown = set(parameters) - {"seed", "beta", "gamma", "points", *LIMITS}
     if unknown:
         raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
     seed = parameters.get("seed")
@@ -74,10 +112,7 @@ def split(parameters: dict[str, Any]) -> Iterator[bytes]:
     fixed = {key: _whole(parameters, key) for key in LIMITS}
     if fixed["initial_infected"] > fixed["population"]:
         raise ValueError("initial_infected must not exceed population")
-    betas, gammas = _rates(parameters, "beta"), _rates(parameters, "gamma")
-    if len(betas) * len(gammas) > MAX_POINTS:
-        raise ValueError(f"the sweep has {len(betas) * len(gammas)} points; at most {MAX_POINTS}")
-    for index, (beta, gamma) in enumerate((b, g) for b in betas for g in gammas):
+    for index, (beta, gamma) in enumerate(_points(parameters)):
         yield json.dumps(
             {"seed": seed, "unit": index, "beta": beta, "gamma": gamma, **fixed}, sort_keys=True
         ).encode()

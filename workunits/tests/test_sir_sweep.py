@@ -28,6 +28,35 @@ def test_each_rate_pair_is_a_unit():
     assert [u["unit"] for u in units] == [0, 1]
 
 
+def test_listed_points_are_units_in_their_order():
+    grid = {k: v for k, v in SWEEP.items() if k not in ("beta", "gamma")}
+    points = [{"beta": 0.5, "gamma": 0.2}, {"beta": 0.1, "gamma": 0.3}]
+
+    units = [json.loads(data) for data in split({**grid, "points": points})]
+
+    assert [(u["beta"], u["gamma"], u["unit"]) for u in units] == [(0.5, 0.2, 0), (0.1, 0.3, 1)]
+
+
+@pytest.mark.parametrize(
+    ("points", "named"),
+    [
+        ([], "points must be"),
+        ([{"beta": 0.1}], r"points\[0\] must be an object"),
+        ([{"beta": 0.1, "gamma": 0.1}, {"beta": 0.1, "gamma": 11}], r"points\[1\]\.gamma is 11"),
+        ("0.1,0.2", "points must be"),
+    ],
+)
+def test_bad_points_are_refused_by_their_place(points, named):
+    grid = {k: v for k, v in SWEEP.items() if k not in ("beta", "gamma")}
+    with pytest.raises(ValueError, match=named):
+        list(split({**grid, "points": points}))
+
+
+def test_points_and_the_rate_lists_do_not_mix():
+    with pytest.raises(ValueError, match="either points or"):
+        next(split({**SWEEP, "points": [{"beta": 0.1, "gamma": 0.1}]}))
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [

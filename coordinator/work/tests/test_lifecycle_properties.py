@@ -101,7 +101,9 @@ def apply(
     for r in replicas:
         if r.id in timed_out and r.state is ReplicaState.IN_PROGRESS:
             r = replace(r, state=ReplicaState.OVER, outcome=Outcome.NO_REPLY)
-        elif r.id in not_needed and r.state is ReplicaState.UNSENT:
+        elif (r.id in not_needed and r.state is ReplicaState.UNSENT) or (
+            r.id in result.aborted and r.state is ReplicaState.IN_PROGRESS
+        ):
             r = replace(r, state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED)
         updated.append(r)
     first = max((r.id for r in replicas), default=0) + 1
@@ -239,6 +241,30 @@ def test_the_answer_depends_on_the_facts_not_their_order_or_the_stored_flag(
 
     assert replace(first, not_needed=()) == replace(second, not_needed=())
     assert sorted(first.not_needed) == sorted(second.not_needed)
+
+
+@BOUNDED
+@given(situations())
+def test_a_cancelled_unit_sends_nothing_more_calls_hosts_off_and_fails_unless_finished(
+    situation: tuple[UnitView, list[ReplicaView]],
+):
+    unit, replicas = situation
+    unit = replace(unit, cancelled=True)
+    result = transition(unit, replicas, T0)
+
+    in_progress = [r for r in replicas if r.state is ReplicaState.IN_PROGRESS]
+    due = sorted(r.id for r in in_progress if r.deadline is not None and r.deadline <= T0)
+    assert result.create_replicas == 0
+    assert sorted(result.not_needed) == sorted(r.id for r in replicas if r.state is ReplicaState.UNSENT)
+    assert list(result.timed_out) == due
+    assert sorted(result.aborted) == sorted(r.id for r in in_progress if r.id not in due)
+    assert (result.failure is FailureReason.CANCELLED) == (not is_finished(unit))
+    assert result.need_validate == (unit.has_canonical and any(is_unchecked_success(r) for r in replicas))
+    assert result.next_transition is None
+
+    again = transition(*apply(unit, replicas, result), T0)
+    assert not again.changes_replicas and again.failure is None
+    assert again.need_validate == result.need_validate
 
 
 def judged_wanted(unit: UnitView, replicas: list[ReplicaView]) -> int:

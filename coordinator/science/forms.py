@@ -1,0 +1,125 @@
+"""The admin's "new batch" form: an app, its parameters (a file or typed JSON), redundancy,
+deadline and priority. Validation is the batch service itself, so the form and the API
+refuse exactly the same things, and a refused form leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+import workunits
+from coordinator.core.errors import DomainError
+from coordinator.science import parameters, services
+from coordinator.work.models import App, Batch
+from coordinator.work.services import RedundancyPolicy
+
+
+def app_choices() -> list[tuple[str, str]]:
+    """Apps a batch can use now: in workunits/ and published at least once."""
+    published = set(App.objects.filter(versions__isnull=False).values_list("name", flat=True))
+    return [(name, name) for name in workunits.available() if name in published]
+
+
+def examples_help() -> str:
+    lines = ["Leave empty when you upload a JSON file. For a CSV table, the other parameters go here."]
+    for name, _ in app_choices():
+        manifest = workunits.load(name).MANIFEST
+        table = f" CSV columns: {', '.join(manifest.table_columns)}." if manifest.table_columns else ""
+        lines.append(f"{name}: {json.dumps(dict(manifest.example_parameters))}{table}")
+    return "\n".join(lines)
+
+
+class BatchSubmitForm(forms.ModelForm):
+    app_name = forms.ChoiceField(label="App", choices=())
+    parameter_file = forms.FileField(
+        required=False,
+        help_text="a .json file of the app's parameters, or a .csv table for apps that take one",
+    )
+    parameters_json = forms.CharField(
+        label="Parameters (JSON)", required=False, widget=forms.Textarea(attrs={"rows": 6, "cols": 80})
+    )
+    deadline_hours = forms.FloatField(
+        label="Deadline (hours)",
+        initial=24 * 7,
+        min_value=0.01,
+        max_value=24 * 365,
+        help_text="how long a host has for one task before it is sent to another",
+    )
+
+    class Meta:
+        model = Batch
+        fields = [
+            "name",
+            "min_quorum",
+            "target_nresults",
+            "max_error_results",
+            "max_total_results",
+            "priority",
+        ]
+        help_texts = {
+            "min_quorum": "how many agreeing results make a unit's result valid",
+            "target_nresults": "how many copies of each unit go out at first",
+            "priority": "-100 to 100; higher is sent first",
+        }
+
+    def __init__(self, *args: Any, owner: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+        self.fields["app_name"].choices = app_choices()
+        self.fields["parameters_json"].help_text = examples_help()
+        self.order_fields(["name", "app_name", "parameter_file", "parameters_json", "deadline_hours"])
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            self.instance = self.submit(data)
+        except DomainError as error:
+            raise ValidationError(error.message, code=error.code) from error
+        return data
+
+    def _post_clean(self) -> None:
+        """The batch is made and checked by the service; copying the form back onto it (the
+        ModelForm default) would only repeat what it already holds."""
+
+    def submit(self, data: dict[str, Any]) -> Batch:
+        """Read the parameters and submit the batch (inside the admin's transaction)."""
+        module = services.science_app(data["app_name"])
+        typed = (data.get("parameters_json") or "").strip()
+        try:
+            base = parameters.parse_json_parameters(typed) if typed else {}
+        except DomainError as error:
+            raise ValidationError({"parameters_json": error.message}) from error
+        upload = data.get("parameter_file")
+        if upload is not None:
+            try:
+                got = parameters.read_parameter_file(
+                    module.MANIFEST, upload.name, upload.read(parameters.parameter_file_limit() + 1), base
+                )
+            except DomainError as error:
+                raise ValidationError({"parameter_file": f"{upload.name}: {error.message}"}) from error
+        elif typed:
+            got = parameters.Parameters(base)
+        else:
+            raise ValidationError("upload a parameter file or type the parameters", code="no_parameters")
+        policy = RedundancyPolicy(
+            min_quorum=data["min_quorum"],
+            target_nresults=data["target_nresults"],
+            max_error_results=data["max_error_results"],
+            max_total_results=data["max_total_results"],
+            delay_bound=max(1, round(data["deadline_hours"] * 3600)),
+        )
+        batch = services.submit_batch(
+            owner=self.owner,
+            app_name=data["app_name"],
+            name=data["name"],
+            parameters=got.values,
+            policy=policy,
+            priority=data["priority"],
+            table_lines=got.table_lines,
+        )
+        return batch
