@@ -6,6 +6,8 @@ import itertools
 import json
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -15,6 +17,8 @@ from tessera_client.signing import sign_request
 
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.accounts.services import create_volunteer
+from coordinator.science.access import SCIENTISTS_GROUP
+from coordinator.science.tokens import issue_scientist_token
 from coordinator.work.models import App, WorkUnit
 from coordinator.work.services import RedundancyPolicy, create_work_unit, register_app_version
 
@@ -49,6 +53,15 @@ def make_host(
         **fields,
     )
     return host, key
+
+
+def make_scientist(name: str | None = None) -> tuple[Any, str]:
+    """A staff user in the scientists group, and their API token."""
+    user = get_user_model().objects.create_user(
+        username=name or f"scientist{next(_serial)}", password=PASSWORD, is_staff=True
+    )
+    user.groups.add(Group.objects.get(name=SCIENTISTS_GROUP))
+    return user, issue_scientist_token(user=user, now=timezone.now())
 
 
 def make_app(name: str | None = None, *, max_output_bytes: int = 1024 * 1024) -> App:
@@ -105,12 +118,21 @@ class SignedHost:
             method, path, body, content_type=content_type, **self.headers(method, path, body, **overrides)
         )
 
-    def rpc(self, *, reports: list[Report | dict] | None = None, tasks: int = 0, seconds: float = 0.0):
+    def rpc(
+        self,
+        *,
+        reports: list[Report | dict] | None = None,
+        tasks: int = 0,
+        seconds: float = 0.0,
+        in_progress: list[int] | None = None,
+    ):
         payload: dict[str, Any] = {
             "reports": [r.to_json() if isinstance(r, Report) else r for r in reports or []]
         }
         if tasks or seconds:
             payload["work_request"] = {"tasks": tasks, "seconds": seconds}
+        if in_progress:
+            payload["in_progress"] = in_progress
         return self.send("POST", "/api/v1/scheduler", json.dumps(payload).encode())
 
     def upload(self, replica_id: int, data: bytes):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -82,8 +83,9 @@ class BatchAdmin(admin.ModelAdmin):
 
     # -- the two pages: a form to submit, a read-only page to watch ----------------------
     def get_form(self, request: HttpRequest, obj: Batch | None = None, change: bool = False, **kwargs: Any):
-        if obj is not None:
-            return super().get_form(request, obj, change=change, fields=[], **kwargs)
+        if obj is not None:  # the watch page: nothing to edit
+            kwargs.update(fields=[], form=forms.ModelForm)
+            return super().get_form(request, obj, change=change, **kwargs)
         owner = request.user
 
         class OwnedBatchSubmitForm(BatchSubmitForm):

@@ -103,7 +103,9 @@ class BatchSubmitSerializer(serializers.Serializer):
         required=False, help_text="the app's parameters (an object); with a CSV file, the rest of them"
     )
     parameter_file = serializers.FileField(
-        required=False, help_text="multipart only: a .json file of the parameters or a .csv table"
+        required=False,
+        allow_empty_file=True,  # refused by the parameter reader, which says so by the file's name
+        help_text="multipart only: a .json file of the parameters or a .csv table",
     )
     min_quorum = serializers.IntegerField(min_value=1, max_value=20, default=2)
     target_nresults = serializers.IntegerField(min_value=1, max_value=20, default=2)
@@ -221,21 +223,27 @@ class BatchListView(ScientistView):
         incoming.is_valid(raise_exception=True)
         data = incoming.validated_data
         got = submitted_parameters(data["app"], data)
-        batch = services.submit_batch(
-            owner=request.user,
-            app_name=data["app"],
-            name=data["name"],
-            parameters=got.values,
-            policy=RedundancyPolicy(
-                min_quorum=data["min_quorum"],
-                target_nresults=data["target_nresults"],
-                max_error_results=data["max_error_results"],
-                max_total_results=data["max_total_results"],
-                delay_bound=data["delay_bound"],
-            ),
-            priority=data["priority"],
-            table_lines=got.table_lines,
-        )
+        upload = data.get("parameter_file")
+        try:
+            batch = services.submit_batch(
+                owner=request.user,
+                app_name=data["app"],
+                name=data["name"],
+                parameters=got.values,
+                policy=RedundancyPolicy(
+                    min_quorum=data["min_quorum"],
+                    target_nresults=data["target_nresults"],
+                    max_error_results=data["max_error_results"],
+                    max_total_results=data["max_total_results"],
+                    delay_bound=data["delay_bound"],
+                ),
+                priority=data["priority"],
+                table_lines=got.table_lines,
+            )
+        except InvalidInput as error:
+            if upload is None:
+                raise
+            raise InvalidInput(f"parameter_file {upload.name}: {error.message}") from error
         split_soon(batch.pk)
         return Response(batch_payload(batch), status=201)
 

@@ -36,6 +36,7 @@ class BatchSubmitForm(forms.ModelForm):
     app_name = forms.ChoiceField(label="App", choices=())
     parameter_file = forms.FileField(
         required=False,
+        allow_empty_file=True,  # the parameter reader refuses it, saying so by the file's name
         help_text="a .json file of the app's parameters, or a .csv table for apps that take one",
     )
     parameters_json = forms.CharField(
