@@ -167,8 +167,10 @@ class WorkUnit(models.Model):
                 | (~Q(state=UnitState.FAILED) & Q(failure_reason="")),
                 name="unit_failure_has_reason",
             ),
+            # A finished unit's input may be purged (science.cleanup); an active one needs it.
             models.CheckConstraint(
-                condition=Q(input_inline__isnull=False) | ~Q(input_file=""), name="unit_has_input"
+                condition=Q(input_inline__isnull=False) | ~Q(input_file="") | ~Q(state=UnitState.ACTIVE),
+                name="unit_has_input",
             ),
         ]
         indexes = [
