@@ -187,3 +187,15 @@ VOLUNTEER_CREDIT = """
 from coordinator.accounts.models import Volunteer
 result = {v.user.username: float(v.total_credit) for v in Volunteer.objects.select_related("user")}
 """
+
+MAKE_SCIENTIST = """
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.utils import timezone
+from coordinator.science.access import SCIENTISTS_GROUP
+from coordinator.science.tokens import issue_scientist_token
+user = get_user_model().objects.create_user(values["username"], password="long-enough-password-1842",
+                                            is_staff=True)
+user.groups.add(Group.objects.get(name=SCIENTISTS_GROUP))
+result = issue_scientist_token(user=user, now=timezone.now())
+"""
