@@ -55,11 +55,23 @@ class BatchAdmin(admin.ModelAdmin):
                     "target_nresults",
                     "max_error_results",
                     "max_total_results",
-                    "delay_bound",
+                    "deadline",
                     "priority",
                 ]
             },
         ),
+    ]
+    submit_fields = [
+        "name",
+        "app_name",
+        "parameter_file",
+        "parameters_json",
+        "min_quorum",
+        "target_nresults",
+        "max_error_results",
+        "max_total_results",
+        "deadline_hours",
+        "priority",
     ]
 
     # -- who sees what ----------------------------------------------------------------
@@ -96,7 +108,7 @@ class BatchAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: Batch | None = None):
         if obj is None:
-            return [(None, {"fields": list(BatchSubmitForm.base_fields)})]
+            return [(None, {"fields": self.submit_fields})]
         return self.fieldsets_shown
 
     def get_readonly_fields(self, request: HttpRequest, obj: Batch | None = None) -> list[str]:
@@ -127,6 +139,10 @@ class BatchAdmin(admin.ModelAdmin):
             progress.validated + progress.failed,
             progress.planned,
         )
+
+    @admin.display(description="deadline per task")
+    def deadline(self, batch: Batch) -> str:
+        return str(timedelta(seconds=batch.delay_bound))
 
     @admin.display(description="units")
     def progress_table(self, batch: Batch) -> SafeString:

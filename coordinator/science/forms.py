@@ -71,7 +71,6 @@ class BatchSubmitForm(forms.ModelForm):
         self.owner = owner
         self.fields["app_name"].choices = app_choices()
         self.fields["parameters_json"].help_text = examples_help()
-        self.order_fields(["name", "app_name", "parameter_file", "parameters_json", "deadline_hours"])
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
