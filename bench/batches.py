@@ -8,8 +8,9 @@ splitter, then sends a tenth of each batch's replicas to hosts, and measures in 
 
 * **progress**: ``selectors.batch_progress`` (what the admin page, the API and the helper
   script show), the median of five looks.
-* **cancel, ours**: ``services.cancel_batch`` on the first batch: the lifecycle unit by unit,
-  in chunks, in one transaction (unsent replicas withdrawn, sent ones called off, units failed).
+* **cancel, ours**: ``services.cancel_batch`` and ``call_off_units`` on the first batch: the
+  lifecycle unit by unit, a transaction per chunk of 1,000 units (unsent replicas withdrawn,
+  sent ones called off, units failed), as the cancel request and the worker run it.
 * **cancel, raw**: the ceiling, on the second batch: the same end state written with plain
   psycopg in three ``UPDATE`` statements and one transaction, no lifecycle.
 
@@ -125,7 +126,8 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         progress_s = time_progress(ours)
 
         started = time.perf_counter()
-        changed = services.cancel_batch(batch_id=ours.pk, now=timezone.now())
+        services.cancel_batch(batch_id=ours.pk, now=timezone.now())
+        changed, _ = services.call_off_units(batch_id=ours.pk, now=timezone.now())
         cancel_s = time.perf_counter() - started
         started = time.perf_counter()
         with psycopg.connect(opts.database_url) as conn, conn.transaction():

@@ -22,9 +22,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from coordinator.core.errors import DomainError
-from coordinator.science import access, selectors, services, tokens
+from coordinator.science import access, selectors, tasks, tokens
 from coordinator.science.forms import BatchSubmitForm
-from coordinator.science.tasks import split_soon
 from coordinator.work.models import Batch, BatchState
 
 SHOWN_FAILURES = 100
@@ -121,7 +120,7 @@ class BatchAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Batch, form: Any, change: bool) -> None:
         if not change:
-            split_soon(obj.pk)
+            tasks.split_soon(obj.pk)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         """A batch has no related objects to save from this form."""
@@ -196,14 +195,13 @@ class BatchAdmin(admin.ModelAdmin):
     # -- cancelling ----------------------------------------------------------------------
     @admin.action(description="Cancel the selected batches", permissions=["change"])
     def cancel_batches(self, request: HttpRequest, queryset: QuerySet[Batch]) -> None:
-        now = timezone.now()
         for batch in queryset:
             try:
-                changed = services.cancel_batch(batch_id=batch.pk, now=now)
+                changed = tasks.cancel(batch.pk)
             except DomainError as error:
                 self.message_user(request, f"{batch}: {error.message}", messages.WARNING)
             else:
-                self.message_user(request, f"{batch}: cancelled ({changed} units stopped)")
+                self.message_user(request, f"{batch}: cancelled ({changed} units called off so far)")
 
     # -- extra pages: the result file and the API token -------------------------------------
     def get_urls(self) -> list:

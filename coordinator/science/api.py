@@ -27,8 +27,7 @@ from rest_framework.views import APIView
 
 from coordinator.core.errors import AuthenticationRejected, Conflict, InvalidInput, PayloadTooLarge
 from coordinator.core.parsers import SafeJSONParser
-from coordinator.science import access, parameters, selectors, services, tokens
-from coordinator.science.tasks import split_soon
+from coordinator.science import access, parameters, selectors, services, tasks, tokens
 from coordinator.work.models import Batch
 from coordinator.work.services import RedundancyPolicy
 
@@ -244,7 +243,7 @@ class BatchListView(ScientistView):
             if upload is None:
                 raise
             raise InvalidInput(f"parameter_file {upload.name}: {error.message}") from error
-        split_soon(batch.pk)
+        tasks.split_soon(batch.pk)
         return Response(batch_payload(batch), status=201)
 
 
@@ -265,7 +264,7 @@ class BatchCancelView(ScientistView):
     )
     def post(self, request: Request, batch_id: int) -> Response:
         batch = access.batch_of(request.user, batch_id)
-        services.cancel_batch(batch_id=batch.pk, now=timezone.now())
+        tasks.cancel(batch.pk)
         batch.refresh_from_db()
         return Response(batch_payload(batch))
 

@@ -20,6 +20,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Q
 
+from coordinator.science.services import call_off_units
 from coordinator.work.lifecycle import Outcome, ReplicaState, ValidateState
 from coordinator.work.models import Batch, BatchState, Replica, WorkUnit
 
@@ -72,6 +73,19 @@ def clean_assimilated_batches() -> int:
     """Every assimilated batch not cleaned yet (the sweep)."""
     ids = Batch.objects.filter(state=BatchState.DONE, cleaned=False).values_list("pk", flat=True)
     return sum(clean_batch_outputs(batch_id=pk) for pk in list(ids))
+
+
+def finish_cancelled_batches(*, now: datetime, budget_seconds: float = 60.0) -> int:
+    """Cancelled batches whose units are not all called off yet: carry on, then clean up."""
+    changed = 0
+    for pk in list(
+        Batch.objects.filter(state=BatchState.CANCELLED, cleaned=False).values_list("pk", flat=True)
+    ):
+        done_now, finished = call_off_units(batch_id=pk, now=now, budget_seconds=budget_seconds)
+        changed += done_now
+        if finished:
+            clean_batch_outputs(batch_id=pk)
+    return changed
 
 
 def purge_batch_files(*, batch_id: int, now: datetime) -> int:

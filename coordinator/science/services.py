@@ -25,8 +25,8 @@ import workunits
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PermissionRefused
 from coordinator.science.access import is_scientist
 from coordinator.science.parameters import locate_in_table
-from coordinator.work.lifecycle import ReplicaState, UnitState
-from coordinator.work.models import App, Batch, BatchState, Replica, WorkUnit
+from coordinator.work.lifecycle import UnitState
+from coordinator.work.models import App, Batch, BatchState, WorkUnit
 from coordinator.work.services import RedundancyPolicy, UnitSpec, apply_transitions, create_work_units
 
 SPLIT_CHUNK = 1000
@@ -96,37 +96,44 @@ def submit_batch(
 
 
 CANCEL_CHUNK = 1000
+CANCEL_REQUEST_SECONDS = 5.0  # what a cancel request spends calling units off before it answers
 
 
 @transaction.atomic
-def cancel_batch(*, batch_id: int, now: datetime) -> int:
-    """Stop a batch: splitting ends, unsent replicas are withdrawn at once and hosts crunching
-    its units are told to abort at their next call (the lifecycle decides, unit by unit, in
-    this transaction). Cancelling twice is harmless; returns how many units changed."""
+def cancel_batch(*, batch_id: int, now: datetime) -> Batch:
+    """Mark a batch cancelled: splitting stops at once, and from now on the lifecycle calls
+    its units off (:func:`call_off_units`). Cancelling twice is harmless."""
     batch = Batch.objects.select_for_update().filter(pk=batch_id).first()
     if batch is None:
         raise NotFound(f"batch {batch_id} does not exist", code="unknown_batch")
-    if batch.state == BatchState.CANCELLED:
-        return 0
     if batch.state == BatchState.DONE:
         raise Conflict(f"batch {batch_id} is done: there is nothing left to cancel", code="batch_finished")
-    batch.state, batch.finished = BatchState.CANCELLED, now
-    batch.save(update_fields=["state", "finished"])
-    unfinished = set(batch.units.filter(state=UnitState.ACTIVE).values_list("pk", flat=True))
-    unfinished.update(
-        Replica.objects.filter(
-            workunit__batch=batch, state__in=[ReplicaState.UNSENT, ReplicaState.IN_PROGRESS]
-        ).values_list("workunit_id", flat=True)
-    )
-    ids, changed = sorted(unfinished), 0
-    for start in range(0, len(ids), CANCEL_CHUNK):
-        units = list(
-            WorkUnit.objects.select_for_update()
-            .filter(pk__in=ids[start : start + CANCEL_CHUNK])
-            .order_by("pk")
-        )
-        changed += apply_transitions(units, now=now)
-    return changed
+    if batch.state != BatchState.CANCELLED:
+        batch.state, batch.finished = BatchState.CANCELLED, now
+        batch.save(update_fields=["state", "finished"])
+    return batch
+
+
+def call_off_units(*, batch_id: int, now: datetime, budget_seconds: float | None = None) -> tuple[int, bool]:
+    """Run the lifecycle over a cancelled batch's units, a chunk per transaction: unsent
+    replicas are withdrawn, replicas out on hosts are called off (the host hears it at its
+    next call), unfinished units fail as cancelled. Chunks go in unit order, the order
+    dispatch sends them in, and faster than it sends (docs/benchmarks.md), so little more
+    goes out once a cancel starts. Returns (units changed, whether every unit was seen)."""
+    started, last, changed = time.monotonic(), 0, 0
+    while True:
+        with transaction.atomic():
+            units = list(
+                WorkUnit.objects.select_for_update(of=("self",))
+                .filter(batch_id=batch_id, pk__gt=last)
+                .order_by("pk")[:CANCEL_CHUNK]
+            )
+            if not units:
+                return changed, True
+            changed += apply_transitions(units, now=now)
+        last = units[-1].pk
+        if budget_seconds is not None and time.monotonic() - started > budget_seconds:
+            return changed, False
 
 
 def batch_policy(batch: Batch) -> RedundancyPolicy:

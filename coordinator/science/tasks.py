@@ -28,8 +28,27 @@ def assimilation_sweep() -> None:
 @dramatiq.actor(max_retries=0, time_limit=300_000)
 def cleanup_sweep() -> None:
     """Outputs nobody needs after assimilation; inputs and outputs of retired batches."""
+    cleanup.finish_cancelled_batches(now=timezone.now())
     cleanup.clean_assimilated_batches()
     cleanup.purge_retired_batches(now=timezone.now())
+
+
+@dramatiq.actor(max_retries=3, time_limit=300_000)
+def finish_cancel(batch_id: int) -> None:
+    """Call off the rest of a big cancelled batch's units (the cleanup sweep would, later)."""
+    cleanup.finish_cancelled_batches(now=timezone.now(), budget_seconds=240)
+
+
+def cancel(batch_id: int) -> int:
+    """Cancel a batch for a request: mark it, call off what a few seconds allow, and leave
+    the rest to a worker. Returns how many units changed during the request."""
+    services.cancel_batch(batch_id=batch_id, now=timezone.now())
+    changed, finished = services.call_off_units(
+        batch_id=batch_id, now=timezone.now(), budget_seconds=services.CANCEL_REQUEST_SECONDS
+    )
+    if not finished:
+        hint(finish_cancel, batch_id)
+    return changed
 
 
 def split_soon(batch_id: int) -> None:

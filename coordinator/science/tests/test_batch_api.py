@@ -10,6 +10,7 @@ from django.utils import timezone
 from tessera_client.protocol import Report
 
 from coordinator.core import keys
+from coordinator.science import cleanup, services
 from coordinator.science.services import split_due_batches
 from coordinator.testing import SignedHost, assert_error, make_host, make_scientist, make_volunteer
 from coordinator.work.lifecycle import FailureReason, Outcome, ReplicaState, UnitState
@@ -202,3 +203,22 @@ def test_a_batch_that_is_done_cannot_be_cancelled(published):
     batch_id = submit(api(token), app="montecarlo_pi", name="pi", parameters=PI).json()["id"]
     Batch.objects.filter(pk=batch_id).update(state=BatchState.DONE)
     assert_error(api(token).post(f"/api/v1/batches/{batch_id}/cancel"), 409, "batch_finished")
+
+
+def test_a_big_cancel_answers_at_once_and_a_worker_calls_off_the_rest(published, monkeypatch, empty_broker):
+    _, token = make_scientist()
+    batch_id = submit(api(token), app="montecarlo_pi", name="pi", parameters=PI).json()["id"]
+    split_due_batches(now=timezone.now())
+    monkeypatch.setattr(services, "CANCEL_CHUNK", 1)
+    monkeypatch.setattr(services, "CANCEL_REQUEST_SECONDS", 0.0)
+
+    assert api(token).post(f"/api/v1/batches/{batch_id}/cancel").json()["state"] == "cancelled"
+
+    units = WorkUnit.objects.filter(batch_id=batch_id)
+    assert units.filter(state=UnitState.ACTIVE).count() == 3, "one chunk in the request, the rest later"
+    queued = [json.loads(m)["actor_name"] for m in list(empty_broker.queues["default"].queue)]
+    assert queued == ["finish_cancel"]
+    assert cleanup.finish_cancelled_batches(now=timezone.now()) == 3
+    assert not units.filter(state=UnitState.ACTIVE).exists()
+    assert Batch.objects.get(pk=batch_id).cleaned
+    assert cleanup.finish_cancelled_batches(now=timezone.now()) == 0
