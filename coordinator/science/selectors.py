@@ -31,7 +31,12 @@ class BatchProgress:
 
 
 def batch_progress(batch: Batch, *, now: datetime) -> BatchProgress:
-    """Three counting queries over the batch's units (they are indexed by batch)."""
+    """Three counting queries over the batch's units (they are indexed by batch); none for
+    an assimilated batch, whose counts were kept when it finished."""
+    if batch.state == BatchState.DONE and batch.finished is not None:
+        validated = batch.units_created - batch.units_failed
+        hours = max((batch.finished - batch.created).total_seconds(), 1.0) / 3600
+        return BatchProgress(batch.units_created, 0, 0, validated, batch.units_failed, validated / hours, 0.0)
     by_state = dict(batch.units.values_list("state").annotate(n=Count("id")).order_by())
     validated, failed = by_state.get(UnitState.DONE, 0), by_state.get(UnitState.FAILED, 0)
     out = Q(state=ReplicaState.IN_PROGRESS) | Q(

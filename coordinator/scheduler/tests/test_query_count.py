@@ -10,19 +10,22 @@ from coordinator.testing import SignedHost, make_app, make_host, make_units
 pytestmark = pytest.mark.django_db
 
 # Signature check and nonce (2), reports (4), claim (8 with the host's reputations), the
-# credit standing in the reply (1), plus savepoints or BEGIN/COMMIT.
-MAX_STATEMENTS = 19
+# credit standing in the reply (1), the called-off check of the tasks still held (1), plus
+# savepoints or BEGIN/COMMIT.
+MAX_STATEMENTS = 20
 
 
 def statements_for_one_rpc(batch: int) -> int:
-    make_units(make_app(), 3 * batch, min_quorum=1, target_nresults=1)
+    make_units(make_app(), 4 * batch, min_quorum=1, target_nresults=1)
     host = SignedHost(*make_host())
-    tasks = host.rpc(tasks=batch).json()["tasks"]
-    reports = [Report(replica=t["replica"], status="success", cpu_time=1, output=b"out") for t in tasks]
+    tasks = host.rpc(tasks=2 * batch).json()["tasks"]
+    finished, held = tasks[:batch], [t["replica"] for t in tasks[batch:]]
+    reports = [Report(replica=t["replica"], status="success", cpu_time=1, output=b"out") for t in finished]
     with CaptureQueriesContext(connection) as captured:
-        reply = host.rpc(reports=reports, tasks=batch)
+        reply = host.rpc(reports=reports, tasks=batch, in_progress=held)
     assert reply.status_code == 200
     assert len(reply.json()["acks"]) == batch and len(reply.json()["tasks"]) == batch
+    assert reply.json()["abort"] == []
     return len(captured.captured_queries)
 
 

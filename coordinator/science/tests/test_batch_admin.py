@@ -161,7 +161,7 @@ def test_the_watch_page_shows_the_picture_and_the_failures(published):
         state="failed", failure_reason=FailureReason.TOO_MANY_ERRORS
     )
     batch.result.save("m.png", ContentFile(b"\x89PNG fake"))
-    Batch.objects.filter(pk=batch.pk).update(state=BatchState.DONE, finished=timezone.now())
+    Batch.objects.filter(pk=batch.pk).update(state=BatchState.DONE, finished=timezone.now(), units_failed=1)
 
     page = signed_in(user).get(f"/admin/work/batch/{batch.pk}/change/").content.decode()
 
