@@ -160,6 +160,7 @@ def test_the_watch_page_shows_the_picture_and_the_failures(published):
     WorkUnit.objects.filter(batch=batch, batch_index=1).update(
         state="failed", failure_reason=FailureReason.TOO_MANY_ERRORS
     )
+    batch.refresh_from_db()
     batch.result.save("m.png", ContentFile(b"\x89PNG fake"))
     Batch.objects.filter(pk=batch.pk).update(state=BatchState.DONE, finished=timezone.now(), units_failed=1)
 
