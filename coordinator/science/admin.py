@@ -115,6 +115,14 @@ class BatchAdmin(admin.ModelAdmin):
             return []
         return [field for _, options in self.fieldsets_shown for field in options["fields"]]
 
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        """The watch page: no save buttons, as there is nothing to edit (cancel is an action)."""
+        context = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False}
+        context["show_save_and_add_another"] = False
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
     def save_form(self, request: HttpRequest, form: Any, change: bool) -> Batch:
         return form.instance  # made by the batch service while the form was checked
 
@@ -129,14 +137,12 @@ class BatchAdmin(admin.ModelAdmin):
     @admin.display(description="progress")
     def progress_bar(self, batch: Batch) -> SafeString:
         progress = selectors.batch_progress(batch, now=timezone.now())
+        finished, planned = progress.validated + progress.failed, progress.planned
         return format_html(
-            '<progress max="{}" value="{}" aria-label="{} of {} units finished"></progress> {} / {}',
-            progress.planned,
-            progress.validated + progress.failed,
-            progress.validated + progress.failed,
-            progress.planned,
-            progress.validated + progress.failed,
-            progress.planned,
+            '<progress max="{planned}" value="{finished}" aria-label="{finished} of {planned} units '
+            'finished"></progress> {finished} / {planned}',
+            planned=planned,
+            finished=finished,
         )
 
     @admin.display(description="deadline per task")

@@ -145,6 +145,13 @@ class BatchSerializer(serializers.Serializer):
     priority = serializers.IntegerField()
 
 
+class BatchPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.CharField(allow_null=True)
+    previous = serializers.CharField(allow_null=True)
+    results = BatchSerializer(many=True)
+
+
 class FailedUnitSerializer(serializers.Serializer):
     index = serializers.IntegerField(allow_null=True)
     name = serializers.CharField()
@@ -201,7 +208,7 @@ class BatchListView(ScientistView):
 
     parser_classes = [SafeJSONParser, MultiPartParser]
 
-    @extend_schema(responses={200: BatchSerializer(many=True), **ERRORS})
+    @extend_schema(operation_id="v1_batches_list", responses={200: BatchPageSerializer, **ERRORS})
     def get(self, request: Request) -> Response:
         paginator = LimitOffsetPagination()
         paginator.default_limit, paginator.max_limit = 20, 100
@@ -216,7 +223,8 @@ class BatchListView(ScientistView):
     )
     def post(self, request: Request) -> Response:
         limit = parameters.parameter_file_limit()
-        if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 64 * 1024:
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if not length.isdigit() or int(length) > limit + 64 * 1024:
             raise PayloadTooLarge(f"a batch submission is at most {limit:,} bytes of parameters")
         incoming = BatchSubmitSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
