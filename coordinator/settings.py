@@ -5,10 +5,14 @@ in-memory broker with a worker inside the web process. Production sets ``DATABAS
 ``BROKER_URL`` and ``SECRET_KEY`` (see docs/operators.md).
 """
 
+import contextlib
 import os
+import urllib.parse
 from pathlib import Path
 
 import environ
+
+from coordinator.core.storage_url import default_storage_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -35,6 +39,7 @@ INSTALLED_APPS = [
     "django_dramatiq",
     "rest_framework",
     "drf_spectacular",
+    "django_prometheus",
     "coordinator.accounts",
     "coordinator.work",
     "coordinator.scheduler",
@@ -43,13 +48,16 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "coordinator.urls"
@@ -95,10 +103,16 @@ MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "media")
 MEDIA_URL = "/media/"
 STATIC_URL = "/static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=VAR_DIR / "static")
+# Inputs, outputs, bundles and results: local files (the default) or an S3 bucket.
+STORAGE_URL = env.str("STORAGE_URL", default="")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "default": default_storage_settings(STORAGE_URL),
+    # Served by whitenoise from the web process (no separate static server needed).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+WHITENOISE_USE_FINDERS = True  # also serve app static files when collectstatic has not run
+with contextlib.suppress(OSError):  # whitenoise warns about a missing STATIC_ROOT; a read-only disk is fine
+    Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 # The project's Ed25519 signing key (seals the credit ledger): a file outside the database,
 # made by `manage.py keys create` (see coordinator/core/keys.py).
 PROJECT_KEY_FILE = env.path("PROJECT_KEY_FILE", default=VAR_DIR / "project-signing.key")
@@ -132,9 +146,29 @@ _DRAMATIQ_MIDDLEWARE = [
 if BROKER_URL.startswith("memory://"):
     DRAMATIQ_BROKER = {"BROKER": "dramatiq.brokers.stub.StubBroker", "OPTIONS": {}}
 elif BROKER_URL.startswith("redis"):
-    DRAMATIQ_BROKER = {"BROKER": "dramatiq.brokers.redis.RedisBroker", "OPTIONS": {"url": BROKER_URL}}
+    # Every key under one prefix, so the broker can share a Redis with other programs.
+    DRAMATIQ_BROKER = {
+        "BROKER": "dramatiq.brokers.redis.RedisBroker",
+        "OPTIONS": {"url": BROKER_URL, "namespace": env.str("BROKER_NAMESPACE", default="tessera")},
+    }
 elif BROKER_URL.startswith("amqp"):
-    DRAMATIQ_BROKER = {"BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker", "OPTIONS": {"url": BROKER_URL}}
+    # confirm_delivery: a publish returns only once RabbitMQ has the message (and a deleted
+    # queue is declared again). The heartbeat finds dead connections; the blocked timeout
+    # keeps a publish from hanging while RabbitMQ blocks publishers (memory or disk alarm).
+    # Parameters already in the URL win.
+    _amqp = urllib.parse.urlsplit(BROKER_URL)
+    _amqp_query = {
+        "heartbeat": env.str("BROKER_HEARTBEAT_SECONDS", default="60"),
+        "blocked_connection_timeout": "30",
+        **dict(urllib.parse.parse_qsl(_amqp.query)),
+    }
+    DRAMATIQ_BROKER = {
+        "BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
+        "OPTIONS": {
+            "url": _amqp._replace(query=urllib.parse.urlencode(_amqp_query)).geturl(),
+            "confirm_delivery": True,
+        },
+    }
 else:
     raise environ.ImproperlyConfigured(
         f"BROKER_URL must be memory://, redis://… or amqp://…, not {BROKER_URL!r}"
@@ -142,7 +176,8 @@ else:
 DRAMATIQ_BROKER["MIDDLEWARE"] = _DRAMATIQ_MIDDLEWARE
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
 EMBEDDED_WORKER = BROKER_URL.startswith("memory://")
-# How often the periodic sweeps (transitioner, deadlines, nonce purge) are enqueued.
+# How often the periodic sweeps (transitioner, deadlines, nonce purge) are enqueued: by the
+# embedded runtime, or with a real broker by the one `manage.py run_scheduler` process.
 SWEEP_INTERVAL_SECONDS = env.float("SWEEP_INTERVAL_SECONDS", default=5.0)
 
 # --- The volunteer protocol ----------------------------------------------------------
@@ -161,6 +196,8 @@ TESSERA = {
     # When to call again: soon while there is work, later when there is none.
     "RPC_DELAY_WITH_WORK": env.int("RPC_DELAY_WITH_WORK", default=5),
     "RPC_DELAY_NO_WORK": env.int("RPC_DELAY_NO_WORK", default=300),
+    # How long a host's presigned upload policy lasts: it asks for one just before uploading.
+    "UPLOAD_POLICY_SECONDS": env.int("UPLOAD_POLICY_SECONDS", default=3600),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = TESSERA["OUTPUT_BYTES_CEILING"]
 
@@ -202,10 +239,22 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# LOG_FORMAT=json: one JSON object a line (python-json-logger), for log collectors.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "text"}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -135,10 +136,29 @@ class SignedHost:
             payload["in_progress"] = in_progress
         return self.send("POST", "/api/v1/scheduler", json.dumps(payload).encode())
 
-    def upload(self, replica_id: int, data: bytes):
-        return self.send(
-            "PUT", f"/api/v1/replicas/{replica_id}/output", data, content_type="application/octet-stream"
-        )
+    def upload_policy(self, replica_id: int):
+        return self.send("POST", f"/api/v1/replicas/{replica_id}/upload", b"{}")
+
+    def upload(self, replica_id: int, data: bytes, *, policy: dict | None = None):
+        """Upload as the client does: ask for the replica's policy, then POST the bytes to the
+        storage it names (the coordinator's local endpoint here, or an S3 bucket)."""
+        if policy is None:
+            granted = self.upload_policy(replica_id)
+            if granted.status_code != 200:
+                return granted
+            policy = granted.json()
+        return post_object(self.client, policy, data)
+
+
+def post_object(client: Client, policy: dict, data: bytes):
+    """POST ``data`` under an upload policy: to the local endpoint through the test client,
+    or to an S3 server over HTTP."""
+    if policy["url"].startswith("/"):
+        form = {**policy["fields"], "file": SimpleUploadedFile("output", data)}
+        return client.post(policy["url"], form)
+    import requests
+
+    return requests.post(policy["url"], data=policy["fields"], files={"file": ("output", data)}, timeout=30)
 
 
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:

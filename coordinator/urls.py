@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from coordinator.accounts import api as accounts_api
 from coordinator.core import api as core_api
+from coordinator.core import health, metrics, transfers
 from coordinator.core import views as core_views
 from coordinator.scheduler import api as scheduler_api
 from coordinator.science import api as science_api
@@ -18,8 +19,9 @@ api_v1 = [
     path("volunteers/token", accounts_api.TokenView.as_view(), name="volunteer-token"),
     path("hosts", accounts_api.HostRegisterView.as_view(), name="host-register"),
     path("scheduler", scheduler_api.SchedulerView.as_view(), name="scheduler"),
-    path("replicas/<int:replica_id>/output", scheduler_api.OutputUploadView.as_view(), name="replica-output"),
-    path("replicas/<int:replica_id>/input", scheduler_api.InputDownloadView.as_view(), name="replica-input"),
+    path("replicas/<int:replica_id>/upload", scheduler_api.UploadPolicyView.as_view(), name="replica-upload"),
+    path("objects/download", transfers.ObjectDownloadView.as_view(), name="object-download"),
+    path("objects/upload", transfers.ObjectUploadView.as_view(), name="object-upload"),
     path(
         "app-versions/<int:version_id>/bundle",
         work_api.BundleDownloadView.as_view(),
@@ -46,6 +48,9 @@ api_v1 = [
 
 urlpatterns = [
     path("", core_views.home, name="home"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -106,6 +106,18 @@ class Report:
         return data
 
 
+def _storage_error(response: requests.Response) -> str:
+    """The error code of a refused upload: S3's XML ``<Code>``, or the project's JSON ``error``."""
+    text = response.text[:2000]
+    if "<Code>" in text:
+        return text.split("<Code>", 1)[1].split("</Code>", 1)[0][:64]
+    try:
+        payload = response.json()
+    except ValueError:
+        return "error"
+    return str(payload.get("error", "error"))[:64] if isinstance(payload, dict) else "error"
+
+
 class ProjectSession:
     """One host attached to one coordinator, over a kept-alive HTTP session."""
 
@@ -137,13 +149,19 @@ class ProjectSession:
         parts = urlsplit(url_or_path)
         return parts.path + (f"?{parts.query}" if parts.query else "")
 
-    def _url(self, url_or_path: str) -> str:
-        """Where a path or URL from the coordinator points; only ever at the project itself, so
-        a tampered reply cannot send this host's requests (or uploads) to another server."""
+    def _url(self, url_or_path: str, *, presigned: bool = False) -> str:
+        """Where a path or URL from the coordinator points. Signed requests only ever go to the
+        project itself, so a tampered reply cannot make this host sign for another server.
+        A presigned transfer (an input to GET, an output to POST) carries no signature and may
+        point at the project's object storage (an S3 bucket), over HTTP(S) only."""
         if "://" not in url_or_path:
             if not url_or_path.startswith("/"):
                 raise ProtocolError(0, "foreign_url", f"{url_or_path[:200]!r} is not a path on the project")
             return self.base_url + url_or_path
+        if presigned:
+            if urlsplit(url_or_path).scheme not in ("http", "https"):
+                raise ProtocolError(0, "foreign_url", f"{url_or_path[:200]!r} is not an HTTP(S) URL")
+            return url_or_path
         if urlsplit(url_or_path)[:2] != urlsplit(self.base_url)[:2]:
             raise ProtocolError(0, "foreign_url", f"{url_or_path[:200]!r} is not on {self.base_url}")
         return url_or_path
@@ -173,7 +191,7 @@ class ProjectSession:
         headers.update(extra_headers or {})
         response = self.http.request(
             method,
-            self._url(url_or_path),
+            self._url(url_or_path, presigned=not sign),
             data=body or None,
             headers=headers,
             timeout=self.timeout,
@@ -272,8 +290,26 @@ class ProjectSession:
             response.close()
         return b"".join(chunks)
 
-    def upload_output(self, upload_url: str, data: bytes) -> dict[str, Any]:
-        return self.request("PUT", upload_url, body=data, content_type="application/octet-stream").json()
+    def upload_output(self, upload_url: str, data: bytes) -> None:
+        """Ask the project (signed) for this output's upload policy, then POST the bytes straight
+        to the storage it names (an S3 bucket, or the project's own object endpoint)."""
+        policy = self.post_json(upload_url, {})
+        try:
+            url, fields = str(policy["url"]), {str(k): str(v) for k, v in dict(policy["fields"]).items()}
+            file_field = str(policy.get("file_field", "file"))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ProtocolError(0, "bad_reply", f"the upload policy is malformed: {error}") from error
+        if len(data) > int(policy.get("max_bytes", len(data))):
+            raise ProtocolError(0, "too_large", f"the output is {len(data)} bytes; the policy allows fewer")
+        response = self.http.post(
+            self._url(url, presigned=True),
+            data=fields,
+            files={file_field: ("output", data, "application/octet-stream")},
+            timeout=self.timeout,
+        )
+        with response:
+            if response.status_code >= 300:
+                raise ProtocolError(response.status_code, _storage_error(response), response.text[:300])
 
     def fetch_input(self, task: dict[str, Any]) -> bytes:
         """A task's input: inline in the reply when small, else downloaded and hash-checked."""
@@ -281,7 +317,7 @@ class ProjectSession:
             data = b64decode(task["input_inline"])
         else:
             limit = min(int(task["input_size"]), MAX_INPUT_BYTES)
-            data = self.download(task["input_url"], max_bytes=limit, sign=True)
+            data = self.download(task["input_url"], max_bytes=limit)  # presigned: no signature
         if hashlib.sha256(data).hexdigest() != task["input_sha256"]:
             raise ProtocolError(0, "bad_input_hash", "input does not match its SHA-256")
         return data

@@ -45,3 +45,16 @@ def test_only_a_refusal_about_a_report_may_set_a_report_aside():
     assert not report_at_fault(ProtocolError(400, "invalid_input", {"host_info": {"n_cpus": ["too many"]}}))
     assert not report_at_fault(ProtocolError(401, "stale_timestamp", "check the clock"))
     assert not report_at_fault(ProtocolError(409, "retry", "work was claimed concurrently; ask again"))
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/x", "gopher://127.0.0.1/x"])
+def test_presigned_transfers_may_reach_the_storage_over_http_only(url):
+    session = ProjectSession("http://127.0.0.1:8000", HostKey.generate(), host_id=1)
+    bucket = "http://127.0.0.1:8333/tessera/outputs/1/2?X-Amz-Signature=abc"
+    with session:
+        assert session._url(bucket, presigned=True) == bucket  # an S3 bucket elsewhere is fine unsigned
+        with pytest.raises(ProtocolError) as refused:
+            session._url(url, presigned=True)
+        assert refused.value.code == "foreign_url"
+        with pytest.raises(ProtocolError):
+            session.request("GET", bucket)  # but never a signed request

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpResponse
 from django.urls import reverse
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import BasePermission
@@ -19,8 +17,10 @@ from tessera_client.signing import b64encode
 
 from coordinator.accounts.authentication import HostSignatureAuthentication
 from coordinator.accounts.models import Host
+from coordinator.core import objects
 from coordinator.core.fields import SHA256_HEX, Base64Field
 from coordinator.core.hints import hint
+from coordinator.core.metrics import DISPATCHED, REPORTED
 from coordinator.scheduler import services
 from coordinator.scheduler.services import Assignment, HostInfo, ReportIn, RpcResult, WorkRequest
 from coordinator.work.lifecycle import Outcome
@@ -126,14 +126,16 @@ class TaskSerializer(serializers.Serializer):
     workunit = serializers.CharField()
     app_version = AppVersionOutSerializer()
     input_inline = serializers.CharField(allow_null=True, help_text="the input, base64, when small")
-    input_url = serializers.CharField(allow_null=True, help_text="where to download a larger input")
+    input_url = serializers.CharField(
+        allow_null=True, help_text="a presigned URL to GET a larger input from (no signature needed)"
+    )
     input_sha256 = serializers.CharField()
     input_size = serializers.IntegerField()
     fpops_estimate = serializers.FloatField()
     memory_bytes = serializers.IntegerField(help_text="memory the unit needs; 0 when unstated")
     deadline = serializers.DateTimeField()
     max_output_bytes = serializers.IntegerField()
-    upload_url = serializers.CharField()
+    upload_url = serializers.CharField(help_text="where to ask (signed) for the output's upload policy")
 
 
 class AckSerializer(serializers.Serializer):
@@ -180,14 +182,16 @@ def task_payload(assignment: Assignment) -> dict[str, Any]:
             "size": version.bundle_size,
         },
         "input_inline": b64encode(bytes(unit.input_inline)) if inline else None,
-        "input_url": None if inline else reverse("replica-input", args=[assignment.replica_id]),
+        "input_url": None
+        if inline
+        else objects.presigned_get(unit.input_file.name, expires_in=unit.delay_bound),
         "input_sha256": unit.input_sha256,
         "input_size": unit.input_size,
         "fpops_estimate": unit.fpops_estimate,
         "memory_bytes": unit.memory_bytes,
         "deadline": assignment.deadline.isoformat(),
         "max_output_bytes": version.max_output_bytes,
-        "upload_url": reverse("replica-output", args=[assignment.replica_id]),
+        "upload_url": reverse("replica-upload", args=[assignment.replica_id]),
     }
 
 
@@ -213,10 +217,13 @@ class SchedulerView(HostView):
         incoming = SchedulerRequestSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         work = incoming.validated_data.get("work_request") or {}
+        reports = [report_from(data) for data in incoming.validated_data["reports"]]
+        uploaded = services.check_uploads(host=request.auth, reports=reports)  # outside the transaction
         now = timezone.now()
         result = services.scheduler_rpc(
             host=request.auth,
-            reports=[report_from(data) for data in incoming.validated_data["reports"]],
+            reports=reports,
+            uploaded=uploaded,
             work_request=WorkRequest(tasks=work.get("tasks", 0), seconds=work.get("seconds", 0.0)),
             host_info=HostInfo(**incoming.validated_data.get("host_info", {})),
             in_progress=incoming.validated_data["in_progress"],
@@ -224,35 +231,33 @@ class SchedulerView(HostView):
         )
         if result.touched_units:
             hint(transition_units, result.touched_units)
+        DISPATCHED.inc(len(result.assignments))
+        for ack in result.acks:
+            REPORTED.labels(ack.status).inc()
         return Response(reply_payload(result, now))
 
 
-class OutputUploadSerializer(serializers.Serializer):
-    replica = serializers.IntegerField()
-    sha256 = serializers.CharField()
-    size = serializers.IntegerField()
+class UploadPolicySerializer(serializers.Serializer):
+    url = serializers.CharField(help_text="POST the form here: the S3 bucket, or the coordinator's own")
+    fields = serializers.DictField(child=serializers.CharField(), help_text="form fields, before the file")
+    file_field = serializers.CharField(help_text="the form field that carries the output, last")
+    max_bytes = serializers.IntegerField()
+    expires_at = serializers.FloatField(help_text="Unix time after which the storage refuses it")
 
 
-class OutputUploadView(HostView):
-    """Upload a replica's output file; the report that follows names its SHA-256."""
+class UploadPolicyView(HostView):
+    """A presigned POST policy for one replica's output: the host uploads the bytes straight
+    to storage, then reports; the report is checked against what storage holds."""
 
-    parser_classes: list = []
-    max_body_bytes = settings.TESSERA["OUTPUT_BYTES_CEILING"]
-
-    @extend_schema(
-        request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses={200: OutputUploadSerializer, **ERRORS},
-    )
-    def put(self, request: Request, replica_id: int) -> Response:
-        data = request.body
-        digest = services.store_output(host=request.auth, replica_id=replica_id, data=data)
-        return Response({"replica": replica_id, "sha256": digest, "size": len(data)})
-
-
-class InputDownloadView(HostView):
-    """A larger work-unit input, for the host holding one of its replicas."""
-
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **ERRORS})
-    def get(self, request: Request, replica_id: int) -> HttpResponse:
-        data = services.input_of(host=request.auth, replica_id=replica_id)
-        return HttpResponse(data, content_type="application/octet-stream")
+    @extend_schema(request=None, responses={200: UploadPolicySerializer, **ERRORS})
+    def post(self, request: Request, replica_id: int) -> Response:
+        policy = services.upload_policy(host=request.auth, replica_id=replica_id)
+        return Response(
+            {
+                "url": policy.url,
+                "fields": policy.fields,
+                "file_field": "file",
+                "max_bytes": policy.max_bytes,
+                "expires_at": policy.expires_at,
+            }
+        )

@@ -16,14 +16,13 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 
 from coordinator.accounts.models import Host, Volunteer
-from coordinator.core.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, PermissionRefused
+from coordinator.core import objects
+from coordinator.core.errors import Conflict, InvalidInput, NotFound, PermissionRefused
 from coordinator.scheduler.report_writer import ReportRow, write_reports
 from coordinator.validation.credit import rac_now
 from coordinator.validation.models import HostAppReputation
@@ -67,6 +66,10 @@ class ReportIn:
     output_size: int | None = None
     output_inline: bytes | None = None
     message: str = ""
+
+
+# replica id → (size, SHA-256) of its uploaded output, as the coordinator measured it
+Uploaded = dict[int, tuple[int, str]]
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,34 @@ def _is_same_report(row: Replica, report: ReportIn) -> bool:
     return row.outcome == report.status and row.output_sha256 == report.output_sha256
 
 
-def _check_output(row: Replica, report: ReportIn) -> None:
+def output_key(unit_id: int, replica_id: int) -> str:
+    """Where a replica's uploaded output lives: fixed by the upload policy, so a host can
+    only ever write its own replica's object."""
+    return f"outputs/{unit_id}/{replica_id}"
+
+
+def check_uploads(*, host: Host, reports: list[ReportIn]) -> Uploaded:
+    """Before the RPC's transaction: read once every uploaded output these reports name and
+    the host may still report, for its size and SHA-256. Nothing else is read, so a report
+    cannot make the coordinator fetch objects that are not the host's own."""
+    wanted = [r.replica for r in reports if r.status == Outcome.SUCCESS and r.output_inline is None]
+    if not wanted:
+        return {}
+    rows = Replica.objects.filter(REPORTABLE, pk__in=wanted, host=host).values_list(
+        "pk", "workunit_id", "app_version__max_output_bytes"
+    )
+    found: Uploaded = {}
+    for pk, unit_id, limit in rows:
+        try:
+            measured = objects.digest(output_key(unit_id, pk), max_bytes=limit)
+        except objects.ObjectTooLarge:
+            measured = (limit + 1, "")  # never read to the end; matches no report
+        if measured is not None:
+            found[pk] = measured
+    return found
+
+
+def _check_output(row: Replica, report: ReportIn, uploaded: Uploaded) -> None:
     if report.status != Outcome.SUCCESS:
         return
     if report.output_inline is not None:
@@ -155,16 +185,18 @@ def _check_output(row: Replica, report: ReportIn) -> None:
                 f"replica {row.pk}: the inline output does not match output_sha256 and output_size",
                 code="output_mismatch",
             )
-    elif not row.uploaded_sha256:
+    elif row.pk not in uploaded:
         raise InvalidInput(f"replica {row.pk}: upload the output before reporting it", code="output_missing")
-    elif row.uploaded_sha256 != report.output_sha256 or row.output_size != report.output_size:
+    elif uploaded[row.pk] != (report.output_size, report.output_sha256):
         raise InvalidInput(
-            f"replica {row.pk}: output_sha256 does not match the uploaded output", code="output_mismatch"
+            f"replica {row.pk}: output_sha256 and output_size do not match the uploaded output",
+            code="output_mismatch",
         )
 
 
-def _report_row(report: ReportIn) -> ReportRow:
+def _report_row(report: ReportIn, row: Replica, uploaded: Uploaded) -> ReportRow:
     success = report.status == Outcome.SUCCESS
+    stored = success and report.output_inline is None
     return (
         report.replica,
         report.status.value,
@@ -174,6 +206,8 @@ def _report_row(report: ReportIn) -> ReportRow:
         report.output_sha256 if success else "",
         report.output_size if success else None,
         report.output_inline,
+        output_key(row.workunit_id, row.pk) if stored else "",
+        uploaded[row.pk][1] if stored else "",
     )
 
 
@@ -186,7 +220,9 @@ class Recorded:
     error_events: list[tuple[int, int, Event]]
 
 
-def record_reports(*, host: Host, reports: list[ReportIn], now: datetime) -> Recorded:
+def record_reports(
+    *, host: Host, reports: list[ReportIn], now: datetime, uploaded: Uploaded | None = None
+) -> Recorded:
     """Record finished replicas; a report repeated identically is acknowledged again.
 
     Returns the acknowledgements and the units whose replicas changed.
@@ -207,7 +243,6 @@ def record_reports(*, host: Host, reports: list[ReportIn], now: datetime) -> Rec
             "outcome",
             "output_sha256",
             "output_size",
-            "uploaded_sha256",
         )
     }
     to_record: list[tuple[Replica, ReportIn]] = []
@@ -230,7 +265,7 @@ def record_reports(*, host: Host, reports: list[ReportIn], now: datetime) -> Rec
             raise Conflict(
                 f"replica {report.replica} was already reported differently", code="already_reported"
             )
-        _check_output(row, report)
+        _check_output(row, report, uploaded or {})
         to_record.append((row, report))
     if not to_record:
         return Recorded(acks, [], [])
@@ -243,7 +278,8 @@ def record_reports(*, host: Host, reports: list[ReportIn], now: datetime) -> Rec
         .values_list("id", "app_id")
     )
     recorded = [report for _, report in to_record]
-    updated = write_reports(host_id=host.pk, rows=[_report_row(r) for r in recorded], now=now)
+    rows_out = [_report_row(report, row, uploaded or {}) for row, report in to_record]
+    updated = write_reports(host_id=host.pk, rows=rows_out, now=now)
     if updated != len(recorded):
         raise Conflict("a replica changed while it was being reported; send the reports again", code="retry")
     acks.extend(ReportAck(report.replica, "accepted") for report in recorded)
@@ -359,9 +395,11 @@ def scheduler_rpc(
     now: datetime,
     host_info: HostInfo | None = None,
     in_progress: list[int] | None = None,
+    uploaded: Uploaded | None = None,
 ) -> RpcResult:
     """BOINC's scheduler request: reports in, work out, all or nothing. ``in_progress`` names
-    the replicas the host is still crunching; the reply says which of them to abort."""
+    the replicas the host is still crunching; the reply says which of them to abort.
+    ``uploaded`` is what :func:`check_uploads` measured before this transaction."""
     if len(reports) > settings.TESSERA["MAX_REPORTS_PER_RPC"]:
         raise InvalidInput(f"at most {settings.TESSERA['MAX_REPORTS_PER_RPC']} reports per request")
     if host_info is not None and host_info.changes():
@@ -369,7 +407,11 @@ def scheduler_rpc(
         Host.objects.filter(pk=host.pk).update(**host_info.changes())
         for name, value in host_info.changes().items():
             setattr(host, name, value)
-    recorded = record_reports(host=host, reports=reports, now=now) if reports else Recorded([], [], [])
+    recorded = (
+        record_reports(host=host, reports=reports, now=now, uploaded=uploaded)
+        if reports
+        else Recorded([], [], [])
+    )
     if work_request.wants_work:
         assignments = claim_work(host=host, request=work_request, now=now)
     else:
@@ -431,40 +473,14 @@ def _reportable_replica(*, host: Host, replica_id: int) -> Replica:
     return replica
 
 
-def store_output(*, host: Host, replica_id: int, data: bytes) -> str:
-    """Keep a host's output file for a replica it holds; returns the file's SHA-256.
-
-    The file goes through Django's storage API (local disk here, S3 in production). The
-    report that follows must name this same SHA-256.
-    """
+def upload_policy(*, host: Host, replica_id: int) -> objects.UploadPolicy:
+    """A presigned POST policy for this replica's output, for the host that holds it: the key,
+    the app's output limit and a short expiry are fixed, so the bytes go straight to storage."""
     replica = _reportable_replica(host=host, replica_id=replica_id)
     if not _is_reportable(replica):
         raise Conflict(f"replica {replica_id} is already reported", code="already_reported")
-    limit = replica.app_version.max_output_bytes
-    if len(data) > limit:
-        raise PayloadTooLarge(f"the output is {len(data)} bytes; this app allows {limit}")
-    digest = hashlib.sha256(data).hexdigest()
-    name = f"outputs/{replica.workunit_id}/{replica.pk}-{digest[:16]}"
-    created = not default_storage.exists(name)
-    if created:
-        name = default_storage.save(name, ContentFile(data))
-    updated = Replica.objects.filter(REPORTABLE, pk=replica.pk, host=host).update(
-        output_file=name, uploaded_sha256=digest, output_size=len(data)
+    return objects.presigned_post(
+        output_key(replica.workunit_id, replica.pk),
+        max_bytes=replica.app_version.max_output_bytes,
+        expires_in=settings.TESSERA["UPLOAD_POLICY_SECONDS"],
     )
-    if updated != 1:
-        if created:
-            default_storage.delete(name)
-        raise Conflict(f"replica {replica_id} is already reported", code="already_reported")
-    return digest
-
-
-def input_of(*, host: Host, replica_id: int) -> bytes:
-    """The input of a unit, for a host that holds one of its replicas."""
-    replica = _reportable_replica(host=host, replica_id=replica_id)
-    if replica.state != ReplicaState.IN_PROGRESS:
-        raise Conflict(f"replica {replica_id} is not in progress", code="not_in_progress")
-    unit = replica.workunit
-    if unit.input_inline is not None:
-        return bytes(unit.input_inline)
-    with unit.input_file.open("rb") as handle:
-        return handle.read()

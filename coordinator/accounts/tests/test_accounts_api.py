@@ -622,7 +622,7 @@ def _body_appended(world: World) -> tuple[dict[str, str], bytes | None]:
 
 
 def _path_changed(world: World) -> tuple[dict[str, str], bytes | None]:
-    return world.headers(path=f"/api/v1/replicas/{world.replica_id}/output"), None
+    return world.headers(path=f"/api/v1/replicas/{world.replica_id}/upload"), None
 
 
 def _query_added(world: World) -> tuple[dict[str, str], bytes | None]:

@@ -5,15 +5,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 from tessera_client.protocol import Report
 from tessera_client.signing import bundle_message, signature_is_valid
 
 from coordinator.accounts.models import Host
-from coordinator.testing import CODE_SIGNING_KEY, SignedHost, make_app, make_host, make_units, make_volunteer
+from coordinator.testing import (
+    CODE_SIGNING_KEY,
+    SignedHost,
+    assert_error,
+    make_app,
+    make_host,
+    make_units,
+    make_volunteer,
+)
 from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import Replica, WorkUnit
 from coordinator.work.services import transition_due_units
@@ -105,24 +115,29 @@ def test_a_task_carries_what_the_host_needs_to_run_it():
     assert signature_is_valid(
         bytes(CODE_SIGNING_KEY.verify_key), message, base64.b64decode(task["app_version"]["signature"])
     )
-    assert task["upload_url"] == f"/api/v1/replicas/{task['replica']}/output"
+    assert task["upload_url"] == f"/api/v1/replicas/{task['replica']}/upload"
     deadline = Replica.objects.get(pk=task["replica"]).deadline
     assert before + timedelta(seconds=3600) <= deadline <= timezone.now() + timedelta(seconds=3600)
     assert unit.name == task["workunit"]
     assert reply["next_rpc_seconds"] > 0
 
 
-def test_large_inputs_are_downloaded_by_the_host_that_holds_the_replica(settings):
+def test_large_inputs_come_as_a_presigned_link_that_expires(settings, monkeypatch):
     app = make_app()
     data = bytes(range(256)) * 40  # over the inline limit
-    make_units(app, 1, input_data=data)
-    holder, stranger = signed_host(), signed_host()
+    make_units(app, 1, input_data=data, delay_bound=3600)
+    holder = signed_host()
 
     task = holder.rpc(tasks=1).json()["tasks"][0]
 
     assert task["input_inline"] is None
-    assert holder.send("GET", task["input_url"]).content == data
-    assert stranger.send("GET", task["input_url"]).status_code == 403
+    assert task["input_url"].startswith("/api/v1/objects/download?token=")
+    assert b"".join(Client().get(task["input_url"]).streaming_content) == data  # no signature needed
+    forged = task["input_url"][:-3] + ("AAA" if not task["input_url"].endswith("AAA") else "BBB")
+    assert_error(Client().get(forged), 401, "authentication_failed")
+    later = time.time() + 3601
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert_error(Client().get(task["input_url"]), 401, "authentication_failed")
 
 
 def test_a_report_is_recorded_once_and_a_repeat_is_acknowledged():
@@ -160,10 +175,11 @@ def test_an_uploaded_output_is_stored_and_bound_to_the_report():
         reports=[Report(replica=replica_id, status="success", cpu_time=1, output=output, inline=False)]
     )
 
-    assert uploaded.status_code == 200
-    assert uploaded.json()["sha256"] == hashlib.sha256(output).hexdigest()
+    assert uploaded.status_code == 204
     assert reported.status_code == 200
     replica = Replica.objects.get(pk=replica_id)
+    assert replica.output_file.name == f"outputs/{replica.workunit_id}/{replica_id}"
+    assert replica.uploaded_sha256 == replica.output_sha256 == hashlib.sha256(output).hexdigest()
     with replica.output_file.open("rb") as handle:
         assert handle.read() == output
     assert replica.output_size == len(output)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from typing import Any
 
 import pytest
@@ -50,6 +51,8 @@ def snapshot() -> dict[str, Any]:
 
 def stored_outputs(media_root) -> list[str]:
     folder = media_root / "outputs"
+    if not folder.exists():
+        return []
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
 
 
@@ -107,6 +110,10 @@ class Scene:
     def post(self, payload: Any):
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         return self.a.send("POST", SCHEDULER, body)
+
+    @staticmethod
+    def unit_of(replica_id: int) -> int:
+        return Replica.objects.get(pk=replica_id).workunit_id
 
     def report(self, *reports: dict[str, Any], tasks: int = 0):
         payload: dict[str, Any] = {"reports": list(reports)}
@@ -441,7 +448,7 @@ def test_a_refused_request_cannot_be_replayed(scene):
     first = scene.a.client.generic("POST", SCHEDULER, body, content_type="application/json", **headers)
     assert_error(first, 400, "output_missing")
     assert HostNonce.objects.count() == nonces + 1
-    assert scene.a.upload(scene.bad, b"result").status_code == 200
+    assert scene.a.upload(scene.bad, b"result").status_code == 204
     before = snapshot()
 
     replay = scene.a.client.generic("POST", SCHEDULER, body, content_type="application/json", **headers)
@@ -454,7 +461,7 @@ def test_a_refused_request_cannot_be_replayed(scene):
 
 
 def test_a_success_whose_hash_differs_from_the_upload_is_400(scene):
-    assert scene.a.upload(scene.bad, b"uploaded output").status_code == 200
+    assert scene.a.upload(scene.bad, b"uploaded output").status_code == 204
     before = snapshot()
 
     claimed = success(scene.bad, b"something else", inline=False)
@@ -517,69 +524,90 @@ def test_a_bad_work_request_is_400_and_hands_out_nothing(scene, work_request):
     assert len(response.json()["tasks"]) == 1
 
 
-# --- output uploads -------------------------------------------------------------------------
+# --- output uploads: a policy from the coordinator, the bytes straight to storage ------------
 
 
-def test_an_upload_over_the_apps_output_limit_is_413_and_stores_nothing(media_root):
+def stored(response) -> None:
+    assert response.status_code == 204, response.content
+
+
+def test_an_upload_over_the_apps_output_limit_is_refused_by_the_storage_and_stores_nothing(media_root):
     scene = Scene(max_output_bytes=16)
+    policy = scene.a.upload_policy(scene.good).json()
+    assert (
+        policy["max_bytes"] == 16
+        and policy["fields"]["key"] == f"outputs/{scene.unit_of(scene.good)}/{scene.good}"
+    )
     before = snapshot()
 
-    refused(scene, scene.a.upload(scene.good, b"x" * 17), 413, "too_large", before)
+    refused(scene, scene.a.upload(scene.good, b"x" * 17, policy=policy), 413, "too_large", before)
 
     assert not (media_root / "outputs").exists() or stored_outputs(media_root) == []
-    # Control: exactly the limit is fine.
-    response = scene.a.upload(scene.good, b"x" * 16)
-    assert response.status_code == 200, response.content
-    assert response.json() == {"replica": scene.good, "sha256": sha(b"x" * 16), "size": 16}
+    refused(scene, scene.report(success(scene.good, b"x" * 17, inline=False)), 400, "output_missing", before)
+    stored(scene.a.upload(scene.good, b"x" * 16, policy=policy))  # control: exactly the limit
     assert len(stored_outputs(media_root)) == 1
 
 
-def test_an_upload_for_another_hosts_replica_is_403(scene, media_root):
+def test_no_policy_for_another_hosts_replica_an_unknown_one_or_a_reported_one(scene, media_root):
     before = snapshot()
-
-    refused(scene, scene.a.upload(scene.other, b"not mine"), 403, "not_your_replica", before)
-
-    assert not (media_root / "outputs").exists() or stored_outputs(media_root) == []
-    assert scene.b.upload(scene.other, b"mine").status_code == 200  # control: its own host may
-
-
-def test_an_upload_for_an_unknown_replica_is_404(scene, media_root):
+    refused(scene, scene.a.upload_policy(scene.other), 403, "not_your_replica", before)
     unknown = Replica.objects.order_by("-pk").first().pk + 1000
-    before = snapshot()
+    refused(scene, scene.a.upload_policy(unknown), 404, "unknown_replica", before)
+    refused(scene, scene.a.upload_policy(2**63), 404, "unknown_replica", before)
+    assert scene.b.upload_policy(scene.other).status_code == 200  # control: its own host may
 
-    refused(scene, scene.a.upload(unknown, b"data"), 404, "unknown_replica", before)
-    refused(scene, scene.a.upload(2**63, b"data"), 404, "unknown_replica", before)
-
-    assert not (media_root / "outputs").exists() or stored_outputs(media_root) == []
-
-
-def test_an_upload_after_the_replica_was_reported_is_409(scene, media_root):
-    assert scene.a.upload(scene.good, b"result").status_code == 200  # control: before the report
+    stored(scene.a.upload(scene.good, b"result"))
     scene.assert_recorded(
         scene.report(success(scene.good, inline=False), failure(scene.bad)), scene.good, scene.bad
     )
-    files = stored_outputs(media_root)
-    before = snapshot()
-
-    refused(scene, scene.a.upload(scene.good, b"a later output"), 409, "already_reported", before)
-    refused(scene, scene.a.upload(scene.bad, b"output of a failure"), 409, "already_reported", before)
-
+    files, before = stored_outputs(media_root), snapshot()
+    refused(scene, scene.a.upload_policy(scene.good), 409, "already_reported", before)
+    refused(scene, scene.a.upload_policy(scene.bad), 409, "already_reported", before)
     assert stored_outputs(media_root) == files
     assert Replica.objects.get(pk=scene.good).uploaded_sha256 == sha(b"result")
 
 
-def test_an_upload_is_bound_to_its_path_by_the_signature(scene):
-    """Signing one replica's upload path does not let the body land on another replica."""
-    data = b"result"
-    headers = scene.a.headers("PUT", f"/api/v1/replicas/{scene.good}/output", data)
+def test_a_policy_is_for_its_own_key_only_and_the_report_of_another_replica_is_refused(scene, media_root):
+    policy = scene.a.upload_policy(scene.good).json()
+    forged = {
+        **policy,
+        "fields": {**policy["fields"], "key": f"outputs/{scene.unit_of(scene.bad)}/{scene.bad}"},
+    }
+    before = snapshot()
+
+    refused(scene, scene.a.upload(scene.bad, b"result", policy=forged), 401, "authentication_failed", before)
+    assert stored_outputs(media_root) == []
+    # Its own key takes the bytes, but they are the good replica's: reporting them for bad fails.
+    stored(scene.a.upload(scene.good, b"result", policy=policy))
+    before = snapshot()
+    refused(scene, scene.report(success(scene.bad, inline=False)), 400, "output_missing", before)
+    assert Replica.objects.get(pk=scene.bad).granted_credit is None
+
+
+def test_an_expired_or_forged_policy_is_refused_and_nothing_is_credited(scene, media_root, monkeypatch):
+    policy = scene.a.upload_policy(scene.good).json()
+    bad_token = {**policy, "fields": {**policy["fields"], "token": policy["fields"]["token"][:-2] + "xx"}}
+    before = snapshot()
+    refused(
+        scene, scene.a.upload(scene.good, b"result", policy=bad_token), 401, "authentication_failed", before
+    )
+    later = time.time() + settings.TESSERA["UPLOAD_POLICY_SECONDS"] + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+
+    refused(scene, scene.a.upload(scene.good, b"result", policy=policy), 401, "authentication_failed", before)
+
+    assert stored_outputs(media_root) == []
+    monkeypatch.undo()  # the host's clock again, for its signed report
+    refused(scene, scene.report(success(scene.good, inline=False)), 400, "output_missing", before)
+
+
+def test_an_upload_policy_is_bound_to_its_path_by_the_signature(scene):
+    """Signing one replica's policy request does not get a policy for another replica."""
+    headers = scene.a.headers("POST", f"/api/v1/replicas/{scene.good}/upload", b"{}")
     before = snapshot()
 
     response = scene.a.client.generic(
-        "PUT",
-        f"/api/v1/replicas/{scene.bad}/output",
-        data,
-        content_type="application/octet-stream",
-        **headers,
+        "POST", f"/api/v1/replicas/{scene.bad}/upload", b"{}", content_type="application/json", **headers
     )
 
     refused(scene, response, 401, "bad_signature", before)

@@ -1,0 +1,144 @@
+"""Inputs and outputs as objects: hosts move the bytes straight to and from the storage.
+
+A host downloads a large input with a presigned GET URL and uploads an output with a
+presigned POST policy that fixes the object's key, its largest size and an expiry, so the
+coordinator never carries the bytes. When the host reports, the coordinator reads the object
+once to check its size and SHA-256 (:func:`digest`).
+
+Two backends behind one code path, chosen by ``STORAGE_URL`` (``settings.STORAGES``):
+
+- **S3** (django-storages on boto3: AWS, SeaweedFS, MinIO): the storage itself checks the
+  POST policy, and URLs point at the bucket.
+- **Local files** (the embedded default): the same contract, served by the coordinator's
+  ``/api/v1/objects`` endpoints (``core/transfers.py``); the policy travels as a token
+  signed with Django's ``signing`` (the ``SECRET_KEY``), checked the way S3 checks its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.core import signing
+from django.core.files.storage import default_storage
+from django.urls import reverse
+from storages.backends.s3 import S3Storage
+
+CHUNK = 1024 * 1024
+GET_SALT = "tessera.objects.get"
+POST_SALT = "tessera.objects.post"
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600  # S3's limit for a SigV4 presigned URL
+
+
+@dataclass(frozen=True)
+class UploadPolicy:
+    """Everything a host needs to POST one object: where, the form fields, the limits."""
+
+    url: str
+    fields: dict[str, str]
+    key: str
+    max_bytes: int
+    expires_at: float  # Unix time
+
+
+class ObjectTooLarge(Exception):
+    """The stored object is larger than the report may claim (never read to the end)."""
+
+
+def on_s3() -> bool:
+    return isinstance(default_storage, S3Storage)
+
+
+def s3_bucket() -> tuple[Any, str, str]:
+    """The boto3 client, the bucket, and the storage's key prefix."""
+    storage = default_storage
+    return storage.connection.meta.client, storage.bucket_name, storage.location
+
+
+def _s3_key(name: str) -> str:
+    _, _, location = s3_bucket()
+    return f"{location.strip('/')}/{name}" if location else name
+
+
+def presigned_get(name: str, *, expires_in: int) -> str:
+    """A URL anyone holding it may GET ``name`` from until it expires."""
+    expires_in = max(1, min(expires_in, MAX_PRESIGN_SECONDS))
+    if on_s3():
+        client, bucket, _ = s3_bucket()
+        params = {"Bucket": bucket, "Key": _s3_key(name)}
+        return client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+    token = signing.dumps({"k": name, "e": int(time.time()) + expires_in}, salt=GET_SALT, compress=True)
+    return f"{reverse('object-download')}?token={token}"
+
+
+def presigned_post(name: str, *, max_bytes: int, expires_in: int) -> UploadPolicy:
+    """A POST policy for exactly this key, at most ``max_bytes``, until it expires."""
+    expires_in = max(1, min(expires_in, MAX_PRESIGN_SECONDS))
+    expires_at = time.time() + expires_in
+    if on_s3():
+        client, bucket, _ = s3_bucket()
+        key = _s3_key(name)
+        post = client.generate_presigned_post(
+            bucket, key, Conditions=[["content-length-range", 0, max_bytes]], ExpiresIn=expires_in
+        )
+        return UploadPolicy(post["url"], dict(post["fields"]), name, max_bytes, expires_at)
+    token = signing.dumps({"k": name, "m": max_bytes, "e": int(expires_at)}, salt=POST_SALT, compress=True)
+    return UploadPolicy(reverse("object-upload"), {"key": name, "token": token}, name, max_bytes, expires_at)
+
+
+class PolicyRefused(Exception):
+    """A local transfer's token is forged, expired, or for another object."""
+
+
+def _load(token: str, salt: str) -> dict[str, Any]:
+    try:
+        policy = signing.loads(token, salt=salt)
+    except signing.BadSignature as error:
+        raise PolicyRefused("the token is not valid") from error
+    if not isinstance(policy, dict) or int(policy.get("e", 0)) < time.time():
+        raise PolicyRefused("the token has expired")
+    return policy
+
+
+def local_download_name(token: str) -> str:
+    """The object a local presigned GET token names (``PolicyRefused`` otherwise)."""
+    return str(_load(token, GET_SALT)["k"])
+
+
+def local_upload_limit(token: str, key: str) -> int:
+    """The size limit of a local POST policy, once it is checked to be for ``key``."""
+    policy = _load(token, POST_SALT)
+    if policy.get("k") != key:
+        raise PolicyRefused("the policy is for another key")
+    return int(policy["m"])
+
+
+def digest(name: str, *, max_bytes: int) -> tuple[int, str] | None:
+    """The stored object's size and SHA-256, reading it once; None when there is no such object.
+    ``ObjectTooLarge`` if it is over ``max_bytes`` (an S3 object's size is known before reading)."""
+    if on_s3():
+        client, bucket, _ = s3_bucket()
+        try:
+            found = client.get_object(Bucket=bucket, Key=_s3_key(name))
+        except client.exceptions.NoSuchKey:
+            return None
+        if int(found["ContentLength"]) > max_bytes:
+            found["Body"].close()
+            raise ObjectTooLarge(name)
+        handle = found["Body"]
+    else:
+        if not default_storage.exists(name):
+            return None
+        handle = default_storage.open(name, "rb")
+    sha, size = hashlib.sha256(), 0
+    try:
+        while chunk := handle.read(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                raise ObjectTooLarge(name)
+            sha.update(chunk)
+    finally:
+        handle.close()
+    return size, sha.hexdigest()
