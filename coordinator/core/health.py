@@ -6,7 +6,9 @@ work: the database, the broker and the storage all answer (send it no traffic if
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import dramatiq
 from django.core.files.storage import default_storage
@@ -35,8 +37,11 @@ def check_storage() -> None:
     if objects.on_s3():
         client, bucket, _ = objects.s3_bucket()
         client.head_bucket(Bucket=bucket)
-    else:
-        default_storage.listdir("")
+    else:  # local files: the folder is there (or can be made) and takes writes
+        location = Path(default_storage.location)
+        location.mkdir(parents=True, exist_ok=True)
+        if not os.access(location, os.W_OK):
+            raise PermissionError(f"{location} is not writable")
 
 
 CHECKS: dict[str, Callable[[], None]] = {
