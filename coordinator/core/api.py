@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from coordinator.core import keys
 from coordinator.core.errors import Unavailable
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: outputs go straight to storage under a POST policy
 
 
 class ProjectSerializer(serializers.Serializer):

@@ -106,7 +106,7 @@ def test_the_project_endpoint_offers_the_code_signing_key_to_pin(settings):
     assert info["code_signing_key"] == public
     assert info["fingerprint"] == key_fingerprint(b64decode(public))
     assert info["suggested_preferences"] == {"work_buf_hours": 2}
-    assert info["protocol"] == 1
+    assert info["protocol"] == 2
 
 
 def test_the_project_endpoint_can_serve_the_public_key_without_the_private_one(settings):
