@@ -41,7 +41,13 @@ def redis_broker():
 
 
 def start_worker(database_url: str, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": database_url, "BROKER_URL": REDIS_URL, "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "BROKER_URL": REDIS_URL,
+        "BROKER_NAMESPACE": "dramatiq",  # the namespace of the fixture's RedisBroker
+        "LOG_LEVEL": "WARNING",
+    }
     return subprocess.Popen(
         [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "2"],
         cwd=ROOT,

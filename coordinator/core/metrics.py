@@ -9,6 +9,7 @@ at scrape time, so every process answers the same and no worker has to serve the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -19,6 +20,10 @@ from django_prometheus.exports import ExportToDjangoView
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from coordinator.core.brokers import queue_depths
+
+logger = logging.getLogger(__name__)
 
 ACTIVE_HOST_WINDOW = timedelta(hours=1)
 
@@ -54,13 +59,14 @@ class ProjectCollector(Collector):
     @staticmethod
     def queues() -> Iterator[GaugeMetricFamily]:
         try:
-            from coordinator.core.brokers import queue_depths
-        except ImportError:
+            found = queue_depths()
+        except Exception:  # the broker is down: the other figures still matter, and /readyz says so
+            logger.warning("queue depths unavailable", exc_info=True)
             return
         depths = GaugeMetricFamily(
             "tessera_queue_messages", "broker messages by queue and kind", labels=["queue", "kind"]
         )
-        for queue, kinds in queue_depths().items():
+        for queue, kinds in found.items():
             for kind, count in kinds.items():
                 depths.add_metric([queue, kind], count)
         yield depths
