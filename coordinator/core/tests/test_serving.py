@@ -43,6 +43,7 @@ def test_metrics_show_the_project_and_this_process(project_key_file):
     )
     assert float(dispatched.split()[-1]) >= 2
     assert "django_http_requests_total_by_method_total" in text
+    assert 'tessera_queue_messages{kind="ready",queue="default"}' in text
 
 
 def test_json_logs_are_one_object_a_line():
