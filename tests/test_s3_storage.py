@@ -80,12 +80,13 @@ def test_an_output_goes_straight_to_the_bucket_and_is_checked_once_at_report(s3)
     assert stored.status_code == 204, stored.text
     assert report(host, replica).json()["acks"] == [{"replica": replica, "status": "accepted"}]
     row = Replica.objects.get(pk=replica)
-    assert row.uploaded_sha256 == hashlib.sha256(OUTPUT).hexdigest()
-    key = f"outputs/{row.workunit_id}/{replica}"
-    assert (
-        row.output_file.name == key
-        and s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read() == OUTPUT
-    )
+    digest = hashlib.sha256(OUTPUT).hexdigest()
+    assert row.uploaded_sha256 == digest
+    key = f"outputs/{row.workunit_id}/{replica}-{digest[:16]}"  # copied by the bucket, out of reach
+    assert row.output_file.name == key
+    # The policy still holds for an hour, but what the host writes now is not what was checked.
+    assert post_object(host.client, policy, b"swapped after the report").status_code == 204
+    assert s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read() == OUTPUT
     transition_due_units(now=timezone.now())
     assert validate_due_units(now=timezone.now()) == 1  # the validator reads it from the bucket
     assert Replica.objects.get(pk=replica).granted_credit > 0
@@ -94,7 +95,7 @@ def test_an_output_goes_straight_to_the_bucket_and_is_checked_once_at_report(s3)
 def test_the_bucket_refuses_another_key_and_the_report_of_that_replica_is_refused(s3):
     host, mine, other = two_replicas()
     policy = host.upload_policy(mine).json()
-    other_key = f"outputs/{Replica.objects.get(pk=other).workunit_id}/{other}"
+    other_key = f"uploads/{Replica.objects.get(pk=other).workunit_id}/{other}"
 
     refused = post_object(host.client, {**policy, "fields": {**policy["fields"], "key": other_key}}, OUTPUT)
 

@@ -3,7 +3,8 @@
 A host downloads a large input with a presigned GET URL and uploads an output with a
 presigned POST policy that fixes the object's key, its largest size and an expiry, so the
 coordinator never carries the bytes. When the host reports, the coordinator reads the object
-once to check its size and SHA-256 (:func:`digest`).
+once to check its size and SHA-256 and keeps what it checked where the host cannot write
+(:func:`seal`).
 
 Two backends behind one code path, chosen by ``STORAGE_URL`` (``settings.STORAGES``):
 
@@ -16,12 +17,15 @@ Two backends behind one code path, chosen by ``STORAGE_URL`` (``settings.STORAGE
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from django.core import signing
+from django.core.files import File
 from django.core.files.storage import default_storage
 from django.urls import reverse
 from storages.backends.s3 import S3Storage
@@ -115,30 +119,80 @@ def local_upload_limit(token: str, key: str) -> int:
     return int(policy["m"])
 
 
-def digest(name: str, *, max_bytes: int) -> tuple[int, str] | None:
-    """The stored object's size and SHA-256, reading it once; None when there is no such object.
-    ``ObjectTooLarge`` if it is over ``max_bytes`` (an S3 object's size is known before reading)."""
+@dataclass(frozen=True)
+class Sealed:
+    """An upload, measured and kept under a name its uploader cannot write."""
+
+    name: str
+    size: int
+    sha256: str
+    upload: str  # what the uploader wrote, free to delete once the report is recorded
+
+
+class ObjectChanged(Exception):
+    """The upload was replaced while it was being sealed."""
+
+
+def seal(upload: str, *, into: str, max_bytes: int) -> Sealed | None:
+    """Read the object at ``upload`` once for its size and SHA-256, and keep exactly the bytes
+    measured as ``<into>-<sha256 prefix>``: a host can still overwrite its upload with its
+    policy, but never what was checked. None when there is no upload.
+
+    On S3 the copy is done by the bucket, conditional on the object's ETag (the coordinator
+    never carries the bytes); locally the bytes are written while they are hashed.
+    ``ObjectTooLarge`` if the upload is over ``max_bytes``; ``ObjectChanged`` if it was
+    replaced during the check."""
     if on_s3():
-        client, bucket, _ = s3_bucket()
-        try:
-            found = client.get_object(Bucket=bucket, Key=_s3_key(name))
-        except client.exceptions.NoSuchKey:
-            return None
-        if int(found["ContentLength"]) > max_bytes:
-            found["Body"].close()
-            raise ObjectTooLarge(name)
-        handle = found["Body"]
-    else:
-        if not default_storage.exists(name):
-            return None
-        handle = default_storage.open(name, "rb")
-    sha, size = hashlib.sha256(), 0
+        return _seal_s3(upload, into, max_bytes)
+    if not default_storage.exists(upload):
+        return None
+    with default_storage.open(upload, "rb") as handle, tempfile.SpooledTemporaryFile(CHUNK) as copy:
+        size, sha = _measure(handle, max_bytes, upload, copy)
+        copy.seek(0)
+        name = f"{into}-{sha[:16]}"
+        default_storage.delete(name)
+        default_storage.save(name, File(copy))
+    return Sealed(name, size, sha, upload)
+
+
+def _seal_s3(upload: str, into: str, max_bytes: int) -> Sealed | None:
+    client, bucket, _ = s3_bucket()
     try:
-        while chunk := handle.read(CHUNK):
-            size += len(chunk)
-            if size > max_bytes:
-                raise ObjectTooLarge(name)
-            sha.update(chunk)
-    finally:
-        handle.close()
+        found = client.get_object(Bucket=bucket, Key=_s3_key(upload))
+    except client.exceptions.NoSuchKey:
+        return None
+    if int(found["ContentLength"]) > max_bytes:
+        found["Body"].close()
+        raise ObjectTooLarge(upload)
+    with contextlib.closing(found["Body"]) as body:
+        size, sha = _measure(body, max_bytes, upload)
+    name = f"{into}-{sha[:16]}"
+    try:
+        client.copy_object(
+            Bucket=bucket,
+            Key=_s3_key(name),
+            CopySource={"Bucket": bucket, "Key": _s3_key(upload)},
+            CopySourceIfMatch=found["ETag"],
+        )
+    except client.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+            raise ObjectChanged(upload) from error
+        raise
+    return Sealed(name, size, sha, upload)
+
+
+def _measure(handle: Any, max_bytes: int, name: str, copy: Any = None) -> tuple[int, str]:
+    sha, size = hashlib.sha256(), 0
+    while chunk := handle.read(CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise ObjectTooLarge(name)
+        sha.update(chunk)
+        if copy is not None:
+            copy.write(chunk)
     return size, sha.hexdigest()
+
+
+def delete(name: str) -> None:
+    """Forget an object (a missing one is no error)."""
+    default_storage.delete(name)

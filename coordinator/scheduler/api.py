@@ -229,6 +229,7 @@ class SchedulerView(HostView):
             in_progress=incoming.validated_data["in_progress"],
             now=now,
         )
+        services.forget_uploads(uploaded)  # the reports are recorded: what was checked is kept
         if result.touched_units:
             hint(transition_units, result.touched_units)
         DISPATCHED.inc(len(result.assignments))

@@ -68,8 +68,8 @@ class ReportIn:
     message: str = ""
 
 
-# replica id → (size, SHA-256) of its uploaded output, as the coordinator measured it
-Uploaded = dict[int, tuple[int, str]]
+# replica id → its uploaded output, measured and sealed by the coordinator
+Uploaded = dict[int, objects.Sealed]
 
 
 @dataclass(frozen=True)
@@ -147,16 +147,21 @@ def _is_same_report(row: Replica, report: ReportIn) -> bool:
     return row.outcome == report.status and row.output_sha256 == report.output_sha256
 
 
+def upload_key(unit_id: int, replica_id: int) -> str:
+    """Where a host uploads a replica's output: fixed by the upload policy, so a host can only
+    ever write its own replica's object."""
+    return f"uploads/{unit_id}/{replica_id}"
+
+
 def output_key(unit_id: int, replica_id: int) -> str:
-    """Where a replica's uploaded output lives: fixed by the upload policy, so a host can
-    only ever write its own replica's object."""
+    """Where the checked output is kept (with its hash appended): no host can write here."""
     return f"outputs/{unit_id}/{replica_id}"
 
 
 def check_uploads(*, host: Host, reports: list[ReportIn]) -> Uploaded:
     """Before the RPC's transaction: read once every uploaded output these reports name and
-    the host may still report, for its size and SHA-256. Nothing else is read, so a report
-    cannot make the coordinator fetch objects that are not the host's own."""
+    the host may still report, for its size and SHA-256, and seal it (objects.seal). Nothing
+    else is read, so a report cannot make the coordinator fetch objects not the host's own."""
     wanted = [r.replica for r in reports if r.status == Outcome.SUCCESS and r.output_inline is None]
     if not wanted:
         return {}
@@ -166,12 +171,19 @@ def check_uploads(*, host: Host, reports: list[ReportIn]) -> Uploaded:
     found: Uploaded = {}
     for pk, unit_id, limit in rows:
         try:
-            measured = objects.digest(output_key(unit_id, pk), max_bytes=limit)
-        except objects.ObjectTooLarge:
-            measured = (limit + 1, "")  # never read to the end; matches no report
-        if measured is not None:
-            found[pk] = measured
+            sealed = objects.seal(upload_key(unit_id, pk), into=output_key(unit_id, pk), max_bytes=limit)
+        except (objects.ObjectTooLarge, objects.ObjectChanged):
+            sealed = objects.Sealed("", limit + 1, "", "")  # matches no report: refused as a mismatch
+        if sealed is not None:
+            found[pk] = sealed
     return found
+
+
+def forget_uploads(uploaded: Uploaded) -> None:
+    """After the reports committed: the hosts' own copies are no longer needed."""
+    for sealed in uploaded.values():
+        if sealed.upload:
+            objects.delete(sealed.upload)
 
 
 def _check_output(row: Replica, report: ReportIn, uploaded: Uploaded) -> None:
@@ -187,7 +199,7 @@ def _check_output(row: Replica, report: ReportIn, uploaded: Uploaded) -> None:
             )
     elif row.pk not in uploaded:
         raise InvalidInput(f"replica {row.pk}: upload the output before reporting it", code="output_missing")
-    elif uploaded[row.pk] != (report.output_size, report.output_sha256):
+    elif (uploaded[row.pk].size, uploaded[row.pk].sha256) != (report.output_size, report.output_sha256):
         raise InvalidInput(
             f"replica {row.pk}: output_sha256 and output_size do not match the uploaded output",
             code="output_mismatch",
@@ -206,8 +218,8 @@ def _report_row(report: ReportIn, row: Replica, uploaded: Uploaded) -> ReportRow
         report.output_sha256 if success else "",
         report.output_size if success else None,
         report.output_inline,
-        output_key(row.workunit_id, row.pk) if stored else "",
-        uploaded[row.pk][1] if stored else "",
+        uploaded[row.pk].name if stored else "",
+        uploaded[row.pk].sha256 if stored else "",
     )
 
 
@@ -480,7 +492,7 @@ def upload_policy(*, host: Host, replica_id: int) -> objects.UploadPolicy:
     if not _is_reportable(replica):
         raise Conflict(f"replica {replica_id} is already reported", code="already_reported")
     return objects.presigned_post(
-        output_key(replica.workunit_id, replica.pk),
+        upload_key(replica.workunit_id, replica.pk),
         max_bytes=replica.app_version.max_output_bytes,
         expires_in=settings.TESSERA["UPLOAD_POLICY_SECONDS"],
     )

@@ -9,6 +9,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.core.files.storage import default_storage
 from django.test import Client
 from django.utils import timezone
 from tessera_client.protocol import Report
@@ -178,8 +179,12 @@ def test_an_uploaded_output_is_stored_and_bound_to_the_report():
     assert uploaded.status_code == 204
     assert reported.status_code == 200
     replica = Replica.objects.get(pk=replica_id)
-    assert replica.output_file.name == f"outputs/{replica.workunit_id}/{replica_id}"
-    assert replica.uploaded_sha256 == replica.output_sha256 == hashlib.sha256(output).hexdigest()
+    digest = hashlib.sha256(output).hexdigest()
+    assert replica.output_file.name == f"outputs/{replica.workunit_id}/{replica_id}-{digest[:16]}"
+    assert replica.uploaded_sha256 == replica.output_sha256 == digest
+    # The host's own copy is gone, and overwriting it with its still valid policy changes nothing.
+    assert not default_storage.exists(f"uploads/{replica.workunit_id}/{replica_id}")
+    assert client.upload(replica_id, b"swapped").status_code == 409  # no new policy after the report
     with replica.output_file.open("rb") as handle:
         assert handle.read() == output
     assert replica.output_size == len(output)

@@ -50,10 +50,14 @@ def snapshot() -> dict[str, Any]:
 
 
 def stored_outputs(media_root) -> list[str]:
-    folder = media_root / "outputs"
-    if not folder.exists():
-        return []
-    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
+    """Every output file: hosts' uploads and the coordinator's checked copies."""
+    return sorted(
+        str(path.relative_to(media_root))
+        for folder in (media_root / "uploads", media_root / "outputs")
+        if folder.exists()
+        for path in folder.rglob("*")
+        if path.is_file()
+    )
 
 
 def sha(data: bytes) -> str:
@@ -536,13 +540,13 @@ def test_an_upload_over_the_apps_output_limit_is_refused_by_the_storage_and_stor
     policy = scene.a.upload_policy(scene.good).json()
     assert (
         policy["max_bytes"] == 16
-        and policy["fields"]["key"] == f"outputs/{scene.unit_of(scene.good)}/{scene.good}"
+        and policy["fields"]["key"] == f"uploads/{scene.unit_of(scene.good)}/{scene.good}"
     )
     before = snapshot()
 
     refused(scene, scene.a.upload(scene.good, b"x" * 17, policy=policy), 413, "too_large", before)
 
-    assert not (media_root / "outputs").exists() or stored_outputs(media_root) == []
+    assert stored_outputs(media_root) == []
     refused(scene, scene.report(success(scene.good, b"x" * 17, inline=False)), 400, "output_missing", before)
     stored(scene.a.upload(scene.good, b"x" * 16, policy=policy))  # control: exactly the limit
     assert len(stored_outputs(media_root)) == 1
@@ -571,7 +575,7 @@ def test_a_policy_is_for_its_own_key_only_and_the_report_of_another_replica_is_r
     policy = scene.a.upload_policy(scene.good).json()
     forged = {
         **policy,
-        "fields": {**policy["fields"], "key": f"outputs/{scene.unit_of(scene.bad)}/{scene.bad}"},
+        "fields": {**policy["fields"], "key": f"uploads/{scene.unit_of(scene.bad)}/{scene.bad}"},
     }
     before = snapshot()
 
