@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "coordinator.scheduler",
     "coordinator.validation",
     "coordinator.science",
+    "coordinator.web",
 ]
 
 MIDDLEWARE = [

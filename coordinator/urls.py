@@ -11,6 +11,7 @@ from coordinator.core import views as core_views
 from coordinator.scheduler import api as scheduler_api
 from coordinator.science import api as science_api
 from coordinator.validation import api as validation_api
+from coordinator.web import views as web_views
 from coordinator.work import api as work_api
 
 api_v1 = [
@@ -48,6 +49,8 @@ api_v1 = [
 
 urlpatterns = [
     path("", core_views.home, name="home"),
+    path("status", web_views.status, name="status"),
+    path("leaderboards/<str:board>", web_views.leaderboard, name="leaderboard"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),

@@ -5,14 +5,10 @@ e-mail addresses are never read here, let alone shown.
 
 from __future__ import annotations
 
-import hashlib
-import math
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.core import signing
 from django.db.models import Model
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -26,11 +22,11 @@ from rest_framework.views import APIView
 from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.validation import selectors
 from coordinator.validation.credit import rac_now
+from coordinator.validation.cursors import CursorRefused, decode_cursor, encode_cursor, list_tag
 from coordinator.validation.selectors import Leaderboard, Order, Position
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-CURSOR_SALT = "coordinator.validation.leaderboard-cursor"
 ERRORS = {400: OpenApiResponse(description="bad query parameter or cursor")}
 
 # --- serializers: the contract of the statistics --------------------------------------------
@@ -97,39 +93,6 @@ class CreditDaySerializer(serializers.Serializer):
 
 
 # --- cursors -------------------------------------------------------------------------------
-# A cursor is the position of a page's first or last row, signed so that nobody can make
-# the board show a rank it did not compute, and bound to its board, order and search.
-
-
-def _list_tag(board: str, order: Order, search: str) -> str:
-    return f"{board}:{order.value}:{hashlib.sha256(search.encode()).hexdigest()[:16]}"
-
-
-def encode_cursor(tag: str, direction: str, position: Position) -> str:
-    key = str(position.key) if isinstance(position.key, Decimal) else position.key
-    payload = {"l": tag, "d": direction, "k": key, "i": position.pk, "r": position.rank}
-    return signing.dumps(payload, salt=CURSOR_SALT)
-
-
-def decode_cursor(cursor: str, tag: str, order: Order) -> tuple[str, Position]:
-    refused = serializers.ValidationError({"cursor": ["not a cursor of this list"]})
-    try:
-        data = signing.loads(cursor, salt=CURSOR_SALT)
-    except signing.BadSignature as error:
-        raise refused from error
-    if not isinstance(data, dict) or data.get("l") != tag or data.get("d") not in {"next", "previous"}:
-        raise refused
-    pk, rank, raw = data.get("i"), data.get("r"), data.get("k")
-    try:
-        key: Decimal | float = Decimal(raw) if order is Order.TOTAL else float(raw)
-    except (InvalidOperation, TypeError, ValueError) as error:
-        raise refused from error
-    finite = key.is_finite() if isinstance(key, Decimal) else math.isfinite(key)
-    if not (finite and isinstance(pk, int) and (rank is None or isinstance(rank, int))):
-        raise refused
-    return data["d"], Position(key=key, pk=pk, rank=rank)
-
-
 # --- rows ----------------------------------------------------------------------------------
 
 
@@ -181,10 +144,13 @@ class LeaderboardView(PublicView):
         query.is_valid(raise_exception=True)
         params = query.validated_data
         order, search = Order(params["order"]), params["search"]
-        tag = _list_tag(self.board, order, search)
+        tag = list_tag(self.board, order, search)
         after = before = None
         if "cursor" in params:
-            direction, position = decode_cursor(params["cursor"], tag, order)
+            try:
+                direction, position = decode_cursor(params["cursor"], tag, order)
+            except CursorRefused as error:
+                raise serializers.ValidationError({"cursor": [str(error)]}) from error
             after, before = (position, None) if direction == "next" else (None, position)
         board = self.select(order=order, search=search)
         page = selectors.leaderboard_page(board, size=params["page_size"], after=after, before=before)

@@ -21,7 +21,7 @@ from django.utils import timezone
 from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.testing import make_host, make_volunteer, on_postgres
 from coordinator.validation import credit
-from coordinator.validation.api import CURSOR_SALT
+from coordinator.validation.cursors import CURSOR_SALT
 from coordinator.validation.ledger import Grant
 from coordinator.validation.standing import add_credit
 

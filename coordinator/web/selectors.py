@@ -1,0 +1,77 @@
+"""Reads for the public pages: project status, and leaderboard rows ready to show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, Prefetch
+
+from coordinator.accounts.models import Host
+from coordinator.validation.credit import rac_now
+from coordinator.validation.models import LedgerEntry
+from coordinator.work.lifecycle import ReplicaState
+from coordinator.work.models import App, AppVersion, Replica
+from coordinator.work.selectors import unit_counts
+
+ACTIVE_WINDOW = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Status:
+    units: dict[str, int]
+    replicas_waiting: int
+    replicas_in_progress: int
+    validated_today: int
+    hosts_active: int
+    apps: list[App]
+
+
+def project_status(*, now: datetime) -> Status:
+    """What a volunteer or an admin wants to know at a glance; a handful of counting queries."""
+    replicas = dict(Replica.objects.values_list("state").annotate(n=Count("id")).order_by())
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    versions = Prefetch("versions", queryset=AppVersion.objects.order_by("-version", "platform"))
+    return Status(
+        units=unit_counts(),
+        replicas_waiting=replicas.get(ReplicaState.UNSENT, 0),
+        replicas_in_progress=replicas.get(ReplicaState.IN_PROGRESS, 0),
+        validated_today=LedgerEntry.objects.filter(granted_at__gte=midnight).count(),
+        hosts_active=Host.objects.filter(last_contact__gte=now - ACTIVE_WINDOW).count(),
+        apps=list(
+            App.objects.filter(versions__isnull=False).distinct().order_by("name").prefetch_related(versions)
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    rank: int | None
+    name: str
+    total: Decimal
+    recent: float
+    mine: bool
+    detail: str = ""  # a host's platform and owner
+
+
+def board_rows(
+    board: str, rows: list[Any], ranks: list[int | None], *, viewer: Any, now: datetime
+) -> list[BoardRow]:
+    """A page of a leaderboard as the page shows it, the viewer's own row marked."""
+    volunteer_id = viewer.pk if viewer is not None and viewer.is_authenticated else None
+    team_id = getattr(getattr(viewer, "volunteer", None), "team_id", None) if volunteer_id else None
+    shown = []
+    for row, rank in zip(rows, ranks, strict=True):
+        if board == "volunteers":
+            name, mine, detail = row.name, row.pk == volunteer_id, ""
+        elif board == "teams":
+            name, mine, detail = row.name, team_id is not None and row.pk == team_id, ""
+        else:
+            name, mine = row.name, volunteer_id is not None and row.volunteer_id == volunteer_id
+            detail = f"{row.platform}, {row.volunteer_name}"
+        shown.append(
+            BoardRow(rank, name, row.total_credit, rac_now(row.rac, row.rac_time, now), mine, detail)
+        )
+    return shown

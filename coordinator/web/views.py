@@ -1,0 +1,73 @@
+"""The public pages: server-rendered, thin; the rules live in the selectors."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import urlencode
+
+from coordinator.validation import selectors as credit
+from coordinator.validation.cursors import CursorRefused, decode_cursor, encode_cursor, list_tag
+from coordinator.validation.selectors import Order
+from coordinator.web.selectors import board_rows, project_status
+
+PAGE_SIZE = 50
+MAX_SEARCH = 100
+BOARDS = {
+    "volunteers": ("Volunteers", credit.volunteer_leaderboard),
+    "teams": ("Teams", credit.team_leaderboard),
+    "hosts": ("Computers", credit.host_leaderboard),
+}
+
+
+def status(request: HttpRequest) -> HttpResponse:
+    return render(request, "web/status.html", {"status": project_status(now=timezone.now()), "nav": "status"})
+
+
+def leaderboard(request: HttpRequest, board: str) -> HttpResponse:
+    """A board by total or recent average credit, searchable, a page at a time by cursor."""
+    if board not in BOARDS:
+        raise Http404("no such leaderboard")
+    title, select = BOARDS[board]
+    order = Order.RECENT if request.GET.get("order") == Order.RECENT.value else Order.TOTAL
+    search = request.GET.get("search", "").strip()
+    notice = ""
+    if len(search) > MAX_SEARCH:
+        search, notice = search[:MAX_SEARCH], f"Searches are at most {MAX_SEARCH} characters; yours was cut."
+    tag = list_tag(board, order, search)
+    after = before = None
+    if request.GET.get("cursor"):
+        try:
+            direction, position = decode_cursor(request.GET["cursor"], tag, order)
+        except CursorRefused:
+            notice = (
+                "That page link is not valid for this list (it may be from another search); here is the top."
+            )
+        else:
+            after, before = (position, None) if direction == "next" else (None, position)
+    page = credit.leaderboard_page(
+        select(order=order, search=search), size=PAGE_SIZE, after=after, before=before
+    )
+    base = {"order": order.value, **({"search": search} if search else {})}
+
+    def link(direction: str, position: credit.Position | None) -> str | None:
+        if position is None:
+            return None
+        query = {**base, "cursor": encode_cursor(tag, direction, position)}
+        return f"{reverse('leaderboard', args=[board])}?{urlencode(query)}"
+
+    context = {
+        "nav": "leaderboards",
+        "board": board,
+        "title": title,
+        "boards": {key: name for key, (name, _) in BOARDS.items()},
+        "order": order.value,
+        "search": search,
+        "notice": notice,
+        "rows": board_rows(board, page.rows, page.ranks, viewer=request.user, now=timezone.now()),
+        "next": link("next", page.last) if page.has_next else None,
+        "previous": link("previous", page.first) if page.has_previous else None,
+    }
+    return render(request, "web/leaderboard.html", context)
