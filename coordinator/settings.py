@@ -62,6 +62,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "coordinator.urls"
+LOGIN_URL = "signin"
+LOGIN_REDIRECT_URL = "account"
+LOGOUT_REDIRECT_URL = "status"
 WSGI_APPLICATION = "coordinator.wsgi.application"
 
 TEMPLATES = [

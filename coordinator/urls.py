@@ -1,6 +1,7 @@
 """Routes: the admin site, the REST API under /api/v1/, and the API's schema and docs."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -11,6 +12,7 @@ from coordinator.core import views as core_views
 from coordinator.scheduler import api as scheduler_api
 from coordinator.science import api as science_api
 from coordinator.validation import api as validation_api
+from coordinator.web import account_views
 from coordinator.web import views as web_views
 from coordinator.work import api as work_api
 
@@ -51,6 +53,18 @@ urlpatterns = [
     path("", core_views.home, name="home"),
     path("status", web_views.status, name="status"),
     path("leaderboards/<str:board>", web_views.leaderboard, name="leaderboard"),
+    path("signup", account_views.signup, name="signup"),
+    path(
+        "signin",
+        auth_views.LoginView.as_view(template_name="web/signin.html", extra_context={"nav": "account"}),
+        name="signin",
+    ),
+    path("signout", auth_views.LogoutView.as_view(), name="signout"),
+    path("account", account_views.account, name="account"),
+    path("teams/new", account_views.team_new, name="team_new"),
+    path("teams/leave", account_views.team_leave, name="team_leave"),
+    path("teams/<int:team_id>", account_views.team, name="team"),
+    path("teams/<int:team_id>/join", account_views.team_join, name="team_join"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),

@@ -1,0 +1,135 @@
+"""Volunteers' own pages: sign up, the account token, their computers, and teams."""
+
+from __future__ import annotations
+
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
+
+from coordinator.accounts import teams
+from coordinator.accounts.models import Team, Volunteer
+from coordinator.accounts.services import create_volunteer, issue_account_token
+from coordinator.core.errors import DomainError
+from coordinator.validation.credit import rac_now
+from coordinator.web.forms import SignupForm, TeamForm
+
+NEW_TOKEN = "tessera-new-token"  # the session key that carries a fresh token to one page view
+SHOWN_MEMBERS = 200
+
+
+class SignupThrottle(SimpleRateThrottle):
+    """The API's signup limit (THROTTLE_SIGNUP, per address), shared by this page."""
+
+    scope = "signup"
+
+    def get_rate(self) -> str | None:
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)  # read now, so settings may change
+
+    def get_cache_key(self, request: HttpRequest, view: object) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if not SignupThrottle().allow_request(request, None):
+            form.add_error(None, "Too many accounts were made from your address lately; try again later.")
+        else:
+            try:
+                volunteer, token = create_volunteer(
+                    username=form.cleaned_data["username"],
+                    password=form.cleaned_data["password"],
+                    email=form.cleaned_data["email"],
+                    now=timezone.now(),
+                )
+            except DomainError as error:
+                form.add_error("username" if error.code == "username_taken" else "password", error.message)
+            else:
+                login(request, volunteer.user, backend="django.contrib.auth.backends.ModelBackend")
+                request.session[NEW_TOKEN] = token
+                return redirect("account")
+    return render(
+        request, "web/signup.html", {"form": form, "nav": "account"}, status=400 if form.errors else 200
+    )
+
+
+def _volunteer(request: HttpRequest) -> Volunteer:
+    volunteer = Volunteer.objects.select_related("team").filter(user=request.user).first()
+    if volunteer is None:
+        raise Http404("this account is not a volunteer's")
+    return volunteer
+
+
+@login_required
+def account(request: HttpRequest) -> HttpResponse:
+    """The volunteer's page: credit, the token to attach a computer (shown once), computers."""
+    volunteer = _volunteer(request)
+    if request.method == "POST" and "new_token" in request.POST:
+        request.session[NEW_TOKEN] = issue_account_token(volunteer=volunteer, now=timezone.now())
+        return redirect("account")
+    now = timezone.now()
+    context = {
+        "nav": "account",
+        "volunteer": volunteer,
+        "recent": rac_now(volunteer.rac, volunteer.rac_time, now),
+        "token": request.session.pop(NEW_TOKEN, None),
+        "hosts": volunteer.hosts.order_by("name", "pk"),
+        "project_url": request.build_absolute_uri("/").rstrip("/"),
+    }
+    return render(request, "web/account.html", context)
+
+
+@login_required
+def team_new(request: HttpRequest) -> HttpResponse:
+    volunteer = _volunteer(request)
+    form = TeamForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            team = teams.create_team(founder=volunteer, name=form.cleaned_data["name"])
+        except DomainError as error:
+            form.add_error("name", error.message)
+        else:
+            return redirect("team", team_id=team.pk)
+    return render(
+        request, "web/team_new.html", {"form": form, "nav": "teams"}, status=400 if form.errors else 200
+    )
+
+
+def team(request: HttpRequest, team_id: int) -> HttpResponse:
+    found = Team.objects.filter(pk=team_id).first() if 0 < team_id < 2**63 else None
+    if found is None:
+        raise Http404("no such team")
+    members = found.members.select_related("user").order_by("-total_credit", "pk")
+    viewer = Volunteer.objects.filter(user=request.user).first() if request.user.is_authenticated else None
+    context = {
+        "nav": "teams",
+        "team": found,
+        "recent": rac_now(found.rac, found.rac_time, timezone.now()),
+        "members": members[:SHOWN_MEMBERS],
+        "member_count": members.count(),
+        "viewer": viewer,
+    }
+    return render(request, "web/team.html", context)
+
+
+@login_required
+@require_POST
+def team_join(request: HttpRequest, team_id: int) -> HttpResponse:
+    try:
+        teams.join_team(volunteer=_volunteer(request), team_id=team_id)
+    except DomainError as error:
+        raise Http404(error.message) from error
+    return redirect("team", team_id=team_id)
+
+
+@login_required
+@require_POST
+def team_leave(request: HttpRequest) -> HttpResponse:
+    volunteer = _volunteer(request)
+    teams.leave_team(volunteer=volunteer)
+    return redirect("team", team_id=volunteer.team_id) if volunteer.team_id else redirect("account")

@@ -1,0 +1,30 @@
+"""Forms of the public pages; their rules are the services', so the API and the pages agree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.forms import UsernameField
+from django.contrib.auth.validators import UnicodeUsernameValidator
+
+
+class SignupForm(forms.Form):
+    username = UsernameField(
+        max_length=150,
+        validators=[UnicodeUsernameValidator()],
+        help_text="Shown on the leaderboards: letters, digits and @ . + - _ only.",
+    )
+    email = forms.EmailField(required=False, help_text="Optional; never shown.")
+    password = forms.CharField(widget=forms.PasswordInput, strip=False)
+    password_again = forms.CharField(label="Password, again", widget=forms.PasswordInput, strip=False)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("password") and data.get("password") != data.get("password_again"):
+            self.add_error("password_again", "The two passwords differ.")
+        return data
+
+
+class TeamForm(forms.Form):
+    name = forms.CharField(max_length=64, help_text="Up to 64 characters, unique.")
