@@ -16,10 +16,14 @@ from coordinator.accounts.models import Team, Volunteer
 from coordinator.accounts.services import create_volunteer, issue_account_token
 from coordinator.core.errors import DomainError
 from coordinator.validation.credit import rac_now
+from coordinator.validation.selectors import credit_history
+from coordinator.web.charts import bar_chart
 from coordinator.web.forms import SignupForm, TeamForm
+from coordinator.web.selectors import team_credit_per_day
 
 NEW_TOKEN = "tessera-new-token"  # the session key that carries a fresh token to one page view
 SHOWN_MEMBERS = 200
+CHART_DAYS = 30
 
 
 class SignupThrottle(SimpleRateThrottle):
@@ -80,6 +84,15 @@ def account(request: HttpRequest) -> HttpResponse:
         "token": request.session.pop(NEW_TOKEN, None),
         "hosts": volunteer.hosts.order_by("name", "pk"),
         "project_url": request.build_absolute_uri("/").rstrip("/"),
+        "chart": bar_chart(
+            "Your credit per day, last 30 days (UTC)",
+            [
+                (d.day.strftime("%b %d"), d.credit)
+                for d in credit_history(volunteer=volunteer, days=CHART_DAYS, now=now)
+            ],
+            unit="credit",
+            label_every=5,
+        ),
     }
     return render(request, "web/account.html", context)
 
@@ -113,6 +126,15 @@ def team(request: HttpRequest, team_id: int) -> HttpResponse:
         "members": members[:SHOWN_MEMBERS],
         "member_count": members.count(),
         "viewer": viewer,
+        "chart": bar_chart(
+            "Credit of its members per day, last 30 days (UTC)",
+            [
+                (day.strftime("%b %d"), credit)
+                for day, credit in team_credit_per_day(team_id=found.pk, days=CHART_DAYS, now=timezone.now())
+            ],
+            unit="credit",
+            label_every=5,
+        ),
     }
     return render(request, "web/team.html", context)
 

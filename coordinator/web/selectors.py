@@ -7,11 +7,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Prefetch, Sum
+from django.db.models.functions import TruncHour
 
 from coordinator.accounts.models import Host
 from coordinator.validation.credit import rac_now
-from coordinator.validation.models import LedgerEntry
+from coordinator.validation.models import CreditDay, LedgerEntry
 from coordinator.work.lifecycle import ReplicaState
 from coordinator.work.models import App, AppVersion, Replica
 from coordinator.work.selectors import unit_counts
@@ -75,3 +76,32 @@ def board_rows(
             BoardRow(rank, name, row.total_credit, rac_now(row.rac, row.rac_time, now), mine, detail)
         )
     return shown
+
+
+def validated_per_hour(*, now: datetime, hours: int = 24) -> list[tuple[datetime, int]]:
+    """Results validated and credited in each of the last ``hours`` hours, oldest first."""
+    top = now.replace(minute=0, second=0, microsecond=0)
+    first = top - timedelta(hours=hours - 1)
+    counted = dict(
+        LedgerEntry.objects.filter(granted_at__gte=first)
+        .annotate(hour=TruncHour("granted_at"))
+        .values_list("hour")
+        .annotate(n=Count("seq"))
+        .order_by()
+    )
+    return [(first + timedelta(hours=n), counted.get(first + timedelta(hours=n), 0)) for n in range(hours)]
+
+
+def team_credit_per_day(*, team_id: int, days: int, now: datetime) -> list[tuple[Any, Decimal]]:
+    """Credit its current members were granted on each of the last ``days`` UTC days."""
+    today = now.date()
+    first = today - timedelta(days=days - 1)
+    granted = dict(
+        CreditDay.objects.filter(volunteer__team_id=team_id, day__gte=first)
+        .values_list("day")
+        .annotate(total=Sum("credit"))
+        .order_by()
+    )
+    return [
+        (first + timedelta(days=n), granted.get(first + timedelta(days=n), Decimal(0))) for n in range(days)
+    ]

@@ -11,7 +11,8 @@ from django.utils.http import urlencode
 from coordinator.validation import selectors as credit
 from coordinator.validation.cursors import CursorRefused, decode_cursor, encode_cursor, list_tag
 from coordinator.validation.selectors import Order
-from coordinator.web.selectors import board_rows, project_status
+from coordinator.web.charts import bar_chart
+from coordinator.web.selectors import board_rows, project_status, validated_per_hour
 
 PAGE_SIZE = 50
 MAX_SEARCH = 100
@@ -23,7 +24,16 @@ BOARDS = {
 
 
 def status(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/status.html", {"status": project_status(now=timezone.now()), "nav": "status"})
+    now = timezone.now()
+    hourly = [(hour.strftime("%H:00"), count) for hour, count in validated_per_hour(now=now)]
+    context = {
+        "nav": "status",
+        "status": project_status(now=now),
+        "chart": bar_chart(
+            "Results validated per hour, last 24 hours (UTC)", hourly, unit="results", label_every=3
+        ),
+    }
+    return render(request, "web/status.html", context)
 
 
 def leaderboard(request: HttpRequest, board: str) -> HttpResponse:
