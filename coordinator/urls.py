@@ -12,7 +12,7 @@ from coordinator.core import views as core_views
 from coordinator.scheduler import api as scheduler_api
 from coordinator.science import api as science_api
 from coordinator.validation import api as validation_api
-from coordinator.web import account_views
+from coordinator.web import account_views, batch_views
 from coordinator.web import views as web_views
 from coordinator.work import api as work_api
 
@@ -53,6 +53,8 @@ urlpatterns = [
     path("", core_views.home, name="home"),
     path("status", web_views.status, name="status"),
     path("leaderboards/<str:board>", web_views.leaderboard, name="leaderboard"),
+    path("batches/<int:batch_id>", batch_views.batch, name="batch_page"),
+    path("batches/<int:batch_id>/picture.png", batch_views.batch_picture, name="batch_picture"),
     path("signup", account_views.signup, name="signup"),
     path(
         "signin",

@@ -75,7 +75,8 @@ def cluster(tmp_path):
 def test_a_batch_survives_restarts_of_the_broker_the_storage_a_coordinator_and_a_worker(cluster, tmp_path):
     first, second = cluster.webs
     coordinator = cluster.coordinator
-    assert "mandelbrot v1: published" in coordinator.manage("publish_app", "mandelbrot")
+    version = workunits.load("mandelbrot").MANIFEST.version
+    assert f"mandelbrot v{version}: published" in coordinator.manage("publish_app", "mandelbrot")
     batches = Batches(first.url, coordinator.django(MAKE_SCIENTIST, username="curie"))
     batch = batches.submit("mandelbrot", "tiles", parameters=PICTURE, min_quorum=2, target_nresults=2)
     wait_for(lambda: batches.get(batch["id"])["state"] == "running", 60, "the workers to split the batch")

@@ -37,7 +37,8 @@ def coordinator(tmp_path_factory):
     server = url.rsplit("/", 1)[0] if url.startswith(("postgres", "pgsql")) else None
     with CoordinatorProcess(tmp_path_factory.mktemp("science"), postgres_server=server) as running:
         for name in ("montecarlo_pi", "sir_sweep", "mandelbrot"):
-            assert f"{name} v1: published" in running.manage("publish_app", name)
+            version = workunits.load(name).MANIFEST.version
+            assert f"{name} v{version}: published" in running.manage("publish_app", name)
         yield running
 
 

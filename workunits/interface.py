@@ -9,6 +9,8 @@
 - ``compare(a, b) -> bool``: do two outputs of one unit agree?
 - ``assimilate(outputs) -> bytes``: the batch's result from the canonical outputs, given as
   ``(unit index, output)`` pairs in unit order.
+- optional ``preview(parameters, outputs) -> bytes``: a PNG of the result so far, from the
+  units done until now (the batch's page shows it growing).
 
 No Django here: this runs on volunteers' computers too.
 """

@@ -161,9 +161,10 @@ class BatchAdmin(admin.ModelAdmin):
             ("time left", _duration(progress.seconds_left)),
         ]
         return format_html(
-            '{}<table class="batch-progress">{}</table>',
+            '{}<table class="batch-progress">{}</table><p><a href="{}">The batch\'s page</a></p>',
             self.progress_bar(batch),
             format_html_join("", '<tr><th scope="row">{}</th><td>{}</td></tr>', rows),
+            reverse("batch_page", args=[batch.pk]),
         )
 
     @admin.display(description="result")

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Q
 
+from coordinator.science.services import canonical_outputs, science_app
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState, ValidateState
 from coordinator.work.models import Batch, BatchState, Replica
 
@@ -98,3 +99,15 @@ def failed_units(batch: Batch, *, limit: int = 100, offset: int = 0) -> list[Fai
     for unit_id, message in reported:
         errors[unit_id] = message  # the latest wins
     return [FailedUnit(index, name, reason, errors.get(pk, "")) for pk, index, name, reason in units]
+
+
+def has_preview(batch: Batch) -> bool:
+    return callable(getattr(science_app(batch.app.name), "preview", None))
+
+
+def preview_picture(batch: Batch) -> bytes | None:
+    """The app's picture of the batch so far (an image batch growing tile by tile), or None
+    for an app without a preview."""
+    if not has_preview(batch):
+        return None
+    return science_app(batch.app.name).preview(batch.parameters, canonical_outputs(batch))

@@ -23,7 +23,7 @@ from workunits.interface import Checkpoint, Manifest
 
 MANIFEST = Manifest(
     name="mandelbrot",
-    version=1,
+    version=2,  # 2: preview() of the picture so far
     title="Mandelbrot set, tile by tile",
     compare="bitwise",
     memory_bytes=64 * 1024 * 1024,
@@ -143,8 +143,7 @@ def _png(width: int, height: int, rgb_rows: list[bytes]) -> bytes:
     )
 
 
-def assimilate(outputs: Iterable[tuple[int, bytes]]) -> bytes:
-    """Place every tile in the picture and write it as a PNG."""
+def _tiles(outputs: Iterable[tuple[int, bytes]]) -> list[tuple[int, int, int, int, bytes]]:
     tiles = []
     for _, output in outputs:
         x0, y0, w, h = HEADER.unpack_from(output)
@@ -152,14 +151,34 @@ def assimilate(outputs: Iterable[tuple[int, bytes]]) -> bytes:
         if len(pixels) != w * h:
             raise ValueError(f"the tile at ({x0}, {y0}) holds {len(pixels)} pixels, not {w * h}")
         tiles.append((x0, y0, w, h, pixels))
-    if not tiles:
-        raise ValueError("no tiles to assimilate")
-    width = max(x0 + w for x0, _, w, _, _ in tiles)
-    height = max(y0 + h for _, y0, _, h, _ in tiles)
+    return tiles
+
+
+def _picture(width: int, height: int, tiles: list[tuple[int, int, int, int, bytes]], fill: bytes) -> bytes:
     palette = [_colour(level) for level in range(256)]
-    image = [bytearray(3 * width) for _ in range(height)]
+    image = [bytearray(fill * width) for _ in range(height)]
     for x0, y0, w, h, pixels in tiles:
         for y in range(h):
             row = b"".join(palette[level] for level in pixels[y * w : (y + 1) * w])
             image[y0 + y][3 * x0 : 3 * (x0 + w)] = row
     return _png(width, height, [bytes(row) for row in image])
+
+
+def assimilate(outputs: Iterable[tuple[int, bytes]]) -> bytes:
+    """Place every tile in the picture and write it as a PNG."""
+    tiles = _tiles(outputs)
+    if not tiles:
+        raise ValueError("no tiles to assimilate")
+    width = max(x0 + w for x0, _, w, _, _ in tiles)
+    height = max(y0 + h for _, y0, _, h, _ in tiles)
+    return _picture(width, height, tiles, b"\x00\x00\x00")
+
+
+PREVIEW_FILL = b"\xd0\xd4\xda"  # a light grey where tiles are still being computed
+
+
+def preview(parameters: dict[str, Any], outputs: Iterable[tuple[int, bytes]]) -> bytes:
+    """The picture so far: the tiles that are done in place, grey where the rest will go."""
+    width, height = int(parameters["width"]), int(parameters["height"])
+    tiles = [t for t in _tiles(outputs) if t[0] + t[2] <= width and t[1] + t[3] <= height]
+    return _picture(width, height, tiles, PREVIEW_FILL)

@@ -73,3 +73,24 @@ def test_the_tiles_make_one_picture_with_the_set_in_black():
     middle_row = raw[15 * 121 + 1 : 16 * 121]
     assert middle_row[3 * 20 : 3 * 21] == b"\x00\x00\x00"  # (-0.6, 0) is inside the set
     assert middle_row[0:3] != b"\x00\x00\x00"  # (-2.1, 0) is outside
+
+
+def test_the_preview_has_the_whole_size_with_the_done_tiles_in_place():
+    import struct
+    import zlib
+
+    from workunits.mandelbrot import preview
+
+    parameters = {"width": 32, "height": 16, "tile": 16, "max_iterations": 30, "span": 3.0}
+    inputs = list(split(parameters))
+    first = compute(inputs[0], Checkpoint())
+
+    picture = preview(parameters, [(0, first)])
+
+    assert picture.startswith(b"\x89PNG")
+    width, height = struct.unpack(">II", picture[16:24])
+    assert (width, height) == (32, 16)
+    raw = zlib.decompress(picture[picture.index(b"IDAT") + 4 : picture.index(b"IEND") - 8])
+    row = raw[1 : 1 + 3 * 32]  # the first row, after its filter byte
+    assert row[3 * 16 : 3 * 17] == b"\xd0\xd4\xda"  # the right tile is not done yet: grey
+    assert row[:3] != b"\xd0\xd4\xda"
