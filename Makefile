@@ -7,7 +7,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/tessera
 PY39 ?= $(firstword $(foreach p,python3.9 $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9),$(shell $(p) -V >/dev/null 2>&1 && echo $(p))))
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-sqlite test-postgres test-client-py39 lint demo-hosts bench-dispatch clean
+.PHONY: run test test-sqlite test-postgres test-client-py39 lint chromium demo-hosts bench-dispatch clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,18 @@ demo-hosts: $(VENV)/.installed
 	$(PY) scripts/demo_hosts.py
 
 ## test: lint, migrations check, then the whole suite on SQLite and on PostgreSQL
-test: lint test-sqlite test-postgres test-client-py39
+test: lint chromium test-sqlite test-postgres test-client-py39
+
+# Debian's Chromium for the browser tests (tests/test_browser.py): installed with apt when it
+# is missing and we may (root); otherwise those tests skip saying why, and fail under CI.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	else \
+		echo "NOTE: /usr/bin/chromium is missing and apt-get needs root: the browser tests will skip"; \
+	fi
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
