@@ -85,7 +85,9 @@ def _username(volunteer_id: str) -> Subquery:
 def volunteer_leaderboard(*, order: Order, search: str = "") -> Leaderboard:
     # only(): the account's token hash is never even read, and the password is in another table.
     rows = Volunteer.objects.only(*CREDIT_COLUMNS).annotate(name=_username("pk"))
-    return _board(rows, order=order, search_field="name", search=search)
+    # A search joins the users (one pass over the names) instead of asking the name subquery
+    # of every volunteer: 259 ms against 100,000 volunteers before (docs/benchmarks.md).
+    return _board(rows, order=order, search_field="user__username", search=search)
 
 
 def team_leaderboard(*, order: Order, search: str = "") -> Leaderboard:

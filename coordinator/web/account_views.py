@@ -14,8 +14,10 @@ from rest_framework.throttling import SimpleRateThrottle
 from coordinator.accounts import teams
 from coordinator.accounts.models import Team, Volunteer
 from coordinator.accounts.services import create_volunteer, issue_account_token
+from coordinator.core import keys
 from coordinator.core.errors import DomainError
 from coordinator.validation.credit import rac_now
+from coordinator.validation.models import LedgerEntry
 from coordinator.validation.selectors import credit_history
 from coordinator.web.charts import bar_chart
 from coordinator.web.forms import SignupForm, TeamForm
@@ -23,6 +25,7 @@ from coordinator.web.selectors import team_credit_per_day
 
 NEW_TOKEN = "tessera-new-token"  # the session key that carries a fresh token to one page view
 SHOWN_MEMBERS = 200
+SHOWN_ENTRIES = 50
 CHART_DAYS = 30
 
 
@@ -83,6 +86,10 @@ def account(request: HttpRequest) -> HttpResponse:
         "recent": rac_now(volunteer.rac, volunteer.rac_time, now),
         "token": request.session.pop(NEW_TOKEN, None),
         "hosts": volunteer.hosts.order_by("name", "pk"),
+        "entries": LedgerEntry.objects.filter(volunteer=volunteer)
+        .select_related("host", "unit")
+        .order_by("-seq")[:SHOWN_ENTRIES],
+        "public_key": _public_key(),
         "project_url": request.build_absolute_uri("/").rstrip("/"),
         "chart": bar_chart(
             "Your credit per day, last 30 days (UTC)",
@@ -95,6 +102,13 @@ def account(request: HttpRequest) -> HttpResponse:
         ),
     }
     return render(request, "web/account.html", context)
+
+
+def _public_key() -> str:
+    try:
+        return keys.project_public_key_b64()
+    except keys.ProjectKeyError:
+        return "(the project has no signing key yet)"
 
 
 @login_required

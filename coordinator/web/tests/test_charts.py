@@ -9,6 +9,7 @@ from tessera_client.protocol import Report
 
 from coordinator.accounts.models import Volunteer
 from coordinator.testing import SignedHost, make_app, make_host, make_units, make_volunteer
+from coordinator.validation.models import LedgerEntry
 from coordinator.validation.services import validate_due_units
 from coordinator.work.services import transition_due_units
 
@@ -61,3 +62,9 @@ def test_a_volunteers_credit_history_and_their_teams_are_charted():
     assert credit > 0
     shown = re.search(rf'<th scope="row">{today}</th><td class="num">([\d.]+)</td>', account).group(1)
     assert abs(float(shown) - float(credit)) < 0.01
+    # The ledger entries behind that credit, each with its hash, and how to check them.
+    entries = LedgerEntry.objects.filter(volunteer=volunteer)
+    assert entries.count() == 2
+    for entry in entries:
+        assert f'<code title="{entry.hash}">{entry.hash[:16]}…</code>' in account
+    assert "python -m tessera_client.ledger verify ledger.jsonl --public-key" in account
