@@ -42,8 +42,11 @@ def leaderboard(request: HttpRequest, board: str) -> HttpResponse:
         raise Http404("no such leaderboard")
     title, select = BOARDS[board]
     order = Order.RECENT if request.GET.get("order") == Order.RECENT.value else Order.TOTAL
-    search = request.GET.get("search", "").strip()
+    search = request.GET.get("search", "")
     notice = ""
+    if "\x00" in search:  # no name holds one, and PostgreSQL refuses it in text
+        search, notice = search.replace("\x00", ""), "A NUL character cannot be in a name; it was left out."
+    search = search.strip()
     if len(search) > MAX_SEARCH:
         search, notice = search[:MAX_SEARCH], f"Searches are at most {MAX_SEARCH} characters; yours was cut."
     tag = list_tag(board, order, search)

@@ -97,6 +97,8 @@ def test_bad_queries_show_the_top_with_a_word_never_an_error(query):
     assert page.status_code == 200
     if "cursor=forged" in query:
         assert "not valid for this list" in page.content.decode()
+    if "%00" in query:
+        assert "NUL character" in page.content.decode()
 
 
 def test_unknown_boards_are_404():
