@@ -7,7 +7,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/tessera
 PY39 ?= $(firstword $(foreach p,python3.9 $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9),$(shell $(p) -V >/dev/null 2>&1 && echo $(p))))
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-sqlite test-postgres test-client-py39 lint chromium demo-hosts bench-dispatch clean
+.PHONY: run test test-sqlite test-postgres test-client-py39 lint chromium screenshots demo-hosts bench-dispatch clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ run: $(VENV)/.installed
 ## demo-hosts: two demo volunteer hosts crunch the demo units against `make run`
 demo-hosts: $(VENV)/.installed
 	$(PY) scripts/demo_hosts.py
+
+## screenshots: take the pages' screenshots again, into docs/screenshots/ (the browser tests)
+screenshots: $(VENV)/.installed chromium
+	env -u DATABASE_URL TESSERA_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/test_browser.py
 
 ## test: lint, migrations check, then the whole suite on SQLite and on PostgreSQL
 test: lint chromium test-sqlite test-postgres test-client-py39

@@ -2,7 +2,8 @@
 every address but 127.0.0.1 unreachable. Volunteers sign up, attach a real `tessera` client
 with the token the page shows, and see the leaderboard change when its results validate;
 teams are made and joined; a scientist watches an image batch's picture. Screenshots of the
-main pages are saved under docs/screenshots/.
+main pages are taken on every run; `make screenshots` keeps the ones in docs/screenshots/
+current (TESSERA_SCREENSHOTS_DIR), so a plain test run changes no file in the repository.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from tessera_batches import Batches  # a script, not a package
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 PASSWORD = "a long enough passphrase 42"
 CHAIN = Path(__file__).resolve().parent.parent / "coordinator" / "work" / "demo_app"
 # No DNS but for the loopback, no Google services, no updates: the browser talks only to us.
@@ -60,6 +60,12 @@ def site(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def screenshots(tmp_path_factory) -> Path:
+    chosen = os.environ.get("TESSERA_SCREENSHOTS_DIR")
+    return Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture(scope="module")
 def chromium():
     from playwright.sync_api import sync_playwright
 
@@ -78,9 +84,13 @@ def page(chromium):
     context.close()
 
 
-def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+@pytest.fixture
+def shot(screenshots):
+    def take(page, name: str) -> None:
+        screenshots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
+
+    return take
 
 
 def sign_up(page, site: CoordinatorProcess, name: str) -> str:
@@ -95,7 +105,7 @@ def sign_up(page, site: CoordinatorProcess, name: str) -> str:
     return re.search(r"--token (tsr_\S+)", command).group(1)
 
 
-def test_a_volunteer_signs_up_attaches_and_climbs_the_leaderboard(site, page, tmp_path):
+def test_a_volunteer_signs_up_attaches_and_climbs_the_leaderboard(site, page, tmp_path, shot):
     site.django(PUBLISH_APP, name="chain", folder=str(CHAIN))
     inputs = [f'{{"seed": "browser-{n}", "rounds": 20000}}' for n in range(4)]
     site.django(MAKE_UNITS, app="chain", inputs=inputs, policy={"min_quorum": 1, "target_nresults": 1})
@@ -127,7 +137,7 @@ def test_a_volunteer_signs_up_attaches_and_climbs_the_leaderboard(site, page, tm
     shot(page, "status")
 
 
-def test_teams_are_made_and_joined_and_bad_names_are_refused(site, page, chromium):
+def test_teams_are_made_and_joined_and_bad_names_are_refused(site, page, chromium, shot):
     sign_up(page, site, "grace")
     page.goto(f"{site.url}/teams/new")
     page.get_by_label("Name").fill("<b>Night owls</b>")
@@ -148,7 +158,7 @@ def test_teams_are_made_and_joined_and_bad_names_are_refused(site, page, chromiu
     assert other.goto(f"{site.url}/teams/987654").status == 404
 
 
-def test_the_pages_work_by_keyboard_and_on_a_phone(site, chromium):
+def test_the_pages_work_by_keyboard_and_on_a_phone(site, chromium, shot):
     phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True).new_page()
     phone.goto(f"{site.url}/leaderboards/volunteers")
     phone.keyboard.press("Tab")
@@ -158,7 +168,7 @@ def test_the_pages_work_by_keyboard_and_on_a_phone(site, chromium):
     shot(phone, "leaderboard-phone")
 
 
-def test_a_scientist_watches_the_picture_of_an_image_batch(site, page, tmp_path):
+def test_a_scientist_watches_the_picture_of_an_image_batch(site, page, tmp_path, shot):
     assert "published" in site.manage("publish_app", "mandelbrot")
     token = site.django(MAKE_SCIENTIST, username="marie")
     batches = Batches(site.url, token)
