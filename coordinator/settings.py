@@ -12,6 +12,7 @@ from pathlib import Path
 
 import environ
 
+from coordinator.core.log_format import JSON_FORMATTER
 from coordinator.core.storage_url import default_storage_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -249,11 +250,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-        },
+        "json": JSON_FORMATTER,
         "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
     },
     "handlers": {

@@ -10,6 +10,7 @@ and client address, default the loopback), ``PROMETHEUS_MULTIPROC_DIR`` and
 
 import multiprocessing
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -40,18 +41,14 @@ forwarder_headers = ""
 control_socket_disable = True
 
 if os.environ.get("LOG_FORMAT") == "json":
-    # One JSON object a line, like the application's own logs (coordinator/settings.py); the
-    # access line itself is the message.
+    # One JSON object a line, in the application's own format; the access line is the message.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for the format
+    from coordinator.core.log_format import JSON_FORMATTER
+
     logconfig_dict = {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "json": {
-                "()": "pythonjsonlogger.json.JsonFormatter",
-                "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
-                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-            }
-        },
+        "formatters": {"json": JSON_FORMATTER},
         "handlers": {
             "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"},
             "stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "json"},

@@ -141,16 +141,18 @@ class Batches:
 # --- the command line -----------------------------------------------------------------------
 
 
+POLICY = (
+    "min_quorum",
+    "target_nresults",
+    "max_error_results",
+    "max_total_results",
+    "delay_bound",
+    "priority",
+)
+
+
 def _policy(args: argparse.Namespace) -> dict[str, int]:
-    names = (
-        "min_quorum",
-        "target_nresults",
-        "max_error_results",
-        "max_total_results",
-        "delay_bound",
-        "priority",
-    )
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    return {name: getattr(args, name) for name in POLICY if getattr(args, name) is not None}
 
 
 def _submit(batches: Batches, args: argparse.Namespace) -> int:
@@ -180,14 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("name")
     submit.add_argument("--parameters", required=True, help="a .json file, or a .csv table")
     submit.add_argument("--with-parameters", help="for a .csv table: a .json file of the other parameters")
-    for name in (
-        "min_quorum",
-        "target_nresults",
-        "max_error_results",
-        "max_total_results",
-        "delay_bound",
-        "priority",
-    ):
+    for name in POLICY:
         submit.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int)
     submit.add_argument("--wait", action="store_true", help="show progress until the batch is done")
     submit.add_argument("--out", help="write the result here once done (implies --wait)")
