@@ -1,4 +1,5 @@
-"""Fixtures for the whole suite: a scratch media folder and the PostgreSQL marker."""
+"""Fixtures for the whole suite: a scratch media folder, an empty cache and broker, and the
+PostgreSQL marker."""
 
 import os
 
@@ -32,6 +33,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Rate limits live in the cache, keyed by host id or address; ids come back after a
+    rolled-back test, so one test's requests must not count against the next one's host."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

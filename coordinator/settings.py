@@ -23,8 +23,8 @@ if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-# The development key is only accepted while DEBUG is on or for the embedded default;
-# production must set SECRET_KEY.
+# The default is for development only and is not refused at start: production must set
+# SECRET_KEY (`manage.py check --deploy` warns, security.W009; docs/security.md).
 SECRET_KEY = env.str("SECRET_KEY", default="tessera-insecure-development-key-change-me")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 
@@ -59,6 +59,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "coordinator.core.middleware.DatabaseUnavailableMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -101,6 +102,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(exist_ok=True)
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    # A kept connection is checked before each request reuses it: after a database restart
+    # the first request gets a new connection instead of an error.
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Files ----------------------------------------------------------------------------
@@ -216,9 +220,14 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "signup": env.str("THROTTLE_SIGNUP", default="20/hour"),
         "token": env.str("THROTTLE_TOKEN", default="30/hour"),
+        # Signed requests per host (scheduler RPC, upload policies): a client calls every few seconds at most.
+        "host": env.str("THROTTLE_HOST", default="120/minute"),
     },
     "UNAUTHENTICATED_USER": None,
 }
+# Proxies whose X-Forwarded-For names the client for limits per address (gunicorn's setting,
+# read the same way; "*" trusts every peer): anyone else's header is ignored.
+FORWARDED_ALLOW_IPS = env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tessera coordinator API",
     "DESCRIPTION": (
@@ -228,9 +237,18 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "coordinator.core.openapi.document_unsupported_media_type",
+        "coordinator.core.openapi.document_database_unavailable",
+    ],
 }
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Rate limits live in the cache: set CACHE_URL=redis://… when several processes serve, so they share it.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+# django-environ reads ?key_prefix= in lower case; Django's caches look for KEY_PREFIX.
+if "key_prefix" in CACHES["default"]:
+    CACHES["default"]["KEY_PREFIX"] = CACHES["default"].pop("key_prefix")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -14,7 +14,10 @@ from coordinator.science import api as science_api
 from coordinator.validation import api as validation_api
 from coordinator.web import account_views, batch_views
 from coordinator.web import views as web_views
+from coordinator.web.signin import AdminSigninForm, SigninForm
 from coordinator.work import api as work_api
+
+admin.site.login_form = AdminSigninForm  # wrong passwords are limited per address
 
 api_v1 = [
     path("project", core_api.ProjectView.as_view(), name="project"),
@@ -58,7 +61,9 @@ urlpatterns = [
     path("signup", account_views.signup, name="signup"),
     path(
         "signin",
-        auth_views.LoginView.as_view(template_name="web/signin.html", extra_context={"nav": "account"}),
+        auth_views.LoginView.as_view(
+            template_name="web/signin.html", authentication_form=SigninForm, extra_context={"nav": "account"}
+        ),
         name="signin",
     ),
     path("signout", auth_views.LogoutView.as_view(), name="signout"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -23,6 +24,47 @@ from tests.seaweed import Seaweed
 
 POSTGRES_SERVER = "postgres://postgres@127.0.0.1:5432"
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672"
+REDIS = "redis://127.0.0.1:6379"
+
+
+def services_available() -> str | None:
+    """Why the cluster cannot run here, or None when PostgreSQL, RabbitMQ and Redis answer."""
+    if shutil.which("rabbitmqctl") is None:
+        return "rabbitmqctl is not installed"
+    import psycopg
+    import redis
+
+    try:
+        psycopg.connect(f"{POSTGRES_SERVER}/postgres", connect_timeout=3).close()
+    except psycopg.Error as error:
+        return f"PostgreSQL is not reachable: {error}"
+    try:
+        redis.Redis.from_url(REDIS, socket_connect_timeout=3).ping()
+    except redis.RedisError as error:
+        return f"Redis is not reachable: {error}"
+    return None
+
+
+def restart_postgres(timeout: float = 60.0) -> None:
+    """Restart the machine's PostgreSQL server (every connection drops) and wait until it answers."""
+    import psycopg
+
+    (version,) = sorted(os.listdir("/etc/postgresql"))[-1:]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"],
+        check=True,
+        capture_output=True,
+        timeout=timeout,
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            psycopg.connect(f"{POSTGRES_SERVER}/postgres", connect_timeout=3).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def rabbitmqctl(*args: str, timeout: float = 60) -> str:
@@ -101,8 +143,9 @@ class Supervisor:
 class Cluster:
     """Everything a production deployment runs, on 127.0.0.1."""
 
-    def __init__(self, root: Path, *, web_workers: int = 2, worker_threads: int = 2) -> None:
+    def __init__(self, root: Path, *, web_workers: int = 2, worker_threads: int = 2, **settings: str) -> None:
         self.root = Path(root)
+        self.settings = settings
         self.root.mkdir(parents=True, exist_ok=True)
         self.vhost = f"tessera_cluster_{uuid.uuid4().hex[:10]}"
         self.seaweed = Seaweed(self.root / "seaweed")
@@ -125,7 +168,10 @@ class Cluster:
             SECRET_KEY="tessera-cluster-test-" + uuid.uuid4().hex,
             SWEEP_INTERVAL_SECONDS="1",
             LOG_LEVEL="WARNING",
+            # Rate limits shared by every web process, as in production.
+            CACHE_URL=f"{REDIS}/0?key_prefix={self.vhost}",
             **self.seaweed.environment(),
+            **self.settings,
         ).create()
         env = self.coordinator.env
         for index in range(2):
@@ -209,7 +255,8 @@ class Cluster:
             if not web.running():
                 raise RuntimeError(f"{web.name} exited: {web.log.read_text()[-2000:]}")
             try:
-                if requests.get(f"{web.url}/readyz", timeout=2).status_code == 200:
+                # A generous timeout: a web just restarted under load answers the probe late.
+                if requests.get(f"{web.url}/readyz", timeout=10).status_code == 200:
                     return
             except requests.RequestException:
                 pass

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -133,7 +134,11 @@ class CoordinatorProcess:
             f"values = json.loads({json.dumps(json.dumps(values))})\n"
             "result = None\n" + code + "\nprint('RESULT:' + json.dumps(result, default=str))\n"
         )
-        out = self.manage("shell", "-c", script)
+        # Through a file: the values may be longer than a command line may be.
+        with tempfile.NamedTemporaryFile("w", suffix=".py", encoding="utf-8") as file:
+            file.write(script)
+            file.flush()
+            out = self.manage("shell", "-c", f"exec(open({file.name!r}, encoding='utf-8').read())")
         line = [x for x in out.splitlines() if x.startswith("RESULT:")][-1]
         return json.loads(line[len("RESULT:") :])
 

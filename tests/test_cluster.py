@@ -7,14 +7,13 @@ unit validated once and every credit granted once, and its picture is the app's 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 import workunits
-from tests.cluster import Cluster
+from tests.cluster import Cluster, services_available
 from tests.coordinator_process import MAKE_SCIENTIST
 from tests.volunteers import attach, wait_for
 from workunits.interface import Checkpoint
@@ -47,18 +46,6 @@ result = {
     "outputs_in_storage": Replica.objects.exclude(output_file="").count(),
 }
 """
-
-
-def services_available() -> str | None:
-    if shutil.which("rabbitmqctl") is None:
-        return "rabbitmqctl is not installed"
-    import psycopg
-
-    try:
-        psycopg.connect("postgres://postgres@127.0.0.1:5432/postgres", connect_timeout=3).close()
-    except psycopg.Error as error:
-        return f"PostgreSQL is not reachable: {error}"
-    return None
 
 
 @pytest.fixture

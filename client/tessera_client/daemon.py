@@ -70,6 +70,7 @@ class Daemon:
         self.console = console or Console(stderr=True)
         self.exit_when_idle = exit_when_idle
         self.isolate_network = isolate_network
+        self.said_network_open = False  # the volunteer hears once that apps keep the network
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self.clock = clock
         self.journal = Journal(data.tasks, owner=True)
@@ -359,6 +360,10 @@ class Daemon:
             record, process, progress_id, record.cpu_time, now
         )
         self.log(f"{label}: {'resumed' if resuming else 'started'} (pid {process.pid})")
+        if self.isolate_network and not process.network_isolated and not self.said_network_open:
+            self.said_network_open = True
+            why = f" ({process.network_note})" if process.network_note else ""
+            self.log(f"warning: apps run with network access on this computer: it could not be cut{why}")
 
     def reap(self, now: float) -> None:
         for key, running in list(self.running.items()):

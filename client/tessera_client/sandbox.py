@@ -96,6 +96,7 @@ class AppProcess:
         self.slot = slot
         self.limits = limits
         self.network_isolated = False
+        self.network_note = ""  # why the network could not be cut, when it could not
         self.process_limit_enforced = False  # the process limit really binds (cgroup, or non-root rlimit)
         self._stderr_start = stderr_start
         self._cgroup: Path | None = None
@@ -170,6 +171,7 @@ class AppProcess:
             app.kill(f"the sandbox did not start the app within {LAUNCH_TIMEOUT:g} s")
         else:
             app.network_isolated = bool(status.get("network_isolated"))
+            app.network_note = str(status.get("network_note", ""))
             app.process_limit_enforced = status.get("process_limit") is not None
             app._launch_error = str(status.get("error", ""))
         return app

@@ -11,13 +11,13 @@ from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from coordinator.accounts import services
 from coordinator.accounts.authentication import AccountTokenAuthentication, max_body_for, signed_request_of
 from coordinator.accounts.models import Volunteer
 from coordinator.core.errors import AuthenticationRejected
+from coordinator.core.throttles import AddressRateThrottle
 
 
 class SignupSerializer(serializers.Serializer):
@@ -57,7 +57,7 @@ def token_reply(volunteer: Volunteer, token: str) -> dict[str, Any]:
 class SignupView(APIView):
     """Create a volunteer account; the reply holds the account token, shown this once."""
 
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [AddressRateThrottle]
     throttle_scope = "signup"
 
     @extend_schema(
@@ -79,7 +79,7 @@ class SignupView(APIView):
 class TokenView(APIView):
     """Issue a new account token for a username and password; the old token stops working."""
 
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [AddressRateThrottle]
     throttle_scope = "token"
 
     @extend_schema(

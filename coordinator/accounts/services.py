@@ -117,6 +117,8 @@ def authenticate_host(*, signed: SignedRequest, now: datetime) -> Host:
     if host is None:
         raise AuthenticationRejected("the host is not registered", code="unknown_host")
     _verify(signed, b64decode(host.public_key), timestamp, nonce, signature)
+    if not host.volunteer.user.is_active:  # an operator cuts a volunteer off by deactivating the user
+        raise AuthenticationRejected("the host's volunteer account is disabled", code="account_disabled")
     _burn_nonce(host, nonce, now)
     return host
 

@@ -21,6 +21,7 @@ from coordinator.core import objects
 from coordinator.core.fields import SHA256_HEX, Base64Field
 from coordinator.core.hints import hint
 from coordinator.core.metrics import DISPATCHED, REPORTED
+from coordinator.core.throttles import HostRateThrottle
 from coordinator.scheduler import services
 from coordinator.scheduler.services import Assignment, HostInfo, ReportIn, RpcResult, WorkRequest
 from coordinator.work.lifecycle import Outcome
@@ -35,6 +36,7 @@ ERRORS = {
     404: OpenApiResponse(description="unknown replica"),
     409: OpenApiResponse(description="already reported differently"),
     413: OpenApiResponse(description="body or output over its limit"),
+    429: OpenApiResponse(description="too many requests from this host: wait Retry-After seconds"),
 }
 
 
@@ -46,6 +48,7 @@ class IsHost(BasePermission):
 class HostView(APIView):
     authentication_classes = [HostSignatureAuthentication]
     permission_classes = [IsHost]
+    throttle_classes = [HostRateThrottle]
 
 
 # --- serializers: the contract of the scheduler RPC ----------------------------------------

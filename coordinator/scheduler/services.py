@@ -33,7 +33,8 @@ from coordinator.work.models import AppVersion, Replica, WorkUnit
 
 REPORTABLE = Q(state=ReplicaState.IN_PROGRESS) | Q(state=ReplicaState.OVER, outcome=Outcome.NO_REPLY)
 # Per candidate, two index probes: the volunteer already holds a replica of the unit, or a
-# trusted host has the unit alone (adaptive replication) and it has not failed. "LIMIT 1
+# trusted host has the unit alone (adaptive replication) and its result is neither invalid
+# nor disputed (inconclusive: others must then be sent to settle it). "LIMIT 1
 # OFFSET 0" keeps each a probe: without it PostgreSQL may turn NOT EXISTS into an anti-join
 # that reads every replica the volunteer ever held (docs/benchmarks.md).
 UNIT_NOT_FOR_THIS_HOST = f"""
@@ -42,10 +43,15 @@ NOT EXISTS (SELECT 1 FROM {Replica._meta.db_table} mine
             LIMIT 1 OFFSET 0)
 AND NOT EXISTS (SELECT 1 FROM {Replica._meta.db_table} alone
                 WHERE alone.workunit_id = {Replica._meta.db_table}.workunit_id AND alone.trusted_single
-                  AND (alone.state = %s OR (alone.outcome = %s AND alone.validate_state <> %s))
+                  AND (alone.state = %s OR (alone.outcome = %s AND alone.validate_state NOT IN (%s, %s)))
                 LIMIT 1 OFFSET 0)
 """
-OUT_ALONE_PARAMS = [ReplicaState.IN_PROGRESS.value, Outcome.SUCCESS.value, ValidateState.INVALID.value]
+OUT_ALONE_PARAMS = [
+    ReplicaState.IN_PROGRESS.value,
+    Outcome.SUCCESS.value,
+    ValidateState.INVALID.value,
+    ValidateState.INCONCLUSIVE.value,
+]
 DEFAULT_FLOPS = 1e9  # assumed speed of a host that has not measured itself
 # Sibling replicas of one unit sit next to each other in dispatch order and only one may
 # go to a host, so read a few candidates per task wanted.
@@ -326,6 +332,19 @@ def _reputations_of(host: Host) -> dict[int, Reputation]:
     return {app_id: Reputation(*figures) for app_id, *figures in rows}
 
 
+def _sent_elsewhere(unit_ids: list[int], chosen: list[int]) -> set[int]:
+    """Units already sent to another host: they keep their quorum whoever is trusted (a unit
+    goes alone only to its first host)."""
+    if not unit_ids:
+        return set()
+    return set(
+        Replica.objects.filter(workunit_id__in=unit_ids)
+        .exclude(state=ReplicaState.UNSENT)
+        .exclude(id__in=chosen)
+        .values_list("workunit_id", flat=True)
+    )
+
+
 def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assignment]:
     """Claim unsent replicas for ``host``: by priority then age, one per unit, within quota."""
     cap = settings.TESSERA["MAX_TASKS_PER_RPC"]
@@ -373,10 +392,15 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
 
     units = WorkUnit.objects.in_bulk(list(unit_of.values()))
     reputations = _reputations_of(host)
+    alone = {
+        replica_id: send_single(reputations.get(units[unit_of[replica_id]].app_id, Reputation()), draw())
+        for replica_id in chosen
+    }
+    shared = _sent_elsewhere([unit_of[r] for r, single in alone.items() if single], chosen)
     groups: dict[tuple[int, int, bool], list[int]] = {}
     for replica_id in chosen:
         unit = units[unit_of[replica_id]]
-        single = send_single(reputations.get(unit.app_id, Reputation()), draw())
+        single = alone[replica_id] and unit.pk not in shared
         groups.setdefault((unit.delay_bound, versions[unit.app_id].pk, single), []).append(replica_id)
     assignments: list[Assignment] = []
     for (delay_bound, version_id, single), replica_ids in groups.items():

@@ -169,6 +169,8 @@ class BatchAdmin(admin.ModelAdmin):
 
     @admin.display(description="result")
     def result_link(self, batch: Batch) -> SafeString | str:
+        if batch.assimilation_error:
+            return f"no result: the app could not assimilate the outputs ({batch.assimilation_error})"
         if not batch.result:
             return (
                 "cancelled: no result"

@@ -140,6 +140,9 @@ class BatchSerializer(serializers.Serializer):
         allow_null=True, help_text="at that pace; null until units validate"
     )
     result_url = serializers.CharField(allow_null=True, help_text="where to download the result, once done")
+    assimilation_error = serializers.CharField(
+        help_text="why the app could not make a result from the validated outputs; empty when it could"
+    )
     failures_url = serializers.CharField()
     parameters = serializers.JSONField()
     priority = serializers.IntegerField()
@@ -178,6 +181,7 @@ def batch_payload(batch: Batch) -> dict[str, Any]:
         "per_hour": progress.per_hour,
         "seconds_left": progress.seconds_left,
         "result_url": reverse("batch-result", args=[batch.pk]) if batch.result else None,
+        "assimilation_error": batch.assimilation_error,
         "failures_url": reverse("batch-failures", args=[batch.pk]),
         "parameters": batch.parameters,
         "priority": batch.priority,
@@ -289,6 +293,10 @@ class BatchResultView(ScientistView):
     )
     def get(self, request: Request, batch_id: int) -> FileResponse:
         batch = access.batch_of(request.user, batch_id)
+        if batch.assimilation_error:
+            raise Conflict(
+                f"batch {batch_id} has no result: {batch.assimilation_error}", code="assimilation_failed"
+            )
         if not batch.result:
             raise Conflict(f"batch {batch_id} has no result yet (it is {batch.state})", code="no_result")
         name = batch.result.name.rsplit("/", 1)[-1]

@@ -11,8 +11,10 @@ a unit exists once per index.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict, fields
 from datetime import datetime
 from typing import Any
@@ -29,7 +31,15 @@ from coordinator.work.lifecycle import UnitState
 from coordinator.work.models import App, Batch, BatchState, WorkUnit
 from coordinator.work.services import RedundancyPolicy, UnitSpec, apply_transitions, create_work_units
 
+logger = logging.getLogger(__name__)
+
 SPLIT_CHUNK = 1000
+# What an assimilator raises when an output it is given is not what it expects. A colluding
+# quorum can make any output canonical, so this ends the batch with the error for the
+# scientist to see instead of failing every sweep. Anything else (storage, database) is
+# retried by the next sweep.
+APP_ERRORS = (ValueError, TypeError, LookupError, ArithmeticError)
+ASSIMILATION_ERROR_CHARS = 2000
 MAX_UNITS_PER_BATCH = 10_000_000
 
 
@@ -239,16 +249,28 @@ def assimilate_batch(*, batch_id: int, now: datetime) -> bool:
     module = science_app(batch.app.name)
     batch.units_failed = batch.units.filter(state=UnitState.FAILED).count()
     if batch.units_failed < batch.units_created:
-        result = module.assimilate(canonical_outputs(batch))
-        batch.result.save(f"{batch.pk}-{module.MANIFEST.result_name}", ContentFile(result), save=False)
+        try:
+            with closing(canonical_outputs(batch)) as outputs:  # its cursor too, if the app raises
+                result = module.assimilate(outputs)
+        except APP_ERRORS as error:
+            logger.warning("batch %s: the assimilator refused its outputs: %r", batch.pk, error)
+            batch.assimilation_error = f"{type(error).__name__}: {error}"[:ASSIMILATION_ERROR_CHARS]
+        else:
+            batch.result.save(f"{batch.pk}-{module.MANIFEST.result_name}", ContentFile(result), save=False)
     batch.state, batch.finished = BatchState.DONE, now
-    batch.save(update_fields=["state", "finished", "result", "units_failed"])
+    batch.save(update_fields=["state", "finished", "result", "units_failed", "assimilation_error"])
     return True
 
 
 def assimilate_due_batches(*, now: datetime) -> int:
-    """Every running batch whose units are all done or failed (the assimilator's sweep)."""
+    """Every running batch whose units are all done or failed (the assimilator's sweep). A
+    batch that fails for a passing reason (storage, database) waits for the next sweep
+    without holding up the others."""
     running = Batch.objects.filter(state=BatchState.RUNNING).exclude(units__state=UnitState.ACTIVE)
-    return sum(
-        assimilate_batch(batch_id=pk, now=now) for pk in running.values_list("pk", flat=True).distinct()
-    )
+    finished = 0
+    for pk in running.values_list("pk", flat=True).distinct():
+        try:
+            finished += assimilate_batch(batch_id=pk, now=now)
+        except Exception:
+            logger.exception("batch %s: assimilation failed; the next sweep tries again", pk)
+    return finished

@@ -16,6 +16,7 @@ from coordinator.accounts.models import Team, Volunteer
 from coordinator.accounts.services import create_volunteer, issue_account_token
 from coordinator.core import keys
 from coordinator.core.errors import DomainError
+from coordinator.core.throttles import client_address
 from coordinator.validation.credit import rac_now
 from coordinator.validation.models import LedgerEntry
 from coordinator.validation.selectors import credit_history
@@ -38,7 +39,7 @@ class SignupThrottle(SimpleRateThrottle):
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)  # read now, so settings may change
 
     def get_cache_key(self, request: HttpRequest, view: object) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+        return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
 
 
 def signup(request: HttpRequest) -> HttpResponse:

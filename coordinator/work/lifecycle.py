@@ -139,9 +139,12 @@ def effective_policy(
     policy: Policy, replicas: list[ReplicaView], timed_out: set[int] | None = None
 ) -> Policy:
     """Adaptive replication: while a replica sent alone to a trusted host is out or
-    successful, one agreeing replica is a quorum. If it fails, the unit's own policy is back."""
+    successful, one agreeing replica is a quorum. If it fails, the unit's own policy is back.
+    So is it while any other replica of the unit is live: the quorum of one is the trusted
+    host's alone, never a result from someone else who happened to get the unit too."""
     gone = timed_out or set()
-    if any(r.trusted_single and _is_live(r, gone) for r in replicas):
+    live = [r for r in replicas if _is_live(r, gone)]
+    if any(r.trusted_single for r in live) and all(r.trusted_single for r in live):
         return replace(policy, min_quorum=1, target_nresults=1)
     return policy
 

@@ -94,6 +94,8 @@ class Batch(models.Model):
         upload_to="results/", blank=True, max_length=300, help_text="the assimilated result"
     )
     units_failed = models.PositiveIntegerField(default=0, db_default=0)
+    # Why the app's assimilator could not make a result from the canonical outputs ("" when it could).
+    assimilation_error = models.TextField(blank=True, default="", db_default="")
     # Clean-up: the outputs of non-canonical replicas go once the batch is assimilated; every
     # input and output (not the result) goes BATCH_RETENTION_DAYS after it finished.
     cleaned = models.BooleanField(default=False, db_default=False)

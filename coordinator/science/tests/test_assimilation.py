@@ -83,3 +83,32 @@ def test_failed_units_are_counted_and_the_result_comes_from_the_rest():
     batch = Batch.objects.get(pk=batch.pk)
     assert (batch.state, batch.units_failed) == (BatchState.DONE, 1)
     assert json.loads(batch.result.read())["samples"] == 5 * PARAMETERS["samples_per_unit"]
+
+
+def test_outputs_the_assimilator_cannot_read_end_the_batch_with_the_error_and_spare_the_others():
+    """Found by the scenario runner: colluders who agree on a non-JSON lie make it canonical,
+    and the assimilator raised on every sweep, so no batch finished any more."""
+    fooled = split_batch_of(PARAMETERS)
+    liar = SignedHost(*make_host())
+    tasks = liar.rpc(tasks=100).json()["tasks"]
+    lies = [Report(replica=t["replica"], status="success", cpu_time=1, output=b"agreed lie") for t in tasks]
+    assert liar.rpc(reports=lies).status_code == 200
+    settle()
+    sound = submit_batch(
+        owner=None,
+        app_name="montecarlo_pi",
+        name="sound",
+        parameters=PARAMETERS,
+        policy=RedundancyPolicy(min_quorum=1, target_nresults=1),
+    )
+    split_due_batches(now=timezone.now())
+    crunch_everything(SignedHost(*make_host()))
+    settle()
+
+    assert assimilate_due_batches(now=timezone.now()) == 2
+
+    fooled, sound = Batch.objects.get(pk=fooled.pk), Batch.objects.get(pk=sound.pk)
+    assert fooled.state == BatchState.DONE and not fooled.result
+    assert fooled.assimilation_error.startswith("JSONDecodeError: Expecting value")
+    assert sound.state == BatchState.DONE and json.loads(sound.result.read())["samples"] > 0
+    assert sound.assimilation_error == ""

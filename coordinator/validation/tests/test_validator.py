@@ -250,6 +250,56 @@ def test_a_trusted_host_takes_units_alone_except_for_spot_checks(monkeypatch):
     assert checked.state == UnitState.DONE and checked.replicas.filter(outcome=Outcome.SUCCESS).count() == 2
 
 
+def test_a_cheater_who_got_the_unit_first_cannot_ride_a_trusted_hosts_quorum_of_one(monkeypatch):
+    """Found by the scenario runner: the unit went to a cheater, then to a trusted host as
+    its "single" replica, and the quorum of one let the cheater's answer, reported first,
+    become canonical unchecked."""
+    app = make_app()
+    unit = make_units(app, 1, min_quorum=2, target_nresults=2)[0]
+    cheater = SignedHost(*make_host())
+    lie = crunch(cheater, lambda name: b"a lie", tasks=1)[0]
+    host, key = make_host()
+    HostAppReputation.objects.create(host=host, app=app, consecutive_valid=50, valid=50)
+    monkeypatch.setattr(scheduler_services, "draw", lambda: 0.99)  # no spot check: it would go alone
+    honest = SignedHost(host, key).rpc(tasks=1).json()["tasks"][0]["replica"]
+
+    assert not Replica.objects.get(pk=honest).trusted_single
+    settle()  # the lie alone is no quorum
+    unit.refresh_from_db()
+    assert unit.state == UnitState.ACTIVE and unit.canonical_replica_id is None
+
+    SignedHost(host, key).rpc(
+        reports=[Report(replica=honest, status="success", cpu_time=3600.0, output=right(unit.name))]
+    )
+    settle()
+    crunch(SignedHost(*make_host()), right)  # the disagreement brings a third replica
+    settle()
+    unit.refresh_from_db()
+    assert unit.state == UnitState.DONE and unit.canonical_replica_id != lie
+    assert Replica.objects.get(pk=lie).validate_state == ValidateState.INVALID
+
+
+def test_a_trusted_single_result_in_dispute_lets_more_replicas_go_out():
+    """If a unit has a trusted single replica and another live one (two claims that raced),
+    the quorum is the unit's own, and a disagreement is settled by more hosts."""
+    unit = make_units(make_app(), 1, min_quorum=2, target_nresults=2)[0]
+    first, second = SignedHost(*make_host()), SignedHost(*make_host())
+    trusted = first.rpc(tasks=1).json()["tasks"][0]["replica"]
+    lie = second.rpc(tasks=1).json()["tasks"][0]["replica"]
+    Replica.objects.filter(pk=trusted).update(trusted_single=True)
+    second.rpc(reports=[Report(replica=lie, status="success", cpu_time=3600.0, output=b"a lie")])
+    first.rpc(reports=[Report(replica=trusted, status="success", cpu_time=3600.0, output=right(unit.name))])
+    settle()
+    assert Replica.objects.get(pk=trusted).validate_state == ValidateState.INCONCLUSIVE
+
+    third = crunch(SignedHost(*make_host()), right)
+    settle()
+    unit.refresh_from_db()
+    assert third, "the disputed unit must go out again"
+    assert unit.state == UnitState.DONE and unit.canonical_replica_id in (trusted, third[0])
+    assert Replica.objects.get(pk=lie).validate_state == ValidateState.INVALID
+
+
 def test_a_trusted_host_that_fails_brings_the_unit_back_to_two_replicas(monkeypatch):
     app = make_app()
     host, key = make_host()

@@ -81,6 +81,35 @@ def test_replicas_past_their_deadline_time_out_without_a_scheduled_transition():
 
 
 @pytest.mark.django_db
+def test_a_units_later_replicas_go_out_before_fresh_work():
+    """Found by the scenario runner: reissued replicas queued behind the whole batch, so a
+    disputed unit, and the cheater in it, waited for the batch's end to be settled."""
+    from coordinator.scheduler.services import WorkRequest, claim_work
+    from coordinator.testing import make_host
+
+    app = make_app()
+    timed_out = make_units(app, 1, delay_bound=60, max_error_results=5)[0]
+    first, _ = make_host()
+    sent = timezone.now()
+    Replica.objects.filter(pk=timed_out.replicas.first().pk).update(
+        state=ReplicaState.IN_PROGRESS,
+        host=first,
+        volunteer=first.volunteer,
+        sent_at=sent,
+        deadline=sent + timedelta(seconds=60),
+    )
+    fresh = make_units(app, 3)  # queued after the first unit's replicas, before its reissues
+    services.transition_due_units(now=sent + timedelta(seconds=60))
+
+    reissue = timed_out.replicas.get(state=ReplicaState.UNSENT, priority=services.RETRY_PRIORITY)
+    host, _ = make_host()
+    claimed = claim_work(host=host, request=WorkRequest(tasks=1), now=sent + timedelta(seconds=61))
+
+    assert [a.replica_id for a in claimed] == [reissue.pk]
+    assert all(r.priority == 0 for u in fresh for r in u.replicas.all())
+
+
+@pytest.mark.django_db
 def test_too_many_errors_fails_the_unit_with_its_reason_and_cancels_unsent():
     unit = make_units(make_app(), 1, max_error_results=1, max_total_results=6)[0]
     Replica.objects.filter(workunit=unit).update(state=ReplicaState.OVER, outcome=Outcome.CLIENT_ERROR)

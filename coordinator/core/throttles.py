@@ -1,0 +1,100 @@
+"""Rate limits keyed by who is calling, kept in the shared cache (``CACHE_URL``)."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
+
+from coordinator.accounts.models import Host
+
+
+class HostRateThrottle(SimpleRateThrottle):
+    """At most ``THROTTLE_HOST`` signed requests per host (BOINC refuses a host that calls
+    again before its request delay): one runaway or hostile host cannot flood the scheduler.
+    It runs after the signature check, so a forger cannot spend another host's allowance."""
+
+    scope = "host"
+
+    def get_rate(self) -> str | None:
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)  # read now, so settings may change
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        if not isinstance(request.auth, Host):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+
+
+@lru_cache(maxsize=8)
+def _proxies(allowed: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None:
+    """The networks of ``FORWARDED_ALLOW_IPS``; None when it is ``*`` (any peer is a proxy)."""
+    if "*" in allowed:
+        return None
+    try:
+        return tuple(ipaddress.ip_network(entry, strict=False) for entry in allowed)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"FORWARDED_ALLOW_IPS: {error}") from error
+
+
+def client_address(request: HttpRequest | Request) -> str:
+    """The caller's address, for limits per address.
+
+    ``X-Forwarded-For`` is believed only from a proxy in ``FORWARDED_ALLOW_IPS`` (as gunicorn
+    reads it), and only its last entry, the one that proxy wrote: a client that sends a new
+    header with each request still counts as one address.
+    """
+    peer = request.META.get("REMOTE_ADDR", "")
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if not forwarded:
+        return peer
+    proxies = _proxies(tuple(settings.FORWARDED_ALLOW_IPS))
+    if proxies is not None:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return peer
+        if not any(address in network for network in proxies):
+            return peer
+    try:
+        return str(ipaddress.ip_address(forwarded.rsplit(",", 1)[-1].strip()))
+    except ValueError:
+        return peer
+
+
+class AddressRateThrottle(ScopedRateThrottle):
+    """DRF's scoped limit (``throttle_scope`` on the view) per :func:`client_address`."""
+
+    def get_rate(self) -> str | None:
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)  # read now, so settings may change
+
+    def get_ident(self, request: Request) -> str:
+        return client_address(request)
+
+
+class FailedSigninThrottle(SimpleRateThrottle):
+    """Wrong passwords per address on the sign-in pages, counted in the token endpoint's
+    allowance (``THROTTLE_TOKEN``): guessing through the pages and the API together gets that
+    many tries. :meth:`allow_request` only looks; :meth:`record_failure` counts."""
+
+    scope = "token"
+
+    def get_rate(self) -> str | None:
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def get_cache_key(self, request: HttpRequest, view: Any) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
+
+    def throttle_success(self) -> bool:
+        return True
+
+    def record_failure(self) -> None:
+        """Count one wrong password (after :meth:`allow_request` said yes)."""
+        if self.rate is not None:
+            super().throttle_success()
