@@ -43,6 +43,8 @@ from typing import Any
 
 from bench.sim_hosts import CHEATING_KINDS, KINDS, Plan, run_hosts
 
+# Shares of the batch finished whose times are reported: where the makespan goes.
+MILESTONES = (0.5, 0.9, 0.99, 1.0)
 DEFAULT_MIX = "slow=0.10,vanishing=0.30,random=0.10,colluding=0.05,replaying=0.05,crashing=0.05"
 # When each fault strikes, as the fraction of units validated, and what it is.
 FAULTS = (
@@ -165,10 +167,12 @@ class Watch:
     """Reads the cluster's database every half second, straight over psycopg: the batch's
     progress, and when each host's first invalid result was judged (detection)."""
 
-    def __init__(self, database_url: str, batch: int) -> None:
+    def __init__(self, database_url: str, batch: int, units: int) -> None:
         self.database_url, self.batch = database_url, batch
         self.progress: Counter = Counter()
         self.detected: dict[int, float] = {}
+        self.units = units
+        self.reached: dict[str, float] = {}  # "50%" -> when that share of units was finished
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="scenario-watch", daemon=True)
 
@@ -185,6 +189,10 @@ class Watch:
                     [self.batch],
                 ).fetchall()
                 self.progress = Counter(dict(rows))
+                finished = self.progress["done"] + self.progress["failed"]
+                for share in MILESTONES:
+                    if finished >= share * self.units:
+                        self.reached.setdefault(f"{share:.0%}", time.time())
                 now = time.time()
                 for (host,) in connection.execute("SELECT id FROM accounts_host WHERE invalid_count > 0"):
                     self.detected.setdefault(host, now)
@@ -261,7 +269,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             max_total_results=4 * opts.quorum + 2,
             delay_bound=opts.delay_bound,
         )
-        watch = Watch(coordinator.env["DATABASE_URL"], batch["id"]).start()
+        watch = Watch(coordinator.env["DATABASE_URL"], batch["id"], opts.units).start()
         pending_faults = [] if opts.no_faults else list(FAULTS)
         state = "splitting"
         try:
@@ -306,6 +314,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         verified = "verified" in coordinator.manage("ledger", "verify", str(exported)).lower()
         restarts = list(cluster.supervisor.restarts) if cluster.supervisor else []
     return figures(opts, kinds, plan, host_logs, books, watch.detected, started, makespan, state) | {
+        "finished_at_s": {share: round(at - started, 1) for share, at in watch.reached.items()},
         "ledger_verified": verified,
         "faults": faults,
         "restarted": restarts,
@@ -342,6 +351,7 @@ def figures(
             "detected": len(delays),
             "median_s": round(statistics.median(delays), 1) if delays else None,
             "max_s": round(delays[-1], 1) if delays else None,
+            "each_s": [round(delay, 1) for delay in delays],
         }
     speed = {"slow": 1 / plan.slow_factor, "vanishing": 0.0, **dict.fromkeys(CHEATING_KINDS, 0.0)}
     capacity = sum(speed.get(kind, 1.0) for kind in kinds)  # tasks per task-length, right and staying
@@ -434,7 +444,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{figures['replays_accepted']} of {figures['replays']} / "
             f"{figures['foreign_accepted']} of {figures['foreign_reports']}",
         ),
-        ("time to detect cheaters", json.dumps(figures["detect"])),
+        (
+            "cheaters detected (first invalid)",
+            "; ".join(
+                f"{kind} {d['detected']} of {d['hosts']}, median {d['median_s']} s, max {d['max_s']} s"
+                for kind, d in figures["detect"].items()
+            ),
+        ),
+        (
+            "units finished at",
+            ", ".join(f"{share} {at} s" for share, at in figures["finished_at_s"].items()),
+        ),
         (
             "makespan / ideal",
             f"{figures['makespan_s']} s / {figures['ideal_s']} s = {figures['makespan_ratio']}",
