@@ -172,6 +172,18 @@ def test_the_watch_page_shows_the_picture_and_the_failures(published):
     assert '<th scope="row">failed</th><td>1</td>' in page
 
 
+def test_the_watch_page_says_why_a_batch_has_no_result(published):
+    user, _ = make_scientist()
+    batch = batch_for(user)
+    Batch.objects.filter(pk=batch.pk).update(
+        state=BatchState.DONE, finished=timezone.now(), assimilation_error="ValueError: <bad> output"
+    )
+
+    page = signed_in(user).get(f"/admin/work/batch/{batch.pk}/change/").content.decode()
+
+    assert "no result: the app could not assimilate the outputs (ValueError: &lt;bad&gt; output)" in page
+
+
 def test_the_cancel_action_stops_a_running_batch(published):
     user, _ = make_scientist()
     batch = batch_for(user)

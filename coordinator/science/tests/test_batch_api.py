@@ -205,6 +205,19 @@ def test_a_batch_that_is_done_cannot_be_cancelled(published):
     assert_error(api(token).post(f"/api/v1/batches/{batch_id}/cancel"), 409, "batch_finished")
 
 
+def test_a_batch_the_app_could_not_assimilate_says_why_and_has_no_result(published):
+    _, token = make_scientist()
+    batch_id = submit(api(token), app="montecarlo_pi", name="pi", parameters=PI).json()["id"]
+    error = "JSONDecodeError: Expecting value: line 1 column 1 (char 0)"
+    Batch.objects.filter(pk=batch_id).update(state=BatchState.DONE, assimilation_error=error)
+
+    watched = api(token).get(f"/api/v1/batches/{batch_id}").json()
+    assert (watched["state"], watched["result_url"], watched["assimilation_error"]) == ("done", None, error)
+    refused = api(token).get(f"/api/v1/batches/{batch_id}/result")
+    assert_error(refused, 409, "assimilation_failed")
+    assert error in refused.json()["detail"]
+
+
 def test_a_big_cancel_answers_at_once_and_a_worker_calls_off_the_rest(published, monkeypatch, empty_broker):
     _, token = make_scientist()
     batch_id = submit(api(token), app="montecarlo_pi", name="pi", parameters=PI).json()["id"]
