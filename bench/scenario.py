@@ -56,13 +56,6 @@ FAULTS = (
     (0.75, "kill worker1"),
 )
 
-MAKE_VOLUNTEERS = """
-from django.utils import timezone
-from coordinator.accounts.services import create_volunteer
-result = [create_volunteer(username=f"sim{i}", password="long-enough-password-1842", now=timezone.now())[1]
-          for i in range(values["count"])]
-"""
-
 # The coordinator's books, read after the run inside its own Django.
 BOOKS = """
 import hashlib
@@ -228,7 +221,6 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     from tessera_batches import Batches
 
     from tests.cluster import Cluster
-    from tests.coordinator_process import MAKE_SCIENTIST
 
     kinds = kinds_for(opts.hosts, opts.mix, opts.seed)
     plan = Plan(
@@ -245,9 +237,8 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     ):
         coordinator = cluster.coordinator
         assert coordinator is not None
-        coordinator.manage("publish_app", "montecarlo_pi")
-        tokens = coordinator.django(MAKE_VOLUNTEERS, count=opts.hosts)
-        batches = Batches(cluster.webs[0].url, coordinator.django(MAKE_SCIENTIST, username="scenario"))
+        tokens, scientist = cluster.open_project(volunteers=opts.hosts, prefix="sim", scientist="scenario")
+        batches = Batches(cluster.webs[0].url, scientist)
         urls = [web.url for web in cluster.webs]
         stop, logs = multiprocessing.Event(), multiprocessing.Queue()
         hosts = [(i, kinds[i], tokens[i]) for i in range(opts.hosts)]

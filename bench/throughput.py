@@ -32,13 +32,6 @@ DISPATCH_CEILING = 1590.0  # replicas/s, bench.dispatch (docs/benchmarks.md)
 VALIDATION_CEILING = 2097.0  # replicas/s, bench.validation
 QUORUM = 2
 
-MAKE_VOLUNTEERS = """
-from django.utils import timezone
-from coordinator.accounts.services import create_volunteer
-result = [create_volunteer(username=f"bench{i}", password="long-enough-password-1842", now=timezone.now())[1]
-          for i in range(values["count"])]
-"""
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -104,17 +97,15 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     from tessera_batches import Batches
 
     from tests.cluster import Cluster
-    from tests.coordinator_process import MAKE_SCIENTIST
 
     with (
         tempfile.TemporaryDirectory(prefix="tessera-throughput-") as folder,
         Cluster(Path(folder)) as cluster,
     ):
-        coordinator = cluster.coordinator
-        assert coordinator is not None
-        coordinator.manage("publish_app", "montecarlo_pi")
-        tokens = coordinator.django(MAKE_VOLUNTEERS, count=opts.hosts)
-        batches = Batches(cluster.webs[0].url, coordinator.django(MAKE_SCIENTIST, username="bench-scientist"))
+        tokens, scientist = cluster.open_project(
+            volunteers=opts.hosts, prefix="bench", scientist="bench-scientist"
+        )
+        batches = Batches(cluster.webs[0].url, scientist)
         urls = [web.url for web in cluster.webs]
         done, counts = multiprocessing.Event(), multiprocessing.Array("l", [0, 0])
         per = -(-opts.hosts // opts.processes)

@@ -248,6 +248,16 @@ class Cluster:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def open_project(self, *, volunteers: int, prefix: str, scientist: str) -> tuple[list[str], str]:
+        """Publish the Monte Carlo app and make volunteers and a scientist, as the benchmarks
+        on this stack need: the volunteers' account tokens and the scientist's API token."""
+        from tests.coordinator_process import MAKE_SCIENTIST, MAKE_VOLUNTEERS
+
+        assert self.coordinator is not None
+        self.coordinator.manage("publish_app", "montecarlo_pi")
+        tokens = self.coordinator.django(MAKE_VOLUNTEERS, count=volunteers, prefix=prefix)
+        return tokens, self.coordinator.django(MAKE_SCIENTIST, username=scientist)
+
     # -- faults ----------------------------------------------------------------------
     def wait_ready(self, web: Service, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -193,6 +193,13 @@ from coordinator.accounts.models import Volunteer
 result = {v.user.username: float(v.total_credit) for v in Volunteer.objects.select_related("user")}
 """
 
+MAKE_VOLUNTEERS = """
+from django.utils import timezone
+from coordinator.accounts.services import create_volunteer
+result = [create_volunteer(username=f"{values['prefix']}{i}", password="long-enough-password-1842",
+                           now=timezone.now())[1]
+          for i in range(values["count"])]
+"""
 MAKE_SCIENTIST = """
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group

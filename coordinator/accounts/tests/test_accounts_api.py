@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.test import Client
 from tessera_client.protocol import HostKey
 from tessera_client.signing import sign_request
@@ -36,14 +35,6 @@ B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def clear_throttle_cache():
-    """Sign-up and token requests are throttled through the locmem cache: start each test clean."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.core import signing
-from django.core.cache import cache
 from django.core.checks import run_checks
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -68,14 +67,6 @@ SCHEDULER = "/api/v1/scheduler"
 HOSTS = "/api/v1/hosts"
 SIGNUP = "/api/v1/volunteers"
 TOKEN = "/api/v1/volunteers/token"
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits():
-    """Rate limits live in the cache, keyed by host id or address: start and end each test clean."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def quiet_client(**defaults: Any) -> Client:
