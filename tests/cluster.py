@@ -45,6 +45,18 @@ def services_available() -> str | None:
     return None
 
 
+def require_services(what: str) -> None:
+    """In a test: skip, saying why, when a service is missing; under CI, fail instead."""
+    import pytest
+
+    missing = services_available()
+    if missing:
+        message = f"{what} needs its services: {missing}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def restart_postgres(timeout: float = 60.0) -> None:
     """Restart the machine's PostgreSQL server (every connection drops) and wait until it answers."""
     import psycopg

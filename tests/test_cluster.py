@@ -6,14 +6,13 @@ unit validated once and every credit granted once, and its picture is the app's 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 import workunits
-from tests.cluster import Cluster, services_available
+from tests.cluster import Cluster, require_services
 from tests.coordinator_process import MAKE_SCIENTIST
 from tests.volunteers import attach, wait_for
 from workunits.interface import Checkpoint
@@ -50,11 +49,7 @@ result = {
 
 @pytest.fixture
 def cluster(tmp_path):
-    missing = services_available()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"the cluster test needs its services: {missing}")
-        pytest.skip(f"the cluster test needs its services: {missing}")
+    require_services("the cluster test")
     with Cluster(tmp_path / "cluster") as running:
         yield running
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import services_available
+from tests.cluster import require_services
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT_RUN = ["--units", "300", "--hosts", "30", "--task-seconds", "0.2", "--timeout", "600"]
@@ -28,11 +28,7 @@ def figures() -> dict:
             "runs in the SQLite pass only: the scenario restarts the PostgreSQL server, which would"
             " cut this pass's own test database connection (its cluster has a database of its own)"
         )
-    missing = services_available()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"the scenario needs its services: {missing}")
-        pytest.skip(f"the scenario needs its services: {missing}")
+    require_services("the scenario")
     run = subprocess.run(
         [sys.executable, "-m", "bench.scenario", *SHORT_RUN],
         cwd=ROOT,

@@ -16,15 +16,21 @@ from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
 from coordinator.accounts.models import Host
 
 
-class HostRateThrottle(SimpleRateThrottle):
+class LiveRate:
+    """Reads the scope's rate when asked, not at import, so settings (and tests) may change it."""
+
+    scope: str
+
+    def get_rate(self) -> str | None:
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+
+class HostRateThrottle(LiveRate, SimpleRateThrottle):
     """At most ``THROTTLE_HOST`` signed requests per host (BOINC refuses a host that calls
     again before its request delay): one runaway or hostile host cannot flood the scheduler.
     It runs after the signature check, so a forger cannot spend another host's allowance."""
 
     scope = "host"
-
-    def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)  # read now, so settings may change
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         if not isinstance(request.auth, Host):
@@ -68,28 +74,32 @@ def client_address(request: HttpRequest | Request) -> str:
         return peer
 
 
-class AddressRateThrottle(ScopedRateThrottle):
+class AddressRateThrottle(LiveRate, ScopedRateThrottle):
     """DRF's scoped limit (``throttle_scope`` on the view) per :func:`client_address`."""
-
-    def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)  # read now, so settings may change
 
     def get_ident(self, request: Request) -> str:
         return client_address(request)
 
 
-class FailedSigninThrottle(SimpleRateThrottle):
+class PageRateThrottle(LiveRate, SimpleRateThrottle):
+    """An API scope's limit per :func:`client_address`, for a plain Django view to share:
+    ``PageRateThrottle("signup").allow_request(request, None)``."""
+
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
+        super().__init__()
+
+    def get_cache_key(self, request: HttpRequest, view: Any) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
+
+
+class FailedSigninThrottle(PageRateThrottle):
     """Wrong passwords per address on the sign-in pages, counted in the token endpoint's
     allowance (``THROTTLE_TOKEN``): guessing through the pages and the API together gets that
     many tries. :meth:`allow_request` only looks; :meth:`record_failure` counts."""
 
-    scope = "token"
-
-    def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
-
-    def get_cache_key(self, request: HttpRequest, view: Any) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
+    def __init__(self) -> None:
+        super().__init__("token")
 
     def throttle_success(self) -> bool:
         return True

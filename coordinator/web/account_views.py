@@ -8,15 +8,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
-from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
 
 from coordinator.accounts import teams
 from coordinator.accounts.models import Team, Volunteer
 from coordinator.accounts.services import create_volunteer, issue_account_token
 from coordinator.core import keys
 from coordinator.core.errors import DomainError
-from coordinator.core.throttles import client_address
+from coordinator.core.throttles import PageRateThrottle
 from coordinator.validation.credit import rac_now
 from coordinator.validation.models import LedgerEntry
 from coordinator.validation.selectors import credit_history
@@ -30,22 +28,11 @@ SHOWN_ENTRIES = 50
 CHART_DAYS = 30
 
 
-class SignupThrottle(SimpleRateThrottle):
-    """The API's signup limit (THROTTLE_SIGNUP, per address), shared by this page."""
-
-    scope = "signup"
-
-    def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)  # read now, so settings may change
-
-    def get_cache_key(self, request: HttpRequest, view: object) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": client_address(request)}
-
-
 def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if not SignupThrottle().allow_request(request, None):
+        # The API's signup limit (THROTTLE_SIGNUP, per address), shared by this page.
+        if not PageRateThrottle("signup").allow_request(request, None):
             form.add_error(None, "Too many accounts were made from your address lately; try again later.")
         else:
             try:
