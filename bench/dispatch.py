@@ -152,6 +152,7 @@ def coordinator_env(url: str, media_root: Path, batch: int) -> dict[str, str]:
         SECRET_KEY="tessera-bench-" + os.urandom(16).hex(),
         MEDIA_ROOT=str(media_root),
         DEFAULT_DAILY_QUOTA=str(10**9),
+        FORWARDED_ALLOW_IPS="127.0.0.1",
         MAX_TASKS_PER_RPC=str(max(100, batch)),
         DJANGO_SETTINGS_MODULE="coordinator.settings",
     )
@@ -206,7 +207,6 @@ SEEDED_COLUMNS = {
         "flops",
         "created",
         "daily_quota",
-        "quota_used",
     },
     "work_workunit": {
         "app_id",
@@ -322,8 +322,8 @@ def seed_fixture(conn: psycopg.Connection, *, hosts: int, media_root: Path) -> F
             conn.execute("INSERT INTO accounts_volunteer (user_id, created) VALUES (%s, now())", (user_id,))
             host_id = conn.execute(
                 "INSERT INTO accounts_host (volunteer_id, public_key, name, platform, n_cpus, memory_bytes,"
-                " flops, created, daily_quota, quota_used) VALUES (%s, %s, %s, 'linux-x86_64', 4, %s, 1e9,"
-                " now(), %s, 0) RETURNING id",
+                " flops, created, daily_quota) VALUES (%s, %s, %s, 'linux-x86_64', 4, %s, 1e9,"
+                " now(), %s) RETURNING id",
                 (user_id, public_key, f"bench-host-{index}", 8 << 30, 10**9),
             ).fetchone()[0]
             made.append(BenchHost(host_id=host_id, volunteer_id=user_id, seed=bytes(key)))
@@ -347,8 +347,9 @@ WITH units AS (
 )
 INSERT INTO work_replica (
     workunit_id, state, outcome, validate_state, priority, output_sha256, output_file,
-    uploaded_sha256, message, created)
-SELECT units.id, 'unsent', 'init', 'init', 0, '', '', '', '', now()
+    uploaded_sha256, message, created, dispatch_key)
+SELECT units.id, 'unsent', 'init', 'init', 0, '', '', '', '', now(),
+       ((floor(extract(epoch FROM now()) / 60)::bigint) << 32) | floor(random() * 4294967296)::bigint
 FROM units CROSS JOIN generate_series(1, 2) AS copy
 ORDER BY units.id, copy
 """
@@ -399,7 +400,8 @@ def seed_queue(conn: psycopg.Connection, *, app_id: int, units: int) -> float:
     """
     started = time.monotonic()
     conn.execute("TRUNCATE work_replica, work_workunit, accounts_hostnonce RESTART IDENTITY CASCADE")
-    conn.execute("UPDATE accounts_host SET quota_used = 0, quota_day = NULL, last_contact = NULL")
+    conn.execute("UPDATE accounts_host SET last_contact = NULL")
+    conn.execute("DELETE FROM validation_hostappversion")
     with conn.transaction():
         conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
         conn.execute("SET LOCAL session_replication_role = replica")
@@ -626,6 +628,9 @@ def _http_host(
     session = ProjectSession(
         base_url, HostKey(SigningKey(host.seed)), host_id=host.host_id, timeout=RPC_TIMEOUT
     )
+    # Each host on a network of its own, as the proxy in front of the coordinator says: the
+    # claim then checks the unit's other holders for related hosts, as in production.
+    session.http.headers["X-Forwarded-For"] = f"198.18.{host.host_id % 250}.{1 + host.host_id // 250}"
     held: list[int] = []
     streak = 0
     time.sleep(max(0.0, start - time.monotonic()))
@@ -670,7 +675,7 @@ WHERE r.id = v.id AND r.host_id = %s AND r.state = 'in_progress'
 # the volunteer ever held, or the whole table (see docs/benchmarks.md).
 RAW_CLAIM = """
 SELECT r.id, r.workunit_id FROM work_replica AS r
-WHERE r.state = 'unsent'
+WHERE r.state = 'unsent' AND NOT r.reserved
   AND NOT EXISTS (
       SELECT 1 FROM work_replica AS mine
       WHERE mine.workunit_id = r.workunit_id AND mine.volunteer_id = %s OFFSET 0)
@@ -679,7 +684,7 @@ WHERE r.state = 'unsent'
       WHERE alone.workunit_id = r.workunit_id AND alone.trusted_single
         AND (alone.state = 'in_progress' OR (alone.outcome = 'success' AND alone.validate_state <> 'invalid'))
       OFFSET 0)
-ORDER BY r.priority DESC, r.id
+ORDER BY r.priority DESC, r.dispatch_key
 LIMIT %s
 FOR UPDATE SKIP LOCKED
 """
@@ -697,7 +702,7 @@ def candidates_per_task() -> int:
     The raw claim must lock as many rows as the coordinator's, and the coordinator's module
     cannot be imported without Django; the constant is found by parsing instead (2 if absent).
     """
-    source = REPO / "coordinator" / "scheduler" / "services.py"
+    source = REPO / "coordinator" / "scheduler" / "dispatch.py"
     try:
         tree = ast.parse(source.read_text())
     except (OSError, SyntaxError):

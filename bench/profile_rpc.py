@@ -52,7 +52,7 @@ PROBES = [
     ("    record_reports", "scheduler/services.py", "record_reports"),
     ("      CASE WHEN expressions built", "scheduler/services.py", "_per_replica_values"),
     ("      QuerySet.update (compile + run)", "django/db/models/query.py", "update"),
-    ("    claim_work", "scheduler/services.py", "claim_work"),
+    ("    claim_work", "scheduler/dispatch.py", "claim_work"),
     ("  reply_payload (incl. reverse())", "scheduler/api.py", "reply_payload"),
     ("    django reverse()", "django/urls/base.py", "reverse"),
     ("  response JSON render", "rest_framework/renderers.py", "render"),

@@ -185,7 +185,6 @@ SEEDED_COLUMNS = {
         "flops",
         "created",
         "daily_quota",
-        "quota_used",
     },
     "work_workunit": {
         "app_id",
@@ -261,9 +260,9 @@ SELECT u.id, CASE WHEN %(teams)s > 0 AND u.n %% 2 = 0
 FROM (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM auth_user) AS u;
 -- One host per volunteer; speeds of 1 to 4 GFLOPS so that the replicas' claims differ.
 INSERT INTO accounts_host (volunteer_id, public_key, name, platform, n_cpus, memory_bytes, flops, created,
-                           daily_quota, quota_used)
+                           daily_quota)
 SELECT v.user_id, encode(sha256(convert_to('bench-host-' || v.n, 'UTF8')), 'base64'), 'bench-host-' || v.n,
-       'linux-x86_64', 4, 8589934592, 1e9 * (1 + v.n %% 4), now(), %(quota)s, 0
+       'linux-x86_64', 4, 8589934592, 1e9 * (1 + v.n %% 4), now(), %(quota)s
 FROM (SELECT user_id, row_number() OVER (ORDER BY user_id) - 1 AS n FROM accounts_volunteer) AS v;
 INSERT INTO validation_ledgerhead (id, seq, hash) VALUES (1, 0, %(genesis)s);
 """
@@ -521,7 +520,7 @@ SELECT u.id, u.fpops_estimate, u.min_quorum FROM work_workunit AS u
 WHERE u.id = ANY(%s) AND u.need_validate ORDER BY u.id FOR UPDATE SKIP LOCKED
 """
 RAW_SUCCESSES = """
-SELECT r.id, r.workunit_id, r.host_id, r.volunteer_id, r.output_sha256, r.cpu_time, h.flops
+SELECT r.id, r.workunit_id, r.host_id, r.volunteer_id, r.output_sha256, r.cpu_time, h.flops, r.app_version_id
 FROM work_replica AS r JOIN accounts_host AS h ON h.id = r.host_id
 WHERE r.workunit_id = ANY(%s) AND r.outcome = 'success' AND r.validate_state <> 'invalid'
 ORDER BY r.received_at, r.id
@@ -553,19 +552,34 @@ RAW_LOCK_TEAMS = "SELECT id, rac, rac_time FROM accounts_team WHERE id = ANY(%s)
 RAW_LOCK_HOSTS = """
 SELECT id, rac, rac_time, daily_quota FROM accounts_host WHERE id = ANY(%s) ORDER BY id FOR UPDATE
 """
+# Each host's quota on the app version: made at its starting quota, doubled per valid result
+# up to the cap (reputation.quota_after), as standing.record_events does.
+RAW_QUOTAS_MADE = """
+INSERT INTO validation_hostappversion (host_id, app_version_id, daily_quota, quota_used)
+SELECT v.host, %s, v.start, 0 FROM unnest(%s::bigint[], %s::bigint[]) AS v(host, start)
+ON CONFLICT (host_id, app_version_id) DO NOTHING
+"""
+RAW_QUOTAS = """
+UPDATE validation_hostappversion AS q
+SET daily_quota = least(%s::float8, q.daily_quota * power(2::float8, v.n))::bigint
+FROM unnest(%s::bigint[], %s::int[]) AS v(host, n)
+WHERE q.host_id = v.host AND q.app_version_id = %s
+"""
 RAW_CREDIT = """
 UPDATE {table} AS t
 SET total_credit = t.total_credit + v.amount, rac = v.rac, rac_time = %s, rac_rank = v.rank
 FROM unnest(%s::bigint[], %s::numeric[], %s::float8[], %s::float8[]) AS v(id, amount, rac, rank)
 WHERE t.{key} = v.id
 """
+# The seeded hosts are new and of different volunteers: each valid result was agreed by an
+# unrelated host that is not established (Event.VALID_INDEPENDENT), which counts toward
+# becoming established, not toward trust (consecutive_valid stays).
 RAW_HOSTS = """
 UPDATE accounts_host AS t
 SET total_credit = t.total_credit + v.amount, rac = v.rac, rac_time = %s, rac_rank = v.rank,
-    consecutive_valid = t.consecutive_valid + v.valid, valid_count = t.valid_count + v.valid,
-    daily_quota = v.quota
-FROM unnest(%s::bigint[], %s::numeric[], %s::float8[], %s::float8[], %s::int[], %s::int[])
-     AS v(id, amount, rac, rank, valid, quota)
+    valid_count = t.valid_count + v.valid, independent_valid = t.independent_valid + v.valid
+FROM unnest(%s::bigint[], %s::numeric[], %s::float8[], %s::float8[], %s::int[])
+     AS v(id, amount, rac, rank, valid)
 WHERE t.id = v.id
 """
 RAW_CREDIT_DAYS = """
@@ -578,11 +592,10 @@ ON CONFLICT (volunteer_id, day) DO UPDATE SET credit = validation_creditday.cred
 RAW_REPUTATION = """
 INSERT INTO validation_hostappreputation AS r (host_id, app_id, consecutive_valid, valid, invalid, errors,
                                                error_rate)
-SELECT v.host, v.app, v.n, v.n, 0, 0, 0.0
+SELECT v.host, v.app, 0, v.n, 0, 0, 0.0
 FROM unnest(%s::bigint[], %s::bigint[], %s::int[]) AS v(host, app, n)
 ON CONFLICT (host_id, app_id) DO UPDATE
-SET consecutive_valid = r.consecutive_valid + excluded.valid, valid = r.valid + excluded.valid,
-    error_rate = r.error_rate * power(%s::float8, excluded.valid)
+SET valid = r.valid + excluded.valid, error_rate = r.error_rate * power(%s::float8, excluded.valid)
 """
 
 
@@ -627,7 +640,7 @@ def raw_chunk(cur: psycopg.Cursor, chunk: int, app_id: int, now: datetime) -> in
 
     It writes what ``services.validate_units`` writes for units whose two outputs agree (the
     only case the benchmark seeds; anything else is refused): the validator's locks in its
-    order (units, ledger head, volunteers, teams, hosts), one statement per table.
+    order (units, ledger head, volunteers, teams, hosts, quotas), one statement per table.
     """
     from coordinator.validation import credit
     from coordinator.validation.reputation import ERROR_RATE_WEIGHT
@@ -654,7 +667,8 @@ def raw_chunk(cur: psycopg.Cursor, chunk: int, app_id: int, now: datetime) -> in
             credit.claimed_credit(fpops_estimate=fpops, host_flops=r[6], cpu_time=r[5] or 0.0)
             for r in replicas
         ]
-        granted = Decimal(credit.granted_credit(claims)).quantize(MICRO, ROUND_DOWN)
+        cap = credit.grant_cap(fpops_estimate=fpops, credit_ratio=1.0)  # no vouched history here
+        granted = Decimal(min(credit.granted_credit(claims), cap)).quantize(MICRO, ROUND_DOWN)
         unit_ids.append(unit_id)
         canonicals.append(replicas[0][0])  # the earliest of the (one) agreeing group
         unit_grants.append(granted)
@@ -705,16 +719,12 @@ def raw_chunk(cur: psycopg.Cursor, chunk: int, app_id: int, now: datetime) -> in
             (now, *_with_rac(teams, by_team, now)),
         )
     hosts = cur.execute(RAW_LOCK_HOSTS, (sorted(by_host),)).fetchall()
-    quotas = []
-    for host_id, _, _, quota in hosts:
-        for _ in range(valid_by_host[host_id]):
-            quota = min(DAILY_QUOTA_CAP, max(quota * 2, 1))  # reputation.quota_after, valid
-        quotas.append(quota)
     host_ids = [h[0] for h in hosts]
-    cur.execute(
-        RAW_HOSTS,
-        (now, *_with_rac(hosts, by_host, now), [valid_by_host[h] for h in host_ids], quotas),
-    )
+    valid = [valid_by_host[h] for h in host_ids]
+    version_id = by_unit[units[0][0]][0][7]
+    cur.execute(RAW_QUOTAS_MADE, (version_id, host_ids, [h[3] for h in hosts]))
+    cur.execute(RAW_QUOTAS, (DAILY_QUOTA_CAP, host_ids, valid, version_id))
+    cur.execute(RAW_HOSTS, (now, *_with_rac(hosts, by_host, now), valid))
     cur.execute(RAW_CREDIT_DAYS, (now.date(), list(by_volunteer), list(by_volunteer.values())))
     cur.execute(
         RAW_REPUTATION,
@@ -877,8 +887,9 @@ FINGERPRINTS = {
     "hosts": (
         "accounts_host",
         "concat_ws(':', id, total_credit, valid_count, invalid_count, error_count, consecutive_valid,"
-        " daily_quota)",
+        " daily_quota, independent_valid)",
     ),
+    "quotas": ("validation_hostappversion", "concat_ws(':', host_id, app_version_id, daily_quota)"),
     "credit_days": ("validation_creditday", "concat_ws(':', volunteer_id, day, credit)"),
     "reputations": (
         "validation_hostappreputation",

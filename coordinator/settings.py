@@ -201,7 +201,32 @@ TESSERA = {
     "OUTPUT_BYTES_CEILING": env.int("OUTPUT_BYTES_CEILING", default=64 * 1024 * 1024),
     "MAX_TASKS_PER_RPC": env.int("MAX_TASKS_PER_RPC", default=100),
     "MAX_REPORTS_PER_RPC": env.int("MAX_REPORTS_PER_RPC", default=500),
+    # Daily quota per host and app version (BOINC's max_jobs_per_day): a new host starts at
+    # NEW_HOST_DAILY_QUOTA; x2 on a valid result up to DEFAULT_DAILY_QUOTA, -1 on an error, 1
+    # when caught. A volunteer caught within CAUGHT_MEMORY_DAYS starts new hosts at 1.
     "DEFAULT_DAILY_QUOTA": env.int("DEFAULT_DAILY_QUOTA", default=2000),
+    "NEW_HOST_DAILY_QUOTA": env.int("NEW_HOST_DAILY_QUOTA", default=10),
+    "CAUGHT_MEMORY_DAYS": env.int("CAUGHT_MEMORY_DAYS", default=30),
+    # Tasks in progress at once (BOINC's max_jobs_in_progress): per core and per host, and
+    # per volunteer whatever number of hosts it registers.
+    "MAX_IN_PROGRESS_PER_CPU": env.int("MAX_IN_PROGRESS_PER_CPU", default=8),
+    "MAX_IN_PROGRESS_PER_HOST": env.int("MAX_IN_PROGRESS_PER_HOST", default=200),
+    "MAX_IN_PROGRESS_PER_VOLUNTEER": env.int("MAX_IN_PROGRESS_PER_VOLUNTEER", default=500),
+    # What a host may claim to be, and how many hosts a volunteer may register a day.
+    "MAX_HOST_CPUS": env.int("MAX_HOST_CPUS", default=256),
+    "MAX_HOST_FLOPS": env.float("MAX_HOST_FLOPS", default=5e10),  # per core
+    "MAX_HOSTS_PER_DAY": env.int("MAX_HOSTS_PER_DAY", default=10),
+    # An established host (its agreement earns others trust; it settles disputes): this old,
+    # with this many valid results that an unrelated host agreed with.
+    "ESTABLISHED_AGE_SECONDS": env.int("ESTABLISHED_AGE_SECONDS", default=24 * 3600),
+    "ESTABLISHED_MIN_VALID": env.int("ESTABLISHED_MIN_VALID", default=10),
+    # A dispute that no established host settled within this many seconds is open to any host
+    # unrelated to the unit's holders; its verdict then punishes nobody and is audited later.
+    "DISPUTE_WAIT_SECONDS": env.int("DISPUTE_WAIT_SECONDS", default=3600),
+    # Accounts signed up within the same window of this many seconds are related (0: off).
+    "SIGNUP_BURST_SECONDS": env.int("SIGNUP_BURST_SECONDS", default=60),
+    # New replicas are queued by the minute they were made, in random order within it.
+    "DISPATCH_BUCKET_SECONDS": env.int("DISPATCH_BUCKET_SECONDS", default=60),
     # When to call again: soon while there is work, later when there is none.
     "RPC_DELAY_WITH_WORK": env.int("RPC_DELAY_WITH_WORK", default=5),
     "RPC_DELAY_NO_WORK": env.int("RPC_DELAY_NO_WORK", default=300),
@@ -226,8 +251,10 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 # Proxies whose X-Forwarded-For names the client for limits per address (gunicorn's setting,
-# read the same way; "*" trusts every peer): anyone else's header is ignored.
-FORWARDED_ALLOW_IPS = env.list("FORWARDED_ALLOW_IPS", default=["127.0.0.1", "::1"])
+# read the same way; "*" trusts every peer): anyone else's header is ignored. None by
+# default, not even the loopback: without a proxy in front (`make run`), anyone on the
+# machine could otherwise send a new address with each sign-up. deploy/ sets it.
+FORWARDED_ALLOW_IPS = env.list("FORWARDED_ALLOW_IPS", default=[])
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tessera coordinator API",
     "DESCRIPTION": (

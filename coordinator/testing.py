@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -39,8 +40,14 @@ def make_volunteer(name: str | None = None) -> tuple[Volunteer, str]:
 
 
 def make_host(
-    volunteer: Volunteer | None = None, *, memory_bytes: int = 8 << 30, **fields: Any
+    volunteer: Volunteer | None = None,
+    *,
+    memory_bytes: int = 8 << 30,
+    established: bool = False,
+    **fields: Any,
 ) -> tuple[Host, HostKey]:
+    """A host; ``established`` makes it an old one that unrelated hosts often agreed with,
+    so that it vouches for others and settles disputes (validation.standing)."""
     volunteer = volunteer or make_volunteer()[0]
     key = HostKey.generate()
     host = Host.objects.create(
@@ -53,6 +60,11 @@ def make_host(
         daily_quota=fields.pop("daily_quota", 1000),
         **fields,
     )
+    if established:
+        Host.objects.filter(pk=host.pk).update(
+            created=timezone.now() - timedelta(days=30), independent_valid=100
+        )
+        host.refresh_from_db()
     return host, key
 
 

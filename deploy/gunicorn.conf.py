@@ -4,8 +4,8 @@
 
 Read from the environment: ``PORT`` (default 8000), ``WEB_CONCURRENCY`` (worker processes,
 default twice the cores plus one), ``FORWARDED_ALLOW_IPS`` (proxies trusted to say the scheme
-and client address, default the loopback), ``PROMETHEUS_MULTIPROC_DIR`` and
-``LOG_FORMAT=json``. See docs/deployment.md.
+and client address, default none, as in coordinator/settings.py), ``PROMETHEUS_MULTIPROC_DIR``
+and ``LOG_FORMAT=json``. See docs/deployment.md.
 """
 
 import multiprocessing
@@ -31,8 +31,9 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = "-"  # stdout
 errorlog = "-"  # stderr
 
-# Only these proxies may set X-Forwarded-Proto (https) and X-Forwarded-For.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1"
+# Only these proxies may set X-Forwarded-Proto (https) and X-Forwarded-For. None unless set,
+# the loopback included: each deployment behind a proxy names it (compose, Kubernetes, systemd).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")
 # Hosts sign the request path, so nothing in front may rewrite it: gunicorn would otherwise
 # take SCRIPT_NAME and PATH_INFO from headers sent by a trusted proxy.
 forwarder_headers = ""

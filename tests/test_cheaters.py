@@ -15,11 +15,13 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db.models import F, Q
 from django.utils import timezone
 
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.scheduler.services import ReportIn, WorkRequest, scheduler_rpc
 from coordinator.testing import make_app, make_host, make_units
+from coordinator.validation.correction import correction_sweep
 from coordinator.validation.models import LedgerEntry
 from coordinator.validation.services import validate_due_units
 from coordinator.work.lifecycle import Outcome, UnitState
@@ -64,14 +66,20 @@ def run_batch(seed: int) -> dict:
         max_total_results=8,
         delay_bound=3600,
     )
+    # The honest volunteers have been around for weeks (established); the others are new.
     pool = [
-        SimHost(kind, make_host(daily_quota=10_000)[0], random.Random(rng.random()))
+        SimHost(
+            kind, make_host(daily_quota=10_000, established=kind == "honest")[0], random.Random(rng.random())
+        )
         for kind, count in POOL.items()
         for _ in range(count)
     ]
     now = timezone.now()
     steps = 0
-    while WorkUnit.objects.filter(state=UnitState.ACTIVE).exists() and steps < 200:
+    while steps < 200 and (
+        WorkUnit.objects.filter(Q(state=UnitState.ACTIVE) | Q(audit_wanted=True)).exists()
+        or Host.objects.filter(caught_at__isnull=False).exclude(corrected_at=F("caught_at")).exists()
+    ):
         steps += 1
         now += STEP
         rng.shuffle(pool)
@@ -94,6 +102,7 @@ def run_batch(seed: int) -> dict:
             sim.held = [(a.replica_id, a.unit.name) for a in result.assignments]
         transition_due_units(now=now)
         validate_due_units(now=now)
+        correction_sweep(now=now)
         transition_due_units(now=now)
         for sim in pool:
             if sim.first_invalid_step is None and Host.objects.get(pk=sim.host.pk).invalid_count:
@@ -108,11 +117,13 @@ def run_batch(seed: int) -> dict:
     credit_by_kind = Counter()
     for host_id, total in Host.objects.values_list("pk", "total_credit"):
         credit_by_kind[kind_of[host_id]] += total
+    corrected = WorkUnit.objects.filter(corrected_at__isnull=False).count()
     return {
         "steps": steps,
         "units": Counter(WorkUnit.objects.values_list("state", flat=True)),
         "canonical_from": accepted_from,
         "wrong_accepted": Counter(kind_of[r.host_id] for r in wrong),
+        "wrong_corrected": corrected,
         "credit_by_kind": credit_by_kind,
         "steps_to_first_invalid": {
             kind: sorted(s.first_invalid_step for s in pool if s.kind == kind and s.first_invalid_step)
@@ -136,10 +147,22 @@ def test_cheaters_do_not_get_wrong_answers_accepted_and_credit_adds_up(capsys):
         "every random cheater is caught"
     )
     assert figures["units"][UnitState.DONE] >= UNITS * 0.9
-    # Credit was granted once per valid replica, and the ledger adds up to the stored totals.
-    replicas = list(LedgerEntry.objects.values_list("replica_id", flat=True))
+    assert sum(figures["wrong_accepted"].values()) == 0, "the correction sweep overturned every agreed lie"
+    assert figures["credit_by_kind"]["colluding"] == Decimal(0), "reversed"
+    assert len(figures["steps_to_first_invalid"]["colluding"]) == POOL["colluding"], (
+        "every colluder is caught"
+    )
+    # Credit was granted once per valid replica, taken back once per reversal, and the ledger
+    # adds up to the stored totals.
+    grants = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.GRANT)
+    reversals = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.REVERSAL)
+    replicas = list(grants.values_list("replica_id", flat=True))
     assert len(replicas) == len(set(replicas))
-    assert not LedgerEntry.objects.exclude(replica__validate_state="valid").exists()
+    assert set(reversals.values_list("replica_id", flat=True)) == set(
+        grants.exclude(replica__validate_state="valid").values_list("replica_id", flat=True)
+    )
     # Summed in Python: SQLite adds decimals as floats.
-    ledger_total = sum(LedgerEntry.objects.values_list("credit", flat=True), Decimal(0))
+    ledger_total = sum(grants.values_list("credit", flat=True), Decimal(0)) - sum(
+        reversals.values_list("credit", flat=True), Decimal(0)
+    )
     assert ledger_total == sum(Volunteer.objects.values_list("total_credit", flat=True), Decimal(0)) > 0

@@ -352,6 +352,24 @@ def test_every_deployment_gives_the_contracts_settings():
             assert f'"{name}"' in settings_source, f"coordinator/settings.py does not read {name}"
 
 
+def test_every_web_process_behind_a_proxy_names_the_proxy():
+    """FORWARDED_ALLOW_IPS trusts no proxy by default (settings.py, gunicorn.conf.py), so each
+    deployment with a proxy in front must say which peers are proxies, or the per-address
+    limits would count the proxy as one client."""
+    compose_web = load_compose()["services"]["web"]["environment"]
+    web_container = pod_spec("Deployment", "tessera-web")["containers"][0]
+    kubernetes_web = {item["name"]: item.get("value") for item in web_container["env"]}
+    unit_environment = unit_options("tessera-web.service")["Environment"]
+    systemd_web = dict(value.partition("=")[::2] for value in unit_environment)
+    for where, value in [
+        ("compose.yaml web", compose_web.get("FORWARDED_ALLOW_IPS")),
+        ("kubernetes web.yaml", kubernetes_web.get("FORWARDED_ALLOW_IPS")),
+        ("tessera-web.service", systemd_web.get("FORWARDED_ALLOW_IPS")),
+    ]:
+        assert value, f"{where} does not set FORWARDED_ALLOW_IPS"
+    assert systemd_web["FORWARDED_ALLOW_IPS"] == "127.0.0.1,::1", "the plain server's proxy is local"
+
+
 # --- (d) every command the files run exists ---------------------------------------------
 
 
@@ -539,7 +557,7 @@ def test_gunicorn_conf_defaults(monkeypatch):
     assert 0 < conf["graceful_timeout"] <= 30
     assert conf["accesslog"] == "-"
     assert conf["forwarder_headers"] == "", "a proxy must not be able to rewrite the signed path"
-    assert conf["forwarded_allow_ips"] == "127.0.0.1,::1"
+    assert conf["forwarded_allow_ips"] == "", "no proxy is trusted unless a deployment names it"
     assert "logconfig_dict" not in conf
 
 

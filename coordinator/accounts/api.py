@@ -13,15 +13,27 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from coordinator.accounts import services
+from coordinator.accounts import names, services
 from coordinator.accounts.authentication import AccountTokenAuthentication, max_body_for, signed_request_of
+from coordinator.accounts.limits import record_signup
 from coordinator.accounts.models import Volunteer
+from coordinator.accounts.relation import network_of
 from coordinator.core.errors import AuthenticationRejected
-from coordinator.core.throttles import AddressRateThrottle
+from coordinator.core.throttles import AddressRateThrottle, client_address
+
+
+class NameField(serializers.RegexField):
+    """A volunteer's name: hidden characters get the names rule's own refusal (a 400 with its
+    code), not the pattern's vaguer "does not match"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        names.refuse_hidden_characters(value)
+        return value
 
 
 class SignupSerializer(serializers.Serializer):
-    username = serializers.RegexField(r"^[\w.@+-]{1,150}$", max_length=150)
+    username = NameField(r"^[\w.@+-]{1,150}$", max_length=150)
     password = serializers.CharField(write_only=True, min_length=1, max_length=128)
     email = serializers.EmailField(required=False, allow_blank=True, default="")
 
@@ -72,7 +84,9 @@ class SignupView(APIView):
     def post(self, request: Request) -> Response:
         incoming = SignupSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        volunteer, token = services.create_volunteer(**incoming.validated_data, now=timezone.now())
+        now = timezone.now()
+        volunteer, token = services.create_volunteer(**incoming.validated_data, now=now)
+        record_signup(volunteer=volunteer, address=client_address(request), now=now)
         return Response(token_reply(volunteer, token), status=status.HTTP_201_CREATED)
 
 
@@ -132,7 +146,11 @@ class HostRegisterView(APIView):
         incoming = HostRegisterSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         host, created = services.register_host(
-            volunteer=request.auth, signed=signed, now=timezone.now(), **incoming.validated_data
+            volunteer=request.auth,
+            signed=signed,
+            now=timezone.now(),
+            network=network_of(client_address(request)),
+            **incoming.validated_data,
         )
         return Response(
             {"host_id": host.pk}, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK

@@ -27,6 +27,9 @@ class CreditTotals(models.Model):
 
 class Team(CreditTotals):
     name = models.CharField(max_length=64, unique=True)
+    # accounts.names.name_skeleton(name): one team per look of a name. Empty for teams not
+    # made by accounts.teams.create_team.
+    name_skeleton = models.CharField(max_length=64, null=True, blank=True, editable=False)
     founder = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -37,6 +40,7 @@ class Team(CreditTotals):
             models.Index(F("total_credit").desc(), "id", name="team_by_total"),
             models.Index(F("rac_rank").desc(), "id", name="team_by_rac"),
         ]
+        constraints = [models.UniqueConstraint(fields=["name_skeleton"], name="team_name_skeleton_once")]
 
     def __str__(self) -> str:
         return self.name
@@ -51,13 +55,21 @@ class Volunteer(CreditTotals):
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
     token_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
     token_created = models.DateTimeField(null=True, blank=True)
+    # accounts.names.name_skeleton(username): one volunteer per look of a name. Empty for
+    # accounts not made by accounts.services.create_volunteer.
+    name_skeleton = models.CharField(max_length=64, null=True, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
+    # Who signed up together (accounts.relation): the sign-up address's network and the
+    # sign-up burst. Empty for accounts an operator made, and for loopback addresses.
+    signup_network = models.CharField(max_length=64, blank=True, default="", db_default="")
+    signup_burst = models.CharField(max_length=32, blank=True, default="", db_default="")
 
     class Meta:
         indexes = [
             models.Index(F("total_credit").desc(), "user_id", name="volunteer_by_total"),
             models.Index(F("rac_rank").desc(), "user_id", name="volunteer_by_rac"),
         ]
+        constraints = [models.UniqueConstraint(fields=["name_skeleton"], name="volunteer_name_skeleton_once")]
 
     def __str__(self) -> str:
         return self.user.get_username()
@@ -75,15 +87,25 @@ class Host(CreditTotals):
     flops = models.FloatField(default=0.0, help_text="Measured floating-point speed per core")
     created = models.DateTimeField(auto_now_add=True)
     last_contact = models.DateTimeField(null=True, blank=True)
-    # BOINC's daily result quota: replicas a host may take per UTC day.
+    # The daily quota each of this host's app versions starts with (validation.HostAppVersion
+    # keeps the quota per app version); 1 for a volunteer caught cheating.
     daily_quota = models.PositiveIntegerField()
-    quota_day = models.DateField(null=True, blank=True)
-    quota_used = models.PositiveIntegerField(default=0)
+    # The network (/24 or /48) of the host's address when it registered and when it last
+    # called: hosts on one network never check each other's work (accounts.relation).
+    registered_network = models.CharField(max_length=64, blank=True, default="", db_default="")
+    network = models.CharField(max_length=64, blank=True, default="", db_default="")
     # Reputation over all apps (per app: validation.HostAppReputation).
     consecutive_valid = models.PositiveIntegerField(default=0, db_default=0)
     valid_count = models.PositiveIntegerField(default=0, db_default=0)
     invalid_count = models.PositiveIntegerField(default=0, db_default=0)
     error_count = models.PositiveIntegerField(default=0, db_default=0)
+    # Valid results an unrelated host agreed with, since the host was last caught: with age,
+    # what makes it established (validation.reputation.is_established).
+    independent_valid = models.PositiveIntegerField(default=0, db_default=0)
+    # The last time its result lost against an independent quorum, and the last time the
+    # correction sweep reopened what it had accepted (validation.correction).
+    caught_at = models.DateTimeField(null=True, blank=True)
+    corrected_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [

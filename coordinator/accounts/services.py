@@ -15,6 +15,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from tessera_client.signing import b64decode, body_digest, signature_is_valid, signing_message
 
+from coordinator.accounts import names
+from coordinator.accounts.limits import check_host_figures, check_registration_rate, starting_quota
 from coordinator.accounts.models import Host, HostNonce, Volunteer
 from coordinator.core.errors import AuthenticationRejected, Conflict, InvalidInput
 
@@ -34,17 +36,31 @@ def create_volunteer(
 ) -> tuple[Volunteer, str]:
     """Make a volunteer account and its first account token (shown once)."""
     User = get_user_model()
-    if User.objects.filter(username__iexact=username).exists():
-        raise Conflict(f"the name {username!r} is taken", code="username_taken")
+    skeleton = names.name_skeleton(username)
+    _refuse_taken_name(username, skeleton)
     user = User(username=username, email=email)
     try:
         validate_password(password, user)
     except ValidationError as error:
         raise InvalidInput(" ".join(error.messages), code="weak_password") from error
     user.set_password(password)
-    user.save()
-    volunteer = Volunteer.objects.create(user=user)
+    try:
+        with transaction.atomic():
+            user.save()
+            volunteer = Volunteer.objects.create(user=user, name_skeleton=skeleton)
+    except IntegrityError as error:  # the same or a look-alike name, made at the same moment
+        _refuse_taken_name(username, skeleton)
+        raise Conflict(f"the name {username!r} is taken", code="username_taken") from error
     return volunteer, issue_account_token(volunteer=volunteer, now=now)
+
+
+def _refuse_taken_name(username: str, skeleton: str) -> None:
+    """Refuse a name in use, in any case, or one that looks like a volunteer's name."""
+    if get_user_model().objects.filter(username__iexact=username).exists():
+        raise Conflict(f"the name {username!r} is taken", code="username_taken")
+    look_alike = Volunteer.objects.filter(name_skeleton=skeleton).select_related("user").first()
+    if look_alike is not None:
+        raise names.look_alike(username, look_alike.user.get_username())
 
 
 def issue_account_token(*, volunteer: Volunteer, now: datetime) -> str:
@@ -154,12 +170,16 @@ def register_host(
     memory_bytes: int,
     flops: float,
     now: datetime,
+    network: str = "",
 ) -> tuple[Host, bool]:
     """Register a host key; the request must be signed by that key (proof of possession).
 
     Registering the same key again for the same volunteer returns the same host, so a
-    client that crashed after registering can simply ask again.
+    client that crashed after registering can simply ask again. A new host must claim
+    plausible figures, and starts with a small quota (accounts.limits); ``network`` is where
+    the request came from (accounts.relation).
     """
+    check_host_figures(n_cpus=n_cpus, flops=flops)
     key = parse_public_key(public_key)
     timestamp, nonce, signature = _checked_parts(signed, now)
     _verify(signed, key, timestamp, nonce, signature)
@@ -169,6 +189,8 @@ def register_host(
             raise Conflict("this key is registered to another volunteer", code="key_taken")
         _burn_nonce(existing, nonce, now)
         return existing, False
+    list(Volunteer.objects.select_for_update().filter(pk=volunteer.pk).values_list("pk"))
+    check_registration_rate(volunteer=volunteer, now=now)
     host = Host.objects.create(
         volunteer=volunteer,
         public_key=public_key,
@@ -177,7 +199,9 @@ def register_host(
         n_cpus=n_cpus,
         memory_bytes=memory_bytes,
         flops=flops,
-        daily_quota=settings.TESSERA["DEFAULT_DAILY_QUOTA"],
+        daily_quota=starting_quota(volunteer=volunteer, now=now),
+        registered_network=network,
+        network=network,
         last_contact=now,
     )
     _burn_nonce(host, nonce, now)

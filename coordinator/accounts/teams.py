@@ -3,8 +3,11 @@ for the team (validation.standing); leaving takes nothing back, as in BOINC."""
 
 from __future__ import annotations
 
+import unicodedata
+
 from django.db import IntegrityError, transaction
 
+from coordinator.accounts import names
 from coordinator.accounts.models import Team, Volunteer
 from coordinator.core.errors import Conflict, InvalidInput, NotFound
 
@@ -17,8 +20,9 @@ def clean_team_name(name: str) -> str:
         raise InvalidInput("a team needs a name", code="empty_name")
     if len(name) > MAX_NAME:
         raise InvalidInput(f"a team's name is at most {MAX_NAME} characters", code="name_too_long")
-    if any(ord(c) < 32 for c in name):
+    if any(unicodedata.category(c) == "Cc" for c in name):  # C0, DEL and C1
         raise InvalidInput("a team's name may not hold control characters", code="bad_name")
+    names.refuse_hidden_characters(name)
     return name
 
 
@@ -26,15 +30,25 @@ def clean_team_name(name: str) -> str:
 def create_team(*, founder: Volunteer, name: str) -> Team:
     """A new team with its founder as its first member (leaving any team they were in)."""
     name = clean_team_name(name)
-    if Team.objects.filter(name__iexact=name).exists():
-        raise Conflict(f"there is already a team called {name!r}", code="team_name_taken")
+    skeleton = names.name_skeleton(name)
+    _refuse_taken_name(name, skeleton)
     try:
         with transaction.atomic():
-            team = Team.objects.create(name=name, founder=founder.user)
-    except IntegrityError as error:  # the same name, made at the same moment
+            team = Team.objects.create(name=name, founder=founder.user, name_skeleton=skeleton)
+    except IntegrityError as error:  # the same or a look-alike name, made at the same moment
+        _refuse_taken_name(name, skeleton)
         raise Conflict(f"there is already a team called {name!r}", code="team_name_taken") from error
     Volunteer.objects.filter(pk=founder.pk).update(team=team)
     return team
+
+
+def _refuse_taken_name(name: str, skeleton: str) -> None:
+    """Refuse a team name in use, in any case, or one that looks like another team's."""
+    if Team.objects.filter(name__iexact=name).exists():
+        raise Conflict(f"there is already a team called {name!r}", code="team_name_taken")
+    look_alike = Team.objects.filter(name_skeleton=skeleton).first()
+    if look_alike is not None:
+        raise names.look_alike(name, look_alike.name)
 
 
 def join_team(*, volunteer: Volunteer, team_id: int) -> Team:

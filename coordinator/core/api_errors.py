@@ -12,6 +12,7 @@ from coordinator.core.errors import (
     Conflict,
     DomainError,
     InvalidInput,
+    LimitReached,
     NotFound,
     PayloadTooLarge,
     PermissionRefused,
@@ -24,6 +25,7 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     PermissionRefused: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,
     Conflict: status.HTTP_409_CONFLICT,
+    LimitReached: status.HTTP_429_TOO_MANY_REQUESTS,
     PayloadTooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
@@ -46,6 +48,8 @@ def handle_api_exception(exc: Exception, context: dict[str, Any]) -> Response | 
                 view.get_authenticate_header(request) if view is not None and request is not None else None
             )
             response["WWW-Authenticate"] = scheme or 'Tessera-Ed25519 realm="api"'
+        if isinstance(exc, LimitReached) and exc.retry_after > 0:
+            response["Retry-After"] = str(exc.retry_after)
         return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

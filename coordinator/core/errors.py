@@ -45,6 +45,16 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class LimitReached(DomainError):
+    """The sender may not do this again yet (a limit per day, per volunteer…)."""
+
+    code = "limit_reached"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 0) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
 class PayloadTooLarge(DomainError):
     code = "too_large"
 

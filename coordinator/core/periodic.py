@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 SWEEPS = [
     "coordinator.work.tasks.transition_sweep",
     "coordinator.validation.tasks.validation_sweep",
+    "coordinator.validation.tasks.correction_sweep",
     "coordinator.validation.tasks.seal_ledger",
     "coordinator.accounts.tasks.purge_nonces_sweep",
     "coordinator.science.tasks.split_sweep",

@@ -40,11 +40,12 @@ class HostRateThrottle(LiveRate, SimpleRateThrottle):
 
 @lru_cache(maxsize=8)
 def _proxies(allowed: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None:
-    """The networks of ``FORWARDED_ALLOW_IPS``; None when it is ``*`` (any peer is a proxy)."""
-    if "*" in allowed:
+    """The networks of ``FORWARDED_ALLOW_IPS`` (empty: no proxy, the default); None when it
+    is ``*`` (any peer is a proxy)."""
+    if any(entry.strip() == "*" for entry in allowed):
         return None
     try:
-        return tuple(ipaddress.ip_network(entry, strict=False) for entry in allowed)
+        return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in allowed if entry.strip())
     except ValueError as error:
         raise ImproperlyConfigured(f"FORWARDED_ALLOW_IPS: {error}") from error
 

@@ -17,11 +17,12 @@ from tessera_client.signing import b64encode
 
 from coordinator.accounts.authentication import HostSignatureAuthentication
 from coordinator.accounts.models import Host
+from coordinator.accounts.relation import network_of
 from coordinator.core import objects
 from coordinator.core.fields import SHA256_HEX, Base64Field
 from coordinator.core.hints import hint
 from coordinator.core.metrics import DISPATCHED, REPORTED
-from coordinator.core.throttles import HostRateThrottle
+from coordinator.core.throttles import HostRateThrottle, client_address
 from coordinator.scheduler import services
 from coordinator.scheduler.services import Assignment, HostInfo, ReportIn, RpcResult, WorkRequest
 from coordinator.work.lifecycle import Outcome
@@ -230,6 +231,7 @@ class SchedulerView(HostView):
             work_request=WorkRequest(tasks=work.get("tasks", 0), seconds=work.get("seconds", 0.0)),
             host_info=HostInfo(**incoming.validated_data.get("host_info", {})),
             in_progress=incoming.validated_data["in_progress"],
+            network=network_of(client_address(request)),
             now=now,
         )
         services.forget_uploads(uploaded)  # the reports are recorded: what was checked is kept

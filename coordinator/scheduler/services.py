@@ -10,54 +10,29 @@ one volunteer never both take a replica of the same unit; the unique constraint 
 from __future__ import annotations
 
 import hashlib
-import random
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import BooleanField, Q
-from django.db.models.expressions import RawSQL
+from django.db.models import Q
 
-from coordinator.accounts.models import Host, Volunteer
+from coordinator.accounts.limits import check_host_figures
+from coordinator.accounts.models import Host
 from coordinator.core import objects
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PermissionRefused
+from coordinator.scheduler.dispatch import Assignment, WorkRequest, claim_work
 from coordinator.scheduler.report_writer import ReportRow, write_reports
 from coordinator.validation.credit import rac_now
-from coordinator.validation.models import HostAppReputation
-from coordinator.validation.reputation import Event, Reputation, send_single
-from coordinator.validation.standing import record_events
-from coordinator.work.lifecycle import Outcome, ReplicaState, ValidateState
-from coordinator.work.models import AppVersion, Replica, WorkUnit
+from coordinator.validation.reputation import Event
+from coordinator.validation.standing import HostEvent, record_events
+from coordinator.work.lifecycle import Outcome, ReplicaState
+from coordinator.work.models import Replica, WorkUnit
+
+__all__ = ["Assignment", "WorkRequest", "claim_work", "scheduler_rpc"]
 
 REPORTABLE = Q(state=ReplicaState.IN_PROGRESS) | Q(state=ReplicaState.OVER, outcome=Outcome.NO_REPLY)
-# Per candidate, two index probes: the volunteer already holds a replica of the unit, or a
-# trusted host has the unit alone (adaptive replication) and its result is neither invalid
-# nor disputed (inconclusive: others must then be sent to settle it). "LIMIT 1
-# OFFSET 0" keeps each a probe: without it PostgreSQL may turn NOT EXISTS into an anti-join
-# that reads every replica the volunteer ever held (docs/benchmarks.md).
-UNIT_NOT_FOR_THIS_HOST = f"""
-NOT EXISTS (SELECT 1 FROM {Replica._meta.db_table} mine
-            WHERE mine.workunit_id = {Replica._meta.db_table}.workunit_id AND mine.volunteer_id = %s
-            LIMIT 1 OFFSET 0)
-AND NOT EXISTS (SELECT 1 FROM {Replica._meta.db_table} alone
-                WHERE alone.workunit_id = {Replica._meta.db_table}.workunit_id AND alone.trusted_single
-                  AND (alone.state = %s OR (alone.outcome = %s AND alone.validate_state NOT IN (%s, %s)))
-                LIMIT 1 OFFSET 0)
-"""
-OUT_ALONE_PARAMS = [
-    ReplicaState.IN_PROGRESS.value,
-    Outcome.SUCCESS.value,
-    ValidateState.INVALID.value,
-    ValidateState.INCONCLUSIVE.value,
-]
-DEFAULT_FLOPS = 1e9  # assumed speed of a host that has not measured itself
-# Sibling replicas of one unit sit next to each other in dispatch order and only one may
-# go to a host, so read a few candidates per task wanted.
-CANDIDATES_PER_TASK = 3
-# Spot checks are drawn at random; tests may replace this with a seeded generator.
-draw = random.random
 
 
 @dataclass(frozen=True)
@@ -85,16 +60,6 @@ class ReportAck:
 
 
 @dataclass(frozen=True)
-class WorkRequest:
-    tasks: int = 0
-    seconds: float = 0.0
-
-    @property
-    def wants_work(self) -> bool:
-        return self.tasks > 0 or self.seconds > 0
-
-
-@dataclass(frozen=True)
 class HostInfo:
     """What a host measured about itself (``tessera benchmark``), sent with a scheduler RPC."""
 
@@ -114,16 +79,6 @@ class CreditStanding:
     host_rac: float
     volunteer_total: Decimal
     volunteer_rac: float
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """A replica handed to a host, with everything it needs to run it."""
-
-    replica_id: int
-    unit: WorkUnit
-    app_version: AppVersion
-    deadline: datetime
 
 
 @dataclass(frozen=True)
@@ -235,7 +190,7 @@ class Recorded:
     touched_units: list[int]
     # Reputation events for reported errors: written after the claim, because hosts are
     # locked after volunteers everywhere (validation.standing).
-    error_events: list[tuple[int, int, Event]]
+    error_events: list[HostEvent]
 
 
 def record_reports(
@@ -261,6 +216,7 @@ def record_reports(
             "outcome",
             "output_sha256",
             "output_size",
+            "app_version_id",
         )
     }
     to_record: list[tuple[Replica, ReportIn]] = []
@@ -302,124 +258,12 @@ def record_reports(
         raise Conflict("a replica changed while it was being reported; send the reports again", code="retry")
     acks.extend(ReportAck(report.replica, "accepted") for report in recorded)
     errors = [
-        (host.pk, app_of[row.workunit_id], Event.ERROR) for row, r in to_record if r.status != Outcome.SUCCESS
+        HostEvent(host.pk, app_of[row.workunit_id], row.app_version_id, Event.ERROR)
+        for row, r in to_record
+        if r.status != Outcome.SUCCESS
     ]
     WorkUnit.objects.filter(id__in=unit_ids).update(transition_time=now)
     return Recorded(acks, unit_ids, errors)
-
-
-def current_app_versions(platform: str) -> dict[int, AppVersion]:
-    """The newest version of each app that runs on ``platform``."""
-    versions: dict[int, AppVersion] = {}
-    for version in (
-        AppVersion.objects.select_related("app")
-        .filter(platform__in=["any", platform])
-        .order_by("app_id", "-version")
-    ):
-        versions.setdefault(version.app_id, version)
-    return versions
-
-
-def _quota_left(host: Host, today: date) -> tuple[int, int]:
-    used = host.quota_used if host.quota_day == today else 0
-    return max(0, host.daily_quota - used), used
-
-
-def _reputations_of(host: Host) -> dict[int, Reputation]:
-    rows = HostAppReputation.objects.filter(host=host).values_list(
-        "app_id", "consecutive_valid", "valid", "invalid", "errors", "error_rate"
-    )
-    return {app_id: Reputation(*figures) for app_id, *figures in rows}
-
-
-def _sent_elsewhere(unit_ids: list[int], chosen: list[int]) -> set[int]:
-    """Units already sent to another host: they keep their quorum whoever is trusted (a unit
-    goes alone only to its first host)."""
-    if not unit_ids:
-        return set()
-    return set(
-        Replica.objects.filter(workunit_id__in=unit_ids)
-        .exclude(state=ReplicaState.UNSENT)
-        .exclude(id__in=chosen)
-        .values_list("workunit_id", flat=True)
-    )
-
-
-def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assignment]:
-    """Claim unsent replicas for ``host``: by priority then age, one per unit, within quota."""
-    cap = settings.TESSERA["MAX_TASKS_PER_RPC"]
-    list(Volunteer.objects.select_for_update().filter(pk=host.volunteer_id).values_list("pk"))
-    host = Host.objects.get(pk=host.pk)  # fresh quota figures, now that the volunteer is locked
-    today = now.date()
-    left, used = _quota_left(host, today)
-    limit = min(cap, left, request.tasks if request.tasks > 0 else cap)
-    versions = current_app_versions(host.platform)
-    if limit <= 0 or not versions:
-        Host.objects.filter(pk=host.pk).update(last_contact=now)
-        return []
-
-    excluded = RawSQL(
-        UNIT_NOT_FOR_THIS_HOST, [host.volunteer_id, *OUT_ALONE_PARAMS], output_field=BooleanField()
-    )
-    candidates = (
-        Replica.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(
-            state=ReplicaState.UNSENT,
-            workunit__memory_bytes__lte=host.memory_bytes,
-            workunit__app_id__in=list(versions),
-        )
-        .filter(excluded)
-        .order_by("-priority", "id")
-        .values_list("id", "workunit_id", "workunit__fpops_estimate")[: limit * CANDIDATES_PER_TASK]
-    )
-    speed = (host.flops or DEFAULT_FLOPS) * max(1, host.n_cpus)
-    chosen: list[int] = []
-    unit_of: dict[int, int] = {}
-    taken_units: set[int] = set()
-    seconds = 0.0
-    for replica_id, unit_id, fpops in candidates:
-        if unit_id in taken_units:
-            continue
-        taken_units.add(unit_id)
-        unit_of[replica_id] = unit_id
-        chosen.append(replica_id)
-        seconds += fpops / speed
-        if len(chosen) >= limit or (request.tasks <= 0 and seconds >= request.seconds):
-            break
-    Host.objects.filter(pk=host.pk).update(last_contact=now, quota_day=today, quota_used=used + len(chosen))
-    if not chosen:
-        return []
-
-    units = WorkUnit.objects.in_bulk(list(unit_of.values()))
-    reputations = _reputations_of(host)
-    alone = {
-        replica_id: send_single(reputations.get(units[unit_of[replica_id]].app_id, Reputation()), draw())
-        for replica_id in chosen
-    }
-    shared = _sent_elsewhere([unit_of[r] for r, single in alone.items() if single], chosen)
-    groups: dict[tuple[int, int, bool], list[int]] = {}
-    for replica_id in chosen:
-        unit = units[unit_of[replica_id]]
-        single = alone[replica_id] and unit.pk not in shared
-        groups.setdefault((unit.delay_bound, versions[unit.app_id].pk, single), []).append(replica_id)
-    assignments: list[Assignment] = []
-    for (delay_bound, version_id, single), replica_ids in groups.items():
-        deadline = now + timedelta(seconds=delay_bound)
-        updated = Replica.objects.filter(id__in=replica_ids, state=ReplicaState.UNSENT).update(
-            state=ReplicaState.IN_PROGRESS,
-            host=host,
-            volunteer_id=host.volunteer_id,
-            app_version_id=version_id,
-            sent_at=now,
-            deadline=deadline,
-            trusted_single=single,
-        )
-        if updated != len(replica_ids):
-            raise Conflict("work was claimed concurrently; ask again", code="retry")
-        for replica_id in replica_ids:
-            unit = units[unit_of[replica_id]]
-            assignments.append(Assignment(replica_id, unit, versions[unit.app_id], deadline))
-    return assignments
 
 
 @transaction.atomic
@@ -432,16 +276,22 @@ def scheduler_rpc(
     host_info: HostInfo | None = None,
     in_progress: list[int] | None = None,
     uploaded: Uploaded | None = None,
+    network: str | None = None,
 ) -> RpcResult:
     """BOINC's scheduler request: reports in, work out, all or nothing. ``in_progress`` names
     the replicas the host is still crunching; the reply says which of them to abort.
-    ``uploaded`` is what :func:`check_uploads` measured before this transaction."""
+    ``uploaded`` is what :func:`check_uploads` measured before this transaction; ``network``
+    is the network the request came from (``accounts.relation.network_of``)."""
     if len(reports) > settings.TESSERA["MAX_REPORTS_PER_RPC"]:
         raise InvalidInput(f"at most {settings.TESSERA['MAX_REPORTS_PER_RPC']} reports per request")
-    if host_info is not None and host_info.changes():
-        # Before dispatch, so the new speed and memory size the work handed out now.
-        Host.objects.filter(pk=host.pk).update(**host_info.changes())
-        for name, value in host_info.changes().items():
+    changes: dict[str, object] = dict(host_info.changes()) if host_info is not None else {}
+    check_host_figures(n_cpus=changes.get("n_cpus"), flops=changes.get("flops"))
+    if network is not None and network != host.network:
+        changes["network"] = network
+    if changes:
+        # Before dispatch, so the new speed, memory size and network shape the work handed out now.
+        Host.objects.filter(pk=host.pk).update(**changes)
+        for name, value in changes.items():
             setattr(host, name, value)
     recorded = (
         record_reports(host=host, reports=reports, now=now, uploaded=uploaded)
@@ -453,7 +303,7 @@ def scheduler_rpc(
     else:
         Host.objects.filter(pk=host.pk).update(last_contact=now)
         assignments = []
-    record_events(recorded.error_events)
+    record_events(recorded.error_events, now=now)
     delay = settings.TESSERA[
         "RPC_DELAY_WITH_WORK" if assignments or not work_request.wants_work else "RPC_DELAY_NO_WORK"
     ]

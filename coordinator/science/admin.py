@@ -44,7 +44,7 @@ class BatchAdmin(admin.ModelAdmin):
     actions = ["cancel_batches"]
     fieldsets_shown = [
         (None, {"fields": ["name", "app", "owner", "state", "created", "finished"]}),
-        ("Progress", {"fields": ["progress_table", "result_link", "failures"]}),
+        ("Progress", {"fields": ["progress_table", "result_link", "failures", "corrections"]}),
         (
             "Submitted with",
             {
@@ -199,6 +199,17 @@ class BatchAdmin(admin.ModelAdmin):
             "<table><tr><th>unit</th><th>name</th><th>reason</th><th>last error</th></tr>{}</table>{}",
             format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows),
             more,
+        )
+
+    @admin.display(description="corrected units")
+    def corrections(self, batch: Batch) -> str:
+        corrected = selectors.corrected_units(batch)
+        if not corrected:
+            return "none"
+        made = f"; the result was made again {batch.revision} time(s)" if batch.revision else ""
+        return (
+            f"{len(corrected)} unit(s) had a cheater's answer replaced after validation: "
+            f"{', '.join(str(index) for index in corrected)}{made}"
         )
 
     # -- cancelling ----------------------------------------------------------------------

@@ -146,6 +146,14 @@ class BatchSerializer(serializers.Serializer):
     failures_url = serializers.CharField()
     parameters = serializers.JSONField()
     priority = serializers.IntegerField()
+    revision = serializers.IntegerField(
+        help_text="how many times the result was made again after corrections (0: never)"
+    )
+    corrected_units = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="the units (places in the split, the first 1,000) whose canonical result a correction "
+        "replaced after a cheater was caught",
+    )
 
 
 class BatchPageSerializer(serializers.Serializer):
@@ -185,6 +193,8 @@ def batch_payload(batch: Batch) -> dict[str, Any]:
         "failures_url": reverse("batch-failures", args=[batch.pk]),
         "parameters": batch.parameters,
         "priority": batch.priority,
+        "revision": batch.revision,
+        "corrected_units": selectors.corrected_units(batch),
     }
 
 

@@ -101,6 +101,16 @@ def failed_units(batch: Batch, *, limit: int = 100, offset: int = 0) -> list[Fai
     return [FailedUnit(index, name, reason, errors.get(pk, "")) for pk, index, name, reason in units]
 
 
+def corrected_units(batch: Batch, *, limit: int = 1000) -> list[int]:
+    """The places in the split of the batch's units whose canonical result a correction
+    replaced (a caught cheater's answer was overturned), in unit order."""
+    return list(
+        batch.units.filter(corrected_at__isnull=False)
+        .order_by("batch_index", "id")
+        .values_list("batch_index", flat=True)[:limit]
+    )
+
+
 def has_preview(batch: Batch) -> bool:
     return callable(getattr(science_app(batch.app.name), "preview", None))
 

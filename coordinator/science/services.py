@@ -22,6 +22,7 @@ from typing import Any
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
+from django.db.models import Q
 
 import workunits
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PermissionRefused
@@ -238,13 +239,17 @@ def canonical_outputs(batch: Batch) -> Iterator[tuple[int, bytes]]:
 @transaction.atomic
 def assimilate_batch(*, batch_id: int, now: datetime) -> bool:
     """Once no unit of a running batch is active, hand its canonical outputs to the app's
-    assimilator and keep the result; returns whether the batch finished now."""
+    assimilator and keep the result; returns whether the batch finished now. A done batch
+    whose canonical results a correction changed is assimilated again the same way."""
     batch = Batch.objects.select_for_update().select_related("app").filter(pk=batch_id).first()
-    if (
-        batch is None
-        or batch.state != BatchState.RUNNING
-        or batch.units.filter(state=UnitState.ACTIVE).exists()
-    ):
+    if batch is None or batch.units.filter(state=UnitState.ACTIVE).exists():
+        return False
+    if batch.state == BatchState.DONE and batch.reassimilate:
+        batch.revision += 1
+        batch.reassimilate = False
+        batch.assimilation_error = ""
+        batch.save(update_fields=["revision", "reassimilate", "assimilation_error"])
+    elif batch.state != BatchState.RUNNING:
         return False
     module = science_app(batch.app.name)
     batch.units_failed = batch.units.filter(state=UnitState.FAILED).count()
@@ -256,8 +261,10 @@ def assimilate_batch(*, batch_id: int, now: datetime) -> bool:
             logger.warning("batch %s: the assimilator refused its outputs: %r", batch.pk, error)
             batch.assimilation_error = f"{type(error).__name__}: {error}"[:ASSIMILATION_ERROR_CHARS]
         else:
+            if batch.result:
+                batch.result.delete(save=False)  # a revision replaces the earlier result
             batch.result.save(f"{batch.pk}-{module.MANIFEST.result_name}", ContentFile(result), save=False)
-    batch.state, batch.finished = BatchState.DONE, now
+    batch.state, batch.finished = BatchState.DONE, batch.finished or now
     batch.save(update_fields=["state", "finished", "result", "units_failed", "assimilation_error"])
     return True
 
@@ -266,7 +273,8 @@ def assimilate_due_batches(*, now: datetime) -> int:
     """Every running batch whose units are all done or failed (the assimilator's sweep). A
     batch that fails for a passing reason (storage, database) waits for the next sweep
     without holding up the others."""
-    running = Batch.objects.filter(state=BatchState.RUNNING).exclude(units__state=UnitState.ACTIVE)
+    due = Q(state=BatchState.RUNNING) | Q(state=BatchState.DONE, reassimilate=True)
+    running = Batch.objects.filter(due).exclude(units__state=UnitState.ACTIVE)
     finished = 0
     for pk in running.values_list("pk", flat=True).distinct():
         try:

@@ -33,6 +33,28 @@ def claimed_credit(*, fpops_estimate: float, host_flops: float, cpu_time: float)
     return estimate
 
 
+def plausible_cpu_time(*, cpu_time: float, wall_seconds: float, n_cpus: int) -> float:
+    """CPU time a host can really have spent: no more than the time it held the task on
+    every core it said it has."""
+    return max(0.0, min(cpu_time, max(0.0, wall_seconds) * max(1, n_cpus)))
+
+
+def grant_cap(*, fpops_estimate: float, credit_ratio: float) -> float:
+    """The most one valid replica of a unit earns: the app's estimate, scaled by what honest
+    quorums of the app have typically claimed against it (``App.credit_ratio``). Agreeing
+    inflaters, and a trusted host alone, cannot earn more than an honest pair would."""
+    ratio = min(max(credit_ratio, 0.0), CLAIM_CAP_FACTOR)
+    return credit_for_flops(fpops_estimate) * ratio
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def granted_credit(claims: Sequence[float]) -> float:
     """The grant for every valid replica of a unit: the lowest claim of two, the middle of
     three or more, so no single high claim can raise it."""
@@ -62,6 +84,15 @@ def rac_after_grant(rac: float, rac_time: datetime | None, credit: float, now: d
     so a steady rate of r credits a day converges to a RAC of r."""
     per_day = credit * math.log(2) * SECONDS_PER_DAY / RAC_HALF_LIFE_SECONDS
     return rac_now(rac, rac_time, now) + per_day
+
+
+def rac_after_reversal(
+    rac: float, rac_time: datetime | None, credit: float, granted_at: datetime, now: datetime
+) -> float:
+    """RAC once a grant of ``credit`` made at ``granted_at`` is taken back: the share that
+    grant added, decayed since, comes off; never below 0 (the sum of float shares drifts)."""
+    share = credit * math.log(2) * SECONDS_PER_DAY / RAC_HALF_LIFE_SECONDS * decay_factor(granted_at, now)
+    return max(0.0, rac_now(rac, rac_time, now) - share)
 
 
 def rac_rank_key(rac: float, rac_time: datetime | None) -> float:

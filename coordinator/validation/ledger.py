@@ -2,12 +2,12 @@
 
 The chain's format is ``tessera_client.ledger``, which volunteers run to verify an export
 without the database; this module only writes it. Appending locks the one ``LedgerHead``
-row, so grants from concurrent validators form one chain.
+row, so grants and reversals from concurrent validators form one chain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import transaction
 from nacl.signing import SigningKey
-from tessera_client.ledger import FORMAT, GENESIS_HASH, entry_hash, seal_message
+from tessera_client.ledger import FORMAT, GENESIS_HASH, entry_hash, reversal_hash, seal_message
 from tessera_client.signing import b64encode
 
 from coordinator.accounts.models import Volunteer
@@ -24,13 +24,19 @@ from coordinator.validation.models import LedgerEntry, LedgerHead, LedgerSeal
 
 @dataclass(frozen=True)
 class Grant:
-    """Credit for one valid replica."""
+    """Credit for one valid replica, or, negative, credit taken back from one.
+
+    ``granted_at`` is when the credit was granted, None for now. For a negative amount it is
+    the reversed grant's time: the standing takes back that grant's decayed RAC share and
+    its amount from that day's credit.
+    """
 
     volunteer_id: int
     host_id: int
     replica_id: int
     unit_id: int
     credit: Decimal
+    granted_at: datetime | None = None
 
 
 def credit_text(amount: Decimal) -> str:
@@ -54,9 +60,28 @@ def entry_fields(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
+def chain_hash(entry: LedgerEntry, prev: str) -> str:
+    """The entry's hash as the verifier recomputes it: a reversal's covers its kind and the
+    seq of its grant, a grant's is the same as before reversals existed."""
+    if entry.kind == LedgerEntry.Kind.REVERSAL:
+        return reversal_hash({**entry_fields(entry), "reverses": entry.reverses_id}, prev)
+    return entry_hash(entry_fields(entry), prev)
+
+
 def _locked_head() -> LedgerHead:
     LedgerHead.objects.get_or_create(id=1, defaults={"seq": 0, "hash": GENESIS_HASH})
     return LedgerHead.objects.select_for_update().get(id=1)
+
+
+def _chain(head: LedgerHead, entries: list[LedgerEntry]) -> None:
+    """Number and hash the entries after the locked head, write them, and move the head."""
+    seq, prev = head.seq, head.hash
+    for entry in entries:
+        seq += 1
+        entry.seq, entry.prev_hash = seq, prev
+        entry.hash = prev = chain_hash(entry, prev)
+    LedgerEntry.objects.bulk_create(entries)
+    LedgerHead.objects.filter(id=1).update(seq=seq, hash=prev)
 
 
 def append(grants: list[Grant], *, now: datetime) -> None:
@@ -64,24 +89,53 @@ def append(grants: list[Grant], *, now: datetime) -> None:
     if not grants:
         return
     head = _locked_head()
-    entries = []
-    seq, prev = head.seq, head.hash
-    for grant in grants:
-        seq += 1
-        entry = LedgerEntry(
-            seq=seq,
+    _chain(
+        head,
+        [
+            LedgerEntry(
+                kind=LedgerEntry.Kind.GRANT,
+                volunteer_id=grant.volunteer_id,
+                host_id=grant.host_id,
+                replica_id=grant.replica_id,
+                unit_id=grant.unit_id,
+                credit=grant.credit,
+                granted_at=now,
+            )
+            for grant in grants
+        ],
+    )
+
+
+def append_reversals(*, replica_ids: Iterable[int], now: datetime) -> list[tuple[LedgerEntry, LedgerEntry]]:
+    """Chain one reversal after the current head for each of these replicas' grants that
+    has none yet; returns (grant, reversal) pairs in chain order. The caller's transaction
+    holds the head, so the grants found unreversed here stay so until it ends."""
+    replica_ids = list(replica_ids)
+    if not replica_ids:
+        return []
+    head = _locked_head()
+    grants = list(
+        LedgerEntry.objects.filter(
+            replica_id__in=replica_ids, kind=LedgerEntry.Kind.GRANT, reversal__isnull=True
+        ).order_by("seq")
+    )
+    if not grants:
+        return []
+    reversals = [
+        LedgerEntry(
+            kind=LedgerEntry.Kind.REVERSAL,
             volunteer_id=grant.volunteer_id,
             host_id=grant.host_id,
             replica_id=grant.replica_id,
             unit_id=grant.unit_id,
             credit=grant.credit,
             granted_at=now,
-            prev_hash=prev,
+            reverses_id=grant.seq,
         )
-        entry.hash = prev = entry_hash(entry_fields(entry), prev)
-        entries.append(entry)
-    LedgerEntry.objects.bulk_create(entries)
-    LedgerHead.objects.filter(id=1).update(seq=seq, hash=prev)
+        for grant in grants
+    ]
+    _chain(head, reversals)
+    return list(zip(grants, reversals, strict=True))
 
 
 @transaction.atomic
@@ -105,7 +159,16 @@ def export_records(*, public_key: str, now: datetime) -> Iterator[dict[str, Any]
     yield {"kind": "header", "format": FORMAT, "public_key": public_key, "exported_at": stamp(now)}
     last_seq = 0
     for entry in LedgerEntry.objects.order_by("seq").iterator(chunk_size=5000):
-        yield {"kind": "entry", **entry_fields(entry), "prev": entry.prev_hash, "hash": entry.hash}
+        if entry.kind == LedgerEntry.Kind.REVERSAL:
+            yield {
+                "kind": "reversal",
+                **entry_fields(entry),
+                "reverses": entry.reverses_id,
+                "prev": entry.prev_hash,
+                "hash": entry.hash,
+            }
+        else:
+            yield {"kind": "entry", **entry_fields(entry), "prev": entry.prev_hash, "hash": entry.hash}
         last_seq = entry.seq
     for seal_row in LedgerSeal.objects.filter(seq__lte=last_seq).order_by("seq"):
         yield {

@@ -33,23 +33,42 @@ class CreditDay(models.Model):
 
 
 class LedgerEntry(models.Model):
-    """One credit grant, chained to the one before by its hash. The database refuses
-    updates and deletes (triggers in this app's migrations)."""
+    """One credit grant, or the reversal of one, chained to the entry before by its hash.
+    The database refuses updates and deletes (triggers in this app's migrations), so credit
+    taken back is a new entry that names its grant, never a change to the grant."""
+
+    class Kind(models.TextChoices):
+        GRANT = "grant"
+        REVERSAL = "reversal"
 
     seq = models.PositiveBigIntegerField(unique=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.GRANT, db_default=Kind.GRANT)
     volunteer = models.ForeignKey(Volunteer, on_delete=models.PROTECT, related_name="+")
     host = models.ForeignKey(Host, on_delete=models.PROTECT, related_name="+")
-    replica = models.OneToOneField(Replica, on_delete=models.PROTECT, related_name="ledger_entry")
+    replica = models.ForeignKey(Replica, on_delete=models.PROTECT, related_name="ledger_entries")
     unit = models.ForeignKey(WorkUnit, on_delete=models.PROTECT, related_name="+")
+    # A reversal's amount is positive: what it takes back.
     credit = models.DecimalField(max_digits=20, decimal_places=6)
-    granted_at = models.DateTimeField()
+    granted_at = models.DateTimeField()  # for a reversal, when the credit was taken back
+    # The grant a reversal takes back, by its seq (``reverses_id`` holds that seq), as the
+    # exported chain names it.
+    reverses = models.OneToOneField(
+        "self", to_field="seq", null=True, blank=True, on_delete=models.PROTECT, related_name="reversal"
+    )
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
 
     class Meta:
         verbose_name_plural = "ledger entries"
         constraints = [
-            models.CheckConstraint(condition=models.Q(credit__gte=0), name="ledger_credit_not_negative")
+            models.CheckConstraint(condition=models.Q(credit__gte=0), name="ledger_credit_not_negative"),
+            # A replica has at most one grant and at most one reversal.
+            models.UniqueConstraint(fields=["replica", "kind"], name="ledger_replica_once_per_kind"),
+            models.CheckConstraint(
+                condition=models.Q(kind="grant", reverses__isnull=True)
+                | models.Q(kind="reversal", reverses__isnull=False),
+                name="ledger_reversal_names_its_grant",
+            ),
         ]
 
 
@@ -71,3 +90,20 @@ class LedgerSeal(models.Model):
     head_hash = models.CharField(max_length=64)
     sealed_at = models.DateTimeField()
     signature = models.CharField(max_length=88)
+
+
+class HostAppVersion(models.Model):
+    """A host's daily quota on one app version (BOINC's host_app_version.max_jobs_per_day):
+    starts at the host's starting quota, x2 on a valid result, -1 on an error, 1 when caught."""
+
+    host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="app_versions")
+    app_version = models.ForeignKey("work.AppVersion", on_delete=models.CASCADE, related_name="+")
+    daily_quota = models.PositiveIntegerField()
+    quota_day = models.DateField(null=True, blank=True)
+    quota_used = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["host", "app_version"], name="quota_once_per_host_version"),
+            models.CheckConstraint(condition=models.Q(daily_quota__gte=1), name="quota_at_least_one"),
+        ]

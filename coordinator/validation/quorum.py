@@ -39,17 +39,34 @@ def _agreeing_group(seed: Candidate, others: Sequence[Candidate], agree: Agree) 
     return group
 
 
-def find_quorum(candidates: Sequence[Candidate], min_quorum: int, agree: Agree) -> Verdict:
-    """The canonical replica and the valid and invalid ones, or all inconclusive."""
-    best: list[Candidate] = []
-    for seed in candidates:
-        group = _agreeing_group(seed, candidates, agree)
-        if len(group) > len(best):
-            best = group
-    if len(best) < min_quorum:
-        return Verdict(canonical=None, inconclusive=tuple(c.id for c in candidates))
-    canonical = best[0]
-    return judge_against(canonical, candidates, agree)
+def find_quorum(
+    candidates: Sequence[Candidate],
+    min_quorum: int,
+    agree: Agree,
+    vouched: Callable[[Sequence[Candidate]], bool] | None = None,
+) -> Verdict:
+    """The canonical replica and the valid and invalid ones, or all inconclusive.
+
+    When every candidate agrees, ``min_quorum`` of them is a quorum. When they disagree,
+    only a group that ``vouched`` accepts (one with an established host unrelated to the
+    others) may win, and only if no other vouched group is as large: colluders can never
+    out-vote an honest host by numbers alone."""
+    groups = [_agreeing_group(seed, candidates, agree) for seed in candidates]
+    unanimous = any(len(group) == len(candidates) for group in groups)
+    eligible = [
+        group
+        for group in groups
+        if len(group) >= min_quorum and (unanimous or vouched is None or vouched(group))
+    ]
+    inconclusive = Verdict(canonical=None, inconclusive=tuple(c.id for c in candidates))
+    if not eligible:
+        return inconclusive
+    best = max(eligible, key=len)  # the first of the largest
+    if not unanimous and vouched is not None:
+        rivals = [g for g in eligible if len(g) == len(best) and not agree(best[0].value, g[0].value)]
+        if rivals:
+            return inconclusive
+    return judge_against(best[0], candidates, agree)
 
 
 def judge_against(canonical: Candidate, candidates: Sequence[Candidate], agree: Agree) -> Verdict:

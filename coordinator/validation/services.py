@@ -8,12 +8,16 @@ is a ledger row with a unique replica, so no replica is ever credited twice.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 
+from coordinator.accounts.selectors import holders
 from coordinator.core.bulk import update_rows
 from coordinator.validation import credit, ledger
 from coordinator.validation.compare import (
@@ -23,14 +27,19 @@ from coordinator.validation.compare import (
     parse_output,
     values_agree,
 )
+from coordinator.validation.judges import Judges
+from coordinator.validation.models import LedgerEntry
 from coordinator.validation.quorum import Candidate, Verdict, find_quorum, judge_against
 from coordinator.validation.reputation import Event
-from coordinator.validation.standing import add_credit, record_events
+from coordinator.validation.reversal import reverse_credit
+from coordinator.validation.standing import HostEvent, add_credit, host_is_established, record_events
 from coordinator.work.lifecycle import Outcome, UnitState, ValidateState, effective_policy
-from coordinator.work.models import App, Replica, WorkUnit
+from coordinator.work.models import App, Batch, BatchState, Replica, WorkUnit
 from coordinator.work.services import REPLICA_VIEW_FIELDS, replica_view, unit_view
 
 MICRO = Decimal("0.000001")
+# A reopened unit may make this many times its quorum in replicas beyond its own limit.
+REOPEN_EXTRA_RESULTS = 2
 
 
 def read_output(replica: Replica) -> bytes:
@@ -51,7 +60,13 @@ class _Pass:
     states: dict[int, ValidateState]
     unreadable: list[Replica]
     grants: list[ledger.Grant]
-    events: list[tuple[int, int, Event]]
+    events: list[HostEvent]
+    judges: Judges
+    now: datetime
+    reversals: list[int] = field(default_factory=list)  # replicas whose credit is taken back
+    granted_before: set[int] = field(default_factory=set)  # replicas with a grant in the ledger
+    corrected_batches: set[int] = field(default_factory=set)
+    unpunished: set[int] = field(default_factory=set)  # invalid on a verdict no one vouched for
 
 
 def _candidate(replica: Replica, rule: CompareRule) -> Candidate:
@@ -60,20 +75,33 @@ def _candidate(replica: Replica, rule: CompareRule) -> Candidate:
     return Candidate(replica.pk, parse_output(read_output(replica)))
 
 
-def _claims(unit: WorkUnit, replicas: list[Replica]) -> dict[int, float]:
-    return {
-        r.pk: credit.claimed_credit(
-            fpops_estimate=unit.fpops_estimate, host_flops=r.host.flops, cpu_time=r.cpu_time or 0.0
-        )
-        for r in replicas
-    }
+def _claim(unit: WorkUnit, replica: Replica) -> float:
+    """A replica's claim from figures bounded by what is plausible: the project's largest
+    speed per core, and no more CPU time than it held the task on every core."""
+    host = replica.host
+    wall = (
+        (replica.received_at - replica.sent_at).total_seconds()
+        if replica.received_at and replica.sent_at
+        else 0.0
+    )
+    return credit.claimed_credit(
+        fpops_estimate=unit.fpops_estimate,
+        host_flops=min(host.flops, settings.TESSERA["MAX_HOST_FLOPS"]),
+        cpu_time=credit.plausible_cpu_time(
+            cpu_time=replica.cpu_time or 0.0, wall_seconds=wall, n_cpus=host.n_cpus
+        ),
+    )
+
+
+def _agreement(rule: CompareRule) -> Callable[[Any, Any], bool]:
+    if rule.mode is CompareMode.BITWISE:
+        return lambda a, b: a == b
+    return lambda a, b: values_agree(a, b, rule)
 
 
 def _judge_unit(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
     rule = compare_rule(unit.app)
-    agree = (
-        (lambda a, b: a == b) if rule.mode is CompareMode.BITWISE else (lambda a, b: values_agree(a, b, rule))
-    )
+    agree = _agreement(rule)
     candidates: list[Candidate] = []
     readable: list[Replica] = []
     canonical: Candidate | None = None
@@ -82,7 +110,7 @@ def _judge_unit(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
             candidate = _candidate(replica, rule)
         except UnreadableOutput:
             work.unreadable.append(replica)
-            work.events.append((replica.host_id, unit.app_id, Event.ERROR))
+            work.events.append(HostEvent(replica.host_id, unit.app_id, replica.app_version_id, Event.ERROR))
             continue
         if replica.pk == unit.canonical_replica_id:
             canonical = candidate
@@ -90,41 +118,129 @@ def _judge_unit(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
             candidates.append(candidate)
             readable.append(replica)
 
+    host_of = {r.pk: r.host_id for r in replicas}
     if canonical is not None:
         verdict = judge_against(canonical, candidates, agree)
+        if verdict.invalid and unit.vouched_by_id is None:
+            # A result against a canonical one no established host vouched for: who is wrong
+            # is not known, so nobody is marked invalid; the unit is settled again by
+            # established hosts (a late report's dissent, or a failed audit).
+            _reopen(unit, replicas, work)
+            return
     else:
         views = [replica_view({name: getattr(r, name) for name in REPLICA_VIEW_FIELDS}) for r in replicas]
         quorum = effective_policy(unit_view(unit).policy, views).min_quorum
-        verdict = find_quorum(candidates, quorum, agree)
-    _record_verdict(unit, readable, verdict, work)
+        waited = _waited_for_established_hosts(unit, work.now)
+        verdict = find_quorum(
+            candidates,
+            quorum,
+            agree,
+            vouched=None if waited else lambda group: work.judges.vouched([host_of[c.id] for c in group]),
+        )
+        if verdict.canonical is None or verdict.invalid:
+            unit.disputed = True
+            unit.disputed_at = unit.disputed_at or work.now
+        if waited and verdict.invalid and not work.judges.vouched([host_of[i] for i in verdict.valid]):
+            work.unpunished.update(verdict.invalid)  # out-voted without an established host
+    if verdict.canonical is not None and unit.vouched_by_id is None:
+        valid_hosts = [r.host_id for r in replicas if r.validate_state == ValidateState.VALID]
+        valid_hosts += [host_of[i] for i in verdict.valid]
+        unit.vouched_by_id = work.judges.voucher(valid_hosts)
+        unit.audit_wanted = unit.audit_wanted and unit.vouched_by_id is None
+    _record_verdict(unit, replicas, readable, verdict, work)
 
 
-def _record_verdict(unit: WorkUnit, replicas: list[Replica], verdict: Verdict, work: _Pass) -> None:
-    by_id = {r.pk: r for r in replicas}
+def _waited_for_established_hosts(unit: WorkUnit, now: datetime) -> bool:
+    """A dispute older than DISPUTE_WAIT_SECONDS: no established host came to settle it (a
+    young project has none), so any quorum settles it, and an audit checks it later."""
+    wait = timedelta(seconds=settings.TESSERA["DISPUTE_WAIT_SECONDS"])
+    return unit.disputed_at is not None and now - unit.disputed_at >= wait
+
+
+def _reopen(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
+    """Undo a done unit's verdict: every success is judged again, by a quorum that an
+    established host vouches for; grants stand until that verdict says otherwise."""
+    unit.reopened_from_id = unit.canonical_replica_id
+    unit.canonical_replica_id = None
+    unit.state = UnitState.ACTIVE
+    unit.disputed, unit.audit_wanted, unit.vouched_by_id = True, False, None
+    unit.disputed_at = work.now
+    unit.max_total_results += REOPEN_EXTRA_RESULTS * unit.min_quorum
+    for replica in replicas:
+        work.states[replica.pk] = ValidateState.INCONCLUSIVE
+
+
+def _first_grant(unit: WorkUnit, newly_valid: list[Replica]) -> None:
+    """The unit's grant, from its first verdict's claims, bounded by the app's grant cap."""
+    claims = {r.pk: _claim(unit, r) for r in newly_valid}
+    grant = min(
+        credit.granted_credit(list(claims.values())),
+        credit.grant_cap(fpops_estimate=unit.fpops_estimate, credit_ratio=unit.app.credit_ratio),
+    )
+    unit.granted_credit = Decimal(grant).quantize(MICRO, ROUND_DOWN)
+    for replica in newly_valid:
+        replica.claimed_credit = claims[replica.pk]
+
+
+def _record_verdict(
+    unit: WorkUnit, replicas: list[Replica], judged: list[Replica], verdict: Verdict, work: _Pass
+) -> None:
+    by_id = {r.pk: r for r in judged}
     for replica_id in verdict.inconclusive:
         work.states[replica_id] = ValidateState.INCONCLUSIVE
     for replica_id in verdict.invalid:
+        replica = by_id[replica_id]
         work.states[replica_id] = ValidateState.INVALID
-        work.events.append((by_id[replica_id].host_id, unit.app_id, Event.INVALID))
+        if replica_id not in work.unpunished:
+            work.events.append(HostEvent(replica.host_id, unit.app_id, replica.app_version_id, Event.INVALID))
+        if replica_id in work.granted_before:
+            work.reversals.append(replica_id)  # credited on a verdict now overturned
     if verdict.canonical is None:
         return
-    newly_valid = [by_id[i] for i in verdict.valid]
+    newly_valid = [by_id[i] for i in verdict.valid if i in by_id]
     if unit.canonical_replica_id is None:
-        claims = _claims(unit, newly_valid)
-        unit.granted_credit = Decimal(credit.granted_credit(list(claims.values()))).quantize(
-            MICRO, ROUND_DOWN
-        )
+        if unit.granted_credit is None:
+            _first_grant(unit, newly_valid)
         unit.canonical_replica_id = verdict.canonical
         unit.state = UnitState.DONE
-        for replica in newly_valid:
-            replica.claimed_credit = claims[replica.pk]
+        if unit.reopened_from_id is not None:
+            if unit.reopened_from_id not in verdict.valid:  # the scientist's result changes
+                unit.corrected_at = work.now
+                if unit.batch_id is not None:
+                    work.corrected_batches.add(unit.batch_id)
+            unit.reopened_from_id = None
+    peers = [r.host_id for r in replicas if r.validate_state == ValidateState.VALID or r.pk in verdict.valid]
     for replica in newly_valid:
         work.states[replica.pk] = ValidateState.VALID
+        if replica.pk in work.granted_before:
+            continue  # valid before the unit was reopened: credited and counted then
         replica.granted_credit = unit.granted_credit
-        work.events.append((replica.host_id, unit.app_id, Event.VALID))
+        event = work.judges.event_for(replica.host_id, peers)
+        work.events.append(HostEvent(replica.host_id, unit.app_id, replica.app_version_id, event))
         work.grants.append(
             ledger.Grant(replica.volunteer_id, replica.host_id, replica.pk, unit.pk, unit.granted_credit)
         )
+
+
+def _granted_before(disputed: list[WorkUnit], successes: list[Replica]) -> set[int]:
+    """Replicas of disputed (maybe reopened) units that already have a grant in the ledger."""
+    ids = {unit.pk for unit in disputed}
+    replica_ids = [r.pk for r in successes if r.workunit_id in ids]
+    if not replica_ids:
+        return set()
+    return set(
+        LedgerEntry.objects.filter(replica_id__in=replica_ids, kind=LedgerEntry.Kind.GRANT).values_list(
+            "replica_id", flat=True
+        )
+    )
+
+
+def _judges(replicas: list[Replica], now: datetime) -> Judges:
+    hosts = {r.host_id: r.host for r in replicas}
+    return Judges(
+        holders=holders(hosts),
+        established=frozenset(pk for pk, host in hosts.items() if host_is_established(host, now)),
+    )
 
 
 def validate_units(*, unit_ids: list[int], now: datetime) -> int:
@@ -139,7 +255,7 @@ def validate_units(*, unit_ids: list[int], now: datetime) -> int:
         if not units:
             return 0
         replicas: dict[int, list[Replica]] = defaultdict(list)
-        successes = (
+        successes = list(
             Replica.objects.filter(workunit__in=units, outcome=Outcome.SUCCESS)
             .exclude(validate_state=ValidateState.INVALID)
             .select_related("host")
@@ -148,7 +264,15 @@ def validate_units(*, unit_ids: list[int], now: datetime) -> int:
         for replica in successes:
             replicas[replica.workunit_id].append(replica)
 
-        work = _Pass(states={}, unreadable=[], grants=[], events=[])
+        work = _Pass(
+            states={},
+            unreadable=[],
+            grants=[],
+            events=[],
+            judges=_judges(successes, now),
+            now=now,
+            granted_before=_granted_before([u for u in units if u.disputed], successes),
+        )
         for unit in units:
             _judge_unit(unit, replicas[unit.pk], work)
             unit.need_validate = False
@@ -164,12 +288,55 @@ def validate_units(*, unit_ids: list[int], now: datetime) -> int:
         update_rows(
             WorkUnit,
             units,
-            ["need_validate", "transition_time", "canonical_replica", "state", "granted_credit"],
+            [
+                "need_validate",
+                "transition_time",
+                "canonical_replica",
+                "state",
+                "granted_credit",
+                "disputed",
+                "disputed_at",
+                "vouched_by",
+                "audit_wanted",
+                "reopened_from",
+                "corrected_at",
+                "max_total_results",
+            ],
         )
+        reverse_credit(replica_ids=work.reversals, now=now)  # its lock order: replicas, head, standing
         ledger.append(work.grants, now=now)
         add_credit(work.grants, now=now)
-        record_events(work.events)
+        record_events(work.events, now=now)
+        if work.corrected_batches:
+            Batch.objects.filter(pk__in=work.corrected_batches, state=BatchState.DONE).update(
+                reassimilate=True
+            )
         return len(units)
+
+
+CREDIT_RATIO_SAMPLES = 1000
+CREDIT_RATIO_MIN_SAMPLES = 20
+
+
+def refresh_credit_ratios() -> int:
+    """Set each app's ``credit_ratio`` to the median claim, against the estimate, of its
+    latest valid replicas on vouched units (where an established host agreed): what honest
+    quorums claim, which colluders alone cannot move. Returns the apps updated."""
+    updated = 0
+    for app in App.objects.all():
+        rows = (
+            Replica.objects.filter(
+                workunit__app=app, workunit__vouched_by__isnull=False, claimed_credit__isnull=False
+            )
+            .order_by("-id")
+            .values_list("claimed_credit", "workunit__fpops_estimate")[:CREDIT_RATIO_SAMPLES]
+        )
+        ratios = [claim / credit.credit_for_flops(est) for claim, est in rows if est > 0]
+        if len(ratios) < CREDIT_RATIO_MIN_SAMPLES:
+            continue
+        ratio = min(credit.median(ratios), credit.CLAIM_CAP_FACTOR)
+        updated += App.objects.filter(pk=app.pk).exclude(credit_ratio=ratio).update(credit_ratio=ratio)
+    return updated
 
 
 def units_awaiting_validation(*, limit: int) -> list[int]:

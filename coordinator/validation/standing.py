@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -18,50 +19,74 @@ from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.core.bulk import update_rows
 from coordinator.validation import credit
 from coordinator.validation.ledger import Grant
-from coordinator.validation.models import CreditDay, HostAppReputation
-from coordinator.validation.reputation import Event, Reputation, after, quota_after
+from coordinator.validation.models import CreditDay, HostAppReputation, HostAppVersion
+from coordinator.validation.reputation import (
+    Establishment,
+    Event,
+    Reputation,
+    after,
+    is_established,
+    quota_after,
+)
 
 CREDIT_FIELDS = ["total_credit", "rac", "rac_time", "rac_rank"]
 
 
-def _credit_rows(model: type[Model], amounts: dict[int, Decimal], now: datetime) -> list[Model]:
-    rows = list(model.objects.select_for_update().filter(pk__in=amounts).order_by("pk"))
+def _credit_rows(model: type[Model], grants: dict[int, list[Grant]], now: datetime) -> list[Model]:
+    rows = list(model.objects.select_for_update().filter(pk__in=grants).order_by("pk"))
     for row in rows:
-        amount = amounts[row.pk]
-        row.total_credit += amount
-        row.rac = credit.rac_after_grant(row.rac, row.rac_time, float(amount), now)
+        granted = sum((g.credit for g in grants[row.pk] if g.credit > 0), Decimal(0))
+        row.total_credit += granted
+        row.rac = credit.rac_after_grant(row.rac, row.rac_time, float(granted), now)
+        for taken in (g for g in grants[row.pk] if g.credit < 0):
+            row.total_credit += taken.credit
+            row.rac = credit.rac_after_reversal(
+                row.rac, now, float(-taken.credit), taken.granted_at or now, now
+            )
         row.rac_time = now
         row.rac_rank = credit.rac_rank_key(row.rac, row.rac_time)
     return rows
 
 
-def _add_credit_days(by_volunteer: dict[int, Decimal], now: datetime) -> None:
-    day = now.date()
+def _add_credit_days(by_volunteer: dict[int, list[Grant]], now: datetime) -> None:
+    """Credit per day counts the credit that stands: a reversal comes off its grant's day."""
+    amounts: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
+    for volunteer_id, grants in by_volunteer.items():
+        for grant in grants:
+            amounts[(volunteer_id, (grant.granted_at or now).date())] += grant.credit
     existing = {
-        row.volunteer_id: row
-        for row in CreditDay.objects.select_for_update().filter(volunteer_id__in=by_volunteer, day=day)
+        (row.volunteer_id, row.day): row
+        for row in CreditDay.objects.select_for_update()
+        .filter(volunteer_id__in=by_volunteer, day__in={day for _, day in amounts})
+        .order_by("volunteer_id", "day")
     }
-    for row in existing.values():
-        row.credit += by_volunteer[row.volunteer_id]
-    update_rows(CreditDay, list(existing.values()), ["credit"])
+    changed = [row for key, row in existing.items() if key in amounts]
+    for row in changed:
+        row.credit += amounts[(row.volunteer_id, row.day)]
+    update_rows(CreditDay, changed, ["credit"])
     CreditDay.objects.bulk_create(
         CreditDay(volunteer_id=v, day=day, credit=amount)
-        for v, amount in by_volunteer.items()
-        if v not in existing
+        for (v, day), amount in amounts.items()
+        if (v, day) not in existing
     )
 
 
 def add_credit(grants: Iterable[Grant], *, now: datetime) -> None:
-    """Add granted credit to the totals and RAC of volunteers, their teams and hosts."""
-    by_volunteer: dict[int, Decimal] = defaultdict(Decimal)
-    by_host: dict[int, Decimal] = defaultdict(Decimal)
+    """Add granted credit to the totals and RAC of volunteers, their teams and hosts.
+
+    A negative amount takes credit back (``reversal.reverse_credit``): from the totals of the
+    volunteer, their current team and the host, from their RAC the share that grant still
+    holds (never below 0), and from the credit of the grant's day.
+    """
+    by_volunteer: dict[int, list[Grant]] = defaultdict(list)
+    by_host: dict[int, list[Grant]] = defaultdict(list)
     for grant in grants:
-        by_volunteer[grant.volunteer_id] += grant.credit
-        by_host[grant.host_id] += grant.credit
+        by_volunteer[grant.volunteer_id].append(grant)
+        by_host[grant.host_id].append(grant)
     if not by_volunteer:
         return
     volunteers = _credit_rows(Volunteer, by_volunteer, now)
-    by_team: dict[int, Decimal] = defaultdict(Decimal)
+    by_team: dict[int, list[Grant]] = defaultdict(list)
     for volunteer in volunteers:
         if volunteer.team_id is not None:
             by_team[volunteer.team_id] += by_volunteer[volunteer.pk]
@@ -72,20 +97,76 @@ def add_credit(grants: Iterable[Grant], *, now: datetime) -> None:
     _add_credit_days(by_volunteer, now)
 
 
+def establishment() -> Establishment:
+    return Establishment(
+        min_age_seconds=settings.TESSERA["ESTABLISHED_AGE_SECONDS"],
+        min_independent_valid=settings.TESSERA["ESTABLISHED_MIN_VALID"],
+    )
+
+
+def host_is_established(host: Host, now: datetime) -> bool:
+    """Old enough, with enough results unrelated hosts agreed with since last caught."""
+    return is_established(
+        age_seconds=(now - host.created).total_seconds(),
+        independent_valid=host.independent_valid,
+        rule=establishment(),
+    )
+
+
 def _reputation(row: HostAppReputation) -> Reputation:
     return Reputation(row.consecutive_valid, row.valid, row.invalid, row.errors, row.error_rate)
 
 
-def record_events(events: list[tuple[int, int, Event]]) -> None:
+@dataclass(frozen=True)
+class HostEvent:
+    """Something a host's result earned: valid (and how independently), invalid, or an error."""
+
+    host_id: int
+    app_id: int
+    app_version_id: int | None
+    event: Event
+
+
+def _fold_host(host: Host, event: Event, now: datetime) -> None:
+    """The host's own figures: trust over all apps, and what makes it established."""
+    host.consecutive_valid = (
+        host.consecutive_valid + (event is Event.VALID_CONFIRMED) if event.is_valid else 0
+    )
+    host.valid_count += event.is_valid
+    host.invalid_count += event is Event.INVALID
+    host.error_count += event is Event.ERROR
+    if event in (Event.VALID_INDEPENDENT, Event.VALID_CONFIRMED):
+        host.independent_valid += 1
+    if event is Event.INVALID:  # caught: no longer established, and new versions start at 1
+        host.independent_valid, host.caught_at, host.daily_quota = 0, now, 1
+
+
+def _quota_rows(events: list[HostEvent], hosts: dict[int, Host]) -> dict[tuple[int, int], HostAppVersion]:
+    pairs = {(e.host_id, e.app_version_id) for e in events if e.app_version_id is not None}
+    if not pairs:
+        return {}
+    HostAppVersion.objects.bulk_create(
+        [HostAppVersion(host_id=h, app_version_id=v, daily_quota=hosts[h].daily_quota) for h, v in pairs],
+        ignore_conflicts=True,
+    )
+    rows = (
+        HostAppVersion.objects.select_for_update()
+        .filter(host_id__in={h for h, _ in pairs}, app_version_id__in={v for _, v in pairs})
+        .order_by("pk")
+    )
+    return {(r.host_id, r.app_version_id): r for r in rows}
+
+
+def record_events(events: list[HostEvent], *, now: datetime) -> None:
     """Fold valid, invalid and error events into each host's reputation (overall and per
-    app) and daily quota, in the order they happened."""
+    app) and its daily quota per app version, in the order they happened."""
     if not events:
         return
-    pairs = {(host_id, app_id) for host_id, app_id, _ in events}
+    pairs = {(e.host_id, e.app_id) for e in events}
     HostAppReputation.objects.bulk_create(
         [HostAppReputation(host_id=h, app_id=a) for h, a in pairs], ignore_conflicts=True
     )
-    host_ids = sorted({host_id for host_id, _, _ in events})
+    host_ids = sorted({e.host_id for e in events})
     hosts = {h.pk: h for h in Host.objects.select_for_update().filter(pk__in=host_ids).order_by("pk")}
     reputations = {
         (r.host_id, r.app_id): r
@@ -93,28 +174,37 @@ def record_events(events: list[tuple[int, int, Event]]) -> None:
         .filter(host_id__in=host_ids, app_id__in={a for _, a in pairs})
         .order_by("pk")
     }
+    quotas = _quota_rows(events, hosts)
     cap = settings.TESSERA["DEFAULT_DAILY_QUOTA"]
-    for host_id, app_id, event in events:
-        host, row = hosts[host_id], reputations[(host_id, app_id)]
-        updated = after(_reputation(row), event)
+    for e in events:
+        row = reputations[(e.host_id, e.app_id)]
+        updated = after(_reputation(row), e.event)
         row.consecutive_valid, row.valid, row.invalid = (
             updated.consecutive_valid,
             updated.valid,
             updated.invalid,
         )
         row.errors, row.error_rate = updated.errors, updated.error_rate
-        host.consecutive_valid = host.consecutive_valid + 1 if event is Event.VALID else 0
-        host.valid_count += event is Event.VALID
-        host.invalid_count += event is Event.INVALID
-        host.error_count += event is Event.ERROR
-        host.daily_quota = quota_after(host.daily_quota, event, cap)
+        _fold_host(hosts[e.host_id], e.event, now)
+        if e.app_version_id is not None:
+            quota = quotas[(e.host_id, e.app_version_id)]
+            quota.daily_quota = quota_after(quota.daily_quota, e.event, cap)
     update_rows(
         HostAppReputation,
         list(reputations.values()),
         ["consecutive_valid", "valid", "invalid", "errors", "error_rate"],
     )
+    update_rows(HostAppVersion, list(quotas.values()), ["daily_quota"])
     update_rows(
         Host,
         list(hosts.values()),
-        ["consecutive_valid", "valid_count", "invalid_count", "error_count", "daily_quota"],
+        [
+            "consecutive_valid",
+            "valid_count",
+            "invalid_count",
+            "error_count",
+            "daily_quota",
+            "independent_valid",
+            "caught_at",
+        ],
     )

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from coordinator.core import keys
-from coordinator.validation import ledger, services
+from coordinator.validation import correction, ledger, services
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,16 @@ def validate_units(unit_ids: list[int]) -> None:
 
 @dramatiq.actor(max_retries=0, time_limit=300_000)
 def validation_sweep() -> None:
-    """Every unit marked for validation, whatever message was lost."""
+    """Every unit marked for validation, whatever message was lost; then each app's
+    credit ratio from its latest vouched results."""
     services.validate_due_units(now=timezone.now())
+    services.refresh_credit_ratios()
+
+
+@dramatiq.actor(max_retries=0, time_limit=300_000)
+def correction_sweep() -> None:
+    """Audit what caught hosts got accepted, and units no established host vouched for."""
+    correction.correction_sweep(now=timezone.now())
 
 
 @functools.cache

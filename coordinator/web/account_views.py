@@ -10,11 +10,12 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from coordinator.accounts import teams
+from coordinator.accounts.limits import record_signup
 from coordinator.accounts.models import Team, Volunteer
 from coordinator.accounts.services import create_volunteer, issue_account_token
 from coordinator.core import keys
 from coordinator.core.errors import DomainError
-from coordinator.core.throttles import PageRateThrottle
+from coordinator.core.throttles import PageRateThrottle, client_address
 from coordinator.validation.credit import rac_now
 from coordinator.validation.models import LedgerEntry
 from coordinator.validation.selectors import credit_history
@@ -36,15 +37,17 @@ def signup(request: HttpRequest) -> HttpResponse:
             form.add_error(None, "Too many accounts were made from your address lately; try again later.")
         else:
             try:
+                now = timezone.now()
                 volunteer, token = create_volunteer(
                     username=form.cleaned_data["username"],
                     password=form.cleaned_data["password"],
                     email=form.cleaned_data["email"],
-                    now=timezone.now(),
+                    now=now,
                 )
             except DomainError as error:
-                form.add_error("username" if error.code == "username_taken" else "password", error.message)
+                form.add_error("password" if error.code == "weak_password" else "username", error.message)
             else:
+                record_signup(volunteer=volunteer, address=client_address(request), now=now)
                 login(request, volunteer.user, backend="django.contrib.auth.backends.ModelBackend")
                 request.session[NEW_TOKEN] = token
                 return redirect("account")
@@ -74,8 +77,10 @@ def account(request: HttpRequest) -> HttpResponse:
         "recent": rac_now(volunteer.rac, volunteer.rac_time, now),
         "token": request.session.pop(NEW_TOKEN, None),
         "hosts": volunteer.hosts.order_by("name", "pk"),
+        # Grants and reversals alike: a reversal shows the grant it takes back, and a reversed
+        # grant the reversal that took it back.
         "entries": LedgerEntry.objects.filter(volunteer=volunteer)
-        .select_related("host", "unit")
+        .select_related("host", "unit", "reversal")
         .order_by("-seq")[:SHOWN_ENTRIES],
         "public_key": _public_key(),
         "project_url": request.build_absolute_uri("/").rstrip("/"),

@@ -7,12 +7,24 @@ from typing import Any
 from django import forms
 from django.contrib.auth.forms import UsernameField
 from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError
+
+from coordinator.accounts import names
+from coordinator.core.errors import InvalidInput
+
+
+def visible_name(value: str) -> None:
+    """The names rule on hidden characters, said before the pattern's vaguer message."""
+    try:
+        names.refuse_hidden_characters(value)
+    except InvalidInput as error:
+        raise ValidationError(error.message, code=error.code) from error
 
 
 class SignupForm(forms.Form):
     username = UsernameField(
         max_length=150,
-        validators=[UnicodeUsernameValidator()],
+        validators=[visible_name, UnicodeUsernameValidator()],
         help_text="Shown on the leaderboards: letters, digits and @ . + - _ only.",
     )
     email = forms.EmailField(required=False, help_text="Optional; never shown.")

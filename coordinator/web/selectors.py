@@ -39,7 +39,9 @@ def project_status(*, now: datetime) -> Status:
         units=unit_counts(),
         replicas_waiting=replicas.get(ReplicaState.UNSENT, 0),
         replicas_in_progress=replicas.get(ReplicaState.IN_PROGRESS, 0),
-        validated_today=LedgerEntry.objects.filter(granted_at__gte=midnight).count(),
+        validated_today=LedgerEntry.objects.filter(
+            kind=LedgerEntry.Kind.GRANT, granted_at__gte=midnight
+        ).count(),
         hosts_active=Host.objects.filter(last_contact__gte=now - ACTIVE_WINDOW).count(),
         apps=list(
             App.objects.filter(versions__isnull=False).distinct().order_by("name").prefetch_related(versions)
@@ -83,7 +85,7 @@ def validated_per_hour(*, now: datetime, hours: int = 24) -> list[tuple[datetime
     top = now.replace(minute=0, second=0, microsecond=0)
     first = top - timedelta(hours=hours - 1)
     counted = dict(
-        LedgerEntry.objects.filter(granted_at__gte=first)
+        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.GRANT, granted_at__gte=first)
         .annotate(hour=TruncHour("granted_at"))
         .values_list("hour")
         .annotate(n=Count("seq"))

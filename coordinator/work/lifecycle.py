@@ -48,6 +48,9 @@ class FailureReason(StrEnum):
 
 
 ERROR_OUTCOMES = frozenset({Outcome.CLIENT_ERROR, Outcome.NO_REPLY, Outcome.VALIDATE_ERROR})
+# An audit of a done unit may make this many replicas beyond its max_total_results (errors
+# and missed deadlines of auditors included), then it stops asking.
+AUDIT_EXTRA_RESULTS = 3
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class UnitView:
     has_canonical: bool = False
     need_validate: bool = False
     cancelled: bool = False  # its batch was cancelled by the scientist
+    disputed: bool = False  # two outputs disagreed at some point
+    audit_wanted: bool = False  # an established host should check the canonical result
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class ReplicaView:
     validate_state: ValidateState = ValidateState.INIT
     deadline: datetime | None = None
     trusted_single: bool = False  # sent alone to a trusted host (adaptive replication)
+    reserved: bool = False  # for an established host only (a dispute or an audit)
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,9 @@ class Transition:
     """What the transitioner must write for one unit."""
 
     create_replicas: int = 0
+    # New replicas settle a dispute: reserved for established hosts unrelated to the others,
+    # never simply whoever asks next.
+    reserve_new: bool = False
     timed_out: tuple[int, ...] = ()  # IN_PROGRESS -> OVER / NO_REPLY
     not_needed: tuple[int, ...] = ()  # UNSENT -> OVER / DIDNT_NEED
     aborted: tuple[int, ...] = ()  # IN_PROGRESS -> OVER / DIDNT_NEED; the host is told to abort
@@ -101,6 +110,7 @@ class Transition:
 @dataclass
 class _Tally:
     unsent: list[int] = field(default_factory=list)
+    unsent_reserved: list[int] = field(default_factory=list)
     in_progress: list[ReplicaView] = field(default_factory=list)
     errors: int = 0
     total: int = 0
@@ -116,6 +126,8 @@ def _tally(replicas: list[ReplicaView], timed_out: set[int]) -> _Tally:
             tally.errors += 1
         elif replica.state is ReplicaState.UNSENT:
             tally.unsent.append(replica.id)
+            if replica.reserved:
+                tally.unsent_reserved.append(replica.id)
         elif replica.state is ReplicaState.IN_PROGRESS:
             tally.in_progress.append(replica)
         elif replica.outcome in ERROR_OUTCOMES:
@@ -174,12 +186,17 @@ def transition(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tr
         return cancel(unit, tally, timed_out)
 
     if unit.state is not UnitState.ACTIVE or unit.has_canonical:
-        # Finished: cancel what was never sent; replicas still out may report late and
-        # are then compared with the canonical one, so they keep running until their deadline.
+        # Finished: cancel what was never sent, but an audit's replica; replicas still out may
+        # report late and are then compared with the canonical one, so they keep running
+        # until their deadline.
         late = unit.has_canonical and tally.unchecked_successes > 0
+        audit = _audit_replicas(unit, tally, replicas, timed_out)
+        kept = tally.unsent_reserved[:1] if unit.audit_wanted and unit.has_canonical else []
         return Transition(
+            create_replicas=audit,
+            reserve_new=audit > 0,
             timed_out=tuple(sorted(timed_out)),
-            not_needed=tuple(tally.unsent),
+            not_needed=tuple(r for r in tally.unsent if r not in kept),
             need_validate=late,
             next_transition=next_transition,
         )
@@ -209,11 +226,23 @@ def transition(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tr
         )
     return Transition(
         create_replicas=create,
+        reserve_new=create > 0 and (unit.disputed or tally.inconclusive > 0),
         timed_out=tuple(sorted(timed_out)),
         not_needed=cancelled,
         need_validate=need_validate,
         next_transition=next_transition,
     )
+
+
+def _audit_replicas(unit: UnitView, tally: _Tally, replicas: list[ReplicaView], timed_out: set[int]) -> int:
+    """One reserved replica to check a done unit's canonical result, while an audit is wanted
+    and none is out or unsent, up to ``AUDIT_EXTRA_RESULTS`` beyond the unit's own limit."""
+    if not (unit.audit_wanted and unit.has_canonical and unit.state is UnitState.DONE):
+        return 0
+    out = [r for r in tally.in_progress if r.reserved and r.id not in timed_out]
+    if tally.unsent_reserved or out or tally.unchecked_successes:
+        return 0
+    return 1 if tally.total < unit.policy.max_total_results + AUDIT_EXTRA_RESULTS else 0
 
 
 def cancel(unit: UnitView, tally: _Tally, timed_out: set[int]) -> Transition:

@@ -4,6 +4,8 @@ Rules that can live in the database do: redundancy bounds, state/field agreement
 "no two replicas of a unit for one volunteer" as a unique constraint.
 """
 
+import secrets
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -31,6 +33,10 @@ class App(models.Model):
     )
     abs_tolerance = models.FloatField(default=0.0, db_default=0.0)
     rel_tolerance = models.FloatField(default=0.0, db_default=0.0)
+    # What independent quorums of this app typically claim against the estimate (the median,
+    # refreshed by the validation sweep): the most any valid replica earns is the estimate
+    # times this (validation.credit.grant_cap).
+    credit_ratio = models.FloatField(default=1.0, db_default=1.0)
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -100,6 +106,10 @@ class Batch(models.Model):
     # input and output (not the result) goes BATCH_RETENTION_DAYS after it finished.
     cleaned = models.BooleanField(default=False, db_default=False)
     purged = models.DateTimeField(null=True, blank=True)
+    # A unit's canonical result was corrected after the batch was assimilated: assimilate
+    # again. ``revision`` counts the results made after the first.
+    reassimilate = models.BooleanField(default=False, db_default=False)
+    revision = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         verbose_name_plural = "batches"
@@ -147,6 +157,24 @@ class WorkUnit(models.Model):
     )
     # What each valid replica of this unit was granted (late valid replicas get the same).
     granted_credit = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    # Two outputs disagreed: from then on only established hosts unrelated to the others get
+    # its new replicas, and a verdict needs one of them in the agreeing group.
+    disputed = models.BooleanField(default=False, db_default=False)
+    # When outputs first disagreed: a dispute no established host settles within
+    # DISPUTE_WAIT_SECONDS (a young project has none) is settled by any unrelated hosts, and
+    # its result audited once someone can.
+    disputed_at = models.DateTimeField(null=True, blank=True)
+    # The established host, unrelated to the others, whose agreement vouches for the canonical
+    # result (null: no one yet, and the correction sweep audits it once someone can).
+    vouched_by = models.ForeignKey(Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # One more replica, for an established host, is wanted to check the canonical result.
+    audit_wanted = models.BooleanField(default=False, db_default=False)
+    # Reopened after it was done: the canonical replica it had then, to tell whether it changed.
+    reopened_from = models.ForeignKey(
+        "Replica", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # When a correction replaced its canonical result with a different one.
+    corrected_at = models.DateTimeField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -184,6 +212,17 @@ class WorkUnit(models.Model):
         return self.name
 
 
+DISPATCH_BUCKET_BITS = 32
+
+
+def dispatch_key(created_at: float, bucket_seconds: int) -> int:
+    """Where a new replica sits in the dispatch order: by the minute it was made (older
+    work first), then at random, so a unit's replicas are far apart in the queue and who
+    asks next cannot predict which units they get (docs/validation.md)."""
+    bucket = int(created_at // max(1, bucket_seconds))
+    return (bucket << DISPATCH_BUCKET_BITS) | secrets.randbits(DISPATCH_BUCKET_BITS)
+
+
 class Replica(models.Model):
     """One copy of a work unit sent to one host (BOINC's result)."""
 
@@ -195,6 +234,11 @@ class Replica(models.Model):
     )
     # Copied from the unit so that dispatch reads one index in order.
     priority = models.SmallIntegerField(default=0)
+    # Dispatch order within a priority (see dispatch_key); 0 only for rows older than it.
+    dispatch_key = models.BigIntegerField(default=0, db_default=0)
+    # Made to settle a dispute: only an established host unrelated to the unit's others may
+    # take it, never simply whoever asks next.
+    reserved = models.BooleanField(default=False, db_default=False)
 
     host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.PROTECT, related_name="replicas")
     volunteer = models.ForeignKey(
@@ -254,9 +298,28 @@ class Replica(models.Model):
             ),
         ]
         indexes = [
-            # Dispatch: the best unsent replicas first, read in index order.
+            # Dispatch: the best unsent replicas first, read in index order; the reserved ones
+            # (disputes) have their own, read only for established hosts.
             models.Index(
-                F("priority").desc(), "id", condition=Q(state=ReplicaState.UNSENT), name="replica_dispatch"
+                F("priority").desc(),
+                "dispatch_key",
+                condition=Q(state=ReplicaState.UNSENT, reserved=False),
+                name="replica_dispatch",
+            ),
+            models.Index(
+                F("priority").desc(),
+                "dispatch_key",
+                condition=Q(state=ReplicaState.UNSENT, reserved=True),
+                name="replica_dispatch_reserved",
+            ),
+            # Tasks in progress per host and per volunteer: the limits on hoarding.
+            models.Index(
+                fields=["host"], condition=Q(state=ReplicaState.IN_PROGRESS), name="replica_out_by_host"
+            ),
+            models.Index(
+                fields=["volunteer"],
+                condition=Q(state=ReplicaState.IN_PROGRESS),
+                name="replica_out_by_volunteer",
             ),
             models.Index(
                 fields=["deadline"], condition=Q(state=ReplicaState.IN_PROGRESS), name="replica_deadline"

@@ -16,10 +16,10 @@ from tessera_client.signing import b64encode, bundle_message
 from coordinator.core.bulk import insert_rows, update_rows
 from coordinator.core.errors import InvalidInput
 from coordinator.validation.reputation import Event
-from coordinator.validation.standing import record_events
+from coordinator.validation.standing import HostEvent, record_events
 from coordinator.work import lifecycle
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
-from coordinator.work.models import App, AppVersion, Batch, BatchState, Replica, WorkUnit
+from coordinator.work.models import App, AppVersion, Batch, BatchState, Replica, WorkUnit, dispatch_key
 
 # Added to the priority of replicas made after a unit's first ones (a timeout, an error, a
 # disagreement): they go out before fresh work, as with BOINC's accelerated retries, so a
@@ -155,6 +155,8 @@ def unit_view(unit: WorkUnit, *, cancelled: bool = False) -> lifecycle.UnitView:
         has_canonical=unit.canonical_replica_id is not None,
         need_validate=unit.need_validate,
         cancelled=cancelled,
+        disputed=unit.disputed,
+        audit_wanted=unit.audit_wanted,
     )
 
 
@@ -168,7 +170,7 @@ def cancelled_batches(units: list[WorkUnit]) -> set[int]:
     )
 
 
-REPLICA_VIEW_FIELDS = ("id", "state", "outcome", "validate_state", "deadline", "trusted_single")
+REPLICA_VIEW_FIELDS = ("id", "state", "outcome", "validate_state", "deadline", "trusted_single", "reserved")
 
 
 def replica_view(row: dict) -> lifecycle.ReplicaView:
@@ -180,6 +182,7 @@ def replica_view(row: dict) -> lifecycle.ReplicaView:
         validate_state=lifecycle.ValidateState(row["validate_state"]),
         deadline=row["deadline"],
         trusted_single=row["trusted_single"],
+        reserved=row["reserved"],
     )
 
 
@@ -196,6 +199,7 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
         by_unit[row["workunit_id"]].append(replica_view(row))
 
     cancelled = cancelled_batches(units)
+    bucket = settings.TESSERA["DISPATCH_BUCKET_SECONDS"]
     timed_out: list[int] = []
     not_needed: list[int] = []
     aborted: list[int] = []
@@ -209,7 +213,15 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
         aborted.extend(result.aborted)
         # A unit that already had replicas gets its new ones ahead of fresh work.
         priority = unit.priority + (RETRY_PRIORITY if by_unit[unit.pk] else 0)
-        new_replicas.extend(Replica(workunit=unit, priority=priority) for _ in range(result.create_replicas))
+        new_replicas.extend(
+            Replica(
+                workunit=unit,
+                priority=priority,
+                reserved=result.reserve_new,
+                dispatch_key=dispatch_key(now.timestamp(), bucket),
+            )
+            for _ in range(result.create_replicas)
+        )
         before = (unit.need_validate, unit.state, unit.failure_reason, unit.transition_time)
         unit.need_validate = result.need_validate
         unit.transition_time = result.next_transition
@@ -226,11 +238,13 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
     if timed_out:
         expired = Replica.objects.filter(id__in=timed_out, state=ReplicaState.IN_PROGRESS, deadline__lte=now)
         events = [
-            (host_id, app_id, Event.ERROR)
-            for host_id, app_id in expired.values_list("host_id", "workunit__app_id")
+            HostEvent(host_id, app_id, version_id, Event.ERROR)
+            for host_id, app_id, version_id in expired.values_list(
+                "host_id", "workunit__app_id", "app_version_id"
+            )
         ]
         expired.update(state=ReplicaState.OVER, outcome=Outcome.NO_REPLY)
-        record_events(events)
+        record_events(events, now=now)
     if not_needed:
         Replica.objects.filter(id__in=not_needed, state=ReplicaState.UNSENT).update(
             state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED

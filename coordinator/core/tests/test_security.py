@@ -38,9 +38,9 @@ from coordinator.accounts.services import (
     issue_account_token,
     purge_nonces,
 )
-from coordinator.core import keys, objects
+from coordinator.core import keys, objects, throttles
 from coordinator.core.errors import AuthenticationRejected
-from coordinator.scheduler import services as scheduler_services
+from coordinator.scheduler import dispatch as scheduler_dispatch
 from coordinator.science.models import ScientistToken
 from coordinator.science.services import split_due_batches
 from coordinator.testing import (
@@ -217,7 +217,8 @@ def test_forged_requests_do_not_spend_a_hosts_allowance(settings):
 
 
 def test_colluding_hosts_that_form_the_quorum_get_a_wrong_output_accepted():
-    """Residual risk: redundancy catches a lone liar, not a quorum of liars agreeing."""
+    """Residual risk: redundancy catches a lone liar, not a quorum of liars agreeing. Until an
+    established host audits it: nobody vouched for it (test_correction.py)."""
     unit = make_units(make_app(), 1, min_quorum=2, target_nresults=2)[0]
     first, second = signed(*make_host()), signed(*make_host())  # two volunteers
     crunch(first, b"an agreed lie")
@@ -229,15 +230,16 @@ def test_colluding_hosts_that_form_the_quorum_get_a_wrong_output_accepted():
     assert unit.state == UnitState.DONE
     assert bytes(unit.canonical_replica.output_inline) == b"an agreed lie"
     assert LedgerEntry.objects.filter(replica__workunit=unit).count() == 2
+    assert unit.vouched_by_id is None, "so the correction sweep audits it"
 
 
 def test_a_trusted_hosts_wrong_answer_on_a_unit_it_had_alone_is_accepted(monkeypatch):
     """Residual risk: adaptive replication sends units alone to trusted hosts; between spot
     checks nothing compares their answers."""
     app = make_app()
-    host, key = make_host()
+    host, key = make_host(established=True)
     HostAppReputation.objects.create(host=host, app=app, consecutive_valid=TRUST_AFTER_CONSECUTIVE_VALID)
-    monkeypatch.setattr(scheduler_services, "draw", lambda: 0.99)  # no spot check this time
+    monkeypatch.setattr(scheduler_dispatch, "draw", lambda: 0.99)  # no spot check this time
     unit = make_units(app, 1, min_quorum=2, target_nresults=2)[0]
 
     crunch(signed(host, key), b"a wrong answer")
@@ -362,18 +364,23 @@ def test_the_client_keeps_no_account_token_on_disk(live_server, tmp_path):
 # --- a stolen account token -------------------------------------------------------------------
 
 
-def test_a_stolen_account_token_registers_hosts_until_a_new_token_is_made_and_those_hosts_stay():
-    """Residual risk: host registration has no rate limit, and a new token does not remove hosts."""
+def test_a_stolen_account_token_registers_at_most_a_days_hosts_and_those_hosts_stay(settings):
+    """Residual risk: a new token does not remove hosts already registered. The thief gets
+    no more than ``MAX_HOSTS_PER_DAY`` of them, the day's registrations of the account."""
+    most = settings.TESSERA["MAX_HOSTS_PER_DAY"]
     client = quiet_client()
     volunteer, stolen = make_volunteer()
-    thief_keys = [HostKey.generate() for _ in range(40)]  # more than any per-hour limit of the API
+    thief_keys = [HostKey.generate() for _ in range(most + 1)]
 
-    assert [register(client, stolen, key, f"thief{n}").status_code for n, key in enumerate(thief_keys)] == [
-        201
-    ] * 40
+    statuses = [register(client, stolen, key, f"thief{n}").status_code for n, key in enumerate(thief_keys)]
 
+    assert statuses == [201] * most + [429]
+    refused = register(client, stolen, HostKey.generate())
+    assert_error(refused, 429, "too_many_hosts")
+    assert int(refused["Retry-After"]) > 0
     fresh = issue_account_token(volunteer=volunteer, now=timezone.now())
     assert_error(register(client, stolen, HostKey.generate()), 401)
+    Host.objects.filter(volunteer=volunteer).update(created=timezone.now() - timedelta(days=2))
     assert register(client, fresh, HostKey.generate()).status_code == 201
     thief = Host.objects.get(public_key=thief_keys[0].public_key_b64)
     assert thief.volunteer_id == volunteer.pk
@@ -410,8 +417,9 @@ def spoofed(number: int) -> str:
     return f"10.0.{number}.1, 203.0.113.9"
 
 
-def test_signup_limit_cannot_be_dodged_with_x_forwarded_for():
-    """Behind a trusted proxy (the loopback by default) only the entry the proxy wrote counts."""
+def test_signup_limit_cannot_be_dodged_with_x_forwarded_for(settings):
+    """Behind a trusted proxy only the entry the proxy wrote counts."""
+    settings.FORWARDED_ALLOW_IPS = ["127.0.0.1"]  # the proxy: the test client calls from there
     client = quiet_client()
     for number in range(20):  # THROTTLE_SIGNUP's default: 20 an hour
         body = {"username": f"bulk{number}", "password": PASSWORD}
@@ -431,7 +439,8 @@ def test_signup_limit_cannot_be_dodged_with_x_forwarded_for():
     assert not get_user_model().objects.filter(username="bulk20").exists()
 
 
-def test_token_limit_cannot_be_dodged_with_x_forwarded_for():
+def test_token_limit_cannot_be_dodged_with_x_forwarded_for(settings):
+    settings.FORWARDED_ALLOW_IPS = ["127.0.0.1"]  # the proxy: the test client calls from there
     client = quiet_client()
     make_volunteer("guessed")
     wrong = {"username": "guessed", "password": "not the password"}
@@ -471,6 +480,54 @@ def test_x_forwarded_for_counts_only_from_a_proxy_in_forwarded_allow_ips(setting
                 SIGNUP, body, content_type="application/json", HTTP_X_FORWARDED_FOR=client_address
             )
             assert reply.status_code == 201, reply.content
+
+
+def test_by_default_no_peer_is_a_proxy_so_x_forwarded_for_is_ignored(settings):
+    """The development default (``make run``): anyone on the machine calls from the loopback,
+    so believing the loopback's header would give each of their sign-ups a new address."""
+    assert settings.FORWARDED_ALLOW_IPS == [], "the default must trust no proxy"
+    with_rates(settings, signup="2/hour")
+    local = quiet_client(REMOTE_ADDR="127.0.0.1")
+
+    made = [
+        local.post(
+            SIGNUP,
+            {"username": f"local{n}", "password": PASSWORD},
+            content_type="application/json",
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}",
+        ).status_code
+        for n in range(3)
+    ]
+
+    assert made == [201, 201, 429], "three made-up addresses from one peer are one address"
+    assert not get_user_model().objects.filter(username="local2").exists()
+    # Control: once the loopback is named as the proxy, its header is believed.
+    settings.FORWARDED_ALLOW_IPS = ["127.0.0.1", "::1"]
+    reply = local.post(
+        SIGNUP,
+        {"username": "local3", "password": PASSWORD},
+        content_type="application/json",
+        HTTP_X_FORWARDED_FOR="198.51.100.3",
+    )
+    assert reply.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("allowed", "believed"),
+    [
+        ([], "127.0.0.1"),
+        (["*"], "198.51.100.9"),
+        (["10.0.0.0/8", " 127.0.0.1"], "198.51.100.9"),  # as "10.0.0.0/8, 127.0.0.1" reads
+        (["192.0.2.1"], "127.0.0.1"),
+    ],
+)
+def test_client_address_believes_x_forwarded_for_only_from_the_listed_proxies(settings, allowed, believed):
+    settings.FORWARDED_ALLOW_IPS = allowed
+    request = RequestFactory().get(
+        "/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="10.9.9.9, 198.51.100.9"
+    )
+
+    assert throttles.client_address(request) == believed
 
 
 @pytest.mark.parametrize(("page", "staff"), [("/signin", False), ("/admin/login/", True)])

@@ -25,6 +25,7 @@ from coordinator.testing import (
     make_units,
     make_volunteer,
 )
+from coordinator.validation.models import HostAppVersion
 from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import Replica, WorkUnit
 from coordinator.work.services import transition_due_units
@@ -36,11 +37,12 @@ def signed_host(**options) -> SignedHost:
     return SignedHost(*make_host(**options))
 
 
-def test_work_goes_out_by_priority_then_age():
+def test_work_goes_out_by_priority_then_by_the_minute_it_was_made():
     app = make_app()
-    old_low = make_units(app, 1, priority=0)[0]
-    high = make_units(app, 1, priority=5)[0]
-    newer_low = make_units(app, 1, priority=0)[0]
+    now = timezone.now()
+    old_low = make_units(app, 1, priority=0, now=now - timedelta(minutes=5))[0]
+    high = make_units(app, 1, priority=5, now=now)[0]
+    newer_low = make_units(app, 1, priority=0, now=now)[0]
 
     reply = signed_host().rpc(tasks=3)
 
@@ -75,14 +77,19 @@ def test_units_needing_more_memory_than_the_host_has_are_not_sent():
     assert Replica.objects.filter(workunit=big, state=ReplicaState.UNSENT).count() == 2
 
 
-def test_daily_quota_caps_what_a_host_gets_and_resets_the_next_day():
-    app = make_app()
+def test_daily_quota_caps_what_a_host_gets_per_app_version_and_resets_the_next_day():
+    app, other = make_app(), make_app()
     make_units(app, 10, min_quorum=1, target_nresults=1)
     client = signed_host(daily_quota=3)
 
     assert len(client.rpc(tasks=10).json()["tasks"]) == 3
     assert client.rpc(tasks=10).json()["tasks"] == []
-    Host.objects.filter(pk=client.host.pk).update(quota_day=timezone.now().date() - timedelta(days=1))
+    make_units(other, 2, min_quorum=1, target_nresults=1)
+    assert len(client.rpc(tasks=10).json()["tasks"]) == 2, "another app version has its own quota"
+    quota = HostAppVersion.objects.get(host=client.host, app_version__app=app)
+    assert (quota.daily_quota, quota.quota_used) == (3, 3)
+    yesterday = timezone.now().date() - timedelta(days=1)
+    HostAppVersion.objects.filter(host=client.host).update(quota_day=yesterday)
     assert len(client.rpc(tasks=10).json()["tasks"]) == 3
 
 
@@ -254,7 +261,8 @@ def test_units_without_an_app_version_wait():
     assert WorkUnit.objects.get(app=bare).replicas.filter(state=ReplicaState.UNSENT).count() == 2
 
 
-def test_a_host_reports_its_measured_speed_and_the_work_it_gets_follows_it():
+def test_a_host_reports_its_measured_speed_and_the_work_it_gets_follows_it(settings):
+    settings.TESSERA = {**settings.TESSERA, "MAX_IN_PROGRESS_PER_CPU": 100}
     make_units(make_app(), 20, fpops_estimate=1e9)
     host, key = make_host(flops=1e9, n_cpus=1)
     signed = SignedHost(host, key)

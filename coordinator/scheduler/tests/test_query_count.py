@@ -6,18 +6,26 @@ from django.test.utils import CaptureQueriesContext
 from tessera_client.protocol import Report
 
 from coordinator.testing import SignedHost, make_app, make_host, make_units
+from coordinator.work.lifecycle import Outcome, ReplicaState
+from coordinator.work.models import Replica
 
 pytestmark = pytest.mark.django_db
 
-# Signature check and nonce (2), reports (4), claim (8 with the host's reputations), the
-# credit standing in the reply (1), the called-off check of the tasks still held (1), plus
-# savepoints or BEGIN/COMMIT.
-MAX_STATEMENTS = 20
+# Signature check and nonce (2), reports (4), claim (11 with the host's reputations, its
+# tasks in progress, its quota per app version read and written, and the disputes that waited
+# too long for an established host), the credit standing in
+# the reply (1), the called-off check of the tasks still held (1), plus savepoints or
+# BEGIN/COMMIT.
+MAX_STATEMENTS = 23
 
 
 def statements_for_one_rpc(batch: int) -> int:
+    # One app's work only: a claim writes once per app version it hands out.
+    Replica.objects.filter(state=ReplicaState.UNSENT).update(
+        state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED
+    )
     make_units(make_app(), 4 * batch, min_quorum=1, target_nresults=1)
-    host = SignedHost(*make_host())
+    host = SignedHost(*make_host(n_cpus=16))  # room for 2 x 50 tasks in progress
     tasks = host.rpc(tasks=2 * batch).json()["tasks"]
     finished, held = tasks[:batch], [t["replica"] for t in tasks[batch:]]
     reports = [Report(replica=t["replica"], status="success", cpu_time=1, output=b"out") for t in finished]

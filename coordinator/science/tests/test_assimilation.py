@@ -4,12 +4,16 @@ import base64
 import json
 
 import pytest
+from django.contrib.admin import AdminSite
 from django.utils import timezone
 from tessera_client.protocol import Report
 
 from coordinator.core import keys
+from coordinator.science import selectors
+from coordinator.science.admin import BatchAdmin
 from coordinator.science.services import assimilate_due_batches, split_due_batches, submit_batch
-from coordinator.testing import SignedHost, make_host
+from coordinator.testing import SignedHost, make_host, make_scientist
+from coordinator.validation.correction import correction_sweep
 from coordinator.validation.services import validate_due_units
 from coordinator.work.models import Batch, BatchState
 from coordinator.work.publishing import publish_app
@@ -48,7 +52,7 @@ def split_batch_of(parameters: dict, **policy: int) -> Batch:
         app_name="montecarlo_pi",
         name="pi",
         parameters=parameters,
-        policy=RedundancyPolicy(min_quorum=1, target_nresults=1, **policy),
+        policy=RedundancyPolicy(**{"min_quorum": 1, "target_nresults": 1, **policy}),
     )
     split_due_batches(now=timezone.now())
     return batch
@@ -112,3 +116,46 @@ def test_outputs_the_assimilator_cannot_read_end_the_batch_with_the_error_and_sp
     assert fooled.assimilation_error.startswith("JSONDecodeError: Expecting value")
     assert sound.state == BatchState.DONE and json.loads(sound.result.read())["samples"] > 0
     assert sound.assimilation_error == ""
+
+
+def test_a_correction_after_assimilation_makes_the_result_again_and_names_the_changed_units(client):
+    """Two colluders' agreed lie is assimilated; an established host's audit overturns it,
+    the batch's result is made again from the corrected outputs, and the scientist sees which
+    units changed in the API and the admin."""
+    batch = split_batch_of({**PARAMETERS, "units": 2}, min_quorum=2, target_nresults=2)
+    for colluder in (SignedHost(*make_host()) for _ in range(2)):
+        tasks = colluder.rpc(tasks=100).json()["tasks"]
+        lies = [
+            Report(
+                replica=t["replica"], status="success", cpu_time=1, output=b'{"inside": 0, "samples": 20000}'
+            )
+            for t in tasks
+        ]
+        assert colluder.rpc(reports=lies).status_code == 200
+    settle()
+    assert assimilate_due_batches(now=timezone.now()) == 1
+    assert json.loads(Batch.objects.get(pk=batch.pk).result.read())["pi"] == 0, "the lie"
+
+    auditors = [SignedHost(*make_host(established=True)) for _ in range(2)]
+    auditors[0].rpc()
+    for _ in range(3):
+        correction_sweep(now=timezone.now())
+        settle()
+        for auditor in auditors:
+            crunch_everything(auditor)
+        settle()
+    assert assimilate_due_batches(now=timezone.now()) == 1
+
+    batch = Batch.objects.get(pk=batch.pk)
+    direct = montecarlo_pi.assimilate(
+        (i, montecarlo_pi.compute(data, Checkpoint()))
+        for i, data in enumerate(montecarlo_pi.split(batch.parameters))
+    )
+    assert batch.revision == 1 and not batch.reassimilate
+    assert batch.result.read() == direct
+    assert selectors.corrected_units(batch) == [0, 1]
+    assert "2 unit(s) had a cheater's answer replaced" in BatchAdmin(Batch, AdminSite()).corrections(batch)
+    scientist, token = make_scientist()
+    Batch.objects.filter(pk=batch.pk).update(owner=scientist)
+    reply = client.get(f"/api/v1/batches/{batch.pk}", HTTP_AUTHORIZATION=f"Bearer {token}").json()
+    assert (reply["revision"], reply["corrected_units"]) == (1, [0, 1])

@@ -8,6 +8,7 @@ import json
 import stat
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
@@ -21,20 +22,28 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from nacl.signing import SigningKey, VerifyKey
 from tessera_client import ledger as client_ledger
-from tessera_client.ledger import GENESIS_HASH, entry_hash, seal_message, verify_file, verify_records
+from tessera_client.ledger import (
+    GENESIS_HASH,
+    entry_hash,
+    reversal_hash,
+    seal_message,
+    verify_file,
+    verify_records,
+)
 from tessera_client.protocol import Report
 from tessera_client.signing import b64decode, b64encode
 
-from coordinator.accounts.models import Volunteer
+from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.core import keys
 from coordinator.core.periodic import SWEEPS
 from coordinator.testing import SignedHost, make_app, make_host, make_units
-from coordinator.validation import tasks
-from coordinator.validation.ledger import entry_fields, stamp
+from coordinator.validation import credit, tasks
+from coordinator.validation.ledger import chain_hash, entry_fields, stamp
 from coordinator.validation.management.commands.ledger import export_snapshot
-from coordinator.validation.models import LedgerEntry, LedgerHead, LedgerSeal
+from coordinator.validation.models import CreditDay, LedgerEntry, LedgerHead, LedgerSeal
+from coordinator.validation.reversal import Reversal, reverse_credit
 from coordinator.validation.services import validate_due_units, validate_units
-from coordinator.work.models import WorkUnit
+from coordinator.work.models import Replica, WorkUnit
 from coordinator.work.services import transition_due_units
 
 DAY_OF_WORK = 1e9 * 86_400  # 200 cobblestones on the reference machine
@@ -50,8 +59,11 @@ def project_key(project_key_file: Path) -> SigningKey:
 
 
 def crunch(host: SignedHost, tasks_wanted: int) -> None:
-    """The host takes work and reports the right answer, with its CPU time growing per task."""
+    """The host takes work and reports the right answer, with its CPU time growing per task,
+    a day later (a claim counts no more CPU time than the host held the task for)."""
     got = host.rpc(tasks=tasks_wanted).json()["tasks"]
+    a_day_ago = timezone.now() - timedelta(days=1)
+    Replica.objects.filter(pk__in=[task["replica"] for task in got]).update(sent_at=a_day_ago)
     reports = [
         Report(
             replica=task["replica"],
@@ -168,10 +180,12 @@ def test_export_to_standard_output_keeps_the_summary_out_of_the_data(project_key
 
 
 @pytest.mark.django_db
-def test_an_empty_ledger_exports_and_verifies(project_key, tmp_path):
+def test_an_empty_ledger_exports_but_does_not_verify(project_key, tmp_path):
     records = export(tmp_path / "empty.jsonl")
     assert [r["kind"] for r in records] == ["header", "totals"]
-    assert "ledger verified: 0 entries" in verify_command(tmp_path / "empty.jsonl")
+    assert records[0]["format"] == "tessera-ledger-v2"
+    with pytest.raises(CommandError, match="no entries: the file holds no ledger entry"):
+        verify_command(tmp_path / "empty.jsonl")
 
 
 @pytest.mark.django_db
@@ -352,6 +366,189 @@ def test_the_database_refuses_to_update_or_delete_a_ledger_entry():
     assert after == before and len(after) == 2
 
 
+# --- reversals: caught means corrected --------------------------------------------------------
+
+
+@pytest.fixture
+def credited(project_key) -> tuple[Host, Host, Team]:
+    """Two units granted to the hosts of two volunteers (entries 1 to 4); the first
+    volunteer is in a team."""
+    hosts = [SignedHost(*make_host(flops=1e9)) for _ in range(2)]
+    team = Team.objects.create(name="Crunchers")
+    Volunteer.objects.filter(pk=hosts[0].host.volunteer_id).update(team=team)
+    grant(2, hosts)
+    return hosts[0].host, hosts[1].host, team
+
+
+def grants_of(host: Host) -> list[LedgerEntry]:
+    return list(LedgerEntry.objects.filter(host=host, kind=LedgerEntry.Kind.GRANT).order_by("seq"))
+
+
+def standing(host: Host) -> dict[str, Any]:
+    """Everything a reversal may change, as the database has it now."""
+    host.refresh_from_db()
+    volunteer = Volunteer.objects.get(pk=host.volunteer_id)
+    return {
+        "host": (host.total_credit, host.rac),
+        "volunteer": (volunteer.total_credit, volunteer.rac),
+        "team": Team.objects.filter(pk=volunteer.team_id).values_list("total_credit", "rac").first(),
+        "days": dict(CreditDay.objects.filter(volunteer=volunteer).values_list("day", "credit")),
+        "replicas": dict(Replica.objects.filter(host=host).values_list("pk", "granted_credit")),
+    }
+
+
+@pytest.mark.django_db
+def test_a_reversal_takes_the_credit_back_everywhere_and_the_chain_still_verifies(
+    credited, project_key, tmp_path
+):
+    cheater, honest, _ = credited
+    first, second = grants_of(cheater)
+    assert first.credit > 0 and second.credit > 0
+    honest_before, before = standing(honest), standing(cheater)
+    volunteer_before = Volunteer.objects.get(pk=cheater.volunteer_id)
+    later = first.granted_at + timedelta(days=3)
+
+    done = reverse_credit(replica_ids=[first.replica_id], now=later)
+
+    assert done == [
+        Reversal(5, first.seq, first.replica_id, first.volunteer_id, cheater.pk, first.unit_id, first.credit)
+    ]
+    reversal = LedgerEntry.objects.get(seq=5)
+    assert (reversal.kind, reversal.reverses, reversal.credit) == ("reversal", first, first.credit)
+    assert reversal.granted_at == later and reversal.replica_id == first.replica_id
+    assert LedgerHead.objects.get().seq == 5
+    after = standing(cheater)
+    assert after["host"][0] == before["host"][0] - first.credit == second.credit
+    assert after["volunteer"][0] == before["volunteer"][0] - first.credit == second.credit
+    assert after["team"][0] == before["team"][0] - first.credit == second.credit
+    # RAC keeps the other grant's share, decayed like it: the reversed one's comes off decayed.
+    kept = credit.rac_now(volunteer_before.rac, volunteer_before.rac_time, later) * float(
+        second.credit / (first.credit + second.credit)
+    )
+    for name in ("host", "volunteer", "team"):
+        assert after[name][1] == pytest.approx(kept, rel=1e-9), name
+    # The credit comes off the day it was granted; the day of the reversal gets no row.
+    grant_day = first.granted_at.date()
+    assert after["days"] == {grant_day: before["days"][grant_day] - first.credit}
+    assert after["replicas"] == {**before["replicas"], first.replica_id: None}
+    assert standing(honest) == honest_before, "the other volunteer keeps everything"
+
+    records = export(tmp_path / "ledger.jsonl")
+    assert records[5] == {
+        "kind": "reversal",
+        **entry_fields(reversal),
+        "reverses": first.seq,
+        "prev": LedgerEntry.objects.get(seq=4).hash,
+        "hash": reversal.hash,
+    }
+    assert reversal.hash == reversal_hash(records[5], records[5]["prev"])
+    assert (
+        reversal.hash
+        == chain_hash(reversal, reversal.prev_hash)
+        != entry_hash(records[5], records[5]["prev"])
+    )
+    result = verify_file(tmp_path / "ledger.jsonl", keys.public_key_b64(project_key))
+    assert result.ok, result.summary()
+    assert (result.entries, result.reversals, result.seals) == (5, 1, 1)
+    assert result.totals == stored_totals() and result.totals[str(cheater.volunteer_id)] == second.credit
+    printed = verify_command(tmp_path / "ledger.jsonl")
+    assert "ledger verified: 5 entries (1 reversals), 1 seals, 2 volunteers" in printed
+    assert f"total credit granted, less 1 reversals: {sum(result.totals.values()):.6f}" in printed
+
+
+@pytest.mark.django_db
+def test_reversing_twice_changes_nothing_and_replicas_without_a_grant_are_passed_over(credited, tmp_path):
+    cheater, honest, _ = credited
+    first, second = grants_of(cheater)
+    ungranted = make_units(make_app(), 1)[0].replicas.first()
+    assert ungranted is not None and not LedgerEntry.objects.filter(replica=ungranted).exists()
+    now = timezone.now()
+
+    done = reverse_credit(replica_ids=[second.replica_id, first.replica_id, ungranted.pk, 10**9], now=now)
+
+    assert [(r.seq, r.reverses) for r in done] == [(5, first.seq), (6, second.seq)], "in chain order"
+    after, head = standing(cheater), LedgerHead.objects.get()
+    assert after["volunteer"][0] == after["host"][0] == after["team"][0] == 0
+    assert after["volunteer"][1] == after["host"][1] == pytest.approx(0.0, abs=1e-9)
+    assert min(after["volunteer"][1], after["host"][1], after["team"][1]) >= 0, "RAC never below 0"
+    assert not LedgerEntry.objects.filter(replica=ungranted).exists()
+
+    assert reverse_credit(replica_ids=[first.replica_id, second.replica_id], now=now) == []
+    assert reverse_credit(replica_ids=[ungranted.pk], now=now) == []
+    assert reverse_credit(replica_ids=[], now=now) == []
+    assert standing(cheater) == after
+    assert LedgerHead.objects.get() == head and LedgerEntry.objects.count() == 6
+
+    path = tmp_path / "ledger.jsonl"
+    records = export(path)
+    assert [r["reverses"] for r in records if r["kind"] == "reversal"] == [first.seq, second.seq]
+    assert str(cheater.volunteer_id) not in records[-1]["volunteers"], "a total of 0 is not listed"
+    result = verify_file(path, keys.project_public_key_b64())
+    assert result.ok and result.totals[str(cheater.volunteer_id)] == 0, result.summary()
+    assert (
+        result.totals[str(honest.volunteer_id)] == Volunteer.objects.get(pk=honest.volunteer_id).total_credit
+    )
+
+
+@pytest.mark.django_db
+def test_the_database_holds_one_grant_and_one_reversal_per_replica(credited):
+    cheater, _, _ = credited
+    first, second = grants_of(cheater)
+    reverse_credit(replica_ids=[first.replica_id], now=timezone.now())
+    head = LedgerHead.objects.get()
+
+    def entry(**fields: Any) -> LedgerEntry:
+        values = {
+            "seq": head.seq + 1,
+            "volunteer_id": first.volunteer_id,
+            "host_id": first.host_id,
+            "replica_id": first.replica_id,
+            "unit_id": first.unit_id,
+            "credit": first.credit,
+            "granted_at": timezone.now(),
+            "prev_hash": head.hash,
+            "hash": "f" * 64,
+        }
+        return LedgerEntry(**{**values, **fields})
+
+    refused = [
+        entry(kind="grant"),  # a second grant for the replica
+        entry(kind="reversal", reverses_id=first.seq),  # a second reversal of the grant
+        entry(kind="reversal", replica_id=second.replica_id, reverses_id=first.seq),  # of a reversed grant
+        entry(kind="reversal", replica_id=second.replica_id),  # naming no grant
+        entry(kind="grant", replica_id=second.replica_id, reverses_id=second.seq),  # a grant naming one
+        entry(kind="reversal", replica_id=second.replica_id, reverses_id=second.seq, credit=Decimal(-1)),
+    ]
+    for row in refused:
+        with pytest.raises(IntegrityError), transaction.atomic():
+            row.save()
+    assert LedgerEntry.objects.count() == 5
+
+
+@pytest.mark.django_db
+def test_the_database_refuses_to_update_or_delete_a_reversal(credited):
+    cheater, _, _ = credited
+    first, _ = grants_of(cheater)
+    reverse_credit(replica_ids=[first.replica_id], now=timezone.now())
+    before = list(
+        LedgerEntry.objects.order_by("seq").values_list("seq", "kind", "reverses", "credit", "hash")
+    )
+    reversal = LedgerEntry.objects.get(kind=LedgerEntry.Kind.REVERSAL)
+    attempts: list[Callable[[], Any]] = [
+        lambda: LedgerEntry.objects.filter(pk=reversal.pk).update(kind=LedgerEntry.Kind.GRANT, reverses=None),
+        lambda: LedgerEntry.objects.filter(pk=reversal.pk).update(credit=Decimal(0)),
+        lambda: LedgerEntry.objects.filter(pk=reversal.pk).delete(),
+        lambda: LedgerEntry.objects.filter(kind=LedgerEntry.Kind.GRANT).delete(),
+    ]
+
+    for attempt in attempts:
+        with pytest.raises(REFUSED[connection.vendor], match=r"append-only|protected"), transaction.atomic():
+            attempt()
+
+    after = list(LedgerEntry.objects.order_by("seq").values_list("seq", "kind", "reverses", "credit", "hash"))
+    assert after == before and [row[1] for row in after] == ["grant"] * 4 + ["reversal"]
+
+
 # --- the project's key ----------------------------------------------------------------------
 
 
@@ -455,7 +652,7 @@ def test_two_concurrent_validation_passes_make_one_gap_free_chain(project_key, t
     units = 40
     make_units(make_app(), units, fpops_estimate=DAY_OF_WORK)
     for _ in range(2):
-        crunch(SignedHost(*make_host(flops=1e9)), units)
+        crunch(SignedHost(*make_host(flops=1e9, n_cpus=8)), units)  # room for 40 tasks at once
     transition_due_units(now=timezone.now())
     ids = list(WorkUnit.objects.filter(need_validate=True).order_by("id").values_list("id", flat=True))
     assert len(ids) == units
@@ -501,3 +698,44 @@ def test_the_export_reads_one_repeatable_read_snapshot(project_key):
         run_together(lambda: grant(1, hosts))
         assert LedgerEntry.objects.count() == before == 2, "grants after the snapshot are not in it"
     assert LedgerEntry.objects.count() == 4
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_reversals_during_validation_passes_make_one_chain_that_verifies(project_key, tmp_path):
+    hosts = grant(2)
+    cheater = hosts[0].host
+    reversed_replicas = [entry.replica_id for entry in grants_of(cheater)]
+    units = 12
+    make_units(make_app(), units, fpops_estimate=DAY_OF_WORK)
+    for host in hosts:
+        crunch(host, units)
+    transition_due_units(now=timezone.now())
+    ids = list(WorkUnit.objects.filter(need_validate=True).order_by("id").values_list("id", flat=True))
+    assert len(ids) == units
+    done: list[Reversal] = []
+
+    def validate() -> None:
+        for start in range(0, units, 2):
+            validate_units(unit_ids=ids[start : start + 2], now=timezone.now())
+
+    def reverse() -> None:
+        for replica_id in reversed_replicas:
+            done.extend(reverse_credit(replica_ids=[replica_id], now=timezone.now()))
+
+    run_together(validate, reverse)
+
+    assert [r.replica_id for r in done] == reversed_replicas
+    entries = list(LedgerEntry.objects.order_by("seq"))
+    assert [e.seq for e in entries] == list(range(1, 4 + 2 * units + 2 + 1)), "no gap, no duplicate"
+    prev = GENESIS_HASH
+    for entry in entries:
+        assert entry.prev_hash == prev and entry.hash == chain_hash(entry, prev)
+        prev = entry.hash
+    assert (LedgerHead.objects.get().seq, LedgerHead.objects.get().hash) == (entries[-1].seq, prev)
+    export(tmp_path / "ledger.jsonl")
+    result = verify_file(tmp_path / "ledger.jsonl", keys.public_key_b64(project_key))
+    assert result.ok and result.reversals == 2, result.summary()
+    assert result.totals == stored_totals()
+    cheater.refresh_from_db()
+    assert cheater.total_credit == sum(e.credit for e in grants_of(cheater)) - sum(r.credit for r in done)

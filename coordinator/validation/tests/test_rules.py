@@ -20,14 +20,17 @@ from coordinator.validation.compare import (
 )
 from coordinator.validation.quorum import Candidate, find_quorum, judge_against
 from coordinator.validation.reputation import (
-    SPOT_CHECK_FRACTION,
+    SPOT_CHECK_FLOOR,
     TRUST_AFTER_CONSECUTIVE_VALID,
+    Establishment,
     Event,
     Reputation,
     after,
+    is_established,
     is_trusted,
     quota_after,
     send_single,
+    spot_check_chance,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -184,26 +187,47 @@ def test_the_rank_key_orders_rows_as_their_rac_at_any_common_moment(rac_a, rac_b
 # --- reputation ------------------------------------------------------------------------
 
 
-def test_a_long_run_of_valid_results_earns_trust_and_one_invalid_takes_it_away():
+def test_only_results_an_established_unrelated_host_agreed_with_earn_trust():
     reputation = Reputation()
-    for _ in range(TRUST_AFTER_CONSECUTIVE_VALID - 1):
+    for _ in range(3 * TRUST_AFTER_CONSECUTIVE_VALID):
         reputation = after(reputation, Event.VALID)
+        reputation = after(reputation, Event.VALID_INDEPENDENT)
+    assert not is_trusted(reputation), "agreement with related or new hosts is laundered trust"
+    assert reputation.valid == 6 * TRUST_AFTER_CONSECUTIVE_VALID and reputation.consecutive_valid == 0
+    for _ in range(TRUST_AFTER_CONSECUTIVE_VALID - 1):
+        reputation = after(reputation, Event.VALID_CONFIRMED)
     assert not is_trusted(reputation)
-    reputation = after(reputation, Event.VALID)
+    reputation = after(reputation, Event.VALID_CONFIRMED)
     assert is_trusted(reputation)
     assert not is_trusted(after(reputation, Event.INVALID))
     assert not is_trusted(after(reputation, Event.ERROR))
 
 
-def test_trusted_hosts_still_get_spot_checks():
-    trusted = Reputation(consecutive_valid=50, valid=50)
-    assert not send_single(trusted, draw=SPOT_CHECK_FRACTION / 2)
-    assert send_single(trusted, draw=SPOT_CHECK_FRACTION)
-    assert not send_single(Reputation(), draw=0.99)
+def test_trusted_hosts_are_spot_checked_one_in_consecutive_valid_but_never_below_the_floor():
+    fresh_trust = Reputation(consecutive_valid=TRUST_AFTER_CONSECUTIVE_VALID, valid=10)
+    old_trust = Reputation(consecutive_valid=10_000, valid=10_000)
+    assert spot_check_chance(fresh_trust) == max(SPOT_CHECK_FLOOR, 1 / TRUST_AFTER_CONSECUTIVE_VALID)
+    assert spot_check_chance(old_trust) == SPOT_CHECK_FLOOR
+    assert not send_single(old_trust, draw=SPOT_CHECK_FLOOR / 2, established=True)
+    assert send_single(old_trust, draw=SPOT_CHECK_FLOOR, established=True)
+    assert not send_single(old_trust, draw=0.99, established=False), "a new host never runs a unit alone"
+    assert not send_single(Reputation(), draw=0.99, established=True)
+    rng = random.Random(7)
+    spot_checked = sum(not send_single(old_trust, draw=rng.random(), established=True) for _ in range(20_000))
+    assert 0.08 < spot_checked / 20_000 < 0.12
 
 
-def test_the_quota_halves_on_failure_and_recovers_on_success():
-    assert quota_after(100, Event.INVALID, cap=1000) == 50
+def test_a_host_is_established_by_age_and_independent_agreement_both():
+    rule = Establishment(min_age_seconds=86_400, min_independent_valid=10)
+    assert is_established(age_seconds=86_400, independent_valid=10, rule=rule)
+    assert not is_established(age_seconds=86_399, independent_valid=1000, rule=rule)
+    assert not is_established(age_seconds=10**8, independent_valid=9, rule=rule)
+
+
+def test_the_quota_doubles_on_valid_loses_one_on_error_and_drops_to_one_when_caught():
+    assert quota_after(100, Event.INVALID, cap=1000) == 1
+    assert quota_after(100, Event.ERROR, cap=1000) == 99
     assert quota_after(1, Event.ERROR, cap=1000) == 1
     assert quota_after(50, Event.VALID, cap=1000) == 100
+    assert quota_after(50, Event.VALID_CONFIRMED, cap=1000) == 100
     assert quota_after(800, Event.VALID, cap=1000) == 1000

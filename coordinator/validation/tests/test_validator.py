@@ -13,10 +13,10 @@ from django.utils import timezone
 from tessera_client.protocol import Report
 
 from coordinator.accounts.models import Host, Volunteer
-from coordinator.scheduler import services as scheduler_services
+from coordinator.scheduler import dispatch as scheduler_dispatch
 from coordinator.testing import SignedHost, make_app, make_host, make_units
 from coordinator.validation import credit
-from coordinator.validation.models import CreditDay, HostAppReputation, LedgerEntry
+from coordinator.validation.models import CreditDay, HostAppReputation, HostAppVersion, LedgerEntry
 from coordinator.validation.reputation import TRUST_AFTER_CONSECUTIVE_VALID
 from coordinator.validation.services import validate_due_units
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState, ValidateState
@@ -28,8 +28,11 @@ DAY_OF_WORK = 1e9 * 86_400  # 200 cobblestones
 
 
 def crunch(host: SignedHost, answer: Callable[[str], bytes], tasks: int = 1) -> list[int]:
-    """The host takes work and reports ``answer(unit name)`` for each task."""
+    """The host takes work and reports ``answer(unit name)`` for each task, an hour later
+    (claims are bounded by the time a host held its task)."""
     got = host.rpc(tasks=tasks).json()["tasks"]
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Replica.objects.filter(pk__in=[t["replica"] for t in got]).update(sent_at=an_hour_ago)
     reports = [
         Report(replica=t["replica"], status="success", cpu_time=3600.0, output=answer(t["workunit"]))
         for t in got
@@ -91,7 +94,8 @@ def test_the_grant_is_the_lowest_claim_so_an_inflated_claim_does_not_pay():
 
 def test_disagreement_asks_for_another_replica_and_the_odd_one_out_gets_nothing():
     unit = make_units(make_app(), 1)[0]
-    honest, cheater, tiebreak = (SignedHost(*make_host()) for _ in range(3))
+    honest, cheater = (SignedHost(*make_host()) for _ in range(2))
+    tiebreak = SignedHost(*make_host(established=True))
     crunch(honest, right)
     crunch(cheater, lambda name: b"made up")
 
@@ -117,25 +121,51 @@ def test_disagreement_asks_for_another_replica_and_the_odd_one_out_gets_nothing(
     assert Host.objects.get(pk=cheater.host.pk).invalid_count == 1
 
 
-def test_a_replica_reported_after_validation_is_compared_with_the_canonical_one():
+def late_report(*, vouched: bool) -> tuple[WorkUnit, Replica]:
+    """Two hosts agree (one of them established when ``vouched``); a third reports late and wrong."""
     unit = make_units(make_app(), 1, min_quorum=2, target_nresults=3)[0]
-    hosts = [SignedHost(*make_host()) for _ in range(4)]
-    for signed in hosts[:3]:
-        signed.rpc(tasks=1)
-    replicas = list(unit.replicas.order_by("id"))
-    outputs = [right(unit.name), right(unit.name), b"late and wrong"]
-    for signed, replica, output in zip(hosts[:2], replicas[:2], outputs[:2], strict=True):
-        signed.rpc(reports=[Report(replica=replica.pk, status="success", cpu_time=60, output=output)])
+    hosts = [SignedHost(*make_host(established=vouched)), *(SignedHost(*make_host()) for _ in range(2))]
+    held = [signed.rpc(tasks=1).json()["tasks"][0]["replica"] for signed in hosts]
+    for signed, replica in zip(hosts[:2], held[:2], strict=True):
+        signed.rpc(reports=[Report(replica=replica, status="success", cpu_time=60, output=right(unit.name))])
     settle()
     unit.refresh_from_db()
-    assert unit.state == UnitState.DONE
+    assert unit.state == UnitState.DONE and (unit.vouched_by_id == hosts[0].host.pk) == vouched
 
-    hosts[2].rpc(reports=[Report(replica=replicas[2].pk, status="success", cpu_time=60, output=outputs[2])])
+    hosts[2].rpc(reports=[Report(replica=held[2], status="success", cpu_time=60, output=b"late and wrong")])
     settle()
+    return unit, Replica.objects.get(pk=held[2])
 
-    late = Replica.objects.get(pk=replicas[2].pk)
+
+def test_a_replica_reported_after_validation_is_compared_with_the_canonical_one():
+    _, late = late_report(vouched=True)
+
     assert late.validate_state == ValidateState.INVALID and late.granted_credit is None
     assert LedgerEntry.objects.count() == 2
+    assert Host.objects.get(pk=late.host_id).caught_at is not None
+
+
+def test_a_late_dissent_against_a_quorum_no_established_host_vouched_for_reopens_the_unit():
+    unit, late = late_report(vouched=False)
+
+    unit.refresh_from_db()
+    assert late.validate_state == ValidateState.INCONCLUSIVE and late.granted_credit is None
+    assert unit.state == UnitState.ACTIVE and unit.disputed and unit.canonical_replica_id is None
+    host = Host.objects.get(pk=late.host_id)
+    assert host.invalid_count == 0 and host.caught_at is None, "nobody is punished on an unvouched quorum"
+    assert set(unit.replicas.filter(outcome=Outcome.SUCCESS).values_list("validate_state", flat=True)) == {
+        ValidateState.INCONCLUSIVE
+    }
+    assert unit.replicas.filter(state=ReplicaState.UNSENT, reserved=True).exists(), "for an established host"
+
+    crunch(SignedHost(*make_host(established=True)), right)
+    settle()
+    unit.refresh_from_db()
+    late.refresh_from_db()
+    assert unit.state == UnitState.DONE and unit.vouched_by_id is not None and unit.corrected_at is None
+    assert late.validate_state == ValidateState.INVALID
+    assert Host.objects.get(pk=late.host_id).caught_at is not None
+    assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.GRANT).count() == 3, "the first two keep theirs"
 
 
 def test_validation_twice_grants_nothing_twice():
@@ -209,36 +239,45 @@ def test_the_database_refuses_to_change_or_remove_a_ledger_entry():
     assert LedgerEntry.objects.get(pk=entry.pk).credit == entry.credit
 
 
-def test_errors_and_invalid_results_halve_the_quota_and_valid_ones_restore_it(settings):
+def test_the_quota_per_app_version_loses_one_on_an_error_and_doubles_on_a_valid_result(settings):
     settings.TESSERA = {**settings.TESSERA, "DEFAULT_DAILY_QUOTA": 64}
-    make_units(make_app(), 1, min_quorum=1, target_nresults=1)
-    host, key = make_host(daily_quota=64)
+    app = make_app()
+    make_units(app, 1, min_quorum=1, target_nresults=1)
+    host, key = make_host(daily_quota=20)
     signed = SignedHost(host, key)
     replica_id = signed.rpc(tasks=1).json()["tasks"][0]["replica"]
     signed.rpc(reports=[Report(replica=replica_id, status="client_error", cpu_time=1, exit_code=1)])
 
-    host.refresh_from_db()
-    assert (host.daily_quota, host.error_count) == (32, 1)
+    quota = HostAppVersion.objects.get(host=host, app_version__app=app)
+    assert quota.daily_quota == 19 and Host.objects.get(pk=host.pk).error_count == 1
 
-    make_units(make_app(), 1, min_quorum=1, target_nresults=1)
+    make_units(app, 1, min_quorum=1, target_nresults=1)
     crunch(signed, right)
     settle()
-    host.refresh_from_db()
-    assert host.daily_quota == 64 and host.valid_count == 1
+    quota.refresh_from_db()
+    assert quota.daily_quota == 38 and Host.objects.get(pk=host.pk).valid_count == 1
+    for _ in range(3):
+        make_units(app, 1, min_quorum=1, target_nresults=1)
+        crunch(signed, right)
+        settle()
+    quota.refresh_from_db()
+    assert quota.daily_quota == 64, "never above DEFAULT_DAILY_QUOTA"
 
 
 def test_a_trusted_host_takes_units_alone_except_for_spot_checks(monkeypatch):
     app = make_app()
-    host, key = make_host()
+    host, key = make_host(established=True)
     HostAppReputation.objects.create(
         host=host, app=app, consecutive_valid=TRUST_AFTER_CONSECUTIVE_VALID, valid=10
     )
-    draws = iter([0.99, 0.0])  # the first unit goes alone, the second is a spot check
-    monkeypatch.setattr(scheduler_services, "draw", lambda: next(draws, 0.5))
-    alone, checked = make_units(app, 2, min_quorum=2, target_nresults=2)
+    draws = iter([0.99, 0.0])  # the first unit claimed goes alone, the second is a spot check
+    monkeypatch.setattr(scheduler_dispatch, "draw", lambda: next(draws, 0.5))
+    units = make_units(app, 2, min_quorum=2, target_nresults=2)
     trusted = SignedHost(host, key)
 
     crunch(trusted, right, tasks=2)
+    single = Replica.objects.get(host=host, trusted_single=True)
+    alone, checked = sorted(units, key=lambda unit: unit.pk != single.workunit_id)
     others = crunch(SignedHost(*make_host()), right, tasks=5)
     settle()
 
@@ -258,9 +297,9 @@ def test_a_cheater_who_got_the_unit_first_cannot_ride_a_trusted_hosts_quorum_of_
     unit = make_units(app, 1, min_quorum=2, target_nresults=2)[0]
     cheater = SignedHost(*make_host())
     lie = crunch(cheater, lambda name: b"a lie", tasks=1)[0]
-    host, key = make_host()
+    host, key = make_host(established=True)
     HostAppReputation.objects.create(host=host, app=app, consecutive_valid=50, valid=50)
-    monkeypatch.setattr(scheduler_services, "draw", lambda: 0.99)  # no spot check: it would go alone
+    monkeypatch.setattr(scheduler_dispatch, "draw", lambda: 0.99)  # no spot check: it would go alone
     honest = SignedHost(host, key).rpc(tasks=1).json()["tasks"][0]["replica"]
 
     assert not Replica.objects.get(pk=honest).trusted_single
@@ -272,7 +311,7 @@ def test_a_cheater_who_got_the_unit_first_cannot_ride_a_trusted_hosts_quorum_of_
         reports=[Report(replica=honest, status="success", cpu_time=3600.0, output=right(unit.name))]
     )
     settle()
-    crunch(SignedHost(*make_host()), right)  # the disagreement brings a third replica
+    crunch(SignedHost(*make_host(established=True)), right)  # the disagreement brings a third replica
     settle()
     unit.refresh_from_db()
     assert unit.state == UnitState.DONE and unit.canonical_replica_id != lie
@@ -292,19 +331,20 @@ def test_a_trusted_single_result_in_dispute_lets_more_replicas_go_out():
     settle()
     assert Replica.objects.get(pk=trusted).validate_state == ValidateState.INCONCLUSIVE
 
-    third = crunch(SignedHost(*make_host()), right)
+    assert crunch(SignedHost(*make_host()), right) == [], "a new host may not settle a dispute"
+    third = crunch(SignedHost(*make_host(established=True)), right)
     settle()
     unit.refresh_from_db()
-    assert third, "the disputed unit must go out again"
+    assert third, "the disputed unit must go out again, to an established host"
     assert unit.state == UnitState.DONE and unit.canonical_replica_id in (trusted, third[0])
     assert Replica.objects.get(pk=lie).validate_state == ValidateState.INVALID
 
 
 def test_a_trusted_host_that_fails_brings_the_unit_back_to_two_replicas(monkeypatch):
     app = make_app()
-    host, key = make_host()
+    host, key = make_host(established=True)
     HostAppReputation.objects.create(host=host, app=app, consecutive_valid=50, valid=50)
-    monkeypatch.setattr(scheduler_services, "draw", lambda: 0.99)
+    monkeypatch.setattr(scheduler_dispatch, "draw", lambda: 0.99)
     unit = make_units(app, 1, min_quorum=2, target_nresults=2, delay_bound=60)[0]
     SignedHost(host, key).rpc(tasks=1)
 

@@ -10,6 +10,7 @@ from tessera_client.protocol import Report
 from coordinator.accounts.models import Volunteer
 from coordinator.testing import SignedHost, make_app, make_host, make_units, make_volunteer
 from coordinator.validation.models import LedgerEntry
+from coordinator.validation.reversal import reverse_credit
 from coordinator.validation.services import validate_due_units
 from coordinator.work.services import transition_due_units
 
@@ -68,3 +69,31 @@ def test_a_volunteers_credit_history_and_their_teams_are_charted():
     for entry in entries:
         assert f'<code title="{entry.hash}">{entry.hash[:16]}…</code>' in account
     assert "python -m tessera_client.ledger verify ledger.jsonl --public-key" in account
+
+
+def test_a_reversal_is_listed_beside_the_grant_it_takes_back_and_is_no_validated_result():
+    volunteer, _ = make_volunteer("caught")
+    crunch(volunteer, 2)
+    reversed_grant, kept = LedgerEntry.objects.filter(volunteer=volunteer).order_by("seq")
+    [done] = reverse_credit(replica_ids=[reversed_grant.replica_id], now=timezone.now())
+    client = Client()
+    client.force_login(volunteer.user)
+
+    account = client.get("/account").content.decode()
+
+    rows = {
+        int(seq): row for seq, row in re.findall(r'<tr><td class="num">(\d+)</td>(.*?)</tr>', account, re.S)
+    }
+    assert sorted(rows) == [reversed_grant.seq, kept.seq, done.seq]
+    assert "<td>reversal</td>" in rows[done.seq]
+    assert f"\u2212{reversed_grant.credit:.6f} reversed (grant #{reversed_grant.seq})" in rows[done.seq]
+    assert "<td>grant</td>" in rows[reversed_grant.seq]
+    assert f"{reversed_grant.credit:.6f} (reversed by #{done.seq})" in rows[reversed_grant.seq]
+    assert "reversed" not in rows[kept.seq]
+    total = Volunteer.objects.get(pk=volunteer.pk).total_credit
+    assert total == kept.credit
+    assert f'<th scope="row">Total credit</th><td class="num">{total:.2f}</td>' in account
+
+    status = Client().get("/status").content.decode()
+    hour = timezone.now().strftime("%H:00")
+    assert f'<th scope="row">{hour}</th><td class="num">2</td>' in status, "a reversal validates nothing"

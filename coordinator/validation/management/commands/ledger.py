@@ -107,7 +107,9 @@ class Command(BaseCommand):
                 else:
                     counts = self._write_file(records, Path(output))
             where = "standard output" if output is None else output
-            message = f"exported {counts['entry']} entries and {counts['seal']} seals to {where}"
+            entries = counts["entry"] + counts["reversal"]
+            reversed_ = f" ({counts['reversal']} reversals)" if counts["reversal"] else ""
+            message = f"exported {entries} entries{reversed_} and {counts['seal']} seals to {where}"
             # With the ledger on standard output, the summary must not be mixed into it.
             (self.stderr if output is None else self.stdout).write(message, style_func=str)
             return
@@ -117,7 +119,7 @@ class Command(BaseCommand):
 
     @staticmethod
     def _write(records: Iterator[dict[str, Any]], out: Any) -> dict[str, int]:
-        counts = {"entry": 0, "seal": 0}
+        counts = {"entry": 0, "reversal": 0, "seal": 0}
         for record in records:
             out.write(json.dumps(record, separators=(",", ":")) + "\n")
             if record["kind"] in counts:
@@ -158,4 +160,7 @@ class Command(BaseCommand):
             raise CommandError(result.summary())
         self.stdout.write(result.summary())
         total = sum(result.totals.values())
-        self.stdout.write(f"total credit granted: {total:.6f}")
+        if result.reversals:
+            self.stdout.write(f"total credit granted, less {result.reversals} reversals: {total:.6f}")
+        else:
+            self.stdout.write(f"total credit granted: {total:.6f}")

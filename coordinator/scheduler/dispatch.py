@@ -1,0 +1,363 @@
+"""Dispatch: which unsent replicas a host gets, and how many (BOINC's send logic).
+
+Who receives a unit's other replicas is the coordinator's choice, never a consequence of
+who asks next: replicas sit in the queue in a random order within each minute of their
+making (``work.models.dispatch_key``), so siblings are far apart; a host never gets a unit
+that a related host holds (``accounts.relation``); and replicas made to settle a dispute
+are reserved for established hosts. Limits on tasks in progress (per host, per core, per
+volunteer) and daily quotas per host app version stop anyone from hoarding a batch.
+
+Claims lock the volunteer's row first, so two hosts of one volunteer never both take a
+replica of one unit (the unique constraint on (unit, volunteer) backs that up), then claim
+candidates with ``SELECT … FOR UPDATE SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.db.models import BooleanField, Count, Q
+from django.db.models.expressions import RawSQL
+
+from coordinator.accounts.models import Host, Volunteer
+from coordinator.accounts.relation import Holder, related_to_any
+from coordinator.accounts.selectors import HOLDER_FIELDS, holder_from_row
+from coordinator.core.errors import Conflict
+from coordinator.validation.models import HostAppReputation, HostAppVersion
+from coordinator.validation.reputation import Reputation, send_single
+from coordinator.validation.standing import host_is_established
+from coordinator.work.lifecycle import Outcome, ReplicaState, ValidateState
+from coordinator.work.models import AppVersion, Replica, WorkUnit
+
+# Per candidate, two index probes: the volunteer already holds a replica of the unit, or a
+# trusted host has the unit alone (adaptive replication) and its result is neither invalid
+# nor disputed (inconclusive: others must then be sent to settle it). "LIMIT 1
+# OFFSET 0" keeps each a probe: without it PostgreSQL may turn NOT EXISTS into an anti-join
+# that reads every replica the volunteer ever held (docs/benchmarks.md).
+NOT_MINE = f"""
+NOT EXISTS (SELECT 1 FROM {Replica._meta.db_table} mine
+            WHERE mine.workunit_id = {Replica._meta.db_table}.workunit_id AND mine.volunteer_id = %s
+            LIMIT 1 OFFSET 0)
+"""
+UNIT_NOT_FOR_THIS_HOST = f"""{NOT_MINE}
+AND NOT EXISTS (SELECT 1 FROM {Replica._meta.db_table} alone
+                WHERE alone.workunit_id = {Replica._meta.db_table}.workunit_id AND alone.trusted_single
+                  AND (alone.state = %s OR (alone.outcome = %s AND alone.validate_state NOT IN (%s, %s)))
+                LIMIT 1 OFFSET 0)
+"""
+OUT_ALONE_PARAMS = [
+    ReplicaState.IN_PROGRESS.value,
+    Outcome.SUCCESS.value,
+    ValidateState.INVALID.value,
+    ValidateState.INCONCLUSIVE.value,
+]
+DEFAULT_FLOPS = 1e9  # assumed speed of a host that has not measured itself
+# Only one replica of a unit may go to a host, and related holders rule some units out, so
+# read a few candidates per task wanted.
+CANDIDATES_PER_TASK = 3
+# Spot checks are drawn at random; tests may replace this with a seeded generator.
+draw = random.random
+
+
+@dataclass(frozen=True)
+class WorkRequest:
+    tasks: int = 0
+    seconds: float = 0.0
+
+    @property
+    def wants_work(self) -> bool:
+        return self.tasks > 0 or self.seconds > 0
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A replica handed to a host, with everything it needs to run it."""
+
+    replica_id: int
+    unit: WorkUnit
+    app_version: AppVersion
+    deadline: datetime
+
+
+@dataclass(frozen=True)
+class Candidate:
+    replica_id: int
+    unit_id: int
+    app_id: int
+    fpops: float
+    reserved: bool
+
+
+def current_app_versions(platform: str) -> dict[int, AppVersion]:
+    """The newest version of each app that runs on ``platform``."""
+    versions: dict[int, AppVersion] = {}
+    for version in (
+        AppVersion.objects.select_related("app")
+        .filter(platform__in=["any", platform])
+        .order_by("app_id", "-version")
+    ):
+        versions.setdefault(version.app_id, version)
+    return versions
+
+
+def in_progress_room(host: Host) -> int:
+    """Tasks the host may still take: per core and per host (BOINC's max_jobs_in_progress),
+    and per volunteer, whatever number of hosts it registers."""
+    limits = settings.TESSERA
+    held = Replica.objects.filter(state=ReplicaState.IN_PROGRESS, volunteer_id=host.volunteer_id).aggregate(
+        volunteer=Count("id"), host=Count("id", filter=Q(host_id=host.pk))
+    )
+    per_host = min(
+        limits["MAX_IN_PROGRESS_PER_CPU"] * max(1, host.n_cpus), limits["MAX_IN_PROGRESS_PER_HOST"]
+    )
+    return max(0, min(per_host - held["host"], limits["MAX_IN_PROGRESS_PER_VOLUNTEER"] - held["volunteer"]))
+
+
+def quota_rows(host: Host, versions: dict[int, AppVersion]) -> dict[int, HostAppVersion]:
+    """The host's quota rows of these app versions, by app version id (some may not exist yet)."""
+    ids = [v.pk for v in versions.values()]
+    return {row.app_version_id: row for row in HostAppVersion.objects.filter(host=host, app_version__in=ids)}
+
+
+def quota_left(
+    host: Host, versions: dict[int, AppVersion], rows: dict[int, HostAppVersion], today: date
+) -> dict[int, int]:
+    """Replicas each app version may still go to this host today (by app version id); a
+    version without a row yet starts at the host's starting quota."""
+    left = {}
+    for version in versions.values():
+        row = rows.get(version.pk)
+        if row is None:
+            left[version.pk] = host.daily_quota
+        else:
+            used = row.quota_used if row.quota_day == today else 0
+            left[version.pk] = max(0, row.daily_quota - used)
+    return left
+
+
+def _record_quota_use(host: Host, used: dict[int, int], rows: dict[int, HostAppVersion], today: date) -> None:
+    """Count today's dispatches per app version (rows read under the volunteer's lock)."""
+    for version_id, count in used.items():
+        row = rows.get(version_id)
+        if row is None:
+            HostAppVersion.objects.create(
+                host=host,
+                app_version_id=version_id,
+                daily_quota=host.daily_quota,
+                quota_day=today,
+                quota_used=count,
+            )
+        else:
+            already = row.quota_used if row.quota_day == today else 0
+            HostAppVersion.objects.filter(pk=row.pk).update(quota_day=today, quota_used=already + count)
+
+
+def _reputations_of(host: Host) -> dict[int, Reputation]:
+    rows = HostAppReputation.objects.filter(host=host).values_list(
+        "app_id", "consecutive_valid", "valid", "invalid", "errors", "error_rate"
+    )
+    return {app_id: Reputation(*figures) for app_id, *figures in rows}
+
+
+def _candidates(
+    *, host: Host, reserved: bool, app_ids: list[int], count: int, made_before: datetime | None = None
+) -> list[Candidate]:
+    # A reserved replica checks a result (a dispute, an audit): a trusted host's lone result
+    # is what it may have to check, so only the volunteer's own units are ruled out.
+    if reserved:
+        excluded = RawSQL(NOT_MINE, [host.volunteer_id], output_field=BooleanField())
+    else:
+        excluded = RawSQL(
+            UNIT_NOT_FOR_THIS_HOST, [host.volunteer_id, *OUT_ALONE_PARAMS], output_field=BooleanField()
+        )
+    rows = (
+        Replica.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(
+            state=ReplicaState.UNSENT,
+            reserved=reserved,
+            workunit__memory_bytes__lte=host.memory_bytes,
+            workunit__app_id__in=app_ids,
+        )
+        .filter(excluded)
+        .filter(Q(created__lte=made_before) if made_before is not None else Q())
+        .order_by("-priority", "dispatch_key")
+        .values_list("id", "workunit_id", "workunit__app_id", "workunit__fpops_estimate")[:count]
+    )
+    return [Candidate(r, u, a, f, reserved) for r, u, a, f in rows]
+
+
+def _related_units(holder: Holder, unit_ids: set[int]) -> set[int]:
+    """Units among ``unit_ids`` whose replicas a host related to ``holder`` holds (or held)."""
+    if not unit_ids or (not holder.networks and not holder.burst):
+        return set()  # only the volunteer could relate it, and the SQL filter saw to that
+    fields = [f"host__{name}" if name != "id" else "host_id" for name in HOLDER_FIELDS]
+    rows = Replica.objects.filter(workunit_id__in=unit_ids, host__isnull=False).values_list(
+        "workunit_id", *fields
+    )
+    by_unit: dict[int, list[Holder]] = {}
+    for unit_id, *holder_row in rows:
+        by_unit.setdefault(unit_id, []).append(holder_from_row(tuple(holder_row)))
+    return {unit_id for unit_id, others in by_unit.items() if related_to_any(holder, others)}
+
+
+@dataclass
+class _Choice:
+    """What one claim has picked so far."""
+
+    limit: int
+    seconds_wanted: float
+    speed: float
+    quota: dict[int, int]  # app version id -> replicas left today
+    version_of_app: dict[int, int]
+    chosen: list[Candidate]
+    seconds: float = 0.0
+
+    @property
+    def full(self) -> bool:
+        return len(self.chosen) >= self.limit or (
+            self.seconds_wanted > 0 and self.seconds >= self.seconds_wanted
+        )
+
+    def take(self, candidates: list[Candidate], ruled_out: set[int]) -> None:
+        units = {c.unit_id for c in self.chosen}
+        for candidate in candidates:
+            if self.full:
+                return
+            version_id = self.version_of_app[candidate.app_id]
+            if candidate.unit_id in units or candidate.unit_id in ruled_out or self.quota[version_id] <= 0:
+                continue
+            units.add(candidate.unit_id)
+            self.quota[version_id] -= 1
+            self.chosen.append(candidate)
+            self.seconds += candidate.fpops / self.speed
+
+
+def _pick(
+    *, host: Host, holder: Holder, reserved: bool, choice: _Choice, made_before: datetime | None = None
+) -> None:
+    apps = [app for app, version in choice.version_of_app.items() if choice.quota[version] > 0]
+    if not apps or choice.full:
+        return
+    candidates = _candidates(
+        host=host,
+        reserved=reserved,
+        app_ids=apps,
+        count=(choice.limit - len(choice.chosen)) * CANDIDATES_PER_TASK,
+        made_before=made_before,
+    )
+    choice.take(candidates, _related_units(holder, {c.unit_id for c in candidates}))
+
+
+def _sent_elsewhere(unit_ids: list[int], chosen: list[int]) -> set[int]:
+    """Units already sent to another host: they keep their quorum whoever is trusted (a unit
+    goes alone only to its first host)."""
+    if not unit_ids:
+        return set()
+    return set(
+        Replica.objects.filter(workunit_id__in=unit_ids)
+        .exclude(state=ReplicaState.UNSENT)
+        .exclude(id__in=chosen)
+        .values_list("workunit_id", flat=True)
+    )
+
+
+def _alone(host: Host, chosen: list[Candidate], established: bool) -> set[int]:
+    """The chosen replicas that go out as their unit's only one (adaptive replication): never
+    a reserved one, and only from an established host that earned trust on the app."""
+    if not established:
+        return set()
+    reputations = _reputations_of(host)
+    alone = {
+        c.replica_id: c.unit_id
+        for c in chosen
+        if not c.reserved and send_single(reputations.get(c.app_id, Reputation()), draw(), established=True)
+    }
+    shared = _sent_elsewhere(list(alone.values()), [c.replica_id for c in chosen])
+    return {replica_id for replica_id, unit_id in alone.items() if unit_id not in shared}
+
+
+def _assign(
+    host: Host, chosen: list[Candidate], versions: dict[int, AppVersion], alone: set[int], now: datetime
+) -> list[Assignment]:
+    units = WorkUnit.objects.in_bulk([c.unit_id for c in chosen])
+    groups: dict[tuple[int, int, bool], list[int]] = {}
+    for candidate in chosen:
+        unit = units[candidate.unit_id]
+        key = (unit.delay_bound, versions[unit.app_id].pk, candidate.replica_id in alone)
+        groups.setdefault(key, []).append(candidate.replica_id)
+    unit_of = {c.replica_id: units[c.unit_id] for c in chosen}
+    assignments: list[Assignment] = []
+    for (delay_bound, version_id, single), replica_ids in groups.items():
+        deadline = now + timedelta(seconds=delay_bound)
+        updated = Replica.objects.filter(id__in=replica_ids, state=ReplicaState.UNSENT).update(
+            state=ReplicaState.IN_PROGRESS,
+            host=host,
+            volunteer_id=host.volunteer_id,
+            app_version_id=version_id,
+            sent_at=now,
+            deadline=deadline,
+            trusted_single=single,
+        )
+        if updated != len(replica_ids):
+            raise Conflict("work was claimed concurrently; ask again", code="retry")
+        for replica_id in replica_ids:
+            unit = unit_of[replica_id]
+            assignments.append(Assignment(replica_id, unit, versions[unit.app_id], deadline))
+    return assignments
+
+
+def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assignment]:
+    """Claim unsent replicas for ``host``: by priority, then in dispatch order, one per unit,
+    none a related host holds, within the limits on tasks in progress and the daily quotas."""
+    cap = settings.TESSERA["MAX_TASKS_PER_RPC"]
+    list(Volunteer.objects.select_for_update().filter(pk=host.volunteer_id).values_list("pk"))
+    # Fresh figures, now that the volunteer is locked.
+    host = Host.objects.select_related("volunteer").get(pk=host.pk)
+    today = now.date()
+    versions = current_app_versions(host.platform)
+    limit = min(cap, in_progress_room(host), request.tasks if request.tasks > 0 else cap)
+    rows = quota_rows(host, versions)
+    quota = quota_left(host, versions, rows, today)
+    if limit <= 0 or not any(quota.values()):
+        Host.objects.filter(pk=host.pk).update(last_contact=now)
+        return []
+
+    choice = _Choice(
+        limit=limit,
+        seconds_wanted=request.seconds if request.tasks <= 0 else 0.0,
+        speed=(host.flops or DEFAULT_FLOPS) * max(1, host.n_cpus),
+        quota=quota,
+        version_of_app={app_id: version.pk for app_id, version in versions.items()},
+        chosen=[],
+    )
+    holder = Holder.of(
+        host_id=host.pk,
+        volunteer_id=host.volunteer_id,
+        network=host.network,
+        registered_network=host.registered_network,
+        signup_network=host.volunteer.signup_network,
+        signup_burst=host.volunteer.signup_burst,
+    )
+    established = host_is_established(host, now)
+    if established:  # disputes first: only established hosts may settle them
+        _pick(host=host, holder=holder, reserved=True, choice=choice)
+    else:  # unless none came for DISPUTE_WAIT_SECONDS (a young project has none)
+        waited = now - timedelta(seconds=settings.TESSERA["DISPUTE_WAIT_SECONDS"])
+        _pick(host=host, holder=holder, reserved=True, choice=choice, made_before=waited)
+    _pick(host=host, holder=holder, reserved=False, choice=choice)
+    Host.objects.filter(pk=host.pk).update(last_contact=now)
+    if not choice.chosen:
+        return []
+    _record_quota_use(host, _count_by_version(choice), rows, today)
+    return _assign(host, choice.chosen, versions, _alone(host, choice.chosen, established), now)
+
+
+def _count_by_version(choice: _Choice) -> dict[int, int]:
+    used: dict[int, int] = {}
+    for candidate in choice.chosen:
+        version_id = choice.version_of_app[candidate.app_id]
+        used[version_id] = used.get(version_id, 0) + 1
+    return used
