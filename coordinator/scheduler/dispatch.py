@@ -248,7 +248,18 @@ def _pick(
         count=(choice.limit - len(choice.chosen)) * CANDIDATES_PER_TASK,
         made_before=made_before,
     )
-    choice.take(candidates, _related_units(holder, {c.unit_id for c in candidates}))
+    # Related holders are looked up for as many units as are still wanted, then for the next
+    # ones only if some were ruled out: one small query in the usual case.
+    checked: set[int] = set()
+    ruled_out: set[int] = set()
+    while not choice.full:
+        wanted = choice.limit - len(choice.chosen)
+        unchecked = list(dict.fromkeys(c.unit_id for c in candidates if c.unit_id not in checked))[:wanted]
+        if not unchecked:
+            return
+        checked.update(unchecked)
+        ruled_out |= _related_units(holder, set(unchecked))
+        choice.take([c for c in candidates if c.unit_id in checked], ruled_out)
 
 
 def _sent_elsewhere(unit_ids: list[int], chosen: list[int]) -> set[int]:

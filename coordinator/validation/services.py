@@ -173,10 +173,10 @@ def _reopen(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
 def _first_grant(unit: WorkUnit, newly_valid: list[Replica]) -> None:
     """The unit's grant, from its first verdict's claims, bounded by the app's grant cap."""
     claims = {r.pk: _claim(unit, r) for r in newly_valid}
-    grant = min(
-        credit.granted_credit(list(claims.values())),
-        credit.grant_cap(fpops_estimate=unit.fpops_estimate, credit_ratio=unit.app.credit_ratio),
-    )
+    cap = credit.grant_cap(fpops_estimate=unit.fpops_estimate, credit_ratio=unit.app.credit_ratio)
+    if len(newly_valid) == 1:  # accepted alone: never more than the app's own estimate
+        cap = min(cap, credit.credit_for_flops(unit.fpops_estimate))
+    grant = min(credit.granted_credit(list(claims.values())), cap)
     unit.granted_credit = Decimal(grant).quantize(MICRO, ROUND_DOWN)
     for replica in newly_valid:
         replica.claimed_credit = claims[replica.pk]

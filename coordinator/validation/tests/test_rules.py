@@ -231,3 +231,18 @@ def test_the_quota_doubles_on_valid_loses_one_on_error_and_drops_to_one_when_cau
     assert quota_after(50, Event.VALID, cap=1000) == 100
     assert quota_after(50, Event.VALID_CONFIRMED, cap=1000) == 100
     assert quota_after(800, Event.VALID, cap=1000) == 1000
+
+
+def test_a_claim_counts_no_more_cpu_time_than_the_task_was_held_on_every_core():
+    assert credit.plausible_cpu_time(cpu_time=3600, wall_seconds=600, n_cpus=4) == 2400
+    assert credit.plausible_cpu_time(cpu_time=100, wall_seconds=600, n_cpus=4) == 100
+    assert credit.plausible_cpu_time(cpu_time=100, wall_seconds=-5, n_cpus=4) == 0
+
+
+def test_the_grant_cap_is_the_estimate_times_the_apps_typical_claim_never_above_the_claim_cap():
+    estimate = credit.credit_for_flops(1e12)
+    assert credit.grant_cap(fpops_estimate=1e12, credit_ratio=1.0) == estimate
+    assert credit.grant_cap(fpops_estimate=1e12, credit_ratio=0.5) == estimate / 2
+    assert credit.grant_cap(fpops_estimate=1e12, credit_ratio=100.0) == credit.CLAIM_CAP_FACTOR * estimate
+    assert credit.grant_cap(fpops_estimate=1e12, credit_ratio=-1.0) == 0.0
+    assert credit.median([3.0, 1.0, 2.0]) == 2.0 and credit.median([1.0, 2.0]) == 1.5
