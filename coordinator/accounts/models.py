@@ -111,6 +111,8 @@ class Host(CreditTotals):
         indexes = [
             models.Index(F("total_credit").desc(), "id", name="host_by_total"),
             models.Index(F("rac_rank").desc(), "id", name="host_by_rac"),
+            # Hosts ever caught, for the correction sweep (validation.correction).
+            models.Index(fields=["caught_at"], condition=Q(caught_at__isnull=False), name="host_caught"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(n_cpus__gte=1), name="host_has_a_cpu"),

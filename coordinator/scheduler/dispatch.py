@@ -142,13 +142,11 @@ def _record_quota_use(host: Host, used: dict[int, int], rows: dict[int, HostAppV
     """Count today's dispatches per app version (rows read under the volunteer's lock)."""
     for version_id, count in used.items():
         row = rows.get(version_id)
-        if row is None:
-            HostAppVersion.objects.create(
-                host=host,
-                app_version_id=version_id,
-                daily_quota=host.daily_quota,
-                quota_day=today,
-                quota_used=count,
+        if row is None:  # the first dispatch of this version to the host makes its row
+            made = HostAppVersion(host=host, app_version_id=version_id, daily_quota=host.daily_quota)
+            HostAppVersion.objects.bulk_create([made], ignore_conflicts=True)
+            HostAppVersion.objects.filter(host=host, app_version_id=version_id).update(
+                quota_day=today, quota_used=count
             )
         else:
             already = row.quota_used if row.quota_day == today else 0

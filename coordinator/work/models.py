@@ -206,6 +206,16 @@ class WorkUnit(models.Model):
         indexes = [
             models.Index(fields=["transition_time"], name="unit_transition_due"),
             models.Index(fields=["id"], condition=Q(need_validate=True), name="unit_need_validate"),
+            # The correction sweep's audits: done units nobody vouched for that could be
+            # computed again (validation.correction); they leave the index once vouched for.
+            models.Index(
+                fields=["id"],
+                condition=Q(
+                    state=UnitState.DONE, vouched_by__isnull=True, audit_wanted=False, min_quorum__gte=2
+                )
+                & (Q(input_inline__isnull=False) | ~Q(input_file="")),
+                name="unit_unvouched",
+            ),
         ]
 
     def __str__(self) -> str:

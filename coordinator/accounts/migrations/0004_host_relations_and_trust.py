@@ -52,4 +52,10 @@ class Migration(migrations.Migration):
             name="signup_network",
             field=models.CharField(blank=True, db_default="", default="", max_length=64),
         ),
+        migrations.AddIndex(
+            model_name="host",
+            index=models.Index(
+                condition=models.Q(("caught_at__isnull", False)), fields=["caught_at"], name="host_caught"
+            ),
+        ),
     ]

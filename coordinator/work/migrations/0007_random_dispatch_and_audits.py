@@ -144,5 +144,23 @@ class Migration(migrations.Migration):
             name="disputed_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
+        migrations.AddIndex(
+            model_name="workunit",
+            index=models.Index(
+                condition=models.Q(
+                    ("audit_wanted", False),
+                    ("min_quorum__gte", 2),
+                    ("state", coordinator.work.lifecycle.UnitState["DONE"]),
+                    ("vouched_by__isnull", True),
+                    models.Q(
+                        ("input_inline__isnull", False),
+                        models.Q(("input_file", ""), _negated=True),
+                        _connector="OR",
+                    ),
+                ),
+                fields=["id"],
+                name="unit_unvouched",
+            ),
+        ),
         migrations.RunPython(shuffle_unsent, migrations.RunPython.noop),
     ]
