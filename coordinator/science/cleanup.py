@@ -21,13 +21,21 @@ from django.db import transaction
 from django.db.models import Q
 
 from coordinator.science.services import call_off_units
-from coordinator.work.lifecycle import Outcome, ReplicaState, ValidateState
+from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState, ValidateState
 from coordinator.work.models import Batch, BatchState, Replica, WorkUnit
 
 CHUNK = 2000
 HAS_OUTPUT = Q(output_inline__isnull=False) | ~Q(output_file="")
 # A late success waits for the validator, which compares its output with the canonical one.
 AWAITS_VALIDATION = Q(outcome=Outcome.SUCCESS, validate_state=ValidateState.INIT)
+# A unit being settled again (reopened, or waiting for an audit), or that nobody vouched for
+# yet (the correction sweep will audit it): its replicas' outputs may be judged again, and
+# one of them may become canonical (validation.correction). Purging takes them in the end.
+MAY_BE_JUDGED_AGAIN = (
+    Q(workunit__state=UnitState.ACTIVE)
+    | Q(workunit__audit_wanted=True)
+    | Q(workunit__state=UnitState.DONE, workunit__vouched_by__isnull=True, workunit__min_quorum__gte=2)
+)
 
 
 def _delete_files(names: Iterable[str]) -> None:
@@ -60,6 +68,7 @@ def clean_batch_outputs(*, batch_id: int) -> int:
             Replica.objects.filter(HAS_OUTPUT, workunit_id__in=[unit for unit, _ in chunk])
             .exclude(pk__in=canonical)
             .exclude(AWAITS_VALIDATION)
+            .exclude(MAY_BE_JUDGED_AGAIN)
         )
         rows = list(spare.values_list("pk", "output_file"))
         _delete_files(name for _, name in rows)

@@ -106,6 +106,8 @@ def _judge_unit(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
     readable: list[Replica] = []
     canonical: Candidate | None = None
     for replica in replicas:
+        if rule.mode is not CompareMode.BITWISE and not _has_output(replica):
+            continue  # cleaned up after an earlier verdict: nothing to compare, no one to blame
         try:
             candidate = _candidate(replica, rule)
         except UnreadableOutput:
@@ -142,12 +144,31 @@ def _judge_unit(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
             unit.disputed_at = unit.disputed_at or work.now
         if waited and verdict.invalid and not work.judges.vouched([host_of[i] for i in verdict.valid]):
             work.unpunished.update(verdict.invalid)  # out-voted without an established host
+    if verdict.canonical is not None and unit.canonical_replica_id is None:
+        verdict = _canonical_with_output(verdict, replicas)
     if verdict.canonical is not None and unit.vouched_by_id is None:
         valid_hosts = [r.host_id for r in replicas if r.validate_state == ValidateState.VALID]
         valid_hosts += [host_of[i] for i in verdict.valid]
         unit.vouched_by_id = work.judges.voucher(valid_hosts)
         unit.audit_wanted = unit.audit_wanted and unit.vouched_by_id is None
     _record_verdict(unit, replicas, readable, verdict, work)
+
+
+def _has_output(replica: Replica) -> bool:
+    return replica.output_inline is not None or bool(replica.output_file)
+
+
+def _canonical_with_output(verdict: Verdict, replicas: list[Replica]) -> Verdict:
+    """The canonical replica must still hold its output (the batch's result is made from it):
+    another agreeing one that does stands in; if none does, there is no verdict yet."""
+    by_id = {r.pk: r for r in replicas}
+    if _has_output(by_id[verdict.canonical]):
+        return verdict
+    kept = [i for i in verdict.valid if _has_output(by_id[i])]
+    if kept:
+        return Verdict(canonical=kept[0], valid=verdict.valid, invalid=verdict.invalid)
+    judged = verdict.valid + verdict.invalid + verdict.inconclusive
+    return Verdict(canonical=None, inconclusive=judged)
 
 
 def _waited_for_established_hosts(unit: WorkUnit, now: datetime) -> bool:

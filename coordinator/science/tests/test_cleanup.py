@@ -24,8 +24,9 @@ from workunits.interface import Checkpoint
 pytestmark = pytest.mark.django_db
 
 
-def finished_batch(units: int = 3) -> Batch:
-    """A montecarlo_pi batch crunched by two hosts that upload their outputs as files."""
+def finished_batch(units: int = 3, *, vouched: bool = True) -> Batch:
+    """A montecarlo_pi batch crunched by two hosts that upload their outputs as files; one of
+    them established (so its results are vouched for) unless ``vouched`` is false."""
     publish_app(name="montecarlo_pi", signing_key=keys.create_project_key(keys.project_key_path()))
     batch = submit_batch(
         owner=None,
@@ -35,8 +36,8 @@ def finished_batch(units: int = 3) -> Batch:
         policy=RedundancyPolicy(min_quorum=2, target_nresults=2),
     )
     split_due_batches(now=timezone.now())
-    for _ in range(2):
-        host = SignedHost(*make_host())
+    for index in range(2):
+        host = SignedHost(*make_host(established=vouched and index == 0))
         reports = []
         for task in host.rpc(tasks=100).json()["tasks"]:
             output = montecarlo_pi.compute(base64.b64decode(task["input_inline"]), Checkpoint())
@@ -73,6 +74,16 @@ def test_after_assimilation_only_the_canonical_outputs_stay():
     assert Batch.objects.get(pk=batch.pk).cleaned
     assert cleanup.clean_assimilated_batches() == 0  # once only
     assert Batch.objects.get(pk=batch.pk).result.read()  # the result is untouched
+
+
+def test_outputs_of_units_nobody_vouched_for_stay_for_their_audit():
+    """Found by the collusion tests: cleaning a unit an audit could reopen deleted the output
+    that became canonical, and the corrected batch could not be assimilated again."""
+    batch = finished_batch(vouched=False)
+
+    assert cleanup.clean_assimilated_batches() == 0
+    assert all(stored(Replica.objects.filter(workunit__batch=batch)))
+    assert Batch.objects.get(pk=batch.pk).cleaned
 
 
 def test_a_retired_batch_loses_its_inputs_and_outputs_but_keeps_its_result(settings):

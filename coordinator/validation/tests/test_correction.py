@@ -236,7 +236,7 @@ def test_a_dispute_no_established_host_settles_in_time_is_settled_by_anyone_and_
     assert output_of(unit) == right(unit.name) and unit.vouched_by_id is None
     assert Replica.objects.get(workunit=unit, host=liar.host).validate_state == ValidateState.INVALID
     assert Host.objects.get(pk=liar.host.pk).caught_at is None, "no established host saw it"
-    assert ValidateState.VALID == Replica.objects.get(workunit=unit, host=honest.host).validate_state
+    assert Replica.objects.get(workunit=unit, host=honest.host).validate_state == ValidateState.VALID
 
 
 def test_a_dispute_waits_for_an_established_host_before_dispute_wait_seconds():
@@ -248,3 +248,23 @@ def test_a_dispute_waits_for_an_established_host_before_dispute_wait_seconds():
     assert crunch(SignedHost(*make_host()), right) == []
     unit.refresh_from_db()
     assert unit.state == UnitState.ACTIVE
+
+
+def test_a_replica_whose_output_was_cleaned_up_never_becomes_canonical():
+    unit = make_units(make_app(), 1, min_quorum=2, target_nresults=2)[0]
+    for colluder in (SignedHost(*make_host()) for _ in range(2)):
+        crunch(colluder, lie)
+    settle()
+    auditor, second = established(), established()
+    sweep_and_settle()
+    audit = crunch(auditor, right)[0]
+    settle()
+    Replica.objects.filter(pk=audit).update(output_inline=None, output_file="")  # as a clean-up would
+
+    crunch(second, right)
+    settle()
+
+    unit.refresh_from_db()
+    assert unit.state == UnitState.DONE and unit.canonical_replica_id != audit
+    assert output_of(unit) == right(unit.name)
+    assert Replica.objects.get(pk=audit).validate_state == ValidateState.VALID
