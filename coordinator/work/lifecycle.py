@@ -190,7 +190,7 @@ def transition(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tr
         # report late and are then compared with the canonical one, so they keep running
         # until their deadline.
         late = unit.has_canonical and tally.unchecked_successes > 0
-        audit = _audit_replicas(unit, tally, replicas, timed_out)
+        audit = _audit_replicas(unit, tally, timed_out)
         kept = tally.unsent_reserved[:1] if unit.audit_wanted and unit.has_canonical else []
         return Transition(
             create_replicas=audit,
@@ -234,7 +234,7 @@ def transition(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tr
     )
 
 
-def _audit_replicas(unit: UnitView, tally: _Tally, replicas: list[ReplicaView], timed_out: set[int]) -> int:
+def _audit_replicas(unit: UnitView, tally: _Tally, timed_out: set[int]) -> int:
     """One reserved replica to check a done unit's canonical result, while an audit is wanted
     and none is out or unsent, up to ``AUDIT_EXTRA_RESULTS`` beyond the unit's own limit."""
     if not (unit.audit_wanted and unit.has_canonical and unit.state is UnitState.DONE):

@@ -378,3 +378,36 @@ def test_changes_replicas_is_true_for_any_replica_change_only():
     assert Transition(create_replicas=1).changes_replicas
     assert Transition(timed_out=(1,)).changes_replicas
     assert Transition(not_needed=(1,)).changes_replicas
+
+
+# --- disputes and audits (issue 13) -------------------------------------------------------
+
+
+def test_replicas_made_for_a_dispute_are_reserved_and_fresh_ones_are_not():
+    disputed = transition(
+        unit(), [success(1, ValidateState.INCONCLUSIVE), success(2, ValidateState.INCONCLUSIVE)], NOW
+    )
+    assert disputed.create_replicas == 1 and disputed.reserve_new
+    fresh = transition(unit(), [], NOW)
+    assert fresh.create_replicas == 2 and not fresh.reserve_new
+    reopened = UnitView(id=1, policy=policy(), disputed=True)
+    assert transition(reopened, [over(1, Outcome.CLIENT_ERROR), success(2)], NOW).reserve_new
+
+
+def test_a_done_unit_wanting_an_audit_gets_one_reserved_replica_and_keeps_it():
+    audited = UnitView(id=1, policy=policy(), state=UnitState.DONE, has_canonical=True, audit_wanted=True)
+    agreed = [success(1, ValidateState.VALID), success(2, ValidateState.VALID)]
+
+    first = transition(audited, agreed, NOW)
+    assert (first.create_replicas, first.reserve_new) == (1, True)
+    waiting = ReplicaView(3, ReplicaState.UNSENT, reserved=True)
+    again = transition(audited, [*agreed, waiting, unsent(4)], NOW)
+    assert again.create_replicas == 0 and again.not_needed == (4,), "the audit's replica stays"
+    sent = ReplicaView(3, ReplicaState.IN_PROGRESS, deadline=NOW + HOUR, reserved=True)
+    assert transition(audited, [*agreed, sent], NOW).create_replicas == 0
+    failed = [over(n, Outcome.NO_REPLY) for n in range(3, 9)]
+    assert transition(audited, [*agreed, *failed], NOW).create_replicas == 1
+    assert transition(audited, [*agreed, *failed, over(9, Outcome.NO_REPLY)], NOW).create_replicas == 0, (
+        "at most AUDIT_EXTRA_RESULTS beyond max_total_results"
+    )
+    assert transition(done_unit(), agreed, NOW).create_replicas == 0, "no audit wanted: nothing"
