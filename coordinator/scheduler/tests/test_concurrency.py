@@ -74,7 +74,7 @@ def test_many_hosts_asking_at_once_never_share_a_replica_nor_a_unit_per_voluntee
 def test_dispatch_skips_rows_another_transaction_holds_instead_of_waiting():
     app = make_app()
     make_units(app, 6, min_quorum=1, target_nresults=1)
-    order = list(Replica.objects.order_by("-priority", "id").values_list("id", flat=True))
+    order = list(Replica.objects.order_by("-priority", "dispatch_key").values_list("id", flat=True))
     held = order[:3]
     signed = SignedHost(*make_host())
 
