@@ -349,7 +349,7 @@ INSERT INTO work_replica (
     workunit_id, state, outcome, validate_state, priority, output_sha256, output_file,
     uploaded_sha256, message, created, dispatch_key)
 SELECT units.id, 'unsent', 'init', 'init', 0, '', '', '', '', now(),
-       ((floor(extract(epoch FROM now()) / 60)::bigint) << 32) | floor(random() * 4294967296)::bigint
+       ((units.id / 2048) << 32) | floor(random() * 4294967296)::bigint
 FROM units CROSS JOIN generate_series(1, 2) AS copy
 ORDER BY units.id, copy
 """

@@ -225,8 +225,8 @@ TESSERA = {
     "DISPUTE_WAIT_SECONDS": env.int("DISPUTE_WAIT_SECONDS", default=3600),
     # Accounts signed up within the same window of this many seconds are related (0: off).
     "SIGNUP_BURST_SECONDS": env.int("SIGNUP_BURST_SECONDS", default=60),
-    # New replicas are queued by the minute they were made, in random order within it.
-    "DISPATCH_BUCKET_SECONDS": env.int("DISPATCH_BUCKET_SECONDS", default=60),
+    # Replicas are queued by blocks of this many consecutive units, in random order within one.
+    "DISPATCH_BLOCK_UNITS": env.int("DISPATCH_BLOCK_UNITS", default=2048),
     # When to call again: soon while there is work, later when there is none.
     "RPC_DELAY_WITH_WORK": env.int("RPC_DELAY_WITH_WORK", default=5),
     "RPC_DELAY_NO_WORK": env.int("RPC_DELAY_NO_WORK", default=300),

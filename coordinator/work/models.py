@@ -222,15 +222,16 @@ class WorkUnit(models.Model):
         return self.name
 
 
-DISPATCH_BUCKET_BITS = 32
+DISPATCH_RANDOM_BITS = 32
 
 
-def dispatch_key(created_at: float, bucket_seconds: int) -> int:
-    """Where a new replica sits in the dispatch order: by the minute it was made (older
-    work first), then at random, so a unit's replicas are far apart in the queue and who
-    asks next cannot predict which units they get (docs/validation.md)."""
-    bucket = int(created_at // max(1, bucket_seconds))
-    return (bucket << DISPATCH_BUCKET_BITS) | secrets.randbits(DISPATCH_BUCKET_BITS)
+def dispatch_key(unit_id: int, block_units: int) -> int:
+    """Where a new replica sits in the dispatch order: by its unit's block of
+    ``block_units`` consecutive units (older work first, and a block's rows lie together on
+    disk), then at random, so a unit's replicas are far apart in the queue and who asks next
+    cannot predict which units they get (docs/validation.md)."""
+    block = unit_id // max(1, block_units)
+    return (block << DISPATCH_RANDOM_BITS) | secrets.randbits(DISPATCH_RANDOM_BITS)
 
 
 class Replica(models.Model):

@@ -199,7 +199,7 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
         by_unit[row["workunit_id"]].append(replica_view(row))
 
     cancelled = cancelled_batches(units)
-    bucket = settings.TESSERA["DISPATCH_BUCKET_SECONDS"]
+    block = settings.TESSERA["DISPATCH_BLOCK_UNITS"]
     timed_out: list[int] = []
     not_needed: list[int] = []
     aborted: list[int] = []
@@ -218,7 +218,7 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
                 workunit=unit,
                 priority=priority,
                 reserved=result.reserve_new,
-                dispatch_key=dispatch_key(now.timestamp(), bucket),
+                dispatch_key=dispatch_key(unit.pk, block),
             )
             for _ in range(result.create_replicas)
         )

@@ -37,12 +37,12 @@ def signed_host(**options) -> SignedHost:
     return SignedHost(*make_host(**options))
 
 
-def test_work_goes_out_by_priority_then_by_the_minute_it_was_made():
+def test_work_goes_out_by_priority_then_age(settings):
+    settings.TESSERA = {**settings.TESSERA, "DISPATCH_BLOCK_UNITS": 1}  # a block per unit: by age
     app = make_app()
-    now = timezone.now()
-    old_low = make_units(app, 1, priority=0, now=now - timedelta(minutes=5))[0]
-    high = make_units(app, 1, priority=5, now=now)[0]
-    newer_low = make_units(app, 1, priority=0, now=now)[0]
+    old_low = make_units(app, 1, priority=0)[0]
+    high = make_units(app, 1, priority=5)[0]
+    newer_low = make_units(app, 1, priority=0)[0]
 
     reply = signed_host().rpc(tasks=3)
 

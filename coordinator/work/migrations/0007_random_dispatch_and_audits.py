@@ -10,12 +10,12 @@ import coordinator.work.lifecycle
 SHUFFLE = {
     "postgresql": (
         "UPDATE work_replica SET dispatch_key = "
-        "((floor(extract(epoch FROM created) / 60)::bigint) << 32) | floor(random() * 4294967296)::bigint "
+        "((workunit_id / 2048) << 32) | floor(random() * 4294967296)::bigint "
         "WHERE state = 'unsent'"
     ),
     "sqlite": (
         "UPDATE work_replica SET dispatch_key = "
-        "((CAST(strftime('%s', created) AS INTEGER) / 60) << 32) | (abs(random()) % 4294967296) "
+        "((workunit_id / 2048) << 32) | (abs(random()) % 4294967296) "
         "WHERE state = 'unsent'"
     ),
 }
