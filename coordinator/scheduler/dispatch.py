@@ -1,8 +1,8 @@
 """Dispatch: which unsent replicas a host gets, and how many (BOINC's send logic).
 
 Who receives a unit's other replicas is the coordinator's choice, never a consequence of
-who asks next: replicas sit in the queue in a random order within each minute of their
-making (``work.models.dispatch_key``), so siblings are far apart; a host never gets a unit
+who asks next: replicas sit in the queue in a random order within each block of 2,048
+consecutive units (``work.models.dispatch_key``), so siblings are far apart; a host never gets a unit
 that a related host holds (``accounts.relation``); and replicas made to settle a dispute
 are reserved for established hosts. Limits on tasks in progress (per host, per core, per
 volunteer) and daily quotas per host app version stop anyone from hoarding a batch.
