@@ -331,7 +331,8 @@ def seed_fixture(conn: psycopg.Connection, *, hosts: int, media_root: Path) -> F
 
 
 # Units with an inline input of INPUT_BYTES and its real SHA-256, and two unsent replicas each;
-# every NOT NULL column is given, and the values satisfy the schema's check constraints.
+# every NOT NULL column is given, and the values satisfy the schema's check constraints. The
+# replicas are written in dispatch order, as the coordinator's transitioner writes them.
 INSERT_UNITS = f"""
 WITH units AS (
     INSERT INTO work_workunit (
@@ -349,9 +350,9 @@ INSERT INTO work_replica (
     workunit_id, state, outcome, validate_state, priority, output_sha256, output_file,
     uploaded_sha256, message, created, dispatch_key)
 SELECT units.id, 'unsent', 'init', 'init', 0, '', '', '', '', now(),
-       ((units.id / 2048) << 32) | floor(random() * 4294967296)::bigint
+       ((units.id / 2048) << 32) | floor(random() * 4294967296)::bigint AS dispatch_key
 FROM units CROSS JOIN generate_series(1, 2) AS copy
-ORDER BY units.id, copy
+ORDER BY dispatch_key
 """
 
 

@@ -36,3 +36,21 @@ def holders(host_ids: Iterable[int]) -> dict[int, Holder]:
         return {}
     rows = Host.objects.filter(pk__in=ids).values_list(*HOLDER_FIELDS)
     return {row[0]: holder_from_row(row) for row in rows}
+
+
+def related_sql(holder: Holder, *, host: str, volunteer: str) -> tuple[str, list[object]]:
+    """``relation.related`` by network or sign-up burst, spelled for the database: SQL true
+    when the host row aliased ``host`` (its account aliased ``volunteer``) is related to
+    ``holder``, with its parameters; ("", []) when only the account could relate it."""
+    networks = sorted(holder.networks)
+    tests: list[str] = []
+    params: list[object] = []
+    if networks:
+        marks = ", ".join(["%s"] * len(networks))
+        for column in (f"{host}.network", f"{host}.registered_network", f"{volunteer}.signup_network"):
+            tests.append(f"{column} IN ({marks})")
+            params.extend(networks)
+    if holder.burst:
+        tests.append(f"{volunteer}.signup_burst = %s")
+        params.append(holder.burst)
+    return (f"({' OR '.join(tests)})" if tests else ""), params

@@ -9,7 +9,8 @@ volunteer) and daily quotas per host app version stop anyone from hoarding a bat
 
 Claims lock the volunteer's row first, so two hosts of one volunteer never both take a
 replica of one unit (the unique constraint on (unit, volunteer) backs that up), then claim
-candidates with ``SELECT … FOR UPDATE SKIP LOCKED``.
+candidates with ``SELECT … FOR UPDATE SKIP LOCKED``. The reads every claim makes, and the
+rules on related holders within them, are plain SQL in ``dispatch_sql``.
 """
 
 from __future__ import annotations
@@ -19,45 +20,21 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import BooleanField, Count, Q
-from django.db.models.expressions import RawSQL
 
 from coordinator.accounts.models import Host, Volunteer
-from coordinator.accounts.relation import Holder, related_to_any
-from coordinator.accounts.selectors import HOLDER_FIELDS, holder_from_row
+from coordinator.accounts.relation import Holder
 from coordinator.core.errors import Conflict
+from coordinator.scheduler.dispatch_sql import Candidate, ClaimContext, QuotaRow, candidates, claim_context
 from coordinator.validation.models import HostAppReputation, HostAppVersion
 from coordinator.validation.reputation import Reputation, send_single
 from coordinator.validation.standing import host_is_established
-from coordinator.work.lifecycle import Outcome, ReplicaState, ValidateState
+from coordinator.work.lifecycle import ReplicaState
 from coordinator.work.models import AppVersion, Replica, WorkUnit
 
-# Per candidate, two index probes: the volunteer already holds a replica of the unit, or a
-# trusted host has the unit alone (adaptive replication) and its result is neither invalid
-# nor disputed (inconclusive: others must then be sent to settle it). "LIMIT 1
-# OFFSET 0" keeps each a probe: without it PostgreSQL may turn NOT EXISTS into an anti-join
-# that reads every replica the volunteer ever held (docs/benchmarks.md).
-NOT_MINE = f"""
-NOT EXISTS (SELECT 1 FROM {Replica._meta.db_table} mine
-            WHERE mine.workunit_id = {Replica._meta.db_table}.workunit_id AND mine.volunteer_id = %s
-            LIMIT 1 OFFSET 0)
-"""
-UNIT_NOT_FOR_THIS_HOST = f"""{NOT_MINE}
-AND NOT EXISTS (SELECT 1 FROM {Replica._meta.db_table} alone
-                WHERE alone.workunit_id = {Replica._meta.db_table}.workunit_id AND alone.trusted_single
-                  AND (alone.state = %s OR (alone.outcome = %s AND alone.validate_state NOT IN (%s, %s)))
-                LIMIT 1 OFFSET 0)
-"""
-OUT_ALONE_PARAMS = [
-    ReplicaState.IN_PROGRESS.value,
-    Outcome.SUCCESS.value,
-    ValidateState.INVALID.value,
-    ValidateState.INCONCLUSIVE.value,
-]
 DEFAULT_FLOPS = 1e9  # assumed speed of a host that has not measured itself
-# Only one replica of a unit may go to a host, and related holders rule some units out, so
-# read a few candidates per task wanted.
-CANDIDATES_PER_TASK = 3
+# The candidate read rules out the volunteer's units and related holders' itself; only a
+# unit's two replicas in one read, or a spent quota, waste a candidate: read twice as many.
+CANDIDATES_PER_TASK = 2
 # Spot checks are drawn at random; tests may replace this with a seeded generator.
 draw = random.random
 
@@ -82,15 +59,6 @@ class Assignment:
     deadline: datetime
 
 
-@dataclass(frozen=True)
-class Candidate:
-    replica_id: int
-    unit_id: int
-    app_id: int
-    fpops: float
-    reserved: bool
-
-
 def current_app_versions(platform: str) -> dict[int, AppVersion]:
     """The newest version of each app that runs on ``platform``."""
     versions: dict[int, AppVersion] = {}
@@ -103,54 +71,40 @@ def current_app_versions(platform: str) -> dict[int, AppVersion]:
     return versions
 
 
-def in_progress_room(host: Host) -> int:
+def in_progress_room(host: Host, context: ClaimContext) -> int:
     """Tasks the host may still take: per core and per host (BOINC's max_jobs_in_progress),
     and per volunteer, whatever number of hosts it registers."""
     limits = settings.TESSERA
-    held = Replica.objects.filter(state=ReplicaState.IN_PROGRESS, volunteer_id=host.volunteer_id).aggregate(
-        volunteer=Count("id"), host=Count("id", filter=Q(host_id=host.pk))
-    )
     per_host = min(
         limits["MAX_IN_PROGRESS_PER_CPU"] * max(1, host.n_cpus), limits["MAX_IN_PROGRESS_PER_HOST"]
     )
-    return max(0, min(per_host - held["host"], limits["MAX_IN_PROGRESS_PER_VOLUNTEER"] - held["volunteer"]))
-
-
-def quota_rows(host: Host, versions: dict[int, AppVersion]) -> dict[int, HostAppVersion]:
-    """The host's quota rows of these app versions, by app version id (some may not exist yet)."""
-    ids = [v.pk for v in versions.values()]
-    return {row.app_version_id: row for row in HostAppVersion.objects.filter(host=host, app_version__in=ids)}
+    per_volunteer = limits["MAX_IN_PROGRESS_PER_VOLUNTEER"]
+    return max(0, min(per_host - context.held_by_host, per_volunteer - context.held_by_volunteer))
 
 
 def quota_left(
-    host: Host, versions: dict[int, AppVersion], rows: dict[int, HostAppVersion], today: date
+    host: Host, versions: dict[int, AppVersion], quotas: dict[int, QuotaRow], today: date
 ) -> dict[int, int]:
     """Replicas each app version may still go to this host today (by app version id); a
-    version without a row yet starts at the host's starting quota."""
-    left = {}
-    for version in versions.values():
-        row = rows.get(version.pk)
-        if row is None:
-            left[version.pk] = host.daily_quota
-        else:
-            used = row.quota_used if row.quota_day == today else 0
-            left[version.pk] = max(0, row.daily_quota - used)
-    return left
+    version without a quota row yet starts at the host's starting quota."""
+    return {
+        version.pk: quotas[version.pk].left(today) if version.pk in quotas else host.daily_quota
+        for version in versions.values()
+    }
 
 
-def _record_quota_use(host: Host, used: dict[int, int], rows: dict[int, HostAppVersion], today: date) -> None:
-    """Count today's dispatches per app version (rows read under the volunteer's lock)."""
+def _record_quota_use(host: Host, used: dict[int, int], quotas: dict[int, QuotaRow], today: date) -> None:
+    """Count today's dispatches per app version (quota rows read under the volunteer's lock)."""
     for version_id, count in used.items():
-        row = rows.get(version_id)
+        row = quotas.get(version_id)
+        mine = HostAppVersion.objects.filter(host=host, app_version_id=version_id)
         if row is None:  # the first dispatch of this version to the host makes its row
             made = HostAppVersion(host=host, app_version_id=version_id, daily_quota=host.daily_quota)
             HostAppVersion.objects.bulk_create([made], ignore_conflicts=True)
-            HostAppVersion.objects.filter(host=host, app_version_id=version_id).update(
-                quota_day=today, quota_used=count
-            )
+            mine.update(quota_day=today, quota_used=count)
         else:
-            already = row.quota_used if row.quota_day == today else 0
-            HostAppVersion.objects.filter(pk=row.pk).update(quota_day=today, quota_used=already + count)
+            already = row.used if row.day == today.isoformat() else 0
+            mine.update(quota_day=today, quota_used=already + count)
 
 
 def _reputations_of(host: Host) -> dict[int, Reputation]:
@@ -158,47 +112,6 @@ def _reputations_of(host: Host) -> dict[int, Reputation]:
         "app_id", "consecutive_valid", "valid", "invalid", "errors", "error_rate"
     )
     return {app_id: Reputation(*figures) for app_id, *figures in rows}
-
-
-def _candidates(
-    *, host: Host, reserved: bool, app_ids: list[int], count: int, made_before: datetime | None = None
-) -> list[Candidate]:
-    # A reserved replica checks a result (a dispute, an audit): a trusted host's lone result
-    # is what it may have to check, so only the volunteer's own units are ruled out.
-    if reserved:
-        excluded = RawSQL(NOT_MINE, [host.volunteer_id], output_field=BooleanField())
-    else:
-        excluded = RawSQL(
-            UNIT_NOT_FOR_THIS_HOST, [host.volunteer_id, *OUT_ALONE_PARAMS], output_field=BooleanField()
-        )
-    rows = (
-        Replica.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(
-            state=ReplicaState.UNSENT,
-            reserved=reserved,
-            workunit__memory_bytes__lte=host.memory_bytes,
-            workunit__app_id__in=app_ids,
-        )
-        .filter(excluded)
-        .filter(Q(created__lte=made_before) if made_before is not None else Q())
-        .order_by("-priority", "dispatch_key")
-        .values_list("id", "workunit_id", "workunit__app_id", "workunit__fpops_estimate")[:count]
-    )
-    return [Candidate(r, u, a, f, reserved) for r, u, a, f in rows]
-
-
-def _related_units(holder: Holder, unit_ids: set[int]) -> set[int]:
-    """Units among ``unit_ids`` whose replicas a host related to ``holder`` holds (or held)."""
-    if not unit_ids or (not holder.networks and not holder.burst):
-        return set()  # only the volunteer could relate it, and the SQL filter saw to that
-    fields = [f"host__{name}" if name != "id" else "host_id" for name in HOLDER_FIELDS]
-    rows = Replica.objects.filter(workunit_id__in=unit_ids, host__isnull=False).values_list(
-        "workunit_id", *fields
-    )
-    by_unit: dict[int, list[Holder]] = {}
-    for unit_id, *holder_row in rows:
-        by_unit.setdefault(unit_id, []).append(holder_from_row(tuple(holder_row)))
-    return {unit_id for unit_id, others in by_unit.items() if related_to_any(holder, others)}
 
 
 @dataclass
@@ -219,13 +132,13 @@ class _Choice:
             self.seconds_wanted > 0 and self.seconds >= self.seconds_wanted
         )
 
-    def take(self, candidates: list[Candidate], ruled_out: set[int]) -> None:
+    def take(self, candidates: list[Candidate]) -> None:
         units = {c.unit_id for c in self.chosen}
         for candidate in candidates:
             if self.full:
                 return
             version_id = self.version_of_app[candidate.app_id]
-            if candidate.unit_id in units or candidate.unit_id in ruled_out or self.quota[version_id] <= 0:
+            if candidate.unit_id in units or self.quota[version_id] <= 0:
                 continue
             units.add(candidate.unit_id)
             self.quota[version_id] -= 1
@@ -239,25 +152,16 @@ def _pick(
     apps = [app for app, version in choice.version_of_app.items() if choice.quota[version] > 0]
     if not apps or choice.full:
         return
-    candidates = _candidates(
-        host=host,
-        reserved=reserved,
-        app_ids=apps,
-        count=(choice.limit - len(choice.chosen)) * CANDIDATES_PER_TASK,
-        made_before=made_before,
+    choice.take(
+        candidates(
+            holder=holder,
+            memory_bytes=host.memory_bytes,
+            reserved=reserved,
+            app_ids=apps,
+            count=(choice.limit - len(choice.chosen)) * CANDIDATES_PER_TASK,
+            made_before=made_before,
+        )
     )
-    # Related holders are looked up for as many units as are still wanted, then for the next
-    # ones only if some were ruled out: one small query in the usual case.
-    checked: set[int] = set()
-    ruled_out: set[int] = set()
-    while not choice.full:
-        wanted = choice.limit - len(choice.chosen)
-        unchecked = list(dict.fromkeys(c.unit_id for c in candidates if c.unit_id not in checked))[:wanted]
-        if not unchecked:
-            return
-        checked.update(unchecked)
-        ruled_out |= _related_units(holder, set(unchecked))
-        choice.take([c for c in candidates if c.unit_id in checked], ruled_out)
 
 
 def _sent_elsewhere(unit_ids: list[int], chosen: list[int]) -> set[int]:
@@ -323,13 +227,12 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     none a related host holds, within the limits on tasks in progress and the daily quotas."""
     cap = settings.TESSERA["MAX_TASKS_PER_RPC"]
     list(Volunteer.objects.select_for_update().filter(pk=host.volunteer_id).values_list("pk"))
-    # Fresh figures, now that the volunteer is locked.
-    host = Host.objects.select_related("volunteer").get(pk=host.pk)
+    waited = now - timedelta(seconds=settings.TESSERA["DISPUTE_WAIT_SECONDS"])
+    context = claim_context(host, waited=waited)  # fresh figures, now that the volunteer is locked
     today = now.date()
     versions = current_app_versions(host.platform)
-    limit = min(cap, in_progress_room(host), request.tasks if request.tasks > 0 else cap)
-    rows = quota_rows(host, versions)
-    quota = quota_left(host, versions, rows, today)
+    limit = min(cap, in_progress_room(host, context), request.tasks if request.tasks > 0 else cap)
+    quota = quota_left(host, versions, context.quotas, today)
     if limit <= 0 or not any(quota.values()):
         Host.objects.filter(pk=host.pk).update(last_contact=now)
         return []
@@ -351,16 +254,15 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
         signup_burst=host.volunteer.signup_burst,
     )
     established = host_is_established(host, now)
-    if established:  # disputes first: only established hosts may settle them
+    if established and context.reserved_waiting:  # disputes first: only established hosts settle them
         _pick(host=host, holder=holder, reserved=True, choice=choice)
-    else:  # unless none came for DISPUTE_WAIT_SECONDS (a young project has none)
-        waited = now - timedelta(seconds=settings.TESSERA["DISPUTE_WAIT_SECONDS"])
+    elif context.reserved_waited:  # unless none came for DISPUTE_WAIT_SECONDS (a young project has none)
         _pick(host=host, holder=holder, reserved=True, choice=choice, made_before=waited)
     _pick(host=host, holder=holder, reserved=False, choice=choice)
     Host.objects.filter(pk=host.pk).update(last_contact=now)
     if not choice.chosen:
         return []
-    _record_quota_use(host, _count_by_version(choice), rows, today)
+    _record_quota_use(host, _count_by_version(choice), context.quotas, today)
     return _assign(host, choice.chosen, versions, _alone(host, choice.chosen, established), now)
 
 

@@ -166,12 +166,14 @@ class WorkUnit(models.Model):
     disputed_at = models.DateTimeField(null=True, blank=True)
     # The established host, unrelated to the others, whose agreement vouches for the canonical
     # result (null: no one yet, and the correction sweep audits it once someone can).
-    vouched_by = models.ForeignKey(Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    vouched_by = models.ForeignKey(
+        Host, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     # One more replica, for an established host, is wanted to check the canonical result.
     audit_wanted = models.BooleanField(default=False, db_default=False)
     # Reopened after it was done: the canonical replica it had then, to tell whether it changed.
     reopened_from = models.ForeignKey(
-        "Replica", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "Replica", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     # When a correction replaced its canonical result with a different one.
     corrected_at = models.DateTimeField(null=True, blank=True)
@@ -206,6 +208,14 @@ class WorkUnit(models.Model):
         indexes = [
             models.Index(fields=["transition_time"], name="unit_transition_due"),
             models.Index(fields=["id"], condition=Q(need_validate=True), name="unit_need_validate"),
+            # Few units are vouched for or reopened: indexes of those alone cost the hot path's
+            # unit updates nothing (a full index gains an entry on every one).
+            models.Index(
+                fields=["vouched_by"], condition=Q(vouched_by__isnull=False), name="unit_vouched_by"
+            ),
+            models.Index(
+                fields=["reopened_from"], condition=Q(reopened_from__isnull=False), name="unit_reopened_from"
+            ),
             # The correction sweep's audits: done units nobody vouched for that could be
             # computed again (validation.correction); they leave the index once vouched for.
             models.Index(
@@ -323,10 +333,7 @@ class Replica(models.Model):
                 condition=Q(state=ReplicaState.UNSENT, reserved=True),
                 name="replica_dispatch_reserved",
             ),
-            # Tasks in progress per host and per volunteer: the limits on hoarding.
-            models.Index(
-                fields=["host"], condition=Q(state=ReplicaState.IN_PROGRESS), name="replica_out_by_host"
-            ),
+            # Tasks in progress per volunteer, and per host among them: the limits on hoarding.
             models.Index(
                 fields=["volunteer"],
                 condition=Q(state=ReplicaState.IN_PROGRESS),

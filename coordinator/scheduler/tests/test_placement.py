@@ -7,12 +7,16 @@ go to established hosts only. Limits on tasks in progress and daily quotas stop 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
 from django.utils import timezone
+from tessera_client.protocol import Report
 
 from coordinator.accounts.limits import record_signup, starting_quota
 from coordinator.accounts.models import Host
+from coordinator.scheduler.dispatch import WorkRequest, claim_work
 from coordinator.testing import SignedHost, assert_error, make_app, make_host, make_units, make_volunteer
 from coordinator.validation.models import HostAppVersion
 from coordinator.work.lifecycle import ReplicaState
@@ -108,12 +112,58 @@ def test_accounts_signed_up_in_one_burst_are_related(settings):
     assert len(SignedHost(*make_host()).rpc(tasks=10).json()["tasks"]) == 4
 
 
+def test_a_unit_a_related_host_has_finished_is_still_not_for_its_neighbours(behind_a_proxy):
+    make_units(make_app(), 2, min_quorum=2, target_nresults=2)
+    first, neighbour = from_address("203.0.113.10"), from_address("203.0.113.99")
+    tasks = first.rpc(tasks=10).json()["tasks"]
+    reports = [Report(replica=t["replica"], status="success", cpu_time=1, output=b"ok") for t in tasks]
+    assert len(first.rpc(reports=reports).json()["acks"]) == 2
+
+    assert neighbour.rpc(tasks=10).json()["tasks"] == [], "it held them: still related"
+    assert len(from_address("198.51.100.7").rpc(tasks=10).json()["tasks"]) == 2
+
+
+def test_accounts_signed_up_from_one_network_are_related_wherever_their_hosts_call_from(behind_a_proxy):
+    make_units(make_app(), 3, min_quorum=2, target_nresults=2)
+    ring = [make_volunteer()[0] for _ in range(2)]
+    for volunteer in ring:
+        record_signup(volunteer=volunteer, address="192.0.2.44", now=timezone.now())
+    first = SignedHost(*make_host(ring[0]), client=Client(HTTP_X_FORWARDED_FOR="203.0.113.10"))
+    partner = SignedHost(*make_host(ring[1]), client=Client(HTTP_X_FORWARDED_FOR="198.51.100.7"))
+
+    assert len(first.rpc(tasks=10).json()["tasks"]) == 3
+    assert partner.rpc(tasks=10).json()["tasks"] == [], "signed up from the same /24"
+
+
 def test_replicas_that_settle_a_dispute_go_to_established_hosts_only():
     unit = make_units(make_app(), 1, min_quorum=2, target_nresults=2)[0]
     Replica.objects.filter(workunit=unit).update(reserved=True)
 
     assert SignedHost(*make_host()).rpc(tasks=5).json()["tasks"] == [], "a new host may not settle it"
     assert len(SignedHost(*make_host(established=True)).rpc(tasks=5).json()["tasks"]) == 1
+
+
+def test_a_dispute_no_established_host_took_in_time_goes_to_any_unrelated_host(settings):
+    wait = settings.TESSERA["DISPUTE_WAIT_SECONDS"]
+    fresh, waited = make_units(make_app(), 2, min_quorum=2, target_nresults=2)
+    Replica.objects.filter(workunit__in=[fresh, waited]).update(reserved=True)
+    Replica.objects.filter(workunit=waited).update(created=timezone.now() - timedelta(seconds=wait + 1))
+
+    tasks = SignedHost(*make_host()).rpc(tasks=5).json()["tasks"]
+    assert units_of(tasks) == {waited.name}, "the other still waits for an established host"
+
+
+def test_a_claim_reads_the_hosts_figures_afresh_under_the_lock():
+    """The host was read when its request was authenticated; what changed since counts."""
+    make_units(make_app(), 1, min_quorum=2, target_nresults=2)
+    Replica.objects.update(reserved=True)
+    host, _ = make_host()
+    Host.objects.filter(pk=host.pk).update(created=timezone.now() - timedelta(days=30))
+    host.refresh_from_db()
+    Host.objects.filter(pk=host.pk).update(independent_valid=100)  # established meanwhile
+
+    assert len(claim_work(host=host, request=WorkRequest(tasks=5), now=timezone.now())) == 1
+    assert host.independent_valid == 100
 
 
 def test_a_host_holds_at_most_its_cores_worth_of_tasks_and_a_volunteer_at_most_its_limit(settings):

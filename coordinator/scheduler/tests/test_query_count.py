@@ -11,12 +11,12 @@ from coordinator.work.models import Replica
 
 pytestmark = pytest.mark.django_db
 
-# Signature check and nonce (2), reports (4), claim (11 with the host's reputations, its
-# tasks in progress, its quota per app version read and written, and the disputes that waited
-# too long for an established host), the credit standing in
-# the reply (1), the called-off check of the tasks still held (1), plus savepoints or
-# BEGIN/COMMIT.
-MAX_STATEMENTS = 23
+# Signature check and nonce (2), reports (4), claim (8: the volunteer's lock; one statement
+# for what limits the claim, that is the host's figures, its tasks in progress, reserved work
+# and its quota rows; the app versions; the candidates; last contact; the quota used; the
+# units; the assignment), the credit standing in the reply (1), the called-off check of the
+# tasks still held (1), plus savepoints or BEGIN/COMMIT.
+MAX_STATEMENTS = 20
 
 
 def statements_for_one_rpc(batch: int) -> int:

@@ -1,0 +1,175 @@
+"""The claim's two reads, in plain SQL: they run on every scheduler RPC, and building them
+with the ORM cost more CPU than the database spent on them (docs/benchmarks.md).
+
+``claim_context`` reads, once the volunteer is locked, what limits the claim: the host's
+figures, its tasks in progress and its volunteer's, whether replicas reserved for
+established hosts wait, and its daily quota rows. ``candidates`` reads and locks the unsent
+replicas the host may get, in dispatch order. Both run on PostgreSQL and SQLite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from django.db import connection
+
+from coordinator.accounts.models import Host, Volunteer
+from coordinator.accounts.relation import Holder
+from coordinator.accounts.selectors import related_sql
+from coordinator.validation.models import HostAppVersion
+from coordinator.work.lifecycle import Outcome, ReplicaState, ValidateState
+from coordinator.work.models import Replica, WorkUnit
+
+REPLICAS = Replica._meta.db_table
+UNITS = WorkUnit._meta.db_table
+HOSTS = Host._meta.db_table
+VOLUNTEERS = Volunteer._meta.db_table
+QUOTAS = HostAppVersion._meta.db_table
+
+# The host's figures that may have changed since it was authenticated; one row per quota row
+# (or one with NULLs when it has none), each with the same load figures.
+CONTEXT = f"""
+SELECT h.n_cpus, h.flops, h.memory_bytes, h.daily_quota, h.independent_valid,
+       load.by_host, load.by_volunteer,
+       EXISTS (SELECT 1 FROM {REPLICAS} WHERE state = %s AND reserved),
+       EXISTS (SELECT 1 FROM {REPLICAS} WHERE state = %s AND reserved AND created <= %s),
+       q.app_version_id, q.daily_quota, q.quota_day, q.quota_used
+FROM {HOSTS} h
+CROSS JOIN (SELECT COUNT(*) FILTER (WHERE host_id = %s) AS by_host, COUNT(*) AS by_volunteer
+            FROM {REPLICAS} WHERE state = %s AND volunteer_id = %s) load
+LEFT JOIN {QUOTAS} q ON q.host_id = h.id
+WHERE h.id = %s
+"""
+
+
+@dataclass(frozen=True)
+class QuotaRow:
+    daily_quota: int
+    day: str  # ISO date of quota_used, "" when never used
+    used: int
+
+    def left(self, today: date) -> int:
+        return max(0, self.daily_quota - (self.used if self.day == today.isoformat() else 0))
+
+
+@dataclass(frozen=True)
+class ClaimContext:
+    held_by_host: int
+    held_by_volunteer: int
+    reserved_waiting: bool  # replicas reserved for established hosts are unsent
+    reserved_waited: bool  # and one of them has waited DISPUTE_WAIT_SECONDS
+    quotas: dict[int, QuotaRow]  # by app version id; a version may have none yet
+
+
+def claim_context(host: Host, *, waited: datetime) -> ClaimContext:
+    """What limits this claim, in one statement; the host's changing figures are refreshed
+    on ``host`` (read under the volunteer's lock, after authentication read them)."""
+    unsent, in_progress = ReplicaState.UNSENT.value, ReplicaState.IN_PROGRESS.value
+    params = [
+        unsent,
+        unsent,
+        connection.ops.adapt_datetimefield_value(waited),
+        host.pk,
+        in_progress,
+        host.volunteer_id,
+        host.pk,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(CONTEXT, params)
+        rows = cursor.fetchall()
+    if not rows:
+        raise Host.DoesNotExist(f"host {host.pk} is gone")
+    first = rows[0]
+    host.n_cpus, host.flops, host.memory_bytes, host.daily_quota, host.independent_valid = first[:5]
+    quotas = {
+        version_id: QuotaRow(daily, str(day) if day is not None else "", used)
+        for *_, version_id, daily, day, used in rows
+        if version_id is not None
+    }
+    return ClaimContext(first[5], first[6], bool(first[7]), bool(first[8]), quotas)
+
+
+# A candidate's unit is not for this host when one of the unit's other replicas is the
+# volunteer's own; or is a trusted host's lone replica whose result is neither invalid nor
+# disputed (adaptive replication; a disputed one needs others to settle it); or is held by a
+# host related to this one (accounts.relation). One index probe per candidate reads the
+# unit's replicas once for all three; "LIMIT 1 OFFSET 0" keeps it a probe: without it
+# PostgreSQL may turn NOT EXISTS into an anti-join that reads every replica the volunteer
+# ever held (docs/benchmarks.md).
+MINE = "kin.volunteer_id = %s"
+OUT_ALONE = (
+    "(kin.trusted_single AND (kin.state = %s OR (kin.outcome = %s AND kin.validate_state NOT IN (%s, %s))))"
+)
+OUT_ALONE_PARAMS = [
+    ReplicaState.IN_PROGRESS.value,
+    Outcome.SUCCESS.value,
+    ValidateState.INVALID.value,
+    ValidateState.INCONCLUSIVE.value,
+]
+
+
+def unit_not_for(holder: Holder, *, reserved: bool) -> tuple[str, list[object]]:
+    """SQL true when the candidate ``r``'s unit is not for this host (see ``MINE``), with its
+    parameters. A reserved replica checks a result (a dispute, an audit), and a trusted
+    host's lone result is what it may have to check: the lone-replica rule is not for it."""
+    tests, params = [MINE], [holder.volunteer_id]
+    if not reserved:
+        tests.append(OUT_ALONE)
+        params.extend(OUT_ALONE_PARAMS)
+    related, related_params = related_sql(holder, host="kin_host", volunteer="kin_volunteer")
+    if related:
+        # A lookup by primary key per replica held, whatever the number of hosts (without
+        # "LIMIT 1 OFFSET 0" PostgreSQL may hash every related host in the project first).
+        tests.append(
+            f"EXISTS (SELECT 1 FROM {HOSTS} kin_host"
+            f" JOIN {VOLUNTEERS} kin_volunteer ON kin_volunteer.user_id = kin_host.volunteer_id"
+            f" WHERE kin_host.id = kin.host_id AND {related} LIMIT 1 OFFSET 0)"
+        )
+        params.extend(related_params)
+    sql = (
+        f"NOT EXISTS (SELECT 1 FROM {REPLICAS} kin"
+        f" WHERE kin.workunit_id = r.workunit_id AND ({' OR '.join(tests)}) LIMIT 1 OFFSET 0)"
+    )
+    return sql, params
+
+
+@dataclass(frozen=True)
+class Candidate:
+    replica_id: int
+    unit_id: int
+    app_id: int
+    fpops: float
+    reserved: bool
+
+
+def candidates(
+    *,
+    holder: Holder,
+    memory_bytes: int,
+    reserved: bool,
+    app_ids: list[int],
+    count: int,
+    made_before: datetime | None = None,
+) -> list[Candidate]:
+    """Up to ``count`` unsent replicas, reserved or not, of these apps that fit in
+    ``memory_bytes``, by priority then dispatch key, locked (``FOR UPDATE SKIP LOCKED``:
+    concurrent claims pass over each other's); reserved ones only if made by ``made_before``."""
+    not_for, not_for_params = unit_not_for(holder, reserved=reserved)
+    apps = ", ".join(["%s"] * len(app_ids))
+    made = ""
+    params: list[object] = [ReplicaState.UNSENT.value, memory_bytes, *app_ids]
+    if made_before is not None:
+        made = "AND r.created <= %s"
+        params.append(connection.ops.adapt_datetimefield_value(made_before))
+    lock = " FOR UPDATE OF r SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    sql = f"""
+        SELECT r.id, r.workunit_id, u.app_id, u.fpops_estimate
+        FROM {REPLICAS} r JOIN {UNITS} u ON u.id = r.workunit_id
+        WHERE r.state = %s AND {"r.reserved" if reserved else "NOT r.reserved"}
+          AND u.memory_bytes <= %s AND u.app_id IN ({apps}) {made} AND {not_for}
+        ORDER BY r.priority DESC, r.dispatch_key
+        LIMIT %s{lock}"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *not_for_params, count])
+        return [Candidate(r, u, a, f, reserved) for r, u, a, f in cursor.fetchall()]
