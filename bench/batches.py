@@ -21,7 +21,6 @@ It prints a table and ends with one line of JSON (``units``, ``progress_ms``, ``
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -31,8 +30,8 @@ from typing import Any
 
 import psycopg
 
-from bench.dispatch import coordinator_env, migrate, recreate_database
-from bench.validation import setup_django
+from bench.database import coordinator_env, migrate, recreate_database, setup_django
+from bench.report import print_json_line, print_pairs
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tessera_bench_batches"
 RAW_CANCEL = [
@@ -75,9 +74,13 @@ def send_a_tenth(batch: Any, host: Any) -> int:
 
     from coordinator.work.models import Replica
 
-    ids = list(
-        Replica.objects.filter(workunit__batch=batch).order_by("pk").values_list("pk", flat=True)[::10]
-    )
+    # One replica of every fifth unit (two replicas each): a tenth of them, never two of one
+    # unit, which one volunteer may not hold (replicas are not in unit order on disk).
+    first_of_unit: dict[int, int] = {}
+    rows = Replica.objects.filter(workunit__batch=batch).order_by("workunit_id", "pk")
+    for pk, unit_id in rows.values_list("pk", "workunit_id"):
+        first_of_unit.setdefault(unit_id, pk)
+    ids = list(first_of_unit.values())[::5]
     now = timezone.now()
     return Replica.objects.filter(pk__in=ids).update(
         state="in_progress",
@@ -154,15 +157,20 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     figures = run(parse_args(argv))
-    print(f"{'units per batch':<34}{figures['units']:,} ({figures['replicas_out']:,} replicas out on a host)")
-    print(f"{'progress (admin page, API)':<34}{figures['progress_ms']} ms")
-    print(
-        f"{'cancel, ours (the lifecycle)':<34}{figures['cancel_s']} s, "
-        f"{figures['cancel_units_per_s']:,} units/s"
+    print_pairs(
+        [
+            ("units per batch", f"{figures['units']:,} ({figures['replicas_out']:,} replicas out on a host)"),
+            ("progress (admin page, API)", f"{figures['progress_ms']} ms"),
+            (
+                "cancel, ours (the lifecycle)",
+                f"{figures['cancel_s']} s, {figures['cancel_units_per_s']:,} units/s",
+            ),
+            ("cancel, raw psycopg", f"{figures['raw_cancel_s']} s"),
+            ("ratio to raw", f"{figures['ratio_to_raw']}"),
+        ],
+        width=34,
     )
-    print(f"{'cancel, raw psycopg':<34}{figures['raw_cancel_s']} s")
-    print(f"{'ratio to raw':<34}{figures['ratio_to_raw']}")
-    print(json.dumps(figures, separators=(",", ":")), flush=True)
+    print_json_line(figures)
     return 0
 
 

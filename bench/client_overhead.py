@@ -39,11 +39,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.cpu import read_process_cpu
+from bench.report import print_json_line, print_pairs
 from coordinator.work.bundles import DEMO_APP
 from tests.coordinator_process import MAKE_UNITS, MAKE_VOLUNTEER, PUBLISH_APP, REPLICAS, CoordinatorProcess
 
 CLIENT = [sys.executable, "-m", "tessera_client"]
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -61,11 +62,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def process_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
 def process_rss_mb(pid: int) -> float:
@@ -135,9 +131,9 @@ def idle(coordinator: CoordinatorProcess, scratch: Path, opts: argparse.Namespac
     )
     try:
         time.sleep(5.0)  # past start-up and the first (empty) scheduler RPC
-        cpu_start, wall_start = process_cpu(client.pid), time.monotonic()
+        cpu_start, wall_start = read_process_cpu(client.pid), time.monotonic()
         time.sleep(opts.idle_seconds)
-        cpu, wall = process_cpu(client.pid) - cpu_start, time.monotonic() - wall_start
+        cpu, wall = read_process_cpu(client.pid) - cpu_start, time.monotonic() - wall_start
         rss = process_rss_mb(client.pid)
     finally:
         client.terminate()
@@ -163,17 +159,22 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     figures = run(opts)
-    print(f"{'units crunched':<28}{figures['units']} x {figures['rounds']:,} SHA-256 rounds")
-    print(f"{'wall time':<28}{figures['wall_s']} s on {figures['cpus']} CPUs")
-    print(f"{'CPU in the science app':<28}{figures['app_cpu_s']} s")
     client = f"{figures['client_cpu_s']} s, and {figures['client_startup_cpu_s']} s to start"
-    print(f"{'CPU in the client':<28}{client}")
-    print(f"{'app share of CPU':<28}{100 * figures['app_cpu_fraction']:.2f} %")
-    print(f"{'  counting the start':<28}{100 * figures['app_cpu_fraction_with_startup']:.2f} %")
     idle = f"{figures['idle_cpu_percent']} % of one core over {figures['idle_seconds']} s"
-    print(f"{'idle client CPU':<28}{idle}")
-    print(f"{'idle client memory':<28}{figures['idle_rss_mb']} MB resident")
-    print(json.dumps(figures, separators=(",", ":")), flush=True)
+    print_pairs(
+        [
+            ("units crunched", f"{figures['units']} x {figures['rounds']:,} SHA-256 rounds"),
+            ("wall time", f"{figures['wall_s']} s on {figures['cpus']} CPUs"),
+            ("CPU in the science app", f"{figures['app_cpu_s']} s"),
+            ("CPU in the client", client),
+            ("app share of CPU", f"{100 * figures['app_cpu_fraction']:.2f} %"),
+            ("  counting the start", f"{100 * figures['app_cpu_fraction_with_startup']:.2f} %"),
+            ("idle client CPU", idle),
+            ("idle client memory", f"{figures['idle_rss_mb']} MB resident"),
+        ],
+        width=28,
+    )
+    print_json_line(figures)
     return 0
 
 

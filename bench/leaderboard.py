@@ -14,7 +14,6 @@ the volunteers. It prints a table and ends with one line of JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -25,8 +24,8 @@ from typing import Any
 
 import psycopg
 
-from bench.dispatch import coordinator_env, migrate, recreate_database
-from bench.validation import setup_django
+from bench.database import coordinator_env, migrate, recreate_database, setup_django
+from bench.report import print_json_line, print_pairs
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tessera_bench_leaderboard"
 VIEWS = 15
@@ -151,14 +150,19 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     figures = run(parse_args(argv))
-    print(f"{'volunteers':<34}{figures['volunteers']:,}")
-    print(f"{'top page (total credit)':<34}{figures['top_page_ms']} ms")
-    print(f"{'page ' + format(figures['deep_page'], ',') + ' (by cursor)':<34}{figures['deep_page_ms']} ms")
-    print(f"{'top page (recent average)':<34}{figures['recent_page_ms']} ms")
-    print(f"{'search by name':<34}{figures['search_ms']} ms")
-    print(f"{'raw query for the top page':<34}{figures['raw_top_query_ms']} ms")
-    print(f"{'sequential scan of volunteers':<34}{figures['sequential_scan']}")
-    print(json.dumps(figures, separators=(",", ":")), flush=True)
+    print_pairs(
+        [
+            ("volunteers", f"{figures['volunteers']:,}"),
+            ("top page (total credit)", f"{figures['top_page_ms']} ms"),
+            ("page " + format(figures["deep_page"], ",") + " (by cursor)", f"{figures['deep_page_ms']} ms"),
+            ("top page (recent average)", f"{figures['recent_page_ms']} ms"),
+            ("search by name", f"{figures['search_ms']} ms"),
+            ("raw query for the top page", f"{figures['raw_top_query_ms']} ms"),
+            ("sequential scan of volunteers", f"{figures['sequential_scan']}"),
+        ],
+        width=34,
+    )
+    print_json_line(figures)
     return 0
 
 

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench import database
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,26 +50,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def setup_django(folder: Path) -> None:
-    os.environ.update(
-        DATABASE_URL=f"sqlite:///{folder / 'placement.sqlite3'}",
-        BROKER_URL="memory://",
-        MEDIA_ROOT=str(folder / "media"),
-        LOG_LEVEL="WARNING",
-        DJANGO_SETTINGS_MODULE="coordinator.settings",
+    """Django on a scratch SQLite file in ``folder``, migrated."""
+    database.setup_django(
+        dict(
+            DATABASE_URL=f"sqlite:///{folder / 'placement.sqlite3'}",
+            BROKER_URL="memory://",
+            MEDIA_ROOT=str(folder / "media"),
+            LOG_LEVEL="WARNING",
+            DJANGO_SETTINGS_MODULE="coordinator.settings",
+        )
     )
-    import django
     from django.core.management import call_command
 
-    django.setup()
     call_command("migrate", "--no-input", "-v", "0")
 
 
 def run_case(*, share: float, quorum: int, args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
-    from django.db import transaction
-    from django.utils import timezone
+    """One colluder share and quorum: seed, let every host claim until nothing is left, count."""
+    colluders = round(share * args.hosts)
+    app, hosts = seed_case(quorum=quorum, colluders=colluders, args=args)
+    ring = [host for host, bad in hosts if bad]
+    honest = [host for host, bad in hosts if not bad]
+    calls, seconds = dispatch_all(app, ring=ring, honest=honest, tasks=args.tasks, rng=rng)
+    return {
+        "share": share,
+        "quorum": quorum,
+        "colluders": colluders,
+        "hosts": args.hosts,
+        "units": args.units,
+        **captured(app, ring=ring, quorum=quorum, units=args.units),
+        "calls": calls,
+        "seconds": round(seconds, 1),
+    }
 
+
+def seed_case(*, quorum: int, colluders: int, args: argparse.Namespace) -> tuple[Any, list[tuple[Any, bool]]]:
+    """A fresh app with its units, and hosts on distinct networks: (host, is a colluder)."""
     from coordinator.accounts.models import Host
-    from coordinator.scheduler.dispatch import WorkRequest, claim_work
     from coordinator.testing import make_app, make_host, make_units, make_volunteer
     from coordinator.work.lifecycle import Outcome, ReplicaState
     from coordinator.work.models import Replica
@@ -78,50 +96,60 @@ def run_case(*, share: float, quorum: int, args: argparse.Namespace, rng: random
     )
     app = make_app()
     make_units(app, args.units, min_quorum=quorum, target_nresults=quorum, input_data=b"x")
-    colluders = round(share * args.hosts)
     hosts: list[tuple[Host, bool]] = []
     for index in range(args.hosts):
         host, _ = make_host(make_volunteer()[0], n_cpus=4, daily_quota=10**6)
         Host.objects.filter(pk=host.pk).update(network=f"10.{index // 250}.{index % 250}.0/24")
         hosts.append((Host.objects.get(pk=host.pk), index < colluders))
-    ring = [host for host, bad in hosts if bad]
-    honest = [host for host, bad in hosts if not bad]
+    return app, hosts
+
+
+def dispatch_all(
+    app: Any, *, ring: list[Any], honest: list[Any], tasks: int, rng: random.Random
+) -> tuple[int, float]:
+    """Rounds of claim_work until no replica is unsent, each claim reported at once: (calls, seconds)."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from coordinator.scheduler.dispatch import WorkRequest, claim_work
+    from coordinator.work.lifecycle import Outcome, ReplicaState
+    from coordinator.work.models import Replica
+
     calls = 0
     started = time.perf_counter()
     while Replica.objects.filter(workunit__app=app, state=ReplicaState.UNSENT).exists():
         order = honest[:]
         rng.shuffle(order)
         burst_at = rng.randrange(len(order) + 1)  # the ring asks back to back, at a random moment
-        callers = [(h, args.tasks) for h in order[:burst_at]] + [(h, 10_000) for h in ring]
-        callers += [(h, args.tasks) for h in order[burst_at:]]
-        for host, tasks in callers:
+        callers = [(h, tasks) for h in order[:burst_at]] + [(h, 10_000) for h in ring]
+        callers += [(h, tasks) for h in order[burst_at:]]
+        for host, wanted in callers:
             with transaction.atomic():
-                got = claim_work(host=host, request=WorkRequest(tasks=tasks), now=timezone.now())
+                got = claim_work(host=host, request=WorkRequest(tasks=wanted), now=timezone.now())
             calls += 1
             Replica.objects.filter(pk__in=[a.replica_id for a in got]).update(
                 state=ReplicaState.OVER, outcome=Outcome.SUCCESS, output_sha256="0" * 64
             )
-    seconds = time.perf_counter() - started
+    return calls, time.perf_counter() - started
+
+
+def captured(app: Any, *, ring: list[Any], quorum: int, units: int) -> dict[str, Any]:
+    """The ring's share of the replicas handed out, and the units it holds every replica of."""
+    from coordinator.work.models import Replica
+
     ring_ids = {host.pk for host in ring}
     by_unit: dict[int, list[int]] = {}
     for unit_id, host_id in Replica.objects.filter(workunit__app=app).values_list("workunit_id", "host_id"):
         by_unit.setdefault(unit_id, []).append(host_id)
     handed = sum(len(holders) for holders in by_unit.values())
     to_ring = sum(host in ring_ids for holders in by_unit.values() for host in holders)
-    captured = sum(all(host in ring_ids for host in holders) for holders in by_unit.values())
+    count = sum(all(host in ring_ids for host in holders) for holders in by_unit.values())
     dispatch_share = to_ring / handed if handed else 0.0
     return {
-        "share": share,
-        "quorum": quorum,
-        "colluders": colluders,
-        "hosts": args.hosts,
-        "units": args.units,
         "dispatch_share": round(dispatch_share, 4),
-        "captured": captured,
-        "captured_share": round(captured / args.units, 4),
+        "captured": count,
+        "captured_share": round(count / units, 4),
         "expected_share": round(dispatch_share**quorum, 4),
-        "calls": calls,
-        "seconds": round(seconds, 1),
     }
 
 

@@ -15,7 +15,6 @@ import argparse
 import atexit
 import cProfile
 import json
-import os
 import pstats
 import shutil
 import tempfile
@@ -25,18 +24,9 @@ from typing import Any
 
 import psycopg
 
-from bench.dispatch import (
-    RAW_CLAIM,
-    BenchHost,
-    candidates_per_task,
-    check_schema,
-    coordinator_env,
-    migrate,
-    output_for,
-    recreate_database,
-    seed_fixture,
-    seed_queue,
-)
+from bench.database import check_schema, coordinator_env, migrate, recreate_database, setup_django
+from bench.dispatch_hosts import RAW_CLAIM, candidates_per_task, output_for
+from bench.dispatch_seed import SEEDED_COLUMNS, BenchHost, Fixture, seed_fixture, seed_queue
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/tessera_bench_profile"
 
@@ -48,11 +38,13 @@ PROBES = [
     ("    nonce INSERT (own transaction)", "django/db/models/query.py", "create"),
     ("  request JSON parse", "rest_framework/parsers.py", "parse"),
     ("  request serializer validation", "rest_framework/serializers.py", "is_valid"),
-    ("  services.scheduler_rpc", "scheduler/services.py", "scheduler_rpc"),
-    ("    record_reports", "scheduler/services.py", "record_reports"),
-    ("      CASE WHEN expressions built", "scheduler/services.py", "_per_replica_values"),
+    ("  rpc.scheduler_rpc", "scheduler/rpc.py", "scheduler_rpc"),
+    ("    record_reports", "scheduler/reports.py", "record_reports"),
+    ("      write_reports (one UPDATE)", "scheduler/report_writer.py", "write_reports"),
     ("      QuerySet.update (compile + run)", "django/db/models/query.py", "update"),
     ("    claim_work", "scheduler/dispatch.py", "claim_work"),
+    ("      claim_context (plain SQL)", "scheduler/dispatch_sql.py", "claim_context"),
+    ("      candidates (plain SQL)", "scheduler/dispatch_sql.py", "candidates"),
     ("  reply_payload (incl. reverse())", "scheduler/api.py", "reply_payload"),
     ("    django reverse()", "django/urls/base.py", "reverse"),
     ("  response JSON render", "rest_framework/renderers.py", "render"),
@@ -150,8 +142,7 @@ def explain(sql: str, params: Any) -> str:
     return plan
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Seed, warm up, then print the statements, timings, plans and profile of the RPC."""
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_rpc", description=__doc__.split("\n")[0])
     parser.add_argument("--database-url", default=DEFAULT_URL, help="dropped and re-created")
     parser.add_argument("--units", type=int, default=100_000)
@@ -161,36 +152,40 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if "bench" not in args.database_url.rsplit("/", 1)[-1]:
         parser.error("the database is dropped; its name must contain 'bench'")
+    return args
 
+
+def prepare(args: argparse.Namespace) -> Fixture:
+    """The database seeded as bench.dispatch seeds it, and Django set up on it in this process."""
     media = Path(tempfile.mkdtemp(prefix="tessera-profile-"))
     atexit.register(shutil.rmtree, media, ignore_errors=True)
     env = coordinator_env(args.database_url, media, args.batch)
     recreate_database(args.database_url)
     migrate(env)
     with psycopg.connect(args.database_url, autocommit=True) as conn:
-        check_schema(conn)
+        check_schema(conn, SEEDED_COLUMNS)
         fixture = seed_fixture(conn, hosts=args.hosts, media_root=media)
         seed_queue(conn, app_id=fixture.app_id, units=args.units)
-    os.environ.update(env)
+    setup_django(env)
+    return fixture
 
-    import django
 
-    django.setup()
+class Turns:
+    """Hosts taking turns at the RPC; remembers who called last."""
+
+    def __init__(self, hosts: list[ProfiledHost]) -> None:
+        self.hosts = hosts
+        self.turn = iter(range(10**9))
+        self.last = hosts[0]
+
+    def __call__(self) -> dict[str, Any]:
+        self.last = self.hosts[next(self.turn) % len(self.hosts)]
+        return self.last.rpc()
+
+
+def print_one_rpc(rpc: Turns, args: argparse.Namespace) -> dict[str, Any]:
+    """The statements of one steady-state RPC, each with its wall time; returns its reply."""
     from django.db import connection
-    from django.test import Client
-
-    client = Client(HTTP_HOST="127.0.0.1")
-    hosts = [ProfiledHost(client, host, args.batch) for host in fixture.hosts]
-    turn = iter(range(10**9))
-
-    last: list[ProfiledHost] = [hosts[0]]
-
-    def rpc() -> dict[str, Any]:
-        last[0] = hosts[next(turn) % len(hosts)]
-        return last[0].rpc()
-
-    for _ in range(4 * len(hosts)):  # warm: imports, URL resolver, every host holds a batch
-        rpc()
 
     timer = StatementTimer()
     with connection.execute_wrapper(timer):
@@ -200,7 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     for text, seconds in timer.statements:
         text = " ".join(text.split())
         print(f"  {seconds * 1000:7.2f} ms  {text[:140]}")
+    return reply
 
+
+def print_cost(rpc: Turns, args: argparse.Namespace) -> None:
+    """Wall and CPU time per RPC with no profiler and no statement timer."""
     started = time.perf_counter()
     cpu_started = time.process_time()
     for _ in range(args.rpcs):
@@ -208,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     wall = (time.perf_counter() - started) * 1000 / args.rpcs
     cpu = (time.process_time() - cpu_started) * 1000 / args.rpcs
     print(f"\n# without a profiler: {wall:.1f} ms wall and {cpu:.1f} ms of this process's CPU per RPC")
+
+
+def print_statement_kinds(rpc: Turns, args: argparse.Namespace) -> StatementTimer:
+    """Statements over many RPCs, grouped by kind; returns the timer (it holds the last claim)."""
+    from django.db import connection
 
     timer = StatementTimer()
     with connection.execute_wrapper(timer):
@@ -223,14 +227,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n# statements over {args.rpcs} RPCs, by kind (ms per RPC, incl. Django's cursor wrapper)")
     for kind, times in sorted(by_kind.items(), key=lambda item: -sum(item[1])):
         print(f"  {1000 * sum(times) / args.rpcs:7.2f} ms  {len(times) / args.rpcs:4.1f}x  {kind}")
-    claim_host = last[0]
-    if timer.claim is not None:
-        volunteer = claim_host.host.volunteer_id
-        print(f"\n# the coordinator's dispatch query now, for volunteer {volunteer}:")
-        print(explain(*timer.claim))
-        print("\n# the same claim with OFFSET 0 in the NOT EXISTS (bench.dispatch's raw claim):")
-        print(explain(RAW_CLAIM, [volunteer, candidates_per_task() * args.batch]))
+    return timer
 
+
+def print_plans(timer: StatementTimer, host: ProfiledHost, args: argparse.Namespace) -> None:
+    """The plan of the coordinator's dispatch query next to the raw claim's."""
+    if timer.claim is None:
+        return
+    volunteer = host.host.volunteer_id
+    print(f"\n# the coordinator's dispatch query now, for volunteer {volunteer}:")
+    print(explain(*timer.claim))
+    print("\n# the same claim with OFFSET 0 in the NOT EXISTS (bench.dispatch's raw claim):")
+    print(explain(RAW_CLAIM, [volunteer, candidates_per_task() * args.batch]))
+
+
+def print_profile(rpc: Turns, host: ProfiledHost, reply: dict[str, Any], args: argparse.Namespace) -> None:
+    """cProfile over many RPCs: the probes, the host's own cost, and the top functions."""
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(args.rpcs):
@@ -240,10 +252,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n# under cProfile, {args.rpcs} RPCs (cumulative ms per RPC; the profiler inflates Python time)")
     for label, ms, calls in probe_table(stats, args.rpcs):
         print(f"  {label:<40} {ms:8.2f} ms  {calls:4d} calls")
-    own = client_cost_ms(hosts[0], reply)
+    own = client_cost_ms(host, reply)
     print(f"\n# the simulated host's own CPU per RPC (reports, signing, reply parse): {own:.2f} ms")
     print("\n# top functions by own time")
     stats.sort_stats("tottime").print_stats(15)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Seed, warm up, then print the statements, timings, plans and profile of the RPC."""
+    args = parse_args(argv)
+    fixture = prepare(args)
+    from django.test import Client
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    hosts = [ProfiledHost(client, host, args.batch) for host in fixture.hosts]
+    rpc = Turns(hosts)
+    for _ in range(4 * len(hosts)):  # warm: imports, URL resolver, every host holds a batch
+        rpc()
+    reply = print_one_rpc(rpc, args)
+    print_cost(rpc, args)
+    timer = print_statement_kinds(rpc, args)
+    print_plans(timer, rpc.last, args)
+    print_profile(rpc, hosts[0], reply, args)
     return 0
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import itertools
-import json
 import resource
 import sys
 import tempfile
@@ -33,8 +32,8 @@ from typing import Any
 
 import psycopg
 
-from bench.dispatch import coordinator_env, migrate, recreate_database
-from bench.validation import setup_django
+from bench.database import coordinator_env, migrate, recreate_database, setup_django
+from bench.report import print_json_line, print_pairs
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tessera_bench_split"
 RAW_UNITS = """
@@ -161,13 +160,18 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     figures = run(parse_args(argv))
-    print(f"{'units':<32}{figures['units']:,} (chunks of {figures['chunk']})")
-    print(f"{'ours: check and count':<32}{figures['count_pass_s']} s")
-    print(f"{'ours: in all':<32}{figures['ours_s']} s, {figures['ours_units_per_s']:,} units/s")
-    print(f"{'raw psycopg':<32}{figures['raw_s']} s, {figures['raw_units_per_s']:,} units/s")
-    print(f"{'ratio to raw':<32}{figures['ratio_to_raw']}")
-    print(f"{'peak memory growth (ours)':<32}{figures['peak_rss_growth_mb']} MB")
-    print(json.dumps(figures, separators=(",", ":")), flush=True)
+    print_pairs(
+        [
+            ("units", f"{figures['units']:,} (chunks of {figures['chunk']})"),
+            ("ours: check and count", f"{figures['count_pass_s']} s"),
+            ("ours: in all", f"{figures['ours_s']} s, {figures['ours_units_per_s']:,} units/s"),
+            ("raw psycopg", f"{figures['raw_s']} s, {figures['raw_units_per_s']:,} units/s"),
+            ("ratio to raw", f"{figures['ratio_to_raw']}"),
+            ("peak memory growth (ours)", f"{figures['peak_rss_growth_mb']} MB"),
+        ],
+        width=32,
+    )
+    print_json_line(figures)
     return 0
 
 

@@ -43,8 +43,8 @@ INSTALLED_APPS = [
     "django_prometheus",
     "coordinator.accounts",
     "coordinator.work",
-    "coordinator.scheduler",
     "coordinator.validation",
+    "coordinator.scheduler",
     "coordinator.science",
     "coordinator.web",
 ]

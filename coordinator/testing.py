@@ -21,8 +21,9 @@ from coordinator.accounts.models import Host, Volunteer
 from coordinator.accounts.services import create_volunteer
 from coordinator.science.access import SCIENTISTS_GROUP
 from coordinator.science.tokens import issue_scientist_token
+from coordinator.work.lifecycle import Policy
 from coordinator.work.models import App, WorkUnit
-from coordinator.work.services import RedundancyPolicy, create_work_unit, register_app_version
+from coordinator.work.services import create_work_unit, register_app_version
 
 _serial = itertools.count(1)
 PASSWORD = "a long enough passphrase 42"
@@ -90,7 +91,7 @@ def make_app(name: str | None = None, *, max_output_bytes: int = 1024 * 1024) ->
 
 
 def make_units(app: App, count: int, *, input_data: bytes = b"x", **options: Any) -> list[WorkUnit]:
-    policy = RedundancyPolicy(**{k: options.pop(k) for k in list(options) if hasattr(RedundancyPolicy, k)})
+    policy = Policy(**{k: options.pop(k) for k in list(options) if hasattr(Policy, k)})
     now = options.pop("now", None) or timezone.now()
     return [
         create_work_unit(

@@ -8,7 +8,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from coordinator.accounts import api as accounts_api
 from coordinator.core import api as core_api
 from coordinator.core import health, metrics, transfers
-from coordinator.core import views as core_views
 from coordinator.scheduler import api as scheduler_api
 from coordinator.science import api as science_api
 from coordinator.validation import api as validation_api
@@ -53,7 +52,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", core_views.home, name="home"),
+    path("", web_views.home, name="home"),
     path("status", web_views.status, name="status"),
     path("leaderboards/<str:board>", web_views.leaderboard, name="leaderboard"),
     path("batches/<int:batch_id>", batch_views.batch, name="batch_page"),

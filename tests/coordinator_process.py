@@ -159,9 +159,10 @@ result = version.pk
 MAKE_UNITS = """
 from django.utils import timezone
 from coordinator.work.models import App
-from coordinator.work.services import RedundancyPolicy, create_work_unit
+from coordinator.work.services import create_work_unit
+from coordinator.work.lifecycle import Policy
 app = App.objects.get(name=values["app"])
-policy = RedundancyPolicy(**values.get("policy", {}))
+policy = Policy(**values.get("policy", {}))
 result = [create_work_unit(app=app, name=f"{app.name}-{i}", input_data=text.encode(), policy=policy,
                            now=timezone.now(), fpops_estimate=values.get("fpops", 1e9),
                            memory_bytes=values.get("memory_bytes", 0)).pk

@@ -34,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from coordinator.core import keys, objects
-from coordinator.scheduler import services as scheduler_services
+from coordinator.scheduler import uploads as scheduler_uploads
 from coordinator.science.services import split_batch, submit_batch
 from coordinator.testing import (
     PASSWORD,
@@ -44,9 +44,9 @@ from coordinator.testing import (
     make_units,
     make_volunteer,
 )
+from coordinator.work.lifecycle import Policy
 from coordinator.work.models import BatchState
 from coordinator.work.publishing import publish_app
-from coordinator.work.services import RedundancyPolicy
 from coordinator.wsgi import application
 from tests.fuzz_signing import SIGN_ME, Seeds, SigningApp, kept_connection
 
@@ -179,7 +179,7 @@ def world(db, monkeypatch) -> Iterator[Seeds]:
     version = publish_app(name="montecarlo_pi", signing_key=project_key).version
 
     scientist, scientist_token = make_scientist()
-    policy = RedundancyPolicy(min_quorum=1, target_nresults=1)
+    policy = Policy(min_quorum=1, target_nresults=1)
     running = submit_batch(
         owner=scientist, app_name="montecarlo_pi", name="running", parameters=PI, policy=policy
     )
@@ -201,7 +201,7 @@ def world(db, monkeypatch) -> Iterator[Seeds]:
     assert held, "the host must hold replicas for the scheduler and upload operations"
     big = make_units(version.app, 1, input_data=b"x" * 8192)[0]  # stored as a file, not inline
     download = objects.presigned_get(big.input_file.name, expires_in=3600)
-    upload = scheduler_services.upload_policy(host=host, replica_id=held[0])
+    upload = scheduler_uploads.upload_policy(host=host, replica_id=held[0])
 
     seeds.fill(
         account_token=account_token,

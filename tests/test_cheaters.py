@@ -19,7 +19,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from coordinator.accounts.models import Host, Volunteer
-from coordinator.scheduler.services import ReportIn, WorkRequest, scheduler_rpc
+from coordinator.scheduler.dispatch import WorkRequest
+from coordinator.scheduler.reports import ReportIn
+from coordinator.scheduler.rpc import scheduler_rpc
 from coordinator.testing import make_app, make_host, make_units
 from coordinator.validation.correction import correction_sweep
 from coordinator.validation.models import LedgerEntry

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -228,8 +229,13 @@ def test_bad_bundles_and_failing_apps_become_clear_client_errors_and_the_rest_ru
         "max_total_results": 1,
         "delay_bound": 6,
     }
-    for name in ("tampered", "forged"):
-        coordinator.django(PUBLISH_APP, name=name, folder=str(DEMO_APP))
+    # The tampered app has bytes of its own: were it the good app's bundle, a host that ran the
+    # good unit first would hold that hash verified in its cache and rightly run it from there.
+    own_bytes = tmp_path / "tampered-app"
+    shutil.copytree(DEMO_APP, own_bytes)
+    (own_bytes / "TAMPERED.txt").write_text("damaged on the server after it was signed\n")
+    coordinator.django(PUBLISH_APP, name="tampered", folder=str(own_bytes))
+    coordinator.django(PUBLISH_APP, name="forged", folder=str(DEMO_APP))
     coordinator.django(TAMPER_BUNDLE, app="tampered")
     coordinator.django(FORGE_SIGNATURE, app="forged")
     coordinator.django(SIGN_WITH_ANOTHER_KEY, name="foreign", folder=str(DEMO_APP))

@@ -157,11 +157,6 @@ class AppCache:
         self.max_unpacked_bytes = max_unpacked_bytes
         self.max_entries = max_entries
 
-    def app_dir(self, sha256: str) -> Path:
-        if not _SHA256.match(sha256):
-            raise ValueError(f"{sha256!r} is not a SHA-256 in hex")
-        return self.root / sha256
-
     # -- finding ----------------------------------------------------------------------
     def lookup(self, app_version: dict[str, Any], pinned_key: bytes | None = None) -> Path | None:
         """The entrypoint if this bundle is unpacked here, else ``None``.

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import requests
 from rich.console import Console
@@ -20,14 +21,15 @@ from rich.table import Table
 from rich.text import Text
 
 from tessera_client import __version__
+from tessera_client.app_contract import read_progress
 from tessera_client.benchmark import run_benchmark
 from tessera_client.daemon import Daemon, memory_bytes
 from tessera_client.journal import Journal
 from tessera_client.prefs import FIELDS, PreferenceError, PreferenceStore
 from tessera_client.protocol import HostKey, ProjectSession, ProtocolError
-from tessera_client.sandbox import read_progress
 from tessera_client.signing import b64decode, key_fingerprint
 from tessera_client.state import DataDir, Project, StateError, check_name, default_data_dir, project_name_for
+from tessera_client.task_record import TaskRecord
 
 
 class CliError(Exception):
@@ -35,6 +37,7 @@ class CliError(Exception):
 
 
 def platform_name() -> str:
+    """This computer's platform as the coordinator names it, e.g. ``linux-x86_64``."""
     return f"{sys.platform}-{platform.machine().lower() or 'unknown'}"
 
 
@@ -42,6 +45,7 @@ def platform_name() -> str:
 
 
 def attach(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    """``tessera attach``: register a host key with the project and pin its code-signing key."""
     name = check_name(args.name or project_name_for(args.url))
     if any(p.name == name or p.url.rstrip("/") == args.url.rstrip("/") for p in data.projects()):
         raise CliError(f"{args.url} is already attached as {name!r}; `tessera detach {name}` first")
@@ -87,6 +91,7 @@ def attach(args: argparse.Namespace, data: DataDir, out: Console) -> int:
 
 
 def detach(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    """``tessera detach``: forget the project and its tasks (unreported ones only with --yes)."""
     project = data.project(args.name)
     journal = Journal(data.tasks)
     unfinished = [r for r in journal.records(project=project.name) if r.state != "reported"]
@@ -102,6 +107,7 @@ def detach(args: argparse.Namespace, data: DataDir, out: Console) -> int:
 
 
 def share(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    """``tessera share``: set a project's resource share."""
     if not 0 < args.share <= 1_000_000:
         raise CliError("a resource share is a positive number (BOINC's default is 100)")
     project = data.project(args.name)
@@ -115,6 +121,7 @@ def share(args: argparse.Namespace, data: DataDir, out: Console) -> int:
 
 
 def run(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    """``tessera run``: crunch in the foreground (see :class:`Daemon`)."""
     daemon = Daemon(
         data,
         console=out,
@@ -140,10 +147,20 @@ def when(timestamp: float) -> str:
 
 
 def status(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    """Print the attached projects, then every task in the journal."""
     projects = data.projects()
     if not projects:
         out.print("No project attached. `tessera attach URL --token TOKEN` attaches one.")
         return 0
+    out.print(projects_table(data, projects))
+    journal = Journal(data.tasks)
+    records = journal.records()
+    out.print(tasks_table(journal, records) if records else "No tasks.")
+    return 0
+
+
+def projects_table(data: DataDir, projects: list[Project]) -> Table:
+    """One row per project: its share, credit, and when and why it is contacted next."""
     table = Table(title="Projects")
     columns = (
         "project",
@@ -174,9 +191,11 @@ def status(args: argparse.Namespace, data: DataDir, out: Console) -> int:
             when(next_time) if next_time > time.time() else "now",
             runtime.last_error or "",
         )
-    out.print(table)
-    journal = Journal(data.tasks)
-    records = journal.records()
+    return table
+
+
+def tasks_table(journal: Journal, records: list[TaskRecord]) -> Table:
+    """One row per task, unfinished ones first, the nearest deadline first."""
     tasks = Table(title="Tasks")
     for column in ("project", "work unit", "state", "progress", "CPU time", "deadline", "note"):
         tasks.add_column(column)
@@ -193,14 +212,14 @@ def status(args: argparse.Namespace, data: DataDir, out: Console) -> int:
             when(record.deadline),
             str(outcome.get("message", ""))[:60],
         )
-    out.print(tasks if records else "No tasks.")
-    return 0
+    return tasks
 
 
 # -- prefs / benchmark ----------------------------------------------------------------------
 
 
 def prefs(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    """``tessera prefs``: show the effective preferences, after setting or unsetting one."""
     store = PreferenceStore(data.prefs_file)
     if args.action == "set":
         store.set(args.key, args.value)
@@ -222,6 +241,7 @@ def prefs(args: argparse.Namespace, data: DataDir, out: Console) -> int:
 
 
 def benchmark(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    """``tessera benchmark``: measure this computer's speed and keep it for the projects."""
     with Progress(
         SpinnerColumn(), TextColumn("measuring this computer's speed"), TimeElapsedColumn(), console=out
     ) as progress:
@@ -239,6 +259,7 @@ def benchmark(args: argparse.Namespace, data: DataDir, out: Console) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tessera`` command line: one subcommand per handler above."""
     parser = argparse.ArgumentParser(
         prog="tessera",
         description="Lend this computer's spare time to science: crunch work units for Tessera projects.",
@@ -251,7 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"where keys, projects and tasks are kept (default: {default_data_dir()}; or TESSERA_DATA_DIR)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_attach(commands)
+    _add_run(commands)
+    sub = commands.add_parser("status", help="attached projects, tasks in progress, credit")
+    sub.set_defaults(handler=status)
+    _add_detach_and_share(commands)
+    _add_prefs(commands)
+    sub = commands.add_parser("benchmark", help="measure this computer's speed and tell the projects")
+    sub.add_argument("--seconds", type=float, default=2.0, help="how long each measurement runs")
+    sub.set_defaults(handler=benchmark)
+    return parser
 
+
+def _add_attach(commands: Any) -> None:
     sub = commands.add_parser("attach", help="attach this computer to a project")
     sub.add_argument("url", help="the project's address, e.g. https://science.example.org")
     sub.add_argument("--token", required=True, help="your account token from the project (tsr_...)")
@@ -265,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.set_defaults(handler=attach)
 
+
+def _add_run(commands: Any) -> None:
     sub = commands.add_parser("run", help="crunch in the foreground until Ctrl-C")
     sub.add_argument(
         "--exit-when-idle",
@@ -275,9 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--backoff-base", type=float, default=60.0, help=argparse.SUPPRESS)
     sub.set_defaults(handler=run)
 
-    sub = commands.add_parser("status", help="attached projects, tasks in progress, credit")
-    sub.set_defaults(handler=status)
 
+def _add_detach_and_share(commands: Any) -> None:
     sub = commands.add_parser("detach", help="detach from a project (its unreported tasks are abandoned)")
     sub.add_argument("name", help="the project's local name, as `tessera status` shows it")
     sub.add_argument("--yes", action="store_true", help="detach even with tasks not yet reported")
@@ -288,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("share", type=float)
     sub.set_defaults(handler=share)
 
+
+def _add_prefs(commands: Any) -> None:
     sub = commands.add_parser("prefs", help="show preferences, or set and unset them")
     actions = sub.add_subparsers(dest="action", metavar="ACTION")
     setter = actions.add_parser("set", help="set a preference: tessera prefs set cpu_percent 50")
@@ -297,13 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     unsetter.add_argument("key", choices=sorted(FIELDS))
     sub.set_defaults(handler=prefs)
 
-    sub = commands.add_parser("benchmark", help="measure this computer's speed and tell the projects")
-    sub.add_argument("--seconds", type=float, default=2.0, help="how long each measurement runs")
-    sub.set_defaults(handler=benchmark)
-    return parser
-
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``tessera`` command: run one subcommand, printing the errors a volunteer can act on."""
     args = build_parser().parse_args(argv)
     root = args.data_dir or (
         Path(os.environ["TESSERA_DATA_DIR"]) if os.environ.get("TESSERA_DATA_DIR") else None

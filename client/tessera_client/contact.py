@@ -14,9 +14,10 @@ from typing import Any, Callable
 import requests
 
 from tessera_client.backoff import Backoff
-from tessera_client.journal import DONE, RECEIVED, REPORTED, RUNNING, UPLOADED, Journal, TaskRecord
+from tessera_client.journal import Journal
 from tessera_client.protocol import ProjectSession, ProtocolError, Report
 from tessera_client.state import DataDir, Project
+from tessera_client.task_record import DONE, RECEIVED, REPORTED, RUNNING, UPLOADED, TaskRecord
 
 INLINE_BYTES_MAX = 4096  # outputs up to this size travel inside the report (docs/protocol.md)
 MAX_REPORTS_PER_RPC = 100

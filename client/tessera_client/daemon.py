@@ -5,47 +5,41 @@ the CPU throttle flips tasks on and off), so the client idles at a fraction of a
 of one core. State lives in the journal on disk: a crash or a power cut at any moment
 loses at most the work since a task's last checkpoint, never a finished result, and a
 report repeated after a crash is acknowledged by the coordinator as a duplicate.
+
+The daemon holds the policy (which task runs, what to ask each project for, when to pause);
+:mod:`tessera_client.running_apps` starts, watches and finishes the apps themselves.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 import requests
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from tessera_client import conditions, scheduling
+from tessera_client.app_outcome import Outcome
 from tessera_client.bundles import AppCache, BundleRefused
 from tessera_client.contact import ProjectLink
-from tessera_client.journal import RECEIVED, REPORTED, RUNNING, Journal, TaskRecord
+from tessera_client.journal import Journal
+from tessera_client.leftover_apps import kill_leftover
 from tessera_client.prefs import Preferences, PreferenceStore
 from tessera_client.protocol import ProtocolError
-from tessera_client.sandbox import AppProcess, Outcome, kill_leftover
+from tessera_client.running_apps import Running, RunningApps, progress_display
 from tessera_client.signing import b64decode
 from tessera_client.state import DataDir
+from tessera_client.task_record import RECEIVED, REPORTED, RUNNING, TaskRecord
 
 MAX_BUNDLE_BYTES = 256 * 1024 * 1024
-CPU_SAVE_SECONDS = 60.0  # how often a running task's CPU time is written to the journal
-
-
-@dataclass
-class Running:
-    record: TaskRecord
-    process: AppProcess
-    progress_id: TaskID
-    cpu_before: float  # CPU seconds of the task's earlier runs
-    saved_at: float
 
 
 def memory_bytes() -> int:
+    """This computer's physical memory in bytes; 0 where it cannot be told."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
@@ -69,8 +63,6 @@ class Daemon:
         self.data = data.ensure()
         self.console = console or Console(stderr=True)
         self.exit_when_idle = exit_when_idle
-        self.isolate_network = isolate_network
-        self.said_network_open = False  # the volunteer hears once that apps keep the network
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self.clock = clock
         self.journal = Journal(data.tasks, owner=True)
@@ -81,19 +73,17 @@ class Daemon:
         self._stamps: dict[Path, tuple[int, int] | None] = {}  # what files looked like when last read
         self._prefs: Preferences | None = None
         self._host_info: dict[str, Any] = {}
-        self.running: dict[tuple[str, int], Running] = {}
         self.stopping = False
         self.suspended_because: str | None = None
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>5.1f}%"),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[note]}"),
-            console=self.console,
-            disable=not self.console.is_terminal,
-            transient=True,
+        self.progress = progress_display(self.console)
+        self.apps_running = RunningApps(
+            self.journal, self.progress, self.log, clock, isolate_network=isolate_network
         )
+
+    @property
+    def running(self) -> dict[tuple[str, int], Running]:
+        """The apps running now, by (project, replica)."""
+        return self.apps_running.running
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> int:
@@ -140,6 +130,7 @@ class Daemon:
         return wake
 
     def idle(self) -> bool:
+        """Nothing runs, every result is reported, and no project offers work."""
         unfinished = [r for r in self.journal.records() if r.state != REPORTED]
         return not self.running and not unfinished and all(link.no_work for link in self.links.values())
 
@@ -151,9 +142,7 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Stop the apps (their checkpoints stay) and close connections; nothing is lost."""
-        for running in list(self.running.values()):
-            running.process.stop()
-        self.running.clear()
+        self.apps_running.stop_all()
         for link in self.links.values():
             link.close()
 
@@ -187,8 +176,7 @@ class Daemon:
         for name in set(self.links) - set(current):
             self.log(f"{name}: detached; abandoning its tasks")
             for key in [k for k in self.running if k[0] == name]:
-                self.progress.remove_task(self.running[key].progress_id)
-                self.running.pop(key).process.stop()
+                self.apps_running.drop(key)
             self.journal.forget_project(name)
             self.links.pop(name).close()
         for name, project in current.items():
@@ -210,11 +198,9 @@ class Daemon:
     def abort_task(self, record: TaskRecord) -> None:
         """The project called the task off (a cancelled batch): its work would be wasted, so stop
         the app and forget the task; there is nothing to report."""
-        running = self.running.pop((record.project, record.replica), None)
-        if running is not None:
-            self.progress.remove_task(running.progress_id)
-            self.add_usage(record.project, running.process.cpu_time(), self.clock())
-            running.process.stop()
+        cpu = self.apps_running.drop((record.project, record.replica))
+        if cpu is not None:
+            self.add_usage(record.project, cpu, self.clock())
         self.journal.forget(record.project, record.replica)
         self.log(f"{record.project}: the project called off task {record.replica}")
 
@@ -233,6 +219,7 @@ class Daemon:
         return self._prefs
 
     def suspend_reason(self, prefs: Preferences) -> str | None:
+        """Why no app may run now (the volunteer's preferences), or None."""
         return conditions.suspend_reason(
             prefs,
             local_time=datetime.now().time(),
@@ -241,12 +228,15 @@ class Daemon:
         )
 
     def flops(self) -> float:
+        """This computer's measured speed per core (a default until a benchmark ran)."""
         return float(self._host_info.get("flops") or scheduling.DEFAULT_FLOPS)
 
     def shares(self) -> dict[str, float]:
+        """Each attached project's resource share."""
         return {name: link.project.resource_share for name, link in self.links.items()}
 
     def usage(self, now: float) -> dict[str, float]:
+        """Each project's recent CPU use, decayed to ``now``."""
         return {
             name: scheduling.decayed(link.runtime.cpu_usage, link.runtime.usage_time, now)
             for name, link in self.links.items()
@@ -277,12 +267,14 @@ class Daemon:
         return [waiting[(c.project, c.replica)] for c in order]
 
     def add_usage(self, name: str, cpu_seconds: float, now: float) -> None:
+        """Count ``cpu_seconds`` to the project's recent use."""
         if name in self.links:
             runtime = self.links[name].runtime
             runtime.cpu_usage = scheduling.decayed(runtime.cpu_usage, runtime.usage_time, now) + cpu_seconds
             runtime.usage_time = now
 
     def start_tasks(self, prefs: Preferences, now: float) -> None:
+        """Start waiting tasks on the free cores, in the order the shares give."""
         free = prefs.cpus(self.n_cores) - len(self.running)
         for record in self.runnable(now):
             if free <= 0 or self.stopping:
@@ -327,6 +319,7 @@ class Daemon:
         return entrypoint
 
     def download_bundle(self, name: str, version: dict[str, Any], label: str) -> bytes:
+        """The app version's bundle from the project, with a progress line; not yet verified."""
         size = int(version["size"])
         if not 0 < size <= MAX_BUNDLE_BYTES:
             raise BundleRefused(
@@ -341,83 +334,30 @@ class Daemon:
             self.progress.remove_task(download)
 
     def launch(self, record: TaskRecord, entrypoint: Path, now: float) -> None:
-        slot = self.journal.slot(record)
-        slot.mkdir(parents=True, exist_ok=True)
-        if not (slot / "input").exists():
-            shutil.copyfile(self.journal.input_path(record), slot / "input")
-        resuming = (slot / "checkpoint").exists()
-        process = AppProcess.start(
-            entrypoint=entrypoint,
-            slot=slot,
-            limits=scheduling.task_limits(record.task, flops=self.flops(), deadline=record.deadline),
-            isolate_network=self.isolate_network,
-        )
-        record = self.journal.start_run(record, process.pid, now)
-        label = f"{record.project}: {record.task.get('workunit', record.replica)}"
-        note = "resumed from checkpoint" if resuming else ""
-        progress_id = self.progress.add_task(label, total=100, note=note)
-        self.running[(record.project, record.replica)] = Running(
-            record, process, progress_id, record.cpu_time, now
-        )
-        self.log(f"{label}: {'resumed' if resuming else 'started'} (pid {process.pid})")
-        if self.isolate_network and not process.network_isolated and not self.said_network_open:
-            self.said_network_open = True
-            why = f" ({process.network_note})" if process.network_note else ""
-            self.log(f"warning: apps run with network access on this computer: it could not be cut{why}")
+        """Run the task's app, under the limits the task asks for."""
+        limits = scheduling.task_limits(record.task, flops=self.flops(), deadline=record.deadline)
+        self.apps_running.launch(record, entrypoint, limits, now)
 
     def reap(self, now: float) -> None:
-        for key, running in list(self.running.items()):
-            outcome = running.process.poll(now)
-            if outcome is None:
-                if now - running.saved_at >= CPU_SAVE_SECONDS:  # a crash then loses at most this
-                    cpu = running.cpu_before + running.process.cpu_time()
-                    running.record = self.journal.save_cpu_time(running.record, cpu)
-                    running.saved_at = now
-                continue
-            del self.running[key]
-            self.progress.remove_task(running.progress_id)
-            self.add_usage(key[0], outcome.cpu_time, now)
-            self.finish(running.record, outcome, running.cpu_before)
+        """Keep the results of the apps that ended, and count their CPU time to their projects."""
+        for project, cpu_seconds in self.apps_running.reap(now):
+            self.add_usage(project, cpu_seconds, now)
 
     def finish(self, record: TaskRecord, outcome: Outcome, cpu_before: float | None = None) -> None:
-        """Keep the result on disk first; only then is the task done. ``cpu_before``: the CPU
-        time of earlier runs (the record's own figure may already include part of this run)."""
-        output = self.journal.slot(record) / "output"
-        limit = int(record.task.get("max_output_bytes") or 0)
-        # lstat: an app may leave a link to a file it must not hand over; the journal refuses it.
-        size = output.lstat().st_size if outcome.status == "success" else 0
-        if limit and size > limit:
-            message = f"output is {size} bytes; the app allows {limit}"
-            outcome = Outcome("client_error", 0, outcome.cpu_time, message)
-        result = {
-            "status": outcome.status,
-            "exit_code": outcome.exit_code,
-            "cpu_time": (record.cpu_time if cpu_before is None else cpu_before) + outcome.cpu_time,
-            "message": outcome.message,
-        }
-        self.journal.finish(
-            record, outcome=result, output=output if outcome.status == "success" else None, now=self.clock()
-        )
-        words = "done" if outcome.status == "success" else f"failed: {outcome.message}"
-        self.log(f"{record.project}: replica {record.replica} {words}")
+        """The task is over, with ``outcome``: keep its result (see :meth:`RunningApps.finish`)."""
+        self.apps_running.finish(record, outcome, cpu_before)
 
     def apply_throttle(self, prefs: Preferences, reason: str | None, now: float) -> float:
         """Suspend everything while crunching is not allowed, and duty-cycle for the CPU limit."""
         throttle = conditions.Throttle(prefs.cpu_percent)
-        run = reason is None and throttle.running_at(now)
-        for running in self.running.values():
-            if run and running.process.suspended:
-                running.process.resume()
-            elif not run and not running.process.suspended:
-                running.process.suspend()
+        self.apps_running.hold(reason is None and throttle.running_at(now))
         if prefs.cpu_percent >= 100 or reason is not None or not self.running:
             return now + 1.0
         return throttle.next_change(now)
 
     def update_display(self) -> None:
-        for running in self.running.values():
-            note = "suspended" if running.process.suspended else ""
-            self.progress.update(running.progress_id, completed=100 * running.process.progress(), note=note)
+        """Show each running app's progress."""
+        self.apps_running.update_display()
 
     # -- what to ask the projects for ---------------------------------------------------
     def work_wanted(self, link: ProjectLink, prefs: Preferences) -> dict[str, float]:
@@ -428,8 +368,7 @@ class Daemon:
         queued = self.journal.records(project=link.name, states=[RECEIVED, RUNNING])
         flops, seconds = self.flops(), 0.0
         for record in queued:
-            running = self.running.get((link.name, record.replica))
-            left = 1.0 - (running.process.progress() if running else 0.0)
+            left = self.apps_running.fraction_left((link.name, record.replica))
             seconds += scheduling.estimated_seconds(record.task, flops) * left
         shares = self.shares()
         return scheduling.work_request(
@@ -441,6 +380,7 @@ class Daemon:
         )
 
     def disk_used(self) -> int:
+        """Bytes the client keeps on disk: tasks and apps."""
         apps = sum(f.stat().st_size for f in self.data.apps.rglob("*") if f.is_file())
         return self.journal.disk_usage() + apps
 

@@ -1,13 +1,24 @@
-"""Writing files so that a power cut leaves either the old contents or the new, never half."""
+"""Writing files so that a power cut leaves either the old contents or the new, never half.
+
+Also the one careful copy of a file an app wrote: it never follows a link the app planted.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
+
+COPY_CHUNK = 1024 * 1024
+
+
+class NotPlainFile(ValueError):
+    """The app's output is a link or not a regular file; it must not be followed or sent."""
 
 
 def sync_directory(directory: Path) -> None:
@@ -47,7 +58,57 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     sync_directory(path.parent)
 
 
+def copy_atomic(source: Path, target: Path) -> tuple[str, int]:
+    """Copy ``source`` to ``target`` durably; returns the SHA-256 and size of what was copied.
+
+    ``NotPlainFile`` when ``source`` is a link, a device, a folder or a hard link.
+    """
+    digest, size = hashlib.sha256(), 0
+    temporary = temporary_beside(target)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as out, open_plain_file(source) as src:
+            while True:
+                chunk = src.read(COPY_CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    sync_directory(target.parent)
+    return digest.hexdigest(), size
+
+
+def open_plain_file(path: Path) -> Any:
+    """Open a file the app wrote without following a link it may have planted there.
+
+    A link to a file the app itself may not read (the sandbox forbids it) would otherwise have
+    the client copy, and upload, that file.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    if os.path.islink(path):
+        raise NotPlainFile(f"the output {path.name!r} is a symbolic link")
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as error:
+        if os.path.islink(path):
+            raise NotPlainFile(f"the output {path.name!r} is a symbolic link") from error
+        raise
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(descriptor)
+        raise NotPlainFile(f"the output {path.name!r} is not a plain file (a device, folder or hard link)")
+    return os.fdopen(descriptor, "rb")
+
+
 def write_json_atomic(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON with :func:`write_atomic`."""
     write_atomic(path, (json.dumps(value, indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
 

@@ -1,237 +1,55 @@
 """The task journal: what the host holds for every task, kept so that a crash never loses a result.
 
-Each task has a folder ``<root>/<project>/<replica>/`` with ``task.json`` (the record),
-``input``, ``output`` (the kept result) and ``slot/`` (the running app's folder). Every file
-the journal writes goes to a temporary file beside it, is fsynced, renamed over the old one,
-and the folder is fsynced, so a power cut leaves either the old record or the new one. The
-order of writes carries the guarantees: the input is durable before the record that names
+Every file the journal writes goes to a temporary file beside it, is fsynced, renamed over the
+old one, and the folder is fsynced, so a power cut leaves either the old record or the new one.
+The order of writes carries the guarantees: the input is durable before the record that names
 it, and a result's output is durable before the record that says the task is done.
 
 A temporary file left by a crash is never read; it is removed when a journal is opened (once
 its writer is gone). A record that does not parse is reported once, by its path, and skipped.
+The folder layout and the crash clean-up are in :mod:`tessera_client.journal_folders`; what a
+record is, and which moves it may make, in :mod:`tessera_client.task_record`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
-import re
-import secrets
-import stat
-import sys
 import threading
-import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
-from tessera_client.files import remove_tree, sync_directory, temporary_beside, write_atomic
+from tessera_client.files import NotPlainFile, copy_atomic, remove_tree, sync_directory, write_atomic
+from tessera_client.journal_folders import (
+    INPUT_FILE,
+    OUTPUT_FILE,
+    RECORD_FILE,
+    SLOT_DIR,
+    discard_folder,
+    remove_leftovers,
+    subfolders,
+)
+from tessera_client.task_record import (
+    ALLOWED_FROM,
+    DONE,
+    RECEIVED,
+    REPORTED,
+    RUNNING,
+    UPLOADED,
+    IllegalTransition,
+    TaskRecord,
+    check_move,
+    check_project,
+    check_replica,
+    is_project_name,
+    parse_time,
+)
 
 log = logging.getLogger(__name__)
-
-RECEIVED, RUNNING, DONE, UPLOADED, REPORTED = "received", "running", "done", "uploaded", "reported"
-STATES = (RECEIVED, RUNNING, DONE, UPLOADED, REPORTED)
-
-# Which states each transition may start from; the key is the state it leads to.
-_ALLOWED_FROM = {
-    RUNNING: (RECEIVED, RUNNING),  # running -> running: the app restarts after a crash
-    DONE: (RECEIVED, RUNNING),  # received -> done: refused before it ran (a bad bundle, say)
-    UPLOADED: (DONE,),
-    REPORTED: (DONE, UPLOADED),
-}
-
-RECORD_FILE = "task.json"
-INPUT_FILE = "input"
-OUTPUT_FILE = "output"
-SLOT_DIR = "slot"
-TEMP_SUFFIX = ".tmp"
-FORGET_PREFIX = ".forget-"
-# A temporary file older than this belongs to no writer still at work, whatever its pid says
-# (pids are reused after a reboot); a live writer needs milliseconds.
-STALE_SECONDS = 600.0
-COPY_CHUNK = 1024 * 1024
-
-_PROJECT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_FRACTION = re.compile(r"\.(\d+)")
-
-
-class IllegalTransition(Exception):
-    """A task was asked to move to a state it cannot reach from where it is."""
-
-
-def check_project(project: Any) -> str:
-    """A project name that is safe as one folder name, or ``ValueError``."""
-    if not isinstance(project, str) or not _PROJECT_PATTERN.match(project) or ".." in project:
-        raise ValueError(
-            f"{project!r} is not a usable project name: letters, digits, '-', '_' and '.' only, "
-            "starting with a letter or digit, without '..'"
-        )
-    return project
-
-
-def check_replica(replica: Any) -> int:
-    """A replica id from the network must be a positive int (never a bool or a string)."""
-    if isinstance(replica, bool) or not isinstance(replica, int) or replica <= 0:
-        raise ValueError(f"replica {replica!r} is not a positive integer")
-    return replica
-
-
-def parse_time(text: Any) -> float:
-    """Unix time of an ISO 8601 moment: ``Z`` or an offset; none is taken as UTC.
-
-    Written by hand because Python 3.9's ``fromisoformat`` knows neither ``Z`` nor fractions
-    of other than 3 or 6 digits.
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"{text!r} is not an ISO 8601 time")
-    normal = text.strip()
-    if normal[-1:] in ("Z", "z"):
-        normal = normal[:-1] + "+00:00"
-    normal = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], normal, count=1)
-    try:
-        moment = datetime.fromisoformat(normal)
-    except ValueError as error:
-        raise ValueError(f"{text!r} is not an ISO 8601 time") from error
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
-
-
-@dataclass
-class TaskRecord:
-    """Everything the host knows about one task; ``task.json`` holds it as JSON."""
-
-    project: str
-    replica: int
-    state: str
-    task: dict  # the task exactly as the coordinator sent it
-    history: list = field(default_factory=list)  # [[state, unix_time], ...]
-    runs: int = 0  # how many times the app was started
-    pid: int | None = None  # the app's pid while it runs, to kill a leftover after a crash
-    cpu_time: float = 0.0  # CPU seconds accumulated over earlier runs
-    outcome: dict | None = None  # status, exit_code, cpu_time, message, output_sha256, output_size
-    upload_attempts: int = 0
-    next_attempt: float = 0.0  # unix time before which no upload or report is retried
-
-    @property
-    def deadline(self) -> float:
-        """The coordinator's deadline as unix time (checked to parse when the task was received)."""
-        return parse_time(self.task.get("deadline"))
-
-    def estimated_seconds(self, host_flops: float) -> float | None:
-        """Seconds the task should take on a host of ``host_flops``; ``None`` when unknown."""
-        fpops = self.task.get("fpops_estimate")
-        if not isinstance(fpops, (int, float)) or fpops <= 0 or not host_flops or host_flops <= 0:
-            return None
-        return float(fpops) / float(host_flops)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Any) -> TaskRecord:
-        """A record from parsed JSON; ``ValueError`` when it is not one."""
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        known = {f.name for f in fields(cls)}
-        record = cls(**{k: v for k, v in data.items() if k in known})
-        check_project(record.project)
-        check_replica(record.replica)
-        if record.state not in STATES:
-            raise ValueError(f"unknown state {record.state!r}")
-        if not isinstance(record.task, dict) or not isinstance(record.history, list):
-            raise ValueError("task must be an object and history a list")
-        if record.outcome is not None and not isinstance(record.outcome, dict):
-            raise ValueError("outcome must be an object")
-        parse_time(record.task.get("deadline"))  # the scheduler sorts by it
-        return record
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def _copy_atomic(source: Path, target: Path) -> tuple[str, int]:
-    """Copy ``source`` to ``target`` durably; returns the SHA-256 and size of what was copied."""
-    digest, size = hashlib.sha256(), 0
-    temporary = temporary_beside(target)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as out, _open_plain_file(source) as src:
-            while True:
-                chunk = src.read(COPY_CHUNK)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        _unlink(temporary)
-        raise
-    sync_directory(target.parent)
-    return digest.hexdigest(), size
-
-
-class NotPlainFile(ValueError):
-    """The app's output is a link or not a regular file; it must not be followed or sent."""
-
-
-def _open_plain_file(path: Path) -> Any:
-    """Open a file the app wrote without following a link it may have planted there.
-
-    A link to a file the app itself may not read (the sandbox forbids it) would otherwise have
-    the client copy, and upload, that file.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-    if os.path.islink(path):
-        raise NotPlainFile(f"the output {path.name!r} is a symbolic link")
-    try:
-        descriptor = os.open(path, flags)
-    except OSError as error:
-        if os.path.islink(path):
-            raise NotPlainFile(f"the output {path.name!r} is a symbolic link") from error
-        raise
-    info = os.fstat(descriptor)
-    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-        os.close(descriptor)
-        raise NotPlainFile(f"the output {path.name!r} is not a plain file (a device, folder or hard link)")
-    return os.fdopen(descriptor, "rb")
-
-
-def _unlink(path: Path) -> None:
-    Path(path).unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    if sys.platform == "win32":
-        return True  # os.kill(pid, 0) would terminate it there; the age test decides alone
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
-        return True
-    return True
-
-
-def _is_abandoned(temporary: Path) -> bool:
-    """A writer's temporary file is abandoned when the writer is gone or it is too old to be live."""
-    parts = temporary.name.split(".")
-    try:
-        pid = int(parts[-3])
-        age = time.time() - temporary.lstat().st_mtime
-    except (IndexError, ValueError, OSError):
-        return True
-    return age > STALE_SECONDS or (pid != os.getpid() and not _pid_alive(pid))
 
 
 class Journal:
@@ -257,6 +75,7 @@ class Journal:
 
     # -- paths ------------------------------------------------------------------------
     def task_dir(self, project: str, replica: int) -> Path:
+        """The task's folder; ``ValueError`` for a project or replica unfit to name one."""
         return self.root / check_project(project) / str(check_replica(replica))
 
     def _record_path(self, project: str, replica: int) -> Path:
@@ -267,6 +86,7 @@ class Journal:
         return self.task_dir(record.project, record.replica) / SLOT_DIR
 
     def input_path(self, record: TaskRecord) -> Path:
+        """The input as the coordinator sent it, kept until the report is acknowledged."""
         return self.task_dir(record.project, record.replica) / INPUT_FILE
 
     def output_path(self, record: TaskRecord) -> Path:
@@ -280,41 +100,8 @@ class Journal:
         Called when the owner opens the journal; returns how many leftovers it removed. A
         temporary file whose writer still lives (and is recent) is left alone.
         """
-        removed = 0
         with self._lock:
-            for project_dir in self._children(self.root):
-                if project_dir.name.startswith(FORGET_PREFIX):
-                    removed += self._remove_leftover(project_dir)
-                    continue
-                for task_dir in self._children(project_dir):
-                    if task_dir.name.startswith(FORGET_PREFIX):
-                        removed += self._remove_leftover(task_dir)
-                        continue
-                    for leftover in task_dir.glob(f".*{TEMP_SUFFIX}"):
-                        if leftover.is_file() and _is_abandoned(leftover):
-                            _unlink(leftover)
-                            removed += 1
-                    # A receive cut short before its record: the task never entered the journal.
-                    # (A folder with an output is never removed, whatever happened to its record.)
-                    orphan = not (task_dir / RECORD_FILE).exists() and not (task_dir / OUTPUT_FILE).exists()
-                    if orphan and task_dir.name.isdigit():
-                        removed += self._remove_leftover(task_dir)
-        return removed
-
-    def _remove_leftover(self, folder: Path) -> int:
-        try:
-            remove_tree(folder)
-        except OSError as error:
-            log.warning("cannot remove the leftover %s: %s", folder, error)
-            return 0
-        return 1
-
-    @staticmethod
-    def _children(folder: Path) -> list[Path]:
-        try:
-            return sorted(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())
-        except OSError:
-            return []
+            return remove_leftovers(self.root)
 
     def _load(self, path: Path) -> TaskRecord | None:
         """The record in ``path``; ``None`` if it is missing or damaged (damage is logged once)."""
@@ -340,6 +127,7 @@ class Journal:
             log.warning("skipping the damaged task record %s: %s", path, error)
 
     def get(self, project: str, replica: int) -> TaskRecord | None:
+        """A copy of the task's record; ``None`` if the journal has none (or only a damaged one)."""
         if self._cache is not None:
             cached = self._cache.get((check_project(project), check_replica(replica)))
             return None if cached is None else TaskRecord.from_json(cached.to_json())
@@ -361,10 +149,10 @@ class Journal:
         if project is not None:
             project_dirs = [self.root / check_project(project)]
         else:
-            project_dirs = [p for p in self._children(self.root) if _PROJECT_PATTERN.match(p.name)]
+            project_dirs = [p for p in subfolders(self.root) if is_project_name(p.name)]
         found = []
         for project_dir in project_dirs:
-            replicas = sorted(int(p.name) for p in self._children(project_dir) if p.name.isdigit())
+            replicas = sorted(int(p.name) for p in subfolders(project_dir) if p.name.isdigit())
             for replica in replicas:
                 record = self._load(project_dir / str(replica) / RECORD_FILE)
                 if record is not None:
@@ -407,7 +195,11 @@ class Journal:
             return record
 
     def _transition(
-        self, record: TaskRecord, state: str | None, now: float | None, change: Any
+        self,
+        record: TaskRecord,
+        state: str | None,
+        now: float | None,
+        change: Callable[[TaskRecord], None],
     ) -> TaskRecord:
         """Apply ``change`` to the record as it is on disk, check the move, write it, and return it.
 
@@ -419,12 +211,7 @@ class Journal:
             if current is None:
                 raise IllegalTransition(f"task {record.project}/{record.replica} is not in the journal")
             if state is not None:
-                allowed = _ALLOWED_FROM[state]
-                if current.state not in allowed:
-                    raise IllegalTransition(
-                        f"task {record.project}/{record.replica} cannot go from {current.state!r} to "
-                        f"{state!r} (only from {' or '.join(repr(s) for s in allowed)})"
-                    )
+                check_move(f"{record.project}/{record.replica}", current.state, state)
             change(current)
             if state is not None:
                 current.state = state
@@ -460,15 +247,11 @@ class Journal:
             raise ValueError("an outcome needs a status")
         with self._lock:
             current = self.get(record.project, record.replica)
-            if (
-                current is not None
-                and current.state in _ALLOWED_FROM[DONE]
-                and outcome["status"] == "success"
-            ):
+            if current is not None and current.state in ALLOWED_FROM[DONE] and outcome["status"] == "success":
                 if output is None:
                     raise ValueError("a successful outcome needs its output file")
                 try:
-                    digest, size = _copy_atomic(Path(output), self.output_path(current))
+                    digest, size = copy_atomic(Path(output), self.output_path(current))
                 except NotPlainFile as refusal:
                     outcome.update(status="client_error", message=str(refusal))
                 else:
@@ -483,6 +266,8 @@ class Journal:
             return self._transition(record, DONE, now, change)
 
     def mark_uploaded(self, record: TaskRecord, now: float) -> TaskRecord:
+        """The output is on the coordinator's storage; retries of the report start afresh."""
+
         def change(current: TaskRecord) -> None:
             current.upload_attempts, current.next_attempt = 0, 0.0
 
@@ -492,7 +277,7 @@ class Journal:
         """The coordinator has the report: the slot and input are no longer needed."""
         updated = self._transition(record, REPORTED, now, lambda current: None)
         remove_tree(self.slot(updated))
-        _unlink(self.input_path(updated))
+        self.input_path(updated).unlink(missing_ok=True)
         return updated
 
     def note_retry(self, record: TaskRecord, *, next_attempt: float) -> TaskRecord:
@@ -509,20 +294,10 @@ class Journal:
         return self._transition(record, None, None, change)
 
     # -- forgetting -------------------------------------------------------------------
-    def _discard(self, folder: Path) -> None:
-        """Rename first, then delete: a crash mid-way leaves a hidden leftover, never half a task."""
-        trash = folder.with_name(f"{FORGET_PREFIX}{folder.name}-{secrets.token_hex(6)}")
-        try:
-            os.rename(folder, trash)
-        except FileNotFoundError:
-            return
-        sync_directory(folder.parent)
-        remove_tree(trash)
-
     def forget(self, project: str, replica: int) -> None:
         """Remove a task's folder (after its report, or when the project is detached)."""
         with self._lock:
-            self._discard(self.task_dir(project, replica))
+            discard_folder(self.task_dir(project, replica))
             if self._cache is not None:
                 self._cache.pop((project, replica), None)
 
@@ -530,8 +305,8 @@ class Journal:
         """Remove every task of a project; returns how many task folders there were."""
         folder = self.root / check_project(project)
         with self._lock:
-            count = sum(1 for p in self._children(folder) if p.name.isdigit())
-            self._discard(folder)
+            count = sum(1 for p in subfolders(folder) if p.name.isdigit())
+            discard_folder(folder)
             if self._cache is not None:
                 for key in [k for k in self._cache if k[0] == project]:
                     del self._cache[key]

@@ -243,14 +243,19 @@ def _check(
     if last_sealed != chain.expected_seq - 1:
         raise _Bad(last_sealed + 1, "entries after the last seal are not signed by the project")
     if stored_totals is not None:
-        for volunteer in sorted(set(stored_totals) | set(result.totals)):
-            stored = _amount(stored_totals.get(volunteer, "0"), None)
-            if stored != result.totals.get(volunteer, Decimal(0)):
-                raise _Bad(
-                    None,
-                    f"volunteer {str(volunteer)[:40]}: stored total {stored} but the entries add up to "
-                    f"{result.totals.get(volunteer, Decimal(0))}",
-                )
+        _check_totals(stored_totals, result)
+
+
+def _check_totals(stored_totals: dict[str, Any], result: Verification) -> None:
+    """The totals the coordinator stored must be what the entries add up to, volunteer by volunteer."""
+    for volunteer in sorted(set(stored_totals) | set(result.totals)):
+        stored = _amount(stored_totals.get(volunteer, "0"), None)
+        if stored != result.totals.get(volunteer, Decimal(0)):
+            raise _Bad(
+                None,
+                f"volunteer {str(volunteer)[:40]}: stored total {stored} but the entries add up to "
+                f"{result.totals.get(volunteer, Decimal(0))}",
+            )
 
 
 def _verify(records: list[Any], public_key: str | None, lines: list[int] | None) -> Verification:

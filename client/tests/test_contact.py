@@ -15,9 +15,10 @@ from rich.console import Console
 from tessera_client import contact
 from tessera_client.contact import ProjectLink
 from tessera_client.daemon import Daemon
-from tessera_client.journal import RECEIVED, REPORTED, Journal, TaskRecord
+from tessera_client.journal import Journal
 from tessera_client.protocol import HostKey
 from tessera_client.state import DataDir, Project
+from tessera_client.task_record import RECEIVED, REPORTED, TaskRecord
 
 TASK = {"replica": 4, "deadline": "2030-01-01T00:00:00Z", "workunit": "wu", "upload_url": "/up"}
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 import tessera_client
-from tessera_client.journal import (
+from tessera_client.journal import Journal
+from tessera_client.task_record import (
     DONE,
     RECEIVED,
     REPORTED,
@@ -25,7 +26,6 @@ from tessera_client.journal import (
     STATES,
     UPLOADED,
     IllegalTransition,
-    Journal,
     TaskRecord,
     parse_time,
 )

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tessera_client.sandbox import AppProcess, Limits, clean_env, kill_leftover, read_progress
+from tessera_client.app_contract import clean_env, read_progress
+from tessera_client.leftover_apps import kill_leftover
+from tessera_client.sandbox import AppProcess, Limits
 
 LINUX = sys.platform.startswith("linux")
 linux_only = pytest.mark.skipif(not LINUX, reason="Linux-only feature (namespaces, /proc, SCHED_IDLE)")

@@ -25,11 +25,11 @@ from rich.console import Console
 from tessera_client import sandbox
 from tessera_client.bundles import AppCache
 from tessera_client.daemon import Daemon
-from tessera_client.journal import DONE
 from tessera_client.protocol import HostKey, ProjectSession, ProtocolError
 from tessera_client.sandbox import AppProcess, Limits
 from tessera_client.signing import b64encode, bundle_message, key_fingerprint
 from tessera_client.state import DataDir, Project
+from tessera_client.task_record import DONE
 
 PROJECT_KEY = SigningKey.generate()  # the key the volunteer pinned at attach
 INTRUDER_KEY = SigningKey.generate()  # a key the intruder made after taking the coordinator over

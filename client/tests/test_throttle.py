@@ -6,8 +6,9 @@ import time
 
 from rich.console import Console
 
-from tessera_client.daemon import Daemon, Running
+from tessera_client.daemon import Daemon
 from tessera_client.prefs import Preferences
+from tessera_client.running_apps import Running
 from tessera_client.sandbox import AppProcess, Limits
 from tessera_client.state import DataDir
 

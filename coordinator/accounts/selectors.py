@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from coordinator.accounts.models import Host
 from coordinator.accounts.relation import Holder
@@ -54,3 +55,8 @@ def related_sql(holder: Holder, *, host: str, volunteer: str) -> tuple[str, list
         tests.append(f"{volunteer}.signup_burst = %s")
         params.append(holder.burst)
     return (f"({' OR '.join(tests)})" if tests else ""), params
+
+
+def active_host_count(*, since: datetime) -> int:
+    """How many hosts called in at or after ``since``."""
+    return Host.objects.filter(last_contact__gte=since).count()

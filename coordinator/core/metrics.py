@@ -5,55 +5,51 @@ prometheus_client's registry; with several gunicorn workers set ``PROMETHEUS_MUL
 and django-prometheus merges them. Figures that belong to the whole project (units by
 state, hosts active, credit grants, queue depths) are read from the database and the broker
 at scrape time, so every process answers the same and no worker has to serve them.
+
+Core knows no domain model: the apps hand it their figures with :func:`register_figures`
+(``coordinator.web`` does it in ``ready()``, from the apps' selectors); core adds the broker's
+queue depths itself.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Iterator
 
-from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 from django_prometheus.exports import ExportToDjangoView
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from coordinator.core.brokers import queue_depths
 
 logger = logging.getLogger(__name__)
 
-ACTIVE_HOST_WINDOW = timedelta(hours=1)
-
 DISPATCHED = Counter("tessera_replicas_dispatched", "replicas handed to hosts by this process")
 REPORTED = Counter("tessera_reports", "reports recorded by this process", ["status"])
 
+FigureSource = Callable[[], Iterable[Metric]]
+"""A function that reads whole-project figures (a few cheap queries) and returns them as
+metric families; called at every scrape."""
+
+_SOURCES: list[FigureSource] = []
+
+
+def register_figures(source: FigureSource) -> None:
+    """Publish ``source``'s figures on ``/metrics``, in the order registered. Call it from an
+    ``AppConfig.ready()``; registering the same function again changes nothing."""
+    if source not in _SOURCES:
+        _SOURCES.append(source)
+
 
 class ProjectCollector(Collector):
-    """Whole-project figures, a few cheap queries at each scrape."""
+    """Whole-project figures: the registered sources', then the broker's queue depths."""
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        from coordinator.accounts.models import Host
-        from coordinator.validation.models import LedgerHead
-        from coordinator.work.models import WorkUnit
-
-        units = GaugeMetricFamily("tessera_units", "work units by state", labels=["state"])
-        for state, count in WorkUnit.objects.values_list("state").annotate(n=Count("id")).order_by():
-            units.add_metric([state], count)
-        yield units
-        since = timezone.now() - ACTIVE_HOST_WINDOW
-        yield GaugeMetricFamily(
-            "tessera_hosts_active",
-            "hosts that called in the last hour",
-            value=Host.objects.filter(last_contact__gte=since).count(),
-        )
-        head = LedgerHead.objects.filter(pk=1).values_list("seq", flat=True).first() or 0
-        # One ledger entry per credited (validated) replica: rate() of this is the validation rate.
-        yield CounterMetricFamily(
-            "tessera_credit_grants", "replicas validated and credited, all workers", value=head
-        )
+    def collect(self) -> Iterator[Metric]:
+        for source in _SOURCES:
+            yield from source()
         yield from self.queues()
 
     @staticmethod

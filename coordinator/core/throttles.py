@@ -1,4 +1,8 @@
-"""Rate limits keyed by who is calling, kept in the shared cache (``CACHE_URL``)."""
+"""Rate limits keyed by who is calling, kept in the shared cache (``CACHE_URL``).
+
+The generic machinery: live rates, the caller's address, limits per address. A limit keyed
+by a domain object lives with its app (the per-host one in ``coordinator.accounts.throttles``).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,6 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
 
-from coordinator.accounts.models import Host
-
 
 class LiveRate:
     """Reads the scope's rate when asked, not at import, so settings (and tests) may change it."""
@@ -23,19 +25,6 @@ class LiveRate:
 
     def get_rate(self) -> str | None:
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
-
-
-class HostRateThrottle(LiveRate, SimpleRateThrottle):
-    """At most ``THROTTLE_HOST`` signed requests per host (BOINC refuses a host that calls
-    again before its request delay): one runaway or hostile host cannot flood the scheduler.
-    It runs after the signature check, so a forger cannot spend another host's allowance."""
-
-    scope = "host"
-
-    def get_cache_key(self, request: Request, view: Any) -> str | None:
-        if not isinstance(request.auth, Host):
-            return None
-        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
 
 
 @lru_cache(maxsize=8)

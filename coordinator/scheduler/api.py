@@ -18,15 +18,15 @@ from tessera_client.signing import b64encode
 from coordinator.accounts.authentication import HostSignatureAuthentication
 from coordinator.accounts.models import Host
 from coordinator.accounts.relation import network_of
+from coordinator.accounts.throttles import HostRateThrottle
 from coordinator.core import objects
 from coordinator.core.fields import SHA256_HEX, Base64Field
-from coordinator.core.hints import hint
-from coordinator.core.metrics import DISPATCHED, REPORTED
-from coordinator.core.throttles import HostRateThrottle, client_address
-from coordinator.scheduler import services
-from coordinator.scheduler.services import Assignment, HostInfo, ReportIn, RpcResult, WorkRequest
+from coordinator.core.throttles import client_address
+from coordinator.scheduler.dispatch import Assignment, WorkRequest
+from coordinator.scheduler.reports import ReportIn
+from coordinator.scheduler.rpc import HostInfo, RpcResult, SchedulerRequest, handle_scheduler_request
+from coordinator.scheduler.uploads import upload_policy
 from coordinator.work.lifecycle import Outcome
-from coordinator.work.tasks import transition_units
 
 MAX_IN_PROGRESS = 1000  # the client sends at most this many (docs/protocol.md)
 
@@ -220,26 +220,20 @@ class SchedulerView(HostView):
     def post(self, request: Request) -> Response:
         incoming = SchedulerRequestSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
-        work = incoming.validated_data.get("work_request") or {}
-        reports = [report_from(data) for data in incoming.validated_data["reports"]]
-        uploaded = services.check_uploads(host=request.auth, reports=reports)  # outside the transaction
+        data = incoming.validated_data
+        work = data.get("work_request") or {}
         now = timezone.now()
-        result = services.scheduler_rpc(
+        result = handle_scheduler_request(
             host=request.auth,
-            reports=reports,
-            uploaded=uploaded,
-            work_request=WorkRequest(tasks=work.get("tasks", 0), seconds=work.get("seconds", 0.0)),
-            host_info=HostInfo(**incoming.validated_data.get("host_info", {})),
-            in_progress=incoming.validated_data["in_progress"],
-            network=network_of(client_address(request)),
+            request=SchedulerRequest(
+                reports=[report_from(report) for report in data["reports"]],
+                work=WorkRequest(tasks=work.get("tasks", 0), seconds=work.get("seconds", 0.0)),
+                host_info=HostInfo(**data.get("host_info", {})),
+                in_progress=data["in_progress"],
+                network=network_of(client_address(request)),
+            ),
             now=now,
         )
-        services.forget_uploads(uploaded)  # the reports are recorded: what was checked is kept
-        if result.touched_units:
-            hint(transition_units, result.touched_units)
-        DISPATCHED.inc(len(result.assignments))
-        for ack in result.acks:
-            REPORTED.labels(ack.status).inc()
         return Response(reply_payload(result, now))
 
 
@@ -257,7 +251,7 @@ class UploadPolicyView(HostView):
 
     @extend_schema(request=None, responses={200: UploadPolicySerializer, **ERRORS})
     def post(self, request: Request, replica_id: int) -> Response:
-        policy = services.upload_policy(host=request.auth, replica_id=replica_id)
+        policy = upload_policy(host=request.auth, replica_id=replica_id)
         return Response(
             {
                 "url": policy.url,

@@ -222,6 +222,30 @@ def _assign(
     return assignments
 
 
+def _holder(host: Host) -> Holder:
+    return Holder.of(
+        host_id=host.pk,
+        volunteer_id=host.volunteer_id,
+        network=host.network,
+        registered_network=host.registered_network,
+        signup_network=host.volunteer.signup_network,
+        signup_burst=host.volunteer.signup_burst,
+    )
+
+
+def _choose(
+    host: Host, choice: _Choice, context: ClaimContext, *, established: bool, waited: datetime
+) -> None:
+    """Disputes first, for established hosts only (or any host, for those none took within
+    DISPUTE_WAIT_SECONDS: a young project has no established host), then fresh work."""
+    holder = _holder(host)
+    if established and context.reserved_waiting:
+        _pick(host=host, holder=holder, reserved=True, choice=choice)
+    elif context.reserved_waited:
+        _pick(host=host, holder=holder, reserved=True, choice=choice, made_before=waited)
+    _pick(host=host, holder=holder, reserved=False, choice=choice)
+
+
 def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assignment]:
     """Claim unsent replicas for ``host``: by priority, then in dispatch order, one per unit,
     none a related host holds, within the limits on tasks in progress and the daily quotas."""
@@ -231,34 +255,17 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     context = claim_context(host, waited=waited)  # fresh figures, now that the volunteer is locked
     today = now.date()
     versions = current_app_versions(host.platform)
-    limit = min(cap, in_progress_room(host, context), request.tasks if request.tasks > 0 else cap)
-    quota = quota_left(host, versions, context.quotas, today)
-    if limit <= 0 or not any(quota.values()):
-        Host.objects.filter(pk=host.pk).update(last_contact=now)
-        return []
-
     choice = _Choice(
-        limit=limit,
+        limit=min(cap, in_progress_room(host, context), request.tasks if request.tasks > 0 else cap),
         seconds_wanted=request.seconds if request.tasks <= 0 else 0.0,
         speed=(host.flops or DEFAULT_FLOPS) * max(1, host.n_cpus),
-        quota=quota,
+        quota=quota_left(host, versions, context.quotas, today),
         version_of_app={app_id: version.pk for app_id, version in versions.items()},
         chosen=[],
     )
-    holder = Holder.of(
-        host_id=host.pk,
-        volunteer_id=host.volunteer_id,
-        network=host.network,
-        registered_network=host.registered_network,
-        signup_network=host.volunteer.signup_network,
-        signup_burst=host.volunteer.signup_burst,
-    )
     established = host_is_established(host, now)
-    if established and context.reserved_waiting:  # disputes first: only established hosts settle them
-        _pick(host=host, holder=holder, reserved=True, choice=choice)
-    elif context.reserved_waited:  # unless none came for DISPUTE_WAIT_SECONDS (a young project has none)
-        _pick(host=host, holder=holder, reserved=True, choice=choice, made_before=waited)
-    _pick(host=host, holder=holder, reserved=False, choice=choice)
+    if choice.limit > 0 and any(choice.quota.values()):
+        _choose(host, choice, context, established=established, waited=waited)
     Host.objects.filter(pk=host.pk).update(last_contact=now)
     if not choice.chosen:
         return []

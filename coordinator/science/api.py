@@ -28,8 +28,8 @@ from rest_framework.views import APIView
 from coordinator.core.errors import AuthenticationRejected, Conflict, InvalidInput, PayloadTooLarge
 from coordinator.core.parsers import SafeJSONParser
 from coordinator.science import access, parameters, selectors, services, tasks, tokens
+from coordinator.work.lifecycle import Policy
 from coordinator.work.models import Batch
-from coordinator.work.services import RedundancyPolicy
 
 ERRORS = {
     400: OpenApiResponse(description="bad parameters: the detail names the line or field"),
@@ -251,7 +251,7 @@ class BatchListView(ScientistView):
                 app_name=data["app"],
                 name=data["name"],
                 parameters=got.values,
-                policy=RedundancyPolicy(
+                policy=Policy(
                     min_quorum=data["min_quorum"],
                     target_nresults=data["target_nresults"],
                     max_error_results=data["max_error_results"],

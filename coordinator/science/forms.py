@@ -13,8 +13,8 @@ from django.core.exceptions import ValidationError
 import workunits
 from coordinator.core.errors import DomainError
 from coordinator.science import parameters, services
+from coordinator.work.lifecycle import Policy
 from coordinator.work.models import App, Batch
-from coordinator.work.services import RedundancyPolicy
 
 
 def app_choices() -> list[tuple[str, str]]:
@@ -106,7 +106,7 @@ class BatchSubmitForm(forms.ModelForm):
             got = parameters.Parameters(base)
         else:
             raise ValidationError("upload a parameter file or type the parameters", code="no_parameters")
-        policy = RedundancyPolicy(
+        policy = Policy(
             min_quorum=data["min_quorum"],
             target_nresults=data["target_nresults"],
             max_error_results=data["max_error_results"],

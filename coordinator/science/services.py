@@ -28,9 +28,9 @@ import workunits
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PermissionRefused
 from coordinator.science.access import is_scientist
 from coordinator.science.parameters import locate_in_table
-from coordinator.work.lifecycle import UnitState
+from coordinator.work.lifecycle import Policy, UnitState
 from coordinator.work.models import App, Batch, BatchState, WorkUnit
-from coordinator.work.services import RedundancyPolicy, UnitSpec, apply_transitions, create_work_units
+from coordinator.work.services import UnitSpec, apply_transitions, create_work_units
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def submit_batch(
     app_name: str,
     name: str,
     parameters: Any,
-    policy: RedundancyPolicy | None = None,
+    policy: Policy | None = None,
     priority: int = 0,
     table_lines: list[int] | None = None,
 ) -> Batch:
@@ -81,7 +81,7 @@ def submit_batch(
     if owner is not None and not is_scientist(owner):
         raise PermissionRefused(f"{owner} is not in the scientists group", code="not_a_scientist")
     module = science_app(app_name)
-    policy = policy or RedundancyPolicy()
+    policy = policy or Policy()
     policy.check()
     if not -100 <= priority <= 100:
         raise InvalidInput("priority must be from -100 to 100")
@@ -147,8 +147,8 @@ def call_off_units(*, batch_id: int, now: datetime, budget_seconds: float | None
             return changed, False
 
 
-def batch_policy(batch: Batch) -> RedundancyPolicy:
-    return RedundancyPolicy(**{field.name: getattr(batch, field.name) for field in fields(RedundancyPolicy)})
+def batch_policy(batch: Batch) -> Policy:
+    return Policy(**{field.name: getattr(batch, field.name) for field in fields(Policy)})
 
 
 class SplitCursor:

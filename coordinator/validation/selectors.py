@@ -17,7 +17,7 @@ from django.db.models import Model, OuterRef, QuerySet, Subquery
 
 from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.core.errors import NotFound
-from coordinator.validation.models import CreditDay
+from coordinator.validation.models import CreditDay, LedgerHead
 
 CREDIT_COLUMNS = ("total_credit", "rac", "rac_time", "rac_rank")
 # rac_rank of a row without recent credit (see credit.rac_rank_key).
@@ -186,3 +186,9 @@ def credit_history(*, volunteer: Volunteer, days: int, now: datetime) -> list[Da
         DayCredit(day=day, credit=granted.get(day, Decimal(0)))
         for day in (first + timedelta(days=n) for n in range(days))
     ]
+
+
+def credit_grants() -> int:
+    """Replicas validated and credited so far: the ledger's length (one grant each; a
+    reversal is an entry too, so this only grows)."""
+    return LedgerHead.objects.filter(pk=1).values_list("seq", flat=True).first() or 0

@@ -99,12 +99,14 @@ def _agreement(rule: CompareRule) -> Callable[[Any, Any], bool]:
     return lambda a, b: values_agree(a, b, rule)
 
 
-def _judge_unit(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
-    rule = compare_rule(unit.app)
-    agree = _agreement(rule)
+def _read_outputs(
+    unit: WorkUnit, replicas: list[Replica], rule: CompareRule, work: _Pass
+) -> tuple[Candidate | None, list[Candidate], list[Replica]]:
+    """The canonical output (if any) and the outputs still to judge, with their replicas; an
+    unreadable output is a validate error against its host."""
+    canonical: Candidate | None = None
     candidates: list[Candidate] = []
     readable: list[Replica] = []
-    canonical: Candidate | None = None
     for replica in replicas:
         if rule.mode is not CompareMode.BITWISE and not _has_output(replica):
             continue  # cleaned up after an earlier verdict: nothing to compare, no one to blame
@@ -119,7 +121,13 @@ def _judge_unit(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
         elif replica.validate_state != ValidateState.VALID:
             candidates.append(candidate)
             readable.append(replica)
+    return canonical, candidates, readable
 
+
+def _judge_unit(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
+    rule = compare_rule(unit.app)
+    agree = _agreement(rule)
+    canonical, candidates, readable = _read_outputs(unit, replicas, rule, work)
     host_of = {r.pk: r.host_id for r in replicas}
     if canonical is not None:
         verdict = judge_against(canonical, candidates, agree)
@@ -264,6 +272,42 @@ def _judges(replicas: list[Replica], now: datetime) -> Judges:
     )
 
 
+UNIT_FIELDS_JUDGED = [
+    "need_validate",
+    "transition_time",
+    "canonical_replica",
+    "state",
+    "granted_credit",
+    "disputed",
+    "disputed_at",
+    "vouched_by",
+    "audit_wanted",
+    "reopened_from",
+    "corrected_at",
+    "max_total_results",
+]
+
+
+def _write_pass(
+    units: list[WorkUnit], replicas: dict[int, list[Replica]], work: _Pass, now: datetime
+) -> None:
+    """Everything one pass decided, in a few statements, in the lock order of the ledger."""
+    changed = [r for rs in replicas.values() for r in rs if r.pk in work.states]
+    for replica in changed:
+        replica.validate_state = work.states[replica.pk]
+    update_rows(Replica, changed, ["validate_state", "claimed_credit", "granted_credit"])
+    for replica in work.unreadable:
+        replica.outcome, replica.validate_state = Outcome.VALIDATE_ERROR, ValidateState.INVALID
+    update_rows(Replica, work.unreadable, ["outcome", "validate_state"])
+    update_rows(WorkUnit, units, UNIT_FIELDS_JUDGED)
+    reverse_credit(replica_ids=work.reversals, now=now)  # its lock order: replicas, head, standing
+    ledger.append(work.grants, now=now)
+    add_credit(work.grants, now=now)
+    record_events(work.events, now=now)
+    if work.corrected_batches:
+        Batch.objects.filter(pk__in=work.corrected_batches, state=BatchState.DONE).update(reassimilate=True)
+
+
 def validate_units(*, unit_ids: list[int], now: datetime) -> int:
     """Judge the units marked for validation among ``unit_ids``; returns how many."""
     with transaction.atomic():
@@ -299,39 +343,7 @@ def validate_units(*, unit_ids: list[int], now: datetime) -> int:
             unit.need_validate = False
             unit.transition_time = now  # the transitioner cancels leftovers or asks for more
 
-        changed = [r for rs in replicas.values() for r in rs if r.pk in work.states]
-        for replica in changed:
-            replica.validate_state = work.states[replica.pk]
-        update_rows(Replica, changed, ["validate_state", "claimed_credit", "granted_credit"])
-        for replica in work.unreadable:
-            replica.outcome, replica.validate_state = Outcome.VALIDATE_ERROR, ValidateState.INVALID
-        update_rows(Replica, work.unreadable, ["outcome", "validate_state"])
-        update_rows(
-            WorkUnit,
-            units,
-            [
-                "need_validate",
-                "transition_time",
-                "canonical_replica",
-                "state",
-                "granted_credit",
-                "disputed",
-                "disputed_at",
-                "vouched_by",
-                "audit_wanted",
-                "reopened_from",
-                "corrected_at",
-                "max_total_results",
-            ],
-        )
-        reverse_credit(replica_ids=work.reversals, now=now)  # its lock order: replicas, head, standing
-        ledger.append(work.grants, now=now)
-        add_credit(work.grants, now=now)
-        record_events(work.events, now=now)
-        if work.corrected_batches:
-            Batch.objects.filter(pk__in=work.corrected_batches, state=BatchState.DONE).update(
-                reassimilate=True
-            )
+        _write_pass(units, replicas, work, now)
         return len(units)
 
 

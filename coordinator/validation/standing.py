@@ -157,6 +157,30 @@ def _quota_rows(events: list[HostEvent], hosts: dict[int, Host]) -> dict[tuple[i
     return {(r.host_id, r.app_version_id): r for r in rows}
 
 
+def _fold(
+    events: list[HostEvent],
+    hosts: dict[int, Host],
+    reputations: dict[tuple[int, int], HostAppReputation],
+    quotas: dict[tuple[int, int], HostAppVersion],
+    now: datetime,
+) -> None:
+    """Each event, in order, into the locked rows it changes."""
+    cap = settings.TESSERA["DEFAULT_DAILY_QUOTA"]
+    for e in events:
+        row = reputations[(e.host_id, e.app_id)]
+        updated = after(_reputation(row), e.event)
+        row.consecutive_valid, row.valid, row.invalid = (
+            updated.consecutive_valid,
+            updated.valid,
+            updated.invalid,
+        )
+        row.errors, row.error_rate = updated.errors, updated.error_rate
+        _fold_host(hosts[e.host_id], e.event, now)
+        if e.app_version_id is not None:
+            quota = quotas[(e.host_id, e.app_version_id)]
+            quota.daily_quota = quota_after(quota.daily_quota, e.event, cap)
+
+
 def record_events(events: list[HostEvent], *, now: datetime) -> None:
     """Fold valid, invalid and error events into each host's reputation (overall and per
     app) and its daily quota per app version, in the order they happened."""
@@ -175,20 +199,7 @@ def record_events(events: list[HostEvent], *, now: datetime) -> None:
         .order_by("pk")
     }
     quotas = _quota_rows(events, hosts)
-    cap = settings.TESSERA["DEFAULT_DAILY_QUOTA"]
-    for e in events:
-        row = reputations[(e.host_id, e.app_id)]
-        updated = after(_reputation(row), e.event)
-        row.consecutive_valid, row.valid, row.invalid = (
-            updated.consecutive_valid,
-            updated.valid,
-            updated.invalid,
-        )
-        row.errors, row.error_rate = updated.errors, updated.error_rate
-        _fold_host(hosts[e.host_id], e.event, now)
-        if e.app_version_id is not None:
-            quota = quotas[(e.host_id, e.app_version_id)]
-            quota.daily_quota = quota_after(quota.daily_quota, e.event, cap)
+    _fold(events, hosts, reputations, quotas, now)
     update_rows(
         HostAppReputation,
         list(reputations.values()),

@@ -13,6 +13,7 @@ from coordinator.validation.cursors import CursorRefused, decode_cursor, encode_
 from coordinator.validation.selectors import Order
 from coordinator.web.charts import bar_chart
 from coordinator.web.selectors import board_rows, project_status, validated_per_hour
+from coordinator.work.selectors import replica_counts, unit_counts, units_awaiting_validation
 
 PAGE_SIZE = 50
 MAX_SEARCH = 100
@@ -21,6 +22,16 @@ BOARDS = {
     "teams": ("Teams", credit.team_leaderboard),
     "hosts": ("Computers", credit.host_leaderboard),
 }
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """The coordinator's front page: what it is, how busy it is, where to go next."""
+    context = {
+        "units": unit_counts(),
+        "awaiting_validation": units_awaiting_validation(),
+        "replicas": replica_counts(),
+    }
+    return render(request, "web/home.html", context)
 
 
 def status(request: HttpRequest) -> HttpResponse:

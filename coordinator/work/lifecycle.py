@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
+from coordinator.core.errors import InvalidInput
+
 
 class ReplicaState(StrEnum):
     UNSENT = "unsent"
@@ -55,13 +57,25 @@ AUDIT_EXTRA_RESULTS = 3
 
 @dataclass(frozen=True)
 class Policy:
-    """A unit's redundancy policy (BOINC's names)."""
+    """A unit's redundancy policy (BOINC's names): how many replicas, how many must agree,
+    and the limits. The project's defaults are these."""
 
-    min_quorum: int
-    target_nresults: int
-    max_error_results: int
-    max_total_results: int
-    delay_bound: int  # seconds a host has before its replica times out
+    min_quorum: int = 2
+    target_nresults: int = 2
+    max_error_results: int = 3
+    max_total_results: int = 6
+    delay_bound: int = 7 * 24 * 3600  # seconds a host has before its replica times out
+
+    def check(self) -> None:
+        """Refuse a policy the lifecycle cannot follow, with a message a scientist can act on."""
+        if self.min_quorum < 1:
+            raise InvalidInput("min_quorum must be at least 1")
+        if self.target_nresults < self.min_quorum:
+            raise InvalidInput("target_nresults must be at least min_quorum")
+        if self.max_total_results < self.target_nresults:
+            raise InvalidInput("max_total_results must be at least target_nresults")
+        if self.delay_bound < 1:
+            raise InvalidInput("delay_bound must be at least one second")
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,19 @@ def _is_live(replica: ReplicaView, timed_out: set[int]) -> bool:
     return replica.outcome is Outcome.SUCCESS and replica.validate_state is not ValidateState.INVALID
 
 
+def keeps_unit_alone(replica: ReplicaView) -> bool:
+    """A trusted host's lone replica that keeps its unit from every other host: out, or
+    successful and neither invalid nor disputed (an inconclusive one needs others to settle
+    it). Dispatch checks this in SQL (``scheduler.dispatch_sql.OUT_ALONE``, tested against it)."""
+    return replica.trusted_single and (
+        replica.state is ReplicaState.IN_PROGRESS
+        or (
+            replica.outcome is Outcome.SUCCESS
+            and replica.validate_state not in (ValidateState.INVALID, ValidateState.INCONCLUSIVE)
+        )
+    )
+
+
 def effective_policy(
     policy: Policy, replicas: list[ReplicaView], timed_out: set[int] | None = None
 ) -> Policy:
@@ -186,20 +213,7 @@ def transition(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tr
         return cancel(unit, tally, timed_out)
 
     if unit.state is not UnitState.ACTIVE or unit.has_canonical:
-        # Finished: cancel what was never sent, but an audit's replica; replicas still out may
-        # report late and are then compared with the canonical one, so they keep running
-        # until their deadline.
-        late = unit.has_canonical and tally.unchecked_successes > 0
-        audit = _audit_replicas(unit, tally, timed_out)
-        kept = tally.unsent_reserved[:1] if unit.audit_wanted and unit.has_canonical else []
-        return Transition(
-            create_replicas=audit,
-            reserve_new=audit > 0,
-            timed_out=tuple(sorted(timed_out)),
-            not_needed=tuple(r for r in tally.unsent if r not in kept),
-            need_validate=late,
-            next_transition=next_transition,
-        )
+        return _finished(unit, tally, timed_out, next_transition)
 
     policy = effective_policy(unit.policy, replicas, timed_out)
     if tally.errors > policy.max_error_results:
@@ -230,6 +244,25 @@ def transition(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tr
         timed_out=tuple(sorted(timed_out)),
         not_needed=cancelled,
         need_validate=need_validate,
+        next_transition=next_transition,
+    )
+
+
+def _finished(
+    unit: UnitView, tally: _Tally, timed_out: set[int], next_transition: datetime | None
+) -> Transition:
+    """A finished unit: cancel what was never sent, but an audit's replica; replicas still
+    out may report late and are then compared with the canonical one, so they keep running
+    until their deadline."""
+    late = unit.has_canonical and tally.unchecked_successes > 0
+    audit = _audit_replicas(unit, tally, timed_out)
+    kept = tally.unsent_reserved[:1] if unit.audit_wanted and unit.has_canonical else []
+    return Transition(
+        create_replicas=audit,
+        reserve_new=audit > 0,
+        timed_out=tuple(sorted(timed_out)),
+        not_needed=tuple(r for r in tally.unsent if r not in kept),
+        need_validate=late,
         next_transition=next_transition,
     )
 

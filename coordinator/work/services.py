@@ -14,7 +14,6 @@ from nacl.signing import SigningKey
 from tessera_client.signing import b64encode, bundle_message
 
 from coordinator.core.bulk import insert_rows, update_rows
-from coordinator.core.errors import InvalidInput
 from coordinator.validation.reputation import Event
 from coordinator.validation.standing import HostEvent, record_events
 from coordinator.work import lifecycle
@@ -29,25 +28,7 @@ from coordinator.work.models import App, AppVersion, Batch, BatchState, Replica,
 RETRY_PRIORITY = 1000
 
 
-@dataclass(frozen=True)
-class RedundancyPolicy:
-    """How many replicas of a unit, how many must agree, and the limits (BOINC's names)."""
-
-    min_quorum: int = 2
-    target_nresults: int = 2
-    max_error_results: int = 3
-    max_total_results: int = 6
-    delay_bound: int = 7 * 24 * 3600
-
-    def check(self) -> None:
-        if self.min_quorum < 1:
-            raise InvalidInput("min_quorum must be at least 1")
-        if self.target_nresults < self.min_quorum:
-            raise InvalidInput("target_nresults must be at least min_quorum")
-        if self.max_total_results < self.target_nresults:
-            raise InvalidInput("max_total_results must be at least target_nresults")
-        if self.delay_bound < 1:
-            raise InvalidInput("delay_bound must be at least one second")
+DEFAULT_POLICY = lifecycle.Policy()  # frozen: one shared default
 
 
 def register_app_version(
@@ -95,7 +76,7 @@ def create_work_units(
     app: App,
     specs: list[UnitSpec],
     now: datetime,
-    policy: RedundancyPolicy = RedundancyPolicy(),
+    policy: lifecycle.Policy = DEFAULT_POLICY,
     batch: Batch | None = None,
     priority: int = 0,
     memory_bytes: int = 0,
@@ -186,6 +167,51 @@ def replica_view(row: dict) -> lifecycle.ReplicaView:
     )
 
 
+def _write_replica_changes(
+    *,
+    timed_out: list[int],
+    not_needed: list[int],
+    aborted: list[int],
+    new_replicas: list[Replica],
+    now: datetime,
+) -> None:
+    """What the lifecycle asked of the units' replicas, each change conditional on the state
+    it saw; a timed-out replica counts as an error against its host."""
+    if timed_out:
+        expired = Replica.objects.filter(id__in=timed_out, state=ReplicaState.IN_PROGRESS, deadline__lte=now)
+        events = [
+            HostEvent(host_id, app_id, version_id, Event.ERROR)
+            for host_id, app_id, version_id in expired.values_list(
+                "host_id", "workunit__app_id", "app_version_id"
+            )
+        ]
+        expired.update(state=ReplicaState.OVER, outcome=Outcome.NO_REPLY)
+        record_events(events, now=now)
+    if not_needed:
+        Replica.objects.filter(id__in=not_needed, state=ReplicaState.UNSENT).update(
+            state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED
+        )
+    if aborted:
+        Replica.objects.filter(id__in=aborted, state=ReplicaState.IN_PROGRESS).update(
+            state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED
+        )
+    if new_replicas:
+        # Written in dispatch order, so that one claim's replicas lie on a few pages on disk.
+        new_replicas.sort(key=lambda replica: (-replica.priority, replica.dispatch_key))
+        insert_rows(Replica, new_replicas)
+
+
+def _apply_to_unit(unit: WorkUnit, result: lifecycle.Transition) -> bool:
+    """Set what the lifecycle decided on the unit; whether anything is to be written."""
+    before = (unit.need_validate, unit.state, unit.failure_reason, unit.transition_time)
+    unit.need_validate = result.need_validate
+    unit.transition_time = result.next_transition
+    if result.failure is not None:
+        unit.state, unit.failure_reason = UnitState.FAILED, result.failure
+    after = (unit.need_validate, unit.state, unit.failure_reason, unit.transition_time)
+    return result.changes_replicas or before != after
+
+
 def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
     """Run the lifecycle on locked ``units`` and write what it asks, in a few statements.
 
@@ -222,41 +248,12 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
             )
             for _ in range(result.create_replicas)
         )
-        before = (unit.need_validate, unit.state, unit.failure_reason, unit.transition_time)
-        unit.need_validate = result.need_validate
-        unit.transition_time = result.next_transition
-        if result.failure is not None:
-            unit.state, unit.failure_reason = UnitState.FAILED, result.failure
-        if result.changes_replicas or before != (
-            unit.need_validate,
-            unit.state,
-            unit.failure_reason,
-            unit.transition_time,
-        ):
+        if _apply_to_unit(unit, result):
             changed_units.append(unit)
 
-    if timed_out:
-        expired = Replica.objects.filter(id__in=timed_out, state=ReplicaState.IN_PROGRESS, deadline__lte=now)
-        events = [
-            HostEvent(host_id, app_id, version_id, Event.ERROR)
-            for host_id, app_id, version_id in expired.values_list(
-                "host_id", "workunit__app_id", "app_version_id"
-            )
-        ]
-        expired.update(state=ReplicaState.OVER, outcome=Outcome.NO_REPLY)
-        record_events(events, now=now)
-    if not_needed:
-        Replica.objects.filter(id__in=not_needed, state=ReplicaState.UNSENT).update(
-            state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED
-        )
-    if aborted:
-        Replica.objects.filter(id__in=aborted, state=ReplicaState.IN_PROGRESS).update(
-            state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED
-        )
-    if new_replicas:
-        # Written in dispatch order, so that one claim's replicas lie on a few pages on disk.
-        new_replicas.sort(key=lambda replica: (-replica.priority, replica.dispatch_key))
-        insert_rows(Replica, new_replicas)
+    _write_replica_changes(
+        timed_out=timed_out, not_needed=not_needed, aborted=aborted, new_replicas=new_replicas, now=now
+    )
     if changed_units:
         update_rows(WorkUnit, changed_units, ["need_validate", "transition_time", "state", "failure_reason"])
     return len(changed_units)

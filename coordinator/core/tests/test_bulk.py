@@ -4,8 +4,9 @@ import pytest
 from django.utils import timezone
 
 from coordinator.testing import make_app
+from coordinator.work.lifecycle import Policy
 from coordinator.work.models import Replica, WorkUnit
-from coordinator.work.services import RedundancyPolicy, UnitSpec, create_work_units
+from coordinator.work.services import UnitSpec, create_work_units
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +18,7 @@ def test_bulk_made_units_know_their_own_rows_and_replicas():
         app=make_app(),
         specs=specs,
         now=timezone.now(),
-        policy=RedundancyPolicy(min_quorum=1, target_nresults=2),
+        policy=Policy(min_quorum=1, target_nresults=2),
     )
 
     stored = {row.pk: row for row in WorkUnit.objects.all()}

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 from django.test import Client
+from prometheus_client.core import GaugeMetricFamily
 
+from coordinator.core import metrics
 from coordinator.testing import SignedHost, make_app, make_host, make_units
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +46,22 @@ def test_metrics_show_the_project_and_this_process(project_key_file):
     assert float(dispatched.split()[-1]) >= 2
     assert "django_http_requests_total_by_method_total" in text
     assert 'tessera_queue_messages{kind="ready",queue="default"}' in text
+
+
+def test_metrics_show_a_registered_source_once_and_core_adds_only_the_queues(monkeypatch):
+    monkeypatch.setattr(metrics, "_SOURCES", [])
+
+    def answers() -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily("tessera_answer", "a figure an app publishes", value=42)]
+
+    metrics.register_figures(answers)
+    metrics.register_figures(answers)
+    text = Client().get("/metrics").content.decode()
+
+    published = [line for line in text.splitlines() if line.startswith("tessera_answer")]
+    assert published == ["tessera_answer 42.0"]
+    assert "tessera_units" not in text, "core counts no domain model by itself"
+    assert "tessera_queue_messages" in text
 
 
 def test_json_logs_are_one_object_a_line():

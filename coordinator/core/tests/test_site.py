@@ -1,4 +1,4 @@
-"""The front page, the OpenAPI schema and the embedded runtime."""
+"""The OpenAPI schema and the embedded runtime."""
 
 import time
 
@@ -12,7 +12,7 @@ from tessera_client.signing import b64decode, key_fingerprint
 
 from coordinator.core import keys
 from coordinator.core.periodic import EmbeddedRuntime
-from coordinator.testing import make_app, make_units
+from coordinator.testing import make_app
 from coordinator.work.models import Replica, WorkUnit
 
 API_PATHS = {
@@ -40,18 +40,6 @@ BODILESS = {
     "/api/v1/batches/{batch_id}/cancel",
     "/api/v1/replicas/{replica_id}/upload",
 }  # the path says it all
-
-
-@pytest.mark.django_db
-def test_the_front_page_counts_units_and_replicas():
-    make_units(make_app(), 3)
-
-    page = Client().get("/")
-
-    assert page.status_code == 200
-    text = page.content.decode()
-    assert '<th scope="row">active</th><td>3</td>' in text
-    assert '<th scope="row">unsent</th><td>6</td>' in text
 
 
 def test_the_schema_validates_and_describes_every_endpoint(tmp_path):

@@ -15,9 +15,10 @@ from coordinator.science.services import assimilate_due_batches, split_due_batch
 from coordinator.testing import SignedHost, make_host, make_scientist
 from coordinator.validation.correction import correction_sweep
 from coordinator.validation.services import validate_due_units
+from coordinator.work.lifecycle import Policy
 from coordinator.work.models import Batch, BatchState
 from coordinator.work.publishing import publish_app
-from coordinator.work.services import RedundancyPolicy, transition_due_units
+from coordinator.work.services import transition_due_units
 from workunits import montecarlo_pi
 from workunits.interface import Checkpoint
 
@@ -52,7 +53,7 @@ def split_batch_of(parameters: dict, **policy: int) -> Batch:
         app_name="montecarlo_pi",
         name="pi",
         parameters=parameters,
-        policy=RedundancyPolicy(**{"min_quorum": 1, "target_nresults": 1, **policy}),
+        policy=Policy(**{"min_quorum": 1, "target_nresults": 1, **policy}),
     )
     split_due_batches(now=timezone.now())
     return batch
@@ -103,7 +104,7 @@ def test_outputs_the_assimilator_cannot_read_end_the_batch_with_the_error_and_sp
         app_name="montecarlo_pi",
         name="sound",
         parameters=PARAMETERS,
-        policy=RedundancyPolicy(min_quorum=1, target_nresults=1),
+        policy=Policy(min_quorum=1, target_nresults=1),
     )
     split_due_batches(now=timezone.now())
     crunch_everything(SignedHost(*make_host()))

@@ -10,9 +10,9 @@ from django.utils import timezone
 from coordinator.core import keys
 from coordinator.core.errors import InvalidInput, NotFound
 from coordinator.science.services import split_due_batches, split_next_chunk, submit_batch
+from coordinator.work.lifecycle import Policy
 from coordinator.work.models import Batch, BatchState, Replica, WorkUnit
 from coordinator.work.publishing import publish_app
-from coordinator.work.services import RedundancyPolicy
 from workunits import montecarlo_pi
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +30,7 @@ def submit(parameters=PARAMETERS, **options):
 
 
 def test_a_batch_is_checked_and_counted_before_any_unit_is_made(published):
-    batch = submit(policy=RedundancyPolicy(min_quorum=1, target_nresults=1), priority=3)
+    batch = submit(policy=Policy(min_quorum=1, target_nresults=1), priority=3)
 
     assert (batch.state, batch.units_planned, batch.units_created) == (BatchState.SPLITTING, 25, 0)
     assert not WorkUnit.objects.exists()
@@ -60,7 +60,7 @@ def test_an_unknown_or_unpublished_app_is_refused(published):
 
 
 def test_splitting_goes_chunk_by_chunk_and_each_unit_gets_its_input_and_replicas(published):
-    batch = submit(policy=RedundancyPolicy(min_quorum=2, target_nresults=3), priority=3)
+    batch = submit(policy=Policy(min_quorum=2, target_nresults=3), priority=3)
     now = timezone.now()
 
     assert split_next_chunk(batch_id=batch.pk, now=now, chunk=10) == 10

@@ -14,10 +14,10 @@ from coordinator.science import cleanup
 from coordinator.science.services import assimilate_due_batches, split_due_batches, submit_batch
 from coordinator.testing import SignedHost, make_host
 from coordinator.validation.services import validate_due_units
-from coordinator.work.lifecycle import ReplicaState, ValidateState
+from coordinator.work.lifecycle import Policy, ReplicaState, ValidateState
 from coordinator.work.models import Batch, Replica
 from coordinator.work.publishing import publish_app
-from coordinator.work.services import RedundancyPolicy, transition_due_units
+from coordinator.work.services import transition_due_units
 from workunits import montecarlo_pi
 from workunits.interface import Checkpoint
 
@@ -33,7 +33,7 @@ def finished_batch(units: int = 3, *, vouched: bool = True) -> Batch:
         app_name="montecarlo_pi",
         name="pi",
         parameters={"seed": 5, "units": units, "samples_per_unit": 500},
-        policy=RedundancyPolicy(min_quorum=2, target_nresults=2),
+        policy=Policy(min_quorum=2, target_nresults=2),
     )
     split_due_batches(now=timezone.now())
     for index in range(2):

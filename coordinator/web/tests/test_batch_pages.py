@@ -12,8 +12,9 @@ from coordinator.core import keys
 from coordinator.science.services import split_due_batches, submit_batch
 from coordinator.testing import SignedHost, make_host, make_scientist
 from coordinator.validation.services import validate_due_units
+from coordinator.work.lifecycle import Policy
 from coordinator.work.publishing import publish_app
-from coordinator.work.services import RedundancyPolicy, transition_due_units
+from coordinator.work.services import transition_due_units
 from workunits import mandelbrot
 from workunits.interface import Checkpoint
 
@@ -30,7 +31,7 @@ def tiles():
         app_name="mandelbrot",
         name="tiles",
         parameters=PICTURE,
-        policy=RedundancyPolicy(min_quorum=1, target_nresults=1),
+        policy=Policy(min_quorum=1, target_nresults=1),
     )
     split_due_batches(now=timezone.now())
     return owner, batch

@@ -28,6 +28,17 @@ def board(client: Client, path: str) -> str:
     return page.content.decode()
 
 
+def test_the_front_page_counts_units_and_replicas():
+    make_units(make_app(), 3)
+
+    page = Client().get("/")
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert '<th scope="row">active</th><td>3</td>' in text
+    assert '<th scope="row">unsent</th><td>6</td>' in text
+
+
 def test_the_volunteer_board_ranks_by_total_and_marks_the_viewers_row():
     people = [credited(make_volunteer(f"v{n}")[0], total) for n, total in enumerate([30, 10, 20])]
     viewer = Client()

@@ -84,7 +84,7 @@ def test_replicas_past_their_deadline_time_out_without_a_scheduled_transition():
 def test_a_units_later_replicas_go_out_before_fresh_work():
     """Found by the scenario runner: reissued replicas queued behind the whole batch, so a
     disputed unit, and the cheater in it, waited for the batch's end to be settled."""
-    from coordinator.scheduler.services import WorkRequest, claim_work
+    from coordinator.scheduler.dispatch import WorkRequest, claim_work
     from coordinator.testing import make_host
 
     app = make_app()

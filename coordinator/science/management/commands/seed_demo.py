@@ -22,9 +22,10 @@ from coordinator.science.tasks import split_soon
 from coordinator.science.tokens import issue_scientist_token
 from coordinator.work.bundles import DEMO_APP as DEMO_APP_FOLDER
 from coordinator.work.bundles import build_bundle
+from coordinator.work.lifecycle import Policy
 from coordinator.work.models import App
 from coordinator.work.publishing import publish_app
-from coordinator.work.services import RedundancyPolicy, create_work_unit, register_app_version
+from coordinator.work.services import create_work_unit, register_app_version
 
 DEMO_APP = "demo-sha256"
 # Rounds of SHA-256 per unit: about a second of a volunteer's core, checkpointed on the way.
@@ -70,7 +71,7 @@ class Command(BaseCommand):
                 name=f"{DEMO_APP}-{index:05d}",
                 input_data=json.dumps({"seed": f"demo {index}", "rounds": DEMO_ROUNDS}).encode(),
                 fpops_estimate=DEMO_ROUNDS * 2e3,
-                policy=RedundancyPolicy(min_quorum=2, target_nresults=2),
+                policy=Policy(min_quorum=2, target_nresults=2),
                 now=now,
             )
         tokens = []
@@ -110,7 +111,7 @@ class Command(BaseCommand):
                 app_name="mandelbrot",
                 name="demo picture",
                 parameters=DEMO_PICTURE,
-                policy=RedundancyPolicy(min_quorum=2, target_nresults=2),
+                policy=Policy(min_quorum=2, target_nresults=2),
             )
             split_soon(batch.pk)
         return issue_scientist_token(user=user, now=now)

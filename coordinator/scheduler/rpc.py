@@ -1,0 +1,184 @@
+"""BOINC's scheduler request as one service: reports in, work out, the reply's standing.
+
+``handle_scheduler_request`` is the whole request, independent of the wire format: the JSON
+view parses into a ``SchedulerRequest`` and serializes the ``RpcResult``; another protocol
+endpoint does the same with its own format. The steps are modules of their own: ``uploads``
+(checked before the transaction), ``reports``, ``dispatch``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+
+from coordinator.accounts.limits import check_host_figures
+from coordinator.accounts.models import Host
+from coordinator.core.errors import InvalidInput
+from coordinator.core.hints import hint
+from coordinator.core.metrics import DISPATCHED, REPORTED
+from coordinator.scheduler.dispatch import Assignment, WorkRequest, claim_work
+from coordinator.scheduler.reports import NOTHING_RECORDED, ReportAck, ReportIn, Uploaded, record_reports
+from coordinator.scheduler.uploads import check_uploads, forget_uploads
+from coordinator.validation.credit import rac_now
+from coordinator.validation.standing import record_events
+from coordinator.work.lifecycle import Outcome, ReplicaState
+from coordinator.work.models import Replica
+from coordinator.work.tasks import transition_units
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """What a host measured about itself (``tessera benchmark``), sent with a scheduler RPC."""
+
+    flops: float | None = None
+    n_cpus: int | None = None
+    memory_bytes: int | None = None
+
+    def changes(self) -> dict[str, float | int]:
+        return {name: value for name, value in vars(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class SchedulerRequest:
+    """A host's scheduler request, whatever format it came in."""
+
+    reports: list[ReportIn] = field(default_factory=list)
+    work: WorkRequest = field(default_factory=WorkRequest)
+    host_info: HostInfo | None = None
+    in_progress: list[int] = field(default_factory=list)  # replicas it still crunches
+    network: str | None = None  # where it came from (accounts.relation.network_of)
+
+
+@dataclass(frozen=True)
+class CreditStanding:
+    """Credit as BOINC's scheduler reply carries it, so a client can show it offline."""
+
+    host_total: Decimal
+    host_rac: float
+    volunteer_total: Decimal
+    volunteer_rac: float
+
+
+@dataclass(frozen=True)
+class RpcResult:
+    acks: list[ReportAck]
+    assignments: list[Assignment]
+    next_rpc_seconds: int
+    touched_units: list[int]  # units whose replicas were reported: they need a transition
+    credit: CreditStanding | None = None
+    abort: list[int] = field(default_factory=list)  # replicas the host must stop crunching
+
+
+def handle_scheduler_request(*, host: Host, request: SchedulerRequest, now: datetime) -> RpcResult:
+    """The whole request: uploads checked outside the transaction, the transaction, then the
+    hosts' upload copies dropped, the touched units' transitions hinted, the counters."""
+    uploaded = check_uploads(host=host, reports=request.reports)
+    result = scheduler_rpc(
+        host=host,
+        reports=request.reports,
+        work_request=request.work,
+        host_info=request.host_info,
+        in_progress=request.in_progress,
+        uploaded=uploaded,
+        network=request.network,
+        now=now,
+    )
+    forget_uploads(uploaded)  # the reports are recorded: what was checked is kept
+    if result.touched_units:
+        hint(transition_units, result.touched_units)
+    DISPATCHED.inc(len(result.assignments))
+    for ack in result.acks:
+        REPORTED.labels(ack.status).inc()
+    return result
+
+
+def _apply_host_changes(host: Host, host_info: HostInfo | None, network: str | None) -> None:
+    """Before dispatch, so the new speed, memory size and network shape the work handed out
+    now; implausible figures refuse the request."""
+    changes: dict[str, object] = dict(host_info.changes()) if host_info is not None else {}
+    check_host_figures(n_cpus=changes.get("n_cpus"), flops=changes.get("flops"))
+    if network is not None and network != host.network:
+        changes["network"] = network
+    if changes:
+        Host.objects.filter(pk=host.pk).update(**changes)
+        for name, value in changes.items():
+            setattr(host, name, value)
+
+
+@transaction.atomic
+def scheduler_rpc(
+    *,
+    host: Host,
+    reports: list[ReportIn],
+    work_request: WorkRequest,
+    now: datetime,
+    host_info: HostInfo | None = None,
+    in_progress: list[int] | None = None,
+    uploaded: Uploaded | None = None,
+    network: str | None = None,
+) -> RpcResult:
+    """The request's transaction, all or nothing. ``in_progress`` names the replicas the host
+    is still crunching; the reply says which of them to abort. ``uploaded`` is what
+    ``uploads.check_uploads`` measured before this transaction."""
+    if len(reports) > settings.TESSERA["MAX_REPORTS_PER_RPC"]:
+        raise InvalidInput(f"at most {settings.TESSERA['MAX_REPORTS_PER_RPC']} reports per request")
+    _apply_host_changes(host, host_info, network)
+    recorded = (
+        record_reports(host=host, reports=reports, now=now, uploaded=uploaded)
+        if reports
+        else NOTHING_RECORDED
+    )
+    if work_request.wants_work:
+        assignments = claim_work(host=host, request=work_request, now=now)
+    else:
+        Host.objects.filter(pk=host.pk).update(last_contact=now)
+        assignments = []
+    record_events(recorded.error_events, now=now)
+    delay = settings.TESSERA[
+        "RPC_DELAY_WITH_WORK" if assignments or not work_request.wants_work else "RPC_DELAY_NO_WORK"
+    ]
+    return RpcResult(
+        acks=recorded.acks,
+        assignments=assignments,
+        next_rpc_seconds=delay,
+        touched_units=recorded.touched_units,
+        credit=credit_standing(host=host, now=now),
+        abort=called_off(host=host, replica_ids=in_progress or []),
+    )
+
+
+def called_off(*, host: Host, replica_ids: list[int]) -> list[int]:
+    """Which of these replicas, held by ``host``, the project no longer wants (BOINC's
+    result_abort). Only the host's own replicas: it learns nothing about anyone else's."""
+    if not replica_ids:
+        return []
+    called = Replica.objects.filter(
+        id__in=replica_ids, host=host, state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED
+    )
+    return sorted(called.values_list("id", flat=True))
+
+
+def credit_standing(*, host: Host, now: datetime) -> CreditStanding:
+    """The host's and its volunteer's credit now, in one query (RAC decayed to ``now``)."""
+    row = (
+        Host.objects.filter(pk=host.pk)
+        .values(
+            "total_credit",
+            "rac",
+            "rac_time",
+            "volunteer__total_credit",
+            "volunteer__rac",
+            "volunteer__rac_time",
+        )
+        .get()
+    )
+    return CreditStanding(
+        host_total=row["total_credit"],
+        host_rac=rac_now(row["rac"], row["rac_time"], now),
+        volunteer_total=row["volunteer__total_credit"],
+        volunteer_rac=rac_now(row["volunteer__rac"], row["volunteer__rac_time"], now),
+    )
