@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # objects (so two functions of one name in one file are told apart).
 PROBES = [
     ("validate_due_units", "coordinator.validation.services:validate_due_units"),
-    ("  units_awaiting_validation (SELECT ids)", "coordinator.validation.services:units_awaiting_validation"),
+    ("  units_awaiting_validation (ids)", "coordinator.validation.selectors:units_awaiting_validation"),
     ("  validate_units (one transaction per chunk)", "coordinator.validation.services:validate_units"),
     ("    _judge_unit (quorum, claims; pure Python)", "coordinator.validation.services:_judge_unit"),
     ("    ledger.append", "coordinator.validation.ledger:append"),
@@ -206,7 +206,7 @@ def _count_statements(opts: Options) -> _Counted:
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from coordinator.validation import services
+    from coordinator.validation import selectors, services
 
     seeded = seed(opts.database_url, opts)
     django_backend_pid()
@@ -225,7 +225,7 @@ def _count_statements(opts: Options) -> _Counted:
         timings.clear()
         began = time.perf_counter()
         with CaptureQueriesContext(connection) as captured, connection.execute_wrapper(timed):
-            ids = services.units_awaiting_validation(limit=opts.chunk)
+            ids = selectors.units_awaiting_validation(limit=opts.chunk)
             done = services.validate_units(unit_ids=ids, now=timezone.now()) if ids else 0
         if not done:
             break

@@ -24,8 +24,6 @@ DOMAIN_APPS = LAYERS[1:]
 # code down, pass a function in, or register from the upper app's AppConfig.ready() instead.
 ALLOWED: frozenset[tuple[str, str]] = frozenset(
     {
-        ("coordinator.work.models", "coordinator.validation.compare"),
-        ("coordinator.work.publishing", "coordinator.validation.compare"),
         ("coordinator.work.services", "coordinator.validation.reputation"),
         ("coordinator.work.services", "coordinator.validation.standing"),
         ("coordinator.work.tasks", "coordinator.validation.tasks"),

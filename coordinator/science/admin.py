@@ -22,7 +22,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from coordinator.core.errors import DomainError
-from coordinator.science import access, selectors, tasks, tokens
+from coordinator.science import access, actions, selectors, services, tokens
 from coordinator.science.forms import BatchSubmitForm
 from coordinator.work.models import Batch, BatchState
 
@@ -124,11 +124,11 @@ class BatchAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context=context)
 
     def save_form(self, request: HttpRequest, form: Any, change: bool) -> Batch:
-        return form.instance  # made by the batch service while the form was checked
+        return services.record_batch(form.submission)  # checked whole by the form's clean()
 
     def save_model(self, request: HttpRequest, obj: Batch, form: Any, change: bool) -> None:
         if not change:
-            tasks.split_soon(obj.pk)
+            actions.split_soon(obj.pk)
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         """A batch has no related objects to save from this form."""
@@ -217,7 +217,7 @@ class BatchAdmin(admin.ModelAdmin):
     def cancel_batches(self, request: HttpRequest, queryset: QuerySet[Batch]) -> None:
         for batch in queryset:
             try:
-                changed = tasks.cancel(batch.pk)
+                changed = actions.cancel(batch.pk)
             except DomainError as error:
                 self.message_user(request, f"{batch}: {error.message}", messages.WARNING)
             else:

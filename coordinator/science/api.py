@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 
 from coordinator.core.errors import AuthenticationRejected, Conflict, InvalidInput, PayloadTooLarge
 from coordinator.core.parsers import SafeJSONParser
-from coordinator.science import access, parameters, selectors, services, tasks, tokens
+from coordinator.science import access, actions, parameters, selectors, services, tokens
 from coordinator.work.lifecycle import Policy
 from coordinator.work.models import Batch
 
@@ -265,7 +265,7 @@ class BatchListView(ScientistView):
             if upload is None:
                 raise
             raise InvalidInput(f"parameter_file {upload.name}: {error.message}") from error
-        tasks.split_soon(batch.pk)
+        actions.split_soon(batch.pk)
         return Response(batch_payload(batch), status=201)
 
 
@@ -286,7 +286,7 @@ class BatchCancelView(ScientistView):
     )
     def post(self, request: Request, batch_id: int) -> Response:
         batch = access.batch_of(request.user, batch_id)
-        tasks.cancel(batch.pk)
+        actions.cancel(batch.pk)
         batch.refresh_from_db()
         return Response(batch_payload(batch))
 

@@ -77,17 +77,17 @@ class BatchSubmitForm(forms.ModelForm):
         if self.errors:
             return data
         try:
-            self.instance = self.submit(data)
+            self.submission = self.check(data)
         except DomainError as error:
             raise ValidationError(error.message, code=error.code) from error
         return data
 
     def _post_clean(self) -> None:
-        """The batch is made and checked by the service; copying the form back onto it (the
-        ModelForm default) would only repeat what it already holds."""
+        """The batch is checked and made by the service (``check_submission``, then
+        ``record_batch`` when the admin saves); the ModelForm's own copy would repeat it."""
 
-    def submit(self, data: dict[str, Any]) -> Batch:
-        """Read the parameters and submit the batch (inside the admin's transaction)."""
+    def check(self, data: dict[str, Any]) -> services.Submission:
+        """Read the parameters and check the batch whole; nothing is written here."""
         module = services.science_app(data["app_name"])
         typed = (data.get("parameters_json") or "").strip()
         try:
@@ -113,7 +113,7 @@ class BatchSubmitForm(forms.ModelForm):
             max_total_results=data["max_total_results"],
             delay_bound=max(1, round(data["deadline_hours"] * 3600)),
         )
-        batch = services.submit_batch(
+        return services.check_submission(
             owner=self.owner,
             app_name=data["app_name"],
             name=data["name"],
@@ -122,4 +122,3 @@ class BatchSubmitForm(forms.ModelForm):
             priority=data["priority"],
             table_lines=got.table_lines,
         )
-        return batch

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from django.core.files.storage import default_storage
 from django.db.models import Count, Q
 
-from coordinator.science.services import canonical_outputs, science_app
+import workunits
+from coordinator.core.errors import NotFound
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState, ValidateState
 from coordinator.work.models import Batch, BatchState, Replica
 
@@ -121,3 +125,25 @@ def preview_picture(batch: Batch) -> bytes | None:
     if not has_preview(batch):
         return None
     return science_app(batch.app.name).preview(batch.parameters, canonical_outputs(batch))
+
+
+def science_app(name: str) -> Any:
+    try:
+        return workunits.load(name)
+    except LookupError as error:
+        raise NotFound(str(error), code="unknown_app") from error
+
+
+def canonical_outputs(batch: Batch) -> Iterator[tuple[int, bytes]]:
+    """The canonical output of every done unit of ``batch``, in unit order, a page at a time."""
+    units = (
+        batch.units.filter(state=UnitState.DONE)
+        .order_by("batch_index")
+        .values_list("batch_index", "canonical_replica__output_inline", "canonical_replica__output_file")
+    )
+    for index, inline, stored in units.iterator(chunk_size=2000):
+        if inline is not None:
+            yield index, bytes(inline)
+        else:
+            with default_storage.open(stored, "rb") as handle:
+                yield index, handle.read()

@@ -15,19 +15,18 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Q
 
-import workunits
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PermissionRefused
 from coordinator.science.access import is_scientist
 from coordinator.science.parameters import locate_in_table
+from coordinator.science.selectors import canonical_outputs, science_app
 from coordinator.work.lifecycle import Policy, UnitState
 from coordinator.work.models import App, Batch, BatchState, WorkUnit
 from coordinator.work.services import UnitSpec, apply_transitions, create_work_units
@@ -42,13 +41,6 @@ SPLIT_CHUNK = 1000
 APP_ERRORS = (ValueError, TypeError, LookupError, ArithmeticError)
 ASSIMILATION_ERROR_CHARS = 2000
 MAX_UNITS_PER_BATCH = 10_000_000
-
-
-def science_app(name: str) -> Any:
-    try:
-        return workunits.load(name)
-    except LookupError as error:
-        raise NotFound(str(error), code="unknown_app") from error
 
 
 def count_units(app: Any, parameters: Any) -> int:
@@ -66,7 +58,20 @@ def count_units(app: Any, parameters: Any) -> int:
 
 
 @transaction.atomic
-def submit_batch(
+@dataclass(frozen=True)
+class Submission:
+    """A batch checked whole and ready to record: nothing is written until ``record_batch``."""
+
+    owner: Any
+    app: App
+    name: str
+    parameters: Any
+    planned: int
+    policy: Policy
+    priority: int
+
+
+def check_submission(
     *,
     owner: Any,
     app_name: str,
@@ -75,9 +80,9 @@ def submit_batch(
     policy: Policy | None = None,
     priority: int = 0,
     table_lines: list[int] | None = None,
-) -> Batch:
-    """Check the parameters whole, then record the batch for the splitter. ``table_lines``
-    (from a CSV upload) lets a refusal name the file's line instead of a list index."""
+) -> Submission:
+    """Check the parameters whole, writing nothing (a form's ``clean`` may call it).
+    ``table_lines`` (from a CSV upload) lets a refusal name the file's line, not an index."""
     if owner is not None and not is_scientist(owner):
         raise PermissionRefused(f"{owner} is not in the scientists group", code="not_a_scientist")
     module = science_app(app_name)
@@ -94,16 +99,44 @@ def submit_batch(
         if table_lines:
             raise InvalidInput(locate_in_table(error.message, module.MANIFEST, table_lines)) from error
         raise
+    return Submission(owner, app, name, parameters, planned, policy, priority)
+
+
+def record_batch(submission: Submission) -> Batch:
+    """Record a checked batch for the splitter."""
     return Batch.objects.create(
-        name=name,
-        app=app,
-        owner=owner,
+        name=submission.name,
+        app=submission.app,
+        owner=submission.owner,
         state=BatchState.SPLITTING,
-        parameters=parameters,
-        units_planned=planned,
-        priority=priority,
-        **asdict(policy),  # the batch keeps the policy's fields under the same names
+        parameters=submission.parameters,
+        units_planned=submission.planned,
+        priority=submission.priority,
+        **asdict(submission.policy),  # the batch keeps the policy's fields under the same names
     )
+
+
+def submit_batch(
+    *,
+    owner: Any,
+    app_name: str,
+    name: str,
+    parameters: Any,
+    policy: Policy | None = None,
+    priority: int = 0,
+    table_lines: list[int] | None = None,
+) -> Batch:
+    """Check a batch whole (``check_submission``) and record it."""
+    checked = check_submission(
+        owner=owner,
+        app_name=app_name,
+        name=name,
+        parameters=parameters,
+        policy=policy,
+        priority=priority,
+        table_lines=table_lines,
+    )
+    return record_batch(checked)
 
 
 CANCEL_CHUNK = 1000
@@ -219,21 +252,6 @@ def split_due_batches(*, now: datetime, budget_seconds: float = 60.0) -> int:
     for batch_id in Batch.objects.filter(state=BatchState.SPLITTING).values_list("pk", flat=True):
         made += split_batch(batch_id=batch_id, now=now, budget_seconds=budget_seconds)
     return made
-
-
-def canonical_outputs(batch: Batch) -> Iterator[tuple[int, bytes]]:
-    """The canonical output of every done unit of ``batch``, in unit order, a page at a time."""
-    units = (
-        batch.units.filter(state=UnitState.DONE)
-        .order_by("batch_index")
-        .values_list("batch_index", "canonical_replica__output_inline", "canonical_replica__output_file")
-    )
-    for index, inline, stored in units.iterator(chunk_size=2000):
-        if inline is not None:
-            yield index, bytes(inline)
-        else:
-            with default_storage.open(stored, "rb") as handle:
-                yield index, handle.read()
 
 
 @transaction.atomic

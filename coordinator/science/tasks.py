@@ -1,10 +1,8 @@
 """The splitter's actors: thin wrappers over the services, safe to run twice."""
 
 import dramatiq
-from django.db import transaction
 from django.utils import timezone
 
-from coordinator.core.hints import hint
 from coordinator.science import cleanup, services
 
 
@@ -37,21 +35,3 @@ def cleanup_sweep() -> None:
 def finish_cancel(batch_id: int) -> None:
     """Call off the rest of a big cancelled batch's units (the cleanup sweep would, later)."""
     cleanup.finish_cancelled_batches(now=timezone.now(), budget_seconds=240)
-
-
-def cancel(batch_id: int) -> int:
-    """Cancel a batch for a request: mark it, call off what a few seconds allow, and leave
-    the rest to a worker. Returns how many units changed during the request."""
-    services.cancel_batch(batch_id=batch_id, now=timezone.now())
-    changed, finished = services.call_off_units(
-        batch_id=batch_id, now=timezone.now(), budget_seconds=services.CANCEL_REQUEST_SECONDS
-    )
-    if not finished:
-        hint(finish_cancel, batch_id)
-    return changed
-
-
-def split_soon(batch_id: int) -> None:
-    """Once the submitting transaction commits, ask a worker to split the batch now (the
-    sweep would find it anyway, a little later)."""
-    transaction.on_commit(lambda: hint(split_batch, batch_id))

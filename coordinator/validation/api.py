@@ -22,8 +22,8 @@ from rest_framework.views import APIView
 from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.validation import selectors
 from coordinator.validation.credit import rac_now
-from coordinator.validation.cursors import CursorRefused, decode_cursor, encode_cursor, list_tag
-from coordinator.validation.selectors import Leaderboard, Order, Position
+from coordinator.validation.cursors import CursorRefused, board_page, list_tag
+from coordinator.validation.selectors import Leaderboard, Order
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -145,29 +145,24 @@ class LeaderboardView(PublicView):
         params = query.validated_data
         order, search = Order(params["order"]), params["search"]
         tag = list_tag(self.board, order, search)
-        after = before = None
-        if "cursor" in params:
-            try:
-                direction, position = decode_cursor(params["cursor"], tag, order)
-            except CursorRefused as error:
-                raise serializers.ValidationError({"cursor": [str(error)]}) from error
-            after, before = (position, None) if direction == "next" else (None, position)
         board = self.select(order=order, search=search)
-        page = selectors.leaderboard_page(board, size=params["page_size"], after=after, before=before)
-        now = timezone.now()
+        try:
+            shown = board_page(
+                board=board, tag=tag, order=order, cursor=params.get("cursor"), size=params["page_size"]
+            )
+        except CursorRefused as error:
+            raise serializers.ValidationError({"cursor": [str(error)]}) from error
+        page, now = shown.page, timezone.now()
         payload = {
-            "next": self._link(request, tag, "next", page.last) if page.has_next else None,
-            "previous": self._link(request, tag, "previous", page.first) if page.has_previous else None,
+            "next": self._link(request, shown.next),
+            "previous": self._link(request, shown.previous),
             "results": [self.row(row, rank, now) for row, rank in zip(page.rows, page.ranks, strict=True)],
         }
         return Response(self.page_serializer(payload).data)
 
     @staticmethod
-    def _link(request: Request, tag: str, direction: str, position: Position | None) -> str | None:
-        if position is None:
-            return None
-        cursor = encode_cursor(tag, direction, position)
-        return replace_query_param(request.build_absolute_uri(), "cursor", cursor)
+    def _link(request: Request, cursor: str | None) -> str | None:
+        return replace_query_param(request.build_absolute_uri(), "cursor", cursor) if cursor else None
 
 
 def _documented(what: str, page: type[serializers.Serializer]) -> Callable:

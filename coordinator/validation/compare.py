@@ -10,13 +10,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-
-class CompareMode(StrEnum):
-    BITWISE = "bitwise"
-    TOLERANCE = "tolerance"
+from coordinator.work.comparison import CompareMode  # also named from here by work migration 0002
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from django.core import signing
 
-from coordinator.validation.selectors import Order, Position
+from coordinator.validation.selectors import Leaderboard, Order, Page, Position, leaderboard_page
 
 CURSOR_SALT = "coordinator.validation.leaderboard-cursor"
 
@@ -46,3 +47,25 @@ def decode_cursor(cursor: str, tag: str, order: Order) -> tuple[str, Position]:
     if not (finite and isinstance(pk, int) and (rank is None or isinstance(rank, int))):
         raise refused
     return data["d"], Position(key=key, pk=pk, rank=rank)
+
+
+@dataclass(frozen=True)
+class CursorPage:
+    """One page of a board, with the cursors of the pages around it (None at either end)."""
+
+    page: Page
+    next: str | None
+    previous: str | None
+
+
+def board_page(*, board: Leaderboard, tag: str, order: Order, cursor: str | None, size: int) -> CursorPage:
+    """The page a cursor points at (the top without one), for the pages and the API alike;
+    ``CursorRefused`` when the cursor is not one of this list's."""
+    after = before = None
+    if cursor:
+        direction, position = decode_cursor(cursor, tag, order)
+        after, before = (position, None) if direction == "next" else (None, position)
+    page = leaderboard_page(board, size=size, after=after, before=before)
+    following = encode_cursor(tag, "next", page.last) if page.has_next and page.last else None
+    preceding = encode_cursor(tag, "previous", page.first) if page.has_previous and page.first else None
+    return CursorPage(page, following, preceding)

@@ -18,6 +18,7 @@ from django.db.models import Model, OuterRef, QuerySet, Subquery
 from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.core.errors import NotFound
 from coordinator.validation.models import CreditDay, LedgerHead
+from coordinator.work.models import WorkUnit
 
 CREDIT_COLUMNS = ("total_credit", "rac", "rac_time", "rac_rank")
 # rac_rank of a row without recent credit (see credit.rac_rank_key).
@@ -192,3 +193,9 @@ def credit_grants() -> int:
     """Replicas validated and credited so far: the ledger's length (one grant each; a
     reversal is an entry too, so this only grows)."""
     return LedgerHead.objects.filter(pk=1).values_list("seq", flat=True).first() or 0
+
+
+def units_awaiting_validation(*, limit: int) -> list[int]:
+    return list(
+        WorkUnit.objects.filter(need_validate=True).order_by("id").values_list("id", flat=True)[:limit]
+    )

@@ -32,10 +32,11 @@ from coordinator.validation.models import LedgerEntry
 from coordinator.validation.quorum import Candidate, Verdict, find_quorum, judge_against
 from coordinator.validation.reputation import Event
 from coordinator.validation.reversal import reverse_credit
+from coordinator.validation.selectors import units_awaiting_validation
 from coordinator.validation.standing import HostEvent, add_credit, host_is_established, record_events
 from coordinator.work.lifecycle import Outcome, UnitState, ValidateState, effective_policy
 from coordinator.work.models import App, Batch, BatchState, Replica, WorkUnit
-from coordinator.work.services import REPLICA_VIEW_FIELDS, replica_view, unit_view
+from coordinator.work.selectors import REPLICA_VIEW_FIELDS, replica_view, unit_view
 
 MICRO = Decimal("0.000001")
 # A reopened unit may make this many times its quorum in replicas beyond its own limit.
@@ -370,12 +371,6 @@ def refresh_credit_ratios() -> int:
         ratio = min(credit.median(ratios), credit.CLAIM_CAP_FACTOR)
         updated += App.objects.filter(pk=app.pk).exclude(credit_ratio=ratio).update(credit_ratio=ratio)
     return updated
-
-
-def units_awaiting_validation(*, limit: int) -> list[int]:
-    return list(
-        WorkUnit.objects.filter(need_validate=True).order_by("id").values_list("id", flat=True)[:limit]
-    )
 
 
 def validate_due_units(*, now: datetime, chunk: int = 200, max_chunks: int = 100) -> int:

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 
 from coordinator.validation import selectors as credit
-from coordinator.validation.cursors import CursorRefused, decode_cursor, encode_cursor, list_tag
+from coordinator.validation.cursors import CursorRefused, board_page, list_tag
 from coordinator.validation.selectors import Order
 from coordinator.web.charts import bar_chart
 from coordinator.web.selectors import board_rows, project_status, validated_per_hour
@@ -61,26 +61,23 @@ def leaderboard(request: HttpRequest, board: str) -> HttpResponse:
     if len(search) > MAX_SEARCH:
         search, notice = search[:MAX_SEARCH], f"Searches are at most {MAX_SEARCH} characters; yours was cut."
     tag = list_tag(board, order, search)
-    after = before = None
-    if request.GET.get("cursor"):
-        try:
-            direction, position = decode_cursor(request.GET["cursor"], tag, order)
-        except CursorRefused:
-            notice = (
-                "That page link is not valid for this list (it may be from another search); here is the top."
-            )
-        else:
-            after, before = (position, None) if direction == "next" else (None, position)
-    page = credit.leaderboard_page(
-        select(order=order, search=search), size=PAGE_SIZE, after=after, before=before
-    )
+    ranked = select(order=order, search=search)
+    try:
+        shown = board_page(
+            board=ranked, tag=tag, order=order, cursor=request.GET.get("cursor"), size=PAGE_SIZE
+        )
+    except CursorRefused:
+        notice = "That page link is not valid for this list (it may be from another search); here is the top."
+        shown = board_page(board=ranked, tag=tag, order=order, cursor=None, size=PAGE_SIZE)
+    page = shown.page
     base = {"order": order.value, **({"search": search} if search else {})}
 
-    def link(direction: str, position: credit.Position | None) -> str | None:
-        if position is None:
-            return None
-        query = {**base, "cursor": encode_cursor(tag, direction, position)}
-        return f"{reverse('leaderboard', args=[board])}?{urlencode(query)}"
+    def link(cursor: str | None) -> str | None:
+        return (
+            f"{reverse('leaderboard', args=[board])}?{urlencode({**base, 'cursor': cursor})}"
+            if cursor
+            else None
+        )
 
     context = {
         "nav": "leaderboards",
@@ -91,7 +88,7 @@ def leaderboard(request: HttpRequest, board: str) -> HttpResponse:
         "search": search,
         "notice": notice,
         "rows": board_rows(board, page.rows, page.ranks, viewer=request.user, now=timezone.now()),
-        "next": link("next", page.last) if page.has_next else None,
-        "previous": link("previous", page.first) if page.has_previous else None,
+        "next": link(shown.next),
+        "previous": link(shown.previous),
     }
     return render(request, "web/leaderboard.html", context)

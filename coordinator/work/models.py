@@ -11,7 +11,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from coordinator.accounts.models import Host, Volunteer
-from coordinator.validation.compare import CompareMode
+from coordinator.work.comparison import CompareMode
 from coordinator.work.lifecycle import FailureReason, Outcome, ReplicaState, UnitState, ValidateState
 
 

@@ -10,8 +10,8 @@ from nacl.signing import SigningKey
 
 import workunits
 from coordinator.core.errors import Conflict, NotFound
-from coordinator.validation.compare import CompareMode
 from coordinator.work.bundles import build_app_bundle
+from coordinator.work.comparison import CompareMode
 from coordinator.work.models import App, AppVersion
 from coordinator.work.services import register_app_version
 

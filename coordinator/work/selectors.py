@@ -1,9 +1,15 @@
-"""Reads about work: counts for status pages."""
+"""Reads about work: counts for status pages, the units due a transition, and the
+lifecycle's views of units and replicas."""
+
+from __future__ import annotations
+
+from datetime import datetime
 
 from django.db.models import Count
 
-from coordinator.work.lifecycle import ReplicaState, UnitState
-from coordinator.work.models import Replica, WorkUnit
+from coordinator.work import lifecycle
+from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
+from coordinator.work.models import Batch, BatchState, Replica, WorkUnit
 
 
 def unit_counts() -> dict[str, int]:
@@ -18,3 +24,57 @@ def units_awaiting_validation() -> int:
 def replica_counts() -> dict[str, int]:
     counts = dict(Replica.objects.values_list("state").annotate(n=Count("id")).order_by())
     return {state.value: counts.get(state.value, 0) for state in ReplicaState}
+
+
+def unit_view(unit: WorkUnit, *, cancelled: bool = False) -> lifecycle.UnitView:
+    return lifecycle.UnitView(
+        id=unit.pk,
+        policy=lifecycle.Policy(
+            min_quorum=unit.min_quorum,
+            target_nresults=unit.target_nresults,
+            max_error_results=unit.max_error_results,
+            max_total_results=unit.max_total_results,
+            delay_bound=unit.delay_bound,
+        ),
+        state=UnitState(unit.state),
+        has_canonical=unit.canonical_replica_id is not None,
+        need_validate=unit.need_validate,
+        cancelled=cancelled,
+        disputed=unit.disputed,
+        audit_wanted=unit.audit_wanted,
+    )
+
+
+def cancelled_batches(units: list[WorkUnit]) -> set[int]:
+    """The cancelled batches among ``units``' batches (one query, none without batches)."""
+    batch_ids = {unit.batch_id for unit in units if unit.batch_id is not None}
+    if not batch_ids:
+        return set()
+    return set(
+        Batch.objects.filter(pk__in=batch_ids, state=BatchState.CANCELLED).values_list("pk", flat=True)
+    )
+
+
+REPLICA_VIEW_FIELDS = ("id", "state", "outcome", "validate_state", "deadline", "trusted_single", "reserved")
+
+
+def replica_view(row: dict) -> lifecycle.ReplicaView:
+    """The lifecycle's view of a replica, from ``values(*REPLICA_VIEW_FIELDS)`` or a model."""
+    return lifecycle.ReplicaView(
+        id=row["id"],
+        state=ReplicaState(row["state"]),
+        outcome=Outcome(row["outcome"]),
+        validate_state=lifecycle.ValidateState(row["validate_state"]),
+        deadline=row["deadline"],
+        trusted_single=row["trusted_single"],
+        reserved=row["reserved"],
+    )
+
+
+def due_unit_ids(*, now: datetime, limit: int) -> list[int]:
+    """Units whose transition time has come, or with a replica past its deadline."""
+    by_time = WorkUnit.objects.filter(transition_time__lte=now).order_by("transition_time")
+    past_deadline = Replica.objects.filter(state=ReplicaState.IN_PROGRESS, deadline__lte=now)
+    ids = set(by_time.values_list("id", flat=True)[:limit])
+    ids.update(past_deadline.order_by("deadline").values_list("workunit_id", flat=True)[:limit])
+    return sorted(ids)[:limit]

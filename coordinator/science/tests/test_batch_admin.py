@@ -11,6 +11,7 @@ from django.test import Client
 from django.utils import timezone
 
 from coordinator.core import keys
+from coordinator.science.forms import BatchSubmitForm
 from coordinator.science.services import split_due_batches, submit_batch
 from coordinator.testing import PASSWORD, make_scientist
 from coordinator.work.lifecycle import FailureReason
@@ -80,6 +81,16 @@ def test_typed_json_parameters_are_enough(published):
     )
     assert page.status_code == 302
     assert Batch.objects.get().units_planned == 2
+
+
+def test_checking_the_form_writes_nothing_until_the_admin_saves(published):
+    user, _ = make_scientist()
+    parameters = json.dumps({**SIR_REST, "beta": [0.2], "gamma": [0.1, 0.2]})
+    form = BatchSubmitForm(data={**FORM, "parameters_json": parameters}, owner=user)
+
+    assert form.is_valid(), form.errors
+    assert Batch.objects.count() == 0, "clean() only checks"
+    assert form.submission.planned == 2
 
 
 @pytest.mark.parametrize(

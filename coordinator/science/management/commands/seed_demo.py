@@ -17,8 +17,8 @@ from coordinator.accounts.models import Volunteer
 from coordinator.accounts.services import create_volunteer, issue_account_token
 from coordinator.core import keys
 from coordinator.science.access import SCIENTISTS_GROUP
+from coordinator.science.actions import split_soon
 from coordinator.science.services import submit_batch
-from coordinator.science.tasks import split_soon
 from coordinator.science.tokens import issue_scientist_token
 from coordinator.work.bundles import DEMO_APP as DEMO_APP_FOLDER
 from coordinator.work.bundles import build_bundle
