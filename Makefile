@@ -48,6 +48,8 @@ chromium:
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	cd client && ../$(VENV)/bin/mypy
 	$(PY) manage.py makemigrations --check --dry-run
 
 test-sqlite: $(VENV)/.installed
@@ -78,4 +80,4 @@ bench-dispatch: $(VENV)/.installed
 	$(PY) -m bench.dispatch
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis .mypy_cache client/.mypy_cache

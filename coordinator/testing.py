@@ -114,7 +114,7 @@ class SignedHost:
         self.key = key
         self.client = client or Client()
 
-    def headers(self, method: str, path: str, body: bytes, **overrides: Any) -> dict[str, str]:
+    def headers(self, method: str, path: str, body: bytes, **overrides: Any) -> dict[str, Any]:
         signed = sign_request(self.key.signing_key, method=method, path=path, body=body, host_id=self.host.pk)
         signed.update({k: v for k, v in overrides.items() if v is not None})
         return {"HTTP_" + name.upper().replace("-", "_"): value for name, value in signed.items()}

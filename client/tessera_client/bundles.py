@@ -281,7 +281,7 @@ class AppCache:
             )
         entrypoint = manifest.get("entrypoint")
         try:
-            check_relative_path(entrypoint if isinstance(entrypoint, str) else "")
+            entrypoint = check_relative_path(entrypoint if isinstance(entrypoint, str) else "")
         except ValueError as error:
             raise BundleRefused(
                 "bad_manifest", f"the entrypoint {entrypoint!r} is not a safe path: {error}"

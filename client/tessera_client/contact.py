@@ -16,6 +16,7 @@ import requests
 from tessera_client.backoff import Backoff
 from tessera_client.journal import Journal
 from tessera_client.protocol import ProjectSession, ProtocolError, Report
+from tessera_client.scheduling import WorkWanted
 from tessera_client.state import DataDir, Project
 from tessera_client.task_record import DONE, RECEIVED, REPORTED, RUNNING, UPLOADED, TaskRecord
 
@@ -93,7 +94,7 @@ class ProjectLink:
         return bool(waiting) and not self.journal.records(project=self.name, states=[RECEIVED, RUNNING])
 
     # -- what ---------------------------------------------------------------------------
-    def contact(self, now: float, *, work: dict[str, float], host_info: dict[str, Any]) -> None:
+    def contact(self, now: float, *, work: WorkWanted, host_info: dict[str, Any]) -> None:
         """Upload what must be uploaded, then report and ask for work in one RPC if there is
         anything to say."""
         if not self.upload_outputs(now):
@@ -161,7 +162,7 @@ class ProjectLink:
         return sorted(r.replica for r in held)[:MAX_IN_PROGRESS]
 
     def scheduler_rpc(
-        self, records: list[TaskRecord], work: dict[str, float], host_info: dict[str, Any], now: float
+        self, records: list[TaskRecord], work: WorkWanted, host_info: dict[str, Any], now: float
     ) -> None:
         sent = self.in_progress()
         try:

@@ -360,7 +360,7 @@ class Daemon:
         self.apps_running.update_display()
 
     # -- what to ask the projects for ---------------------------------------------------
-    def work_wanted(self, link: ProjectLink, prefs: Preferences) -> dict[str, float]:
+    def work_wanted(self, link: ProjectLink, prefs: Preferences) -> scheduling.WorkWanted:
         """BOINC's work fetch: fill this project's share of the work buffer, unless stopping or
         the disk limit is reached."""
         if self.stopping or self.disk_used() >= prefs.disk_max_gb * 1e9:

@@ -187,7 +187,7 @@ class AppProcess:
         """End the app now as a client error that says ``message`` (plus the tail of its stderr)."""
         if self._outcome is not None:
             return self._outcome
-        code, cpu = self._reap(block=True) if not self._reaped else (-signal.SIGKILL, 0.0)
+        code, cpu = self._reap_now() if not self._reaped else (-signal.SIGKILL, 0.0)
         self._outcome = Outcome("client_error", code, cpu, self._with_tail(message))
         return self._outcome
 
@@ -225,6 +225,10 @@ class AppProcess:
                     return None
                 self._signal_group(signal.SIGKILL)
                 return self._reaped_with(status, usage)
+        return self._reap_now()
+
+    def _reap_now(self) -> tuple[int, float]:
+        """Wait for the app's exit and kill what it left behind in its group."""
         self._signal_group(signal.SIGKILL)
         _, status, usage = os.wait4(self.pid, 0)
         return self._reaped_with(status, usage)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from tessera_client.sandbox import Limits
 
@@ -64,9 +64,16 @@ def run_order(
     return order
 
 
+class WorkWanted(TypedDict, total=False):
+    """A scheduler request's ask for work: tasks, or seconds of work; neither asks for none."""
+
+    tasks: int
+    seconds: float
+
+
 def work_request(
     *, cpus: int, share: float, buffer_hours: float, queued_tasks: int, queued_seconds: float
-) -> dict[str, float]:
+) -> WorkWanted:
     """What to ask one project for: its share of the work buffer, less what is queued; at
     least one task per core it is owed when nothing of it is queued at all."""
     if queued_tasks == 0:

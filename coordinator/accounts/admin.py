@@ -1,8 +1,19 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypedDict
+
 from django.contrib import admin
 from django.db.models import QuerySet, Sum
 from django.http import HttpRequest
 
 from coordinator.accounts.models import Host, Team, Volunteer
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _InvalidResults(TypedDict):
+    invalid_results: int
 
 
 @admin.register(Team)
@@ -40,7 +51,7 @@ class VolunteerAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(invalid_results=Sum("hosts__invalid_count", default=0))
 
     @admin.display(description="invalid results", ordering="invalid_results")
-    def invalid_results(self, volunteer: Volunteer) -> int:
+    def invalid_results(self, volunteer: WithAnnotations[Volunteer, _InvalidResults]) -> int:
         return volunteer.invalid_results
 
 

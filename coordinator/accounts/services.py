@@ -127,9 +127,10 @@ def _verify(signed: SignedRequest, public_key: bytes, timestamp: int, nonce: str
 def authenticate_host(*, signed: SignedRequest, now: datetime) -> Host:
     """Check a host's signed request and burn its nonce, so it cannot be replayed."""
     timestamp, nonce, signature = _checked_parts(signed, now)
-    if not HOST_ID.fullmatch(signed.host_id or ""):
+    host_id = signed.host_id or ""
+    if not HOST_ID.fullmatch(host_id):
         raise AuthenticationRejected("the request names no host", code="unknown_host")
-    host = Host.objects.select_related("volunteer__user").filter(pk=int(signed.host_id)).first()
+    host = Host.objects.select_related("volunteer__user").filter(pk=int(host_id)).first()
     if host is None:
         raise AuthenticationRejected("the host is not registered", code="unknown_host")
     _verify(signed, b64decode(host.public_key), timestamp, nonce, signature)

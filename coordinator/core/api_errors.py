@@ -41,16 +41,16 @@ def status_for(error: DomainError) -> int:
 def handle_api_exception(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Render domain errors and DRF's own as ``{"error": code, "detail": text}``."""
     if isinstance(exc, DomainError):
-        response = Response({"error": exc.code, "detail": exc.message}, status=status_for(exc))
+        reply = Response({"error": exc.code, "detail": exc.message}, status=status_for(exc))
         if isinstance(exc, AuthenticationRejected):
             view, request = context.get("view"), context.get("request")
             scheme = (
                 view.get_authenticate_header(request) if view is not None and request is not None else None
             )
-            response["WWW-Authenticate"] = scheme or 'Tessera-Ed25519 realm="api"'
+            reply["WWW-Authenticate"] = scheme or 'Tessera-Ed25519 realm="api"'
         if isinstance(exc, LimitReached) and exc.retry_after > 0:
-            response["Retry-After"] = str(exc.retry_after)
-        return response
+            reply["Retry-After"] = str(exc.retry_after)
+        return reply
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = exception_handler(exc, context)

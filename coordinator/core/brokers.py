@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import dramatiq
 import pika
@@ -46,7 +46,9 @@ def queue_depths(*, broker: dramatiq.Broker | None = None) -> dict[str, dict[str
     if isinstance(broker, RedisBroker):
         pipe = broker.client.pipeline(transaction=False)
         for q in queues:
-            pipe.llen(_key(broker, q)).llen(_key(broker, dq_name(q))).zcard(_key(broker, xq_name(q)))
+            pipe.llen(_key(broker, q))
+            pipe.llen(_key(broker, dq_name(q)))
+            pipe.zcard(_key(broker, xq_name(q)))
         values = iter(pipe.execute())
         return {q: {"ready": next(values), "delayed": next(values), "dead": next(values)} for q in queues}
     stub = _stub(broker)
@@ -75,7 +77,9 @@ def dead_letters(
     if isinstance(broker, RabbitmqBroker):
         return _rabbit_dead_letters(broker, queue, limit)
     if isinstance(broker, RedisBroker):
-        ids = broker.client.zrange(_key(broker, xq_name(queue)), 0, limit - 1, withscores=True)
+        # redis-py types replies for its sync and async clients at once: this one is sync.
+        replies = broker.client.zrange(_key(broker, xq_name(queue)), 0, limit - 1, withscores=True)
+        ids = cast("list[tuple[bytes, float]]", replies)
         if not ids:
             return []
         bodies = broker.client.hmget(_key(broker, xq_name(queue) + ".msgs"), [i for i, _ in ids])
@@ -106,8 +110,9 @@ def requeue_dead(queue: str = "default", *, broker: dramatiq.Broker | None = Non
     if isinstance(broker, RedisBroker):
         xq, msgs = _key(broker, xq_name(queue)), _key(broker, xq_name(queue) + ".msgs")
         moved = 0
-        for message_id in broker.client.zrange(xq, 0, -1):  # those dead now, not those dying meanwhile
-            body = broker.client.hget(msgs, message_id)
+        dead_now = cast("list[bytes]", broker.client.zrange(xq, 0, -1))  # not those dying meanwhile
+        for message_id in dead_now:
+            body = cast("bytes | None", broker.client.hget(msgs, message_id))
             if body is not None:
                 try:
                     message = _fresh(body)
@@ -115,7 +120,10 @@ def requeue_dead(queue: str = "default", *, broker: dramatiq.Broker | None = Non
                     continue  # not ours to run: left for --purge
                 broker.enqueue(message)
                 moved += 1
-            broker.client.pipeline().zrem(xq, message_id).hdel(msgs, message_id).execute()
+            pipe = broker.client.pipeline()
+            pipe.zrem(xq, message_id)
+            pipe.hdel(msgs, message_id)
+            pipe.execute()
         return moved
     stub = _stub(broker)
     dead = [proxy.encode() for proxy in _stub_dead(stub, queue)]
@@ -138,7 +146,10 @@ def purge_dead(queue: str = "default", *, broker: dramatiq.Broker | None = None)
                 raise
     if isinstance(broker, RedisBroker):
         xq = _key(broker, xq_name(queue))
-        count, _ = broker.client.pipeline().zcard(xq).delete(xq, xq + ".msgs").execute()
+        pipe = broker.client.pipeline()
+        pipe.zcard(xq)
+        pipe.delete(xq, xq + ".msgs")
+        count, _ = pipe.execute()
         return count
     stub = _stub(broker)
     count = len(_stub_dead(stub, queue))

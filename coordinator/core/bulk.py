@@ -9,6 +9,7 @@ instead, one array per field; elsewhere it is ``bulk_update``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from django.db import connection
 from django.db.models import Field, Model
@@ -20,9 +21,10 @@ def update_rows(model: type[Model], rows: Sequence[Model], fields: Sequence[str]
     if not rows:
         return 0
     if connection.vendor != "postgresql":
-        return model.objects.bulk_update(rows, fields)
+        return model._default_manager.bulk_update(rows, fields)
     meta = model._meta
-    columns = [meta.pk, *(meta.get_field(name) for name in fields)]
+    # Concrete fields by name: never a relation's reverse side or a generic foreign key.
+    columns = [meta.pk, *(cast(Field, meta.get_field(name)) for name in fields)]
     quote = connection.ops.quote_name
     arrays = [
         [column.get_db_prep_save(getattr(row, column.attname), connection) for row in rows]
@@ -66,7 +68,7 @@ def insert_rows(model: type[Model], rows: Sequence[Model]) -> None:
     if connection.vendor != "postgresql" or any(
         isinstance(v, BaseExpression) for column in values for v in column
     ):
-        model.objects.bulk_create(rows)
+        model._default_manager.bulk_create(rows)
         return
     quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in fields)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import dramatiq
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
@@ -38,7 +39,7 @@ def check_storage() -> None:
         client, bucket, _ = objects.s3_bucket()
         client.head_bucket(Bucket=bucket)
     else:  # local files: the folder is there (or can be made) and takes writes
-        location = Path(default_storage.location)
+        location = Path(cast(FileSystemStorage, default_storage).location)
         location.mkdir(parents=True, exist_ok=True)
         if not os.access(location, os.W_OK):
             raise PermissionError(f"{location} is not writable")

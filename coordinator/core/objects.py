@@ -57,7 +57,7 @@ def on_s3() -> bool:
 
 def s3_bucket() -> tuple[Any, str, str]:
     """The boto3 client, the bucket, and the storage's key prefix."""
-    storage = default_storage
+    storage: Any = default_storage  # an S3Storage (django-storages is untyped)
     return storage.connection.meta.client, storage.bucket_name, storage.location
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -21,10 +21,12 @@ from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
 class LiveRate:
     """Reads the scope's rate when asked, not at import, so settings (and tests) may change it."""
 
-    scope: str
+    scope: str | None
 
     def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        # The stubs type the rates as numbers; DRF's are "N/period" strings.
+        rates = cast("dict[str | None, str | None]", api_settings.DEFAULT_THROTTLE_RATES)
+        return rates.get(self.scope)
 
 
 @lru_cache(maxsize=8)
@@ -78,6 +80,10 @@ class PageRateThrottle(LiveRate, SimpleRateThrottle):
     def __init__(self, scope: str) -> None:
         self.scope = scope
         super().__init__()
+
+    def allow_request(self, request: HttpRequest | Request, view: Any) -> bool:
+        # A plain Django request and no view: DRF's check reads only META and the cache here.
+        return super().allow_request(request, view)  # type: ignore[arg-type]
 
     def get_cache_key(self, request: HttpRequest, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": client_address(request)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.urls import reverse
@@ -50,6 +50,11 @@ class HostView(APIView):
     authentication_classes = [HostSignatureAuthentication]
     permission_classes = [IsHost]
     throttle_classes = [HostRateThrottle]
+
+    @staticmethod
+    def host(request: Request) -> Host:
+        """The signing host, which IsHost made sure the authentication set as ``auth``."""
+        return cast(Host, request.auth)
 
 
 # --- serializers: the contract of the scheduler RPC ----------------------------------------
@@ -171,7 +176,7 @@ class SchedulerReplySerializer(serializers.Serializer):
 
 def task_payload(assignment: Assignment) -> dict[str, Any]:
     unit, version = assignment.unit, assignment.app_version
-    inline = unit.input_inline is not None
+    inline = unit.input_inline
     return {
         "replica": assignment.replica_id,
         "workunit": unit.name,
@@ -185,9 +190,9 @@ def task_payload(assignment: Assignment) -> dict[str, Any]:
             "signature": version.signature,
             "size": version.bundle_size,
         },
-        "input_inline": b64encode(bytes(unit.input_inline)) if inline else None,
+        "input_inline": b64encode(bytes(inline)) if inline is not None else None,
         "input_url": None
-        if inline
+        if inline is not None
         else objects.presigned_get(unit.input_file.name, expires_in=unit.delay_bound),
         "input_sha256": unit.input_sha256,
         "input_size": unit.input_size,
@@ -224,7 +229,7 @@ class SchedulerView(HostView):
         work = data.get("work_request") or {}
         now = timezone.now()
         result = handle_scheduler_request(
-            host=request.auth,
+            host=self.host(request),
             request=SchedulerRequest(
                 reports=[report_from(report) for report in data["reports"]],
                 work=WorkRequest(tasks=work.get("tasks", 0), seconds=work.get("seconds", 0.0)),
@@ -239,7 +244,10 @@ class SchedulerView(HostView):
 
 class UploadPolicySerializer(serializers.Serializer):
     url = serializers.CharField(help_text="POST the form here: the S3 bucket, or the coordinator's own")
-    fields = serializers.DictField(child=serializers.CharField(), help_text="form fields, before the file")
+    # The stubs see Serializer.fields (a property) here; the metaclass takes declared fields out.
+    fields = serializers.DictField(  # type: ignore[assignment]
+        child=serializers.CharField(), help_text="form fields, before the file"
+    )
     file_field = serializers.CharField(help_text="the form field that carries the output, last")
     max_bytes = serializers.IntegerField()
     expires_at = serializers.FloatField(help_text="Unix time after which the storage refuses it")
@@ -251,7 +259,7 @@ class UploadPolicyView(HostView):
 
     @extend_schema(request=None, responses={200: UploadPolicySerializer, **ERRORS})
     def post(self, request: Request, replica_id: int) -> Response:
-        policy = upload_policy(host=request.auth, replica_id=replica_id)
+        policy = upload_policy(host=self.host(request), replica_id=replica_id)
         return Response(
             {
                 "url": policy.url,

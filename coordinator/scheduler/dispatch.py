@@ -111,7 +111,10 @@ def _reputations_of(host: Host) -> dict[int, Reputation]:
     rows = HostAppReputation.objects.filter(host=host).values_list(
         "app_id", "consecutive_valid", "valid", "invalid", "errors", "error_rate"
     )
-    return {app_id: Reputation(*figures) for app_id, *figures in rows}
+    return {
+        app_id: Reputation(cv, valid, invalid, errors, rate)
+        for app_id, cv, valid, invalid, errors, rate in rows
+    }
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from django.db import connection
 
@@ -109,11 +110,12 @@ OUT_ALONE_PARAMS = [
 ]
 
 
-def unit_not_for(holder: Holder, *, reserved: bool) -> tuple[str, list[object]]:
+def unit_not_for(holder: Holder, *, reserved: bool) -> tuple[str, list[Any]]:
     """SQL true when the candidate ``r``'s unit is not for this host (see ``MINE``), with its
     parameters. A reserved replica checks a result (a dispute, an audit), and a trusted
     host's lone result is what it may have to check: the lone-replica rule is not for it."""
-    tests, params = [MINE], [holder.volunteer_id]
+    tests: list[str] = [MINE]
+    params: list[Any] = [holder.volunteer_id]
     if not reserved:
         tests.append(OUT_ALONE)
         params.extend(OUT_ALONE_PARAMS)
@@ -158,7 +160,7 @@ def candidates(
     not_for, not_for_params = unit_not_for(holder, reserved=reserved)
     apps = ", ".join(["%s"] * len(app_ids))
     made = ""
-    params: list[object] = [ReplicaState.UNSENT.value, memory_bytes, *app_ids]
+    params: list[Any] = [ReplicaState.UNSENT.value, memory_bytes, *app_ids]
     if made_before is not None:
         made = "AND r.created <= %s"
         params.append(connection.ops.adapt_datetimefield_value(made_before))

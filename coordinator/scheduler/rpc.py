@@ -100,7 +100,8 @@ def _apply_host_changes(host: Host, host_info: HostInfo | None, network: str | N
     """Before dispatch, so the new speed, memory size and network shape the work handed out
     now; implausible figures refuse the request."""
     changes: dict[str, object] = dict(host_info.changes()) if host_info is not None else {}
-    check_host_figures(n_cpus=changes.get("n_cpus"), flops=changes.get("flops"))
+    if host_info is not None:
+        check_host_figures(n_cpus=host_info.n_cpus, flops=host_info.flops)
     if network is not None and network != host.network:
         changes["network"] = network
     if changes:

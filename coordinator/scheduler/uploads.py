@@ -67,6 +67,7 @@ def upload_policy(*, host: Host, replica_id: int) -> objects.UploadPolicy:
     replica = _held_replica(host=host, replica_id=replica_id)
     if not is_reportable(replica):
         raise Conflict(f"replica {replica_id} is already reported", code="already_reported")
+    assert replica.app_version is not None  # set when the replica was sent to the host
     return objects.presigned_post(
         upload_key(replica.workunit_id, replica.pk),
         max_bytes=replica.app_version.max_output_bytes,

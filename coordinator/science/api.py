@@ -229,7 +229,7 @@ class BatchListView(ScientistView):
         page = paginator.paginate_queryset(
             access.batches_of(request.user).order_by("-pk"), request, view=self
         )
-        return paginator.get_paginated_response([batch_payload(batch) for batch in page])
+        return paginator.get_paginated_response([batch_payload(batch) for batch in page or []])
 
     @extend_schema(
         request={"application/json": BatchSubmitSerializer, "multipart/form-data": BatchSubmitSerializer},
@@ -322,5 +322,6 @@ class BatchFailuresView(ScientistView):
         paginator = LimitOffsetPagination()
         paginator.default_limit, paginator.max_limit = 100, 1000
         limit, offset = paginator.get_limit(request), paginator.get_offset(request)
+        assert limit is not None  # the default limit stands in for a missing one
         failed = selectors.failed_units(batch, limit=limit, offset=offset)
         return Response([asdict(unit) for unit in failed])

@@ -12,7 +12,7 @@ never a file that nothing names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -44,7 +44,7 @@ def _delete_files(names: Iterable[str]) -> None:
             default_storage.delete(name)
 
 
-def _unit_chunks(batch_id: int) -> Iterable[list[tuple[int, int | None]]]:
+def _unit_chunks(batch_id: int) -> Iterable[Sequence[tuple[int, int | None]]]:
     """(unit id, canonical replica id) pairs of a batch, a chunk at a time, by id."""
     last = 0
     while True:

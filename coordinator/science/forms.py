@@ -5,7 +5,7 @@ refuse exactly the same things, and a refused form leaves nothing behind."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -69,11 +69,12 @@ class BatchSubmitForm(forms.ModelForm):
     def __init__(self, *args: Any, owner: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.owner = owner
-        self.fields["app_name"].choices = app_choices()
+        cast(forms.ChoiceField, self.fields["app_name"]).choices = app_choices()
         self.fields["parameters_json"].help_text = examples_help()
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if self.errors:
             return data
         try:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.core.files.storage import default_storage
 from django.db.models import Count, Q
@@ -108,11 +108,12 @@ def failed_units(batch: Batch, *, limit: int = 100, offset: int = 0) -> list[Fai
 def corrected_units(batch: Batch, *, limit: int = 1000) -> list[int]:
     """The places in the split of the batch's units whose canonical result a correction
     replaced (a caught cheater's answer was overturned), in unit order."""
-    return list(
+    indexes = (
         batch.units.filter(corrected_at__isnull=False)
         .order_by("batch_index", "id")
         .values_list("batch_index", flat=True)[:limit]
     )
+    return cast("list[int]", list(indexes))  # a batch's units all have their place
 
 
 def has_preview(batch: Batch) -> bool:
@@ -134,7 +135,7 @@ def science_app(name: str) -> Any:
         raise NotFound(str(error), code="unknown_app") from error
 
 
-def canonical_outputs(batch: Batch) -> Iterator[tuple[int, bytes]]:
+def canonical_outputs(batch: Batch) -> Generator[tuple[int, bytes], None, None]:
     """The canonical output of every done unit of ``batch``, in unit order, a page at a time."""
     units = (
         batch.units.filter(state=UnitState.DONE)
@@ -142,6 +143,7 @@ def canonical_outputs(batch: Batch) -> Iterator[tuple[int, bytes]]:
         .values_list("batch_index", "canonical_replica__output_inline", "canonical_replica__output_file")
     )
     for index, inline, stored in units.iterator(chunk_size=2000):
+        assert index is not None  # a batch's units all have their place
         if inline is not None:
             yield index, bytes(inline)
         else:

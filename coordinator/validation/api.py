@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from django.db.models import Model
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
@@ -19,11 +18,14 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from coordinator.accounts.models import Host, Team, Volunteer
+from coordinator.accounts.models import CreditTotals, Host, Team, Volunteer
 from coordinator.validation import selectors
 from coordinator.validation.credit import rac_now
 from coordinator.validation.cursors import CursorRefused, board_page, list_tag
 from coordinator.validation.selectors import Leaderboard, Order
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -96,7 +98,16 @@ class CreditDaySerializer(serializers.Serializer):
 # --- rows ----------------------------------------------------------------------------------
 
 
-def _credit(row: Model, rank: int | None, now: datetime) -> dict[str, Any]:
+# The leaderboard selectors annotate the names (the user's, for volunteers and their hosts).
+class _Name(TypedDict):
+    name: str
+
+
+class _VolunteerName(TypedDict):
+    volunteer_name: str
+
+
+def _credit(row: CreditTotals, rank: int | None, now: datetime) -> dict[str, Any]:
     return {
         "rank": rank,
         "id": row.pk,
@@ -105,7 +116,9 @@ def _credit(row: Model, rank: int | None, now: datetime) -> dict[str, Any]:
     }
 
 
-def volunteer_row(volunteer: Volunteer, rank: int | None, now: datetime) -> dict[str, Any]:
+def volunteer_row(
+    volunteer: WithAnnotations[Volunteer, _Name], rank: int | None, now: datetime
+) -> dict[str, Any]:
     return {**_credit(volunteer, rank, now), "name": volunteer.name}
 
 
@@ -113,7 +126,7 @@ def team_row(team: Team, rank: int | None, now: datetime) -> dict[str, Any]:
     return {**_credit(team, rank, now), "name": team.name}
 
 
-def host_row(host: Host, rank: int | None, now: datetime) -> dict[str, Any]:
+def host_row(host: WithAnnotations[Host, _VolunteerName], rank: int | None, now: datetime) -> dict[str, Any]:
     return {
         **_credit(host, rank, now),
         "name": host.name,

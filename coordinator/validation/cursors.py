@@ -39,6 +39,8 @@ def decode_cursor(cursor: str, tag: str, order: Order) -> tuple[str, Position]:
     if not isinstance(data, dict) or data.get("l") != tag or data.get("d") not in {"next", "previous"}:
         raise refused
     pk, rank, raw = data.get("i"), data.get("r"), data.get("k")
+    if raw is None:
+        raise refused
     try:
         key: Decimal | float = Decimal(raw) if order is Order.TOTAL else float(raw)
     except (InvalidOperation, TypeError, ValueError) as error:

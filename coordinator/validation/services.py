@@ -70,6 +70,11 @@ class _Pass:
     unpunished: set[int] = field(default_factory=set)  # invalid on a verdict no one vouched for
 
 
+def _host_id(replica: Replica) -> int:
+    assert replica.host_id is not None  # a replica being judged was sent to a host
+    return replica.host_id
+
+
 def _candidate(replica: Replica, rule: CompareRule) -> Candidate:
     if rule.mode is CompareMode.BITWISE:
         return Candidate(replica.pk, replica.output_sha256)
@@ -80,6 +85,7 @@ def _claim(unit: WorkUnit, replica: Replica) -> float:
     """A replica's claim from figures bounded by what is plausible: the project's largest
     speed per core, and no more CPU time than it held the task on every core."""
     host = replica.host
+    assert host is not None  # a reported replica was sent to a host
     wall = (
         (replica.received_at - replica.sent_at).total_seconds()
         if replica.received_at and replica.sent_at
@@ -115,7 +121,7 @@ def _read_outputs(
             candidate = _candidate(replica, rule)
         except UnreadableOutput:
             work.unreadable.append(replica)
-            work.events.append(HostEvent(replica.host_id, unit.app_id, replica.app_version_id, Event.ERROR))
+            work.events.append(HostEvent(_host_id(replica), unit.app_id, replica.app_version_id, Event.ERROR))
             continue
         if replica.pk == unit.canonical_replica_id:
             canonical = candidate
@@ -129,7 +135,7 @@ def _judge_unit(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
     rule = compare_rule(unit.app)
     agree = _agreement(rule)
     canonical, candidates, readable = _read_outputs(unit, replicas, rule, work)
-    host_of = {r.pk: r.host_id for r in replicas}
+    host_of = {r.pk: _host_id(r) for r in replicas}
     if canonical is not None:
         verdict = judge_against(canonical, candidates, agree)
         if verdict.invalid and unit.vouched_by_id is None:
@@ -156,7 +162,7 @@ def _judge_unit(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
     if verdict.canonical is not None and unit.canonical_replica_id is None:
         verdict = _canonical_with_output(verdict, replicas)
     if verdict.canonical is not None and unit.vouched_by_id is None:
-        valid_hosts = [r.host_id for r in replicas if r.validate_state == ValidateState.VALID]
+        valid_hosts = [_host_id(r) for r in replicas if r.validate_state == ValidateState.VALID]
         valid_hosts += [host_of[i] for i in verdict.valid]
         unit.vouched_by_id = work.judges.voucher(valid_hosts)
         unit.audit_wanted = unit.audit_wanted and unit.vouched_by_id is None
@@ -171,6 +177,7 @@ def _canonical_with_output(verdict: Verdict, replicas: list[Replica]) -> Verdict
     """The canonical replica must still hold its output (the batch's result is made from it):
     another agreeing one that does stands in; if none does, there is no verdict yet."""
     by_id = {r.pk: r for r in replicas}
+    assert verdict.canonical is not None  # called only on a verdict with a canonical replica
     if _has_output(by_id[verdict.canonical]):
         return verdict
     kept = [i for i in verdict.valid if _has_output(by_id[i])]
@@ -222,7 +229,9 @@ def _record_verdict(
         replica = by_id[replica_id]
         work.states[replica_id] = ValidateState.INVALID
         if replica_id not in work.unpunished:
-            work.events.append(HostEvent(replica.host_id, unit.app_id, replica.app_version_id, Event.INVALID))
+            work.events.append(
+                HostEvent(_host_id(replica), unit.app_id, replica.app_version_id, Event.INVALID)
+            )
         if replica_id in work.granted_before:
             work.reversals.append(replica_id)  # credited on a verdict now overturned
     if verdict.canonical is None:
@@ -239,16 +248,19 @@ def _record_verdict(
                 if unit.batch_id is not None:
                     work.corrected_batches.add(unit.batch_id)
             unit.reopened_from_id = None
-    peers = [r.host_id for r in replicas if r.validate_state == ValidateState.VALID or r.pk in verdict.valid]
+    peers = [
+        _host_id(r) for r in replicas if r.validate_state == ValidateState.VALID or r.pk in verdict.valid
+    ]
     for replica in newly_valid:
         work.states[replica.pk] = ValidateState.VALID
         if replica.pk in work.granted_before:
             continue  # valid before the unit was reopened: credited and counted then
         replica.granted_credit = unit.granted_credit
-        event = work.judges.event_for(replica.host_id, peers)
-        work.events.append(HostEvent(replica.host_id, unit.app_id, replica.app_version_id, event))
+        event = work.judges.event_for(_host_id(replica), peers)
+        work.events.append(HostEvent(_host_id(replica), unit.app_id, replica.app_version_id, event))
+        assert replica.volunteer_id is not None and unit.granted_credit is not None  # set by now
         work.grants.append(
-            ledger.Grant(replica.volunteer_id, replica.host_id, replica.pk, unit.pk, unit.granted_credit)
+            ledger.Grant(replica.volunteer_id, _host_id(replica), replica.pk, unit.pk, unit.granted_credit)
         )
 
 
@@ -266,10 +278,10 @@ def _granted_before(disputed: list[WorkUnit], successes: list[Replica]) -> set[i
 
 
 def _judges(replicas: list[Replica], now: datetime) -> Judges:
-    hosts = {r.host_id: r.host for r in replicas}
+    hosts = {_host_id(r): r.host for r in replicas}
     return Judges(
         holders=holders(hosts),
-        established=frozenset(pk for pk, host in hosts.items() if host_is_established(host, now)),
+        established=frozenset(pk for pk, h in hosts.items() if h is not None and host_is_established(h, now)),
     )
 
 
@@ -365,7 +377,7 @@ def refresh_credit_ratios() -> int:
             .order_by("-id")
             .values_list("claimed_credit", "workunit__fpops_estimate")[:CREDIT_RATIO_SAMPLES]
         )
-        ratios = [claim / credit.credit_for_flops(est) for claim, est in rows if est > 0]
+        ratios = [claim / credit.credit_for_flops(fp) for claim, fp in rows if claim is not None and fp > 0]
         if len(ratios) < CREDIT_RATIO_MIN_SAMPLES:
             continue
         ratio = min(credit.median(ratios), credit.CLAIM_CAP_FACTOR)

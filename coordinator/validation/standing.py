@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TypeVar
 
 from django.conf import settings
-from django.db.models import Model
 
 from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.core.bulk import update_rows
@@ -31,8 +31,10 @@ from coordinator.validation.reputation import (
 
 CREDIT_FIELDS = ["total_credit", "rac", "rac_time", "rac_rank"]
 
+_Credited = TypeVar("_Credited", Volunteer, Team, Host)
 
-def _credit_rows(model: type[Model], grants: dict[int, list[Grant]], now: datetime) -> list[Model]:
+
+def _credit_rows(model: type[_Credited], grants: dict[int, list[Grant]], now: datetime) -> list[_Credited]:
     rows = list(model.objects.select_for_update().filter(pk__in=grants).order_by("pk"))
     for row in rows:
         granted = sum((g.credit for g in grants[row.pk] if g.credit > 0), Decimal(0))

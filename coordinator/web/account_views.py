@@ -57,6 +57,7 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 def _volunteer(request: HttpRequest) -> Volunteer:
+    assert request.user.is_authenticated  # its views are login_required
     volunteer = Volunteer.objects.select_related("team").filter(user=request.user).first()
     if volunteer is None:
         raise Http404("this account is not a volunteer's")

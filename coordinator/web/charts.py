@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 import pygal
 from django.utils.safestring import SafeString, mark_safe
@@ -34,7 +35,9 @@ class Chart:
     unit: str
 
 
-def bar_chart(title: str, points: Sequence[tuple[str, float]], *, unit: str, label_every: int = 1) -> Chart:
+def bar_chart(
+    title: str, points: Sequence[tuple[str, float | Decimal]], *, unit: str, label_every: int = 1
+) -> Chart:
     """A bar chart of ``points`` (label, value); labels are ours (dates, hours), never a user's text."""
     chart = pygal.Bar(
         style=STYLE,

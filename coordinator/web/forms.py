@@ -32,7 +32,8 @@ class SignupForm(forms.Form):
     password_again = forms.CharField(label="Password, again", widget=forms.PasswordInput, strip=False)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("password") and data.get("password") != data.get("password_again"):
             self.add_error("password_again", "The two passwords differ.")
         return data

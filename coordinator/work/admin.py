@@ -14,19 +14,22 @@ class AppVersionAdmin(admin.ModelAdmin):
     readonly_fields = ["bundle_sha256", "bundle_size", "signature"]
 
 
+REPLICA_INLINE_FIELDS = (
+    "state",
+    "outcome",
+    "validate_state",
+    "host",
+    "sent_at",
+    "deadline",
+    "received_at",
+    "output_sha256",
+)
+
+
 class ReplicaInline(admin.TabularInline):
     model = Replica
-    fields = [
-        "state",
-        "outcome",
-        "validate_state",
-        "host",
-        "sent_at",
-        "deadline",
-        "received_at",
-        "output_sha256",
-    ]
-    readonly_fields = fields
+    fields = REPLICA_INLINE_FIELDS
+    readonly_fields = REPLICA_INLINE_FIELDS
     extra = 0
     can_delete = False
 

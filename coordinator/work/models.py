@@ -5,6 +5,7 @@ Rules that can live in the database do: redundancy bounds, state/field agreement
 """
 
 import secrets
+from enum import Enum
 
 from django.conf import settings
 from django.db import models
@@ -15,7 +16,7 @@ from coordinator.work.comparison import CompareMode
 from coordinator.work.lifecycle import FailureReason, Outcome, ReplicaState, UnitState, ValidateState
 
 
-def choices(enum: type) -> list[tuple[str, str]]:
+def choices(enum: type[Enum]) -> list[tuple[str, str]]:
     return [(member.value, member.name.replace("_", " ").lower()) for member in enum]
 
 
