@@ -11,8 +11,10 @@ import os
 import secrets
 import shutil
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 COPY_CHUNK = 1024 * 1024
 
@@ -41,14 +43,15 @@ def temporary_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
+@contextmanager
+def _replacing(path: Path, mode: int) -> Iterator[BinaryIO]:
+    """A new file beside ``path`` to write; when the block ends without an error it is
+    fsynced and renamed over ``path`` durably, otherwise it is removed."""
     temporary = temporary_beside(path)
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -58,30 +61,26 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     sync_directory(path.parent)
 
 
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    with _replacing(Path(path), mode) as handle:
+        handle.write(data)
+
+
 def copy_atomic(source: Path, target: Path) -> tuple[str, int]:
     """Copy ``source`` to ``target`` durably; returns the SHA-256 and size of what was copied.
 
     ``NotPlainFile`` when ``source`` is a link, a device, a folder or a hard link.
     """
     digest, size = hashlib.sha256(), 0
-    temporary = temporary_beside(target)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(descriptor, "wb") as out, open_plain_file(source) as src:
-            while True:
-                chunk = src.read(COPY_CHUNK)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    sync_directory(target.parent)
+    with _replacing(target, 0o600) as out, open_plain_file(source) as src:
+        while True:
+            chunk = src.read(COPY_CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
     return digest.hexdigest(), size
 
 
