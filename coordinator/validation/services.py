@@ -34,7 +34,13 @@ from coordinator.validation.reputation import Event
 from coordinator.validation.reversal import reverse_credit
 from coordinator.validation.selectors import units_awaiting_validation
 from coordinator.validation.standing import HostEvent, add_credit, host_is_established, record_events
-from coordinator.work.lifecycle import Outcome, UnitState, ValidateState, effective_policy
+from coordinator.work.lifecycle import (
+    UNREADABLE_OUTPUT,
+    Outcome,
+    ValidateState,
+    effective_policy,
+    settled_state,
+)
 from coordinator.work.models import App, Batch, BatchState, Replica, WorkUnit
 from coordinator.work.selectors import REPLICA_VIEW_FIELDS, replica_view, unit_view
 
@@ -199,7 +205,6 @@ def _reopen(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
     established host vouches for; grants stand until that verdict says otherwise."""
     unit.reopened_from_id = unit.canonical_replica_id
     unit.canonical_replica_id = None
-    unit.state = UnitState.ACTIVE
     unit.disputed, unit.audit_wanted, unit.vouched_by_id = True, False, None
     unit.disputed_at = work.now
     unit.max_total_results += REOPEN_EXTRA_RESULTS * unit.min_quorum
@@ -241,7 +246,6 @@ def _record_verdict(
         if unit.granted_credit is None:
             _first_grant(unit, newly_valid)
         unit.canonical_replica_id = verdict.canonical
-        unit.state = UnitState.DONE
         if unit.reopened_from_id is not None:
             if unit.reopened_from_id not in verdict.valid:  # the scientist's result changes
                 unit.corrected_at = work.now
@@ -310,7 +314,7 @@ def _write_pass(
         replica.validate_state = work.states[replica.pk]
     update_rows(Replica, changed, ["validate_state", "claimed_credit", "granted_credit"])
     for replica in work.unreadable:
-        replica.outcome, replica.validate_state = Outcome.VALIDATE_ERROR, ValidateState.INVALID
+        replica.outcome, replica.validate_state = UNREADABLE_OUTPUT
     update_rows(Replica, work.unreadable, ["outcome", "validate_state"])
     update_rows(WorkUnit, units, UNIT_FIELDS_JUDGED)
     reverse_credit(replica_ids=work.reversals, now=now)  # its lock order: replicas, head, standing
@@ -353,36 +357,12 @@ def validate_units(*, unit_ids: list[int], now: datetime) -> int:
         )
         for unit in units:
             _judge_unit(unit, replicas[unit.pk], work)
+            unit.state = settled_state(unit_view(unit))  # the lifecycle's word on the verdicts
             unit.need_validate = False
             unit.transition_time = now  # the transitioner cancels leftovers or asks for more
 
         _write_pass(units, replicas, work, now)
         return len(units)
-
-
-CREDIT_RATIO_SAMPLES = 1000
-CREDIT_RATIO_MIN_SAMPLES = 20
-
-
-def refresh_credit_ratios() -> int:
-    """Set each app's ``credit_ratio`` to the median claim, against the estimate, of its
-    latest valid replicas on vouched units (where an established host agreed): what honest
-    quorums claim, which colluders alone cannot move. Returns the apps updated."""
-    updated = 0
-    for app in App.objects.all():
-        rows = (
-            Replica.objects.filter(
-                workunit__app=app, workunit__vouched_by__isnull=False, claimed_credit__isnull=False
-            )
-            .order_by("-id")
-            .values_list("claimed_credit", "workunit__fpops_estimate")[:CREDIT_RATIO_SAMPLES]
-        )
-        ratios = [claim / credit.credit_for_flops(fp) for claim, fp in rows if claim is not None and fp > 0]
-        if len(ratios) < CREDIT_RATIO_MIN_SAMPLES:
-            continue
-        ratio = min(credit.median(ratios), credit.CLAIM_CAP_FACTOR)
-        updated += App.objects.filter(pk=app.pk).exclude(credit_ratio=ratio).update(credit_ratio=ratio)
-    return updated
 
 
 def validate_due_units(*, now: datetime, chunk: int = 200, max_chunks: int = 100) -> int:

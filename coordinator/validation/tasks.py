@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from coordinator.core import keys
-from coordinator.validation import correction, ledger, services
+from coordinator.validation import correction, credit_ratios, ledger, services
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def validation_sweep() -> None:
     """Every unit marked for validation, whatever message was lost; then each app's
     credit ratio from its latest vouched results."""
     services.validate_due_units(now=timezone.now())
-    services.refresh_credit_ratios()
+    credit_ratios.refresh_credit_ratios()
 
 
 @dramatiq.actor(max_retries=0, time_limit=300_000)

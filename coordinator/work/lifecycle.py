@@ -1,9 +1,11 @@
 """The work-unit lifecycle, after BOINC's transitioner: pure, no ORM, no clock.
 
-Given a work unit, its replicas and ``now``, :func:`transition` says what must change.
-The transitioner applies the answer with conditional updates; everything else that
-changes a unit's state (reports, validation) only records facts and asks for a new
-transition. Running :func:`transition` again on the applied result asks for nothing.
+Given a work unit, its replicas and ``now``, :func:`transition` says what must change,
+the unit's state included. The transitioner applies the answer with conditional updates;
+everything else (reports, validation) only records facts: a report its outcome, the
+validator its verdicts (validate states, the canonical replica, a reopened unit) and then
+the state :func:`settled_state` gives. Running :func:`transition` again on the applied
+result asks for nothing.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class FailureReason(StrEnum):
 
 
 ERROR_OUTCOMES = frozenset({Outcome.CLIENT_ERROR, Outcome.NO_REPLY, Outcome.VALIDATE_ERROR})
+# An output the validator cannot read (not the app's format, or gone) is its host's error:
+# it counts against max_error_results, like a crash, and never joins a quorum.
+UNREADABLE_OUTPUT = (Outcome.VALIDATE_ERROR, ValidateState.INVALID)
 # An audit of a done unit may make this many replicas beyond its max_total_results (errors
 # and missed deadlines of auditors included), then it stops asking.
 AUDIT_EXTRA_RESULTS = 3
@@ -114,6 +119,7 @@ class Transition:
     aborted: tuple[int, ...] = ()  # IN_PROGRESS -> OVER / DIDNT_NEED; the host is told to abort
     need_validate: bool = False
     failure: FailureReason | None = None
+    state: UnitState | None = None  # the unit's new state; None: it stays
     next_transition: datetime | None = None  # None: nothing is scheduled
 
     @property
@@ -198,8 +204,25 @@ def wanted_replicas(policy: Policy, tally: _Tally) -> int:
     return policy.target_nresults
 
 
+def settled_state(unit: UnitView) -> UnitState:
+    """The state a unit's facts put it in: done once the validator found a canonical replica;
+    active again when a done unit lost it (a late dissent or a failed audit reopened it for
+    established hosts to settle); failed stays failed. The validator writes this after its
+    verdicts, and :func:`transition` applies it to whatever it is given."""
+    if unit.state is UnitState.FAILED:
+        return UnitState.FAILED
+    return UnitState.DONE if unit.has_canonical else UnitState.ACTIVE
+
+
 def transition(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Transition:
-    """Everything that must change for ``unit`` at ``now``."""
+    """Everything that must change for ``unit`` at ``now``, its state included."""
+    settled = replace(unit, state=settled_state(unit))
+    result = _changes(settled, replicas, now)
+    state = UnitState.FAILED if result.failure is not None else settled.state
+    return replace(result, state=state) if state is not unit.state else result
+
+
+def _changes(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Transition:
     timed_out = {
         r.id
         for r in replicas
@@ -212,7 +235,7 @@ def transition(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tr
     if unit.cancelled:
         return cancel(unit, tally, timed_out)
 
-    if unit.state is not UnitState.ACTIVE or unit.has_canonical:
+    if unit.state is not UnitState.ACTIVE:
         return _finished(unit, tally, timed_out, next_transition)
 
     policy = effective_policy(unit.policy, replicas, timed_out)

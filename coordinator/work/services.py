@@ -168,8 +168,10 @@ def _apply_to_unit(unit: WorkUnit, result: lifecycle.Transition) -> bool:
     before = (unit.need_validate, unit.state, unit.failure_reason, unit.transition_time)
     unit.need_validate = result.need_validate
     unit.transition_time = result.next_transition
+    if result.state is not None:
+        unit.state = result.state
     if result.failure is not None:
-        unit.state, unit.failure_reason = UnitState.FAILED, result.failure
+        unit.failure_reason = result.failure
     after = (unit.need_validate, unit.state, unit.failure_reason, unit.transition_time)
     return result.changes_replicas or before != after
 

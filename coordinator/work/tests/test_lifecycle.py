@@ -14,6 +14,7 @@ from coordinator.work.lifecycle import (
     UnitState,
     UnitView,
     ValidateState,
+    settled_state,
     transition,
 )
 
@@ -411,3 +412,36 @@ def test_a_done_unit_wanting_an_audit_gets_one_reserved_replica_and_keeps_it():
         "at most AUDIT_EXTRA_RESULTS beyond max_total_results"
     )
     assert transition(done_unit(), agreed, NOW).create_replicas == 0, "no audit wanted: nothing"
+
+
+# --- the unit's state -----------------------------------------------------------------------
+
+
+def test_a_canonical_replica_makes_an_active_unit_done():
+    result = transition(unit(has_canonical=True), [success(1, ValidateState.VALID)], NOW)
+
+    assert result.state is UnitState.DONE
+    assert settled_state(unit(has_canonical=True)) is UnitState.DONE
+
+
+def test_a_reopened_unit_is_active_again_and_asks_for_established_hosts():
+    reopened = UnitView(1, policy(), UnitState.DONE, disputed=True)
+    replicas = [success(1, ValidateState.INCONCLUSIVE), success(2, ValidateState.INCONCLUSIVE)]
+
+    result = transition(reopened, replicas, NOW)
+
+    assert result.state is UnitState.ACTIVE
+    assert (result.create_replicas, result.reserve_new) == (1, True)
+
+
+def test_a_failing_unit_names_its_new_state_and_a_failed_one_stays_failed():
+    errors = [over(i, Outcome.CLIENT_ERROR) for i in range(1, 5)]
+
+    assert transition(unit(), errors, NOW).state is UnitState.FAILED
+    assert transition(unit(UnitState.FAILED), errors, NOW).state is None
+    assert settled_state(unit(UnitState.FAILED, has_canonical=True)) is UnitState.FAILED
+
+
+def test_a_state_that_does_not_change_is_not_named():
+    assert transition(unit(), [out(1), out(2)], NOW).state is None
+    assert transition(done_unit(), [success(1, ValidateState.VALID)], NOW).state is None

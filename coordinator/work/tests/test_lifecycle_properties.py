@@ -80,10 +80,12 @@ def replicas_for(draw: st.DrawFn, max_size: int) -> list[ReplicaView]:
 @st.composite
 def situations(draw: st.DrawFn) -> tuple[UnitView, list[ReplicaView]]:
     """A unit in any state and its replicas, sometimes more than the policy's total after a policy
-    change. DONE units have a canonical replica; an ACTIVE one may too (validator ahead of state)."""
+    change. DONE units mostly have a canonical replica (one without was reopened by the
+    validator); an ACTIVE one may have one too (a verdict the state does not show yet)."""
     policy = draw(policies())
     state = draw(st.sampled_from(list(UnitState)))
-    has_canonical = state is UnitState.DONE or (state is UnitState.ACTIVE and draw(st.integers(0, 4)) == 0)
+    has_canonical = state is not UnitState.FAILED and draw(st.integers(0, 4)) == 0
+    has_canonical = has_canonical != (state is UnitState.DONE)
     unit = UnitView(1, policy, state, has_canonical=has_canonical, need_validate=draw(st.booleans()))
     return unit, draw(replicas_for(policy.max_total_results + 2))
 
@@ -95,7 +97,7 @@ def apply(
     unit: UnitView, replicas: list[ReplicaView], result: Transition
 ) -> tuple[UnitView, list[ReplicaView]]:
     """Write ``result`` as services.apply_transitions does, without a database: conditional
-    replica updates, new UNSENT replicas with fresh ids, failure marks the unit FAILED."""
+    replica updates, new UNSENT replicas with fresh ids, the unit's new state if it has one."""
     timed_out, not_needed = set(result.timed_out), set(result.not_needed)
     updated = []
     for r in replicas:
@@ -108,7 +110,7 @@ def apply(
         updated.append(r)
     first = max((r.id for r in replicas), default=0) + 1
     updated.extend(ReplicaView(first + i, ReplicaState.UNSENT) for i in range(result.create_replicas))
-    state = UnitState.FAILED if result.failure is not None else unit.state
+    state = result.state or unit.state
     return replace(unit, state=state, need_validate=result.need_validate), updated
 
 
@@ -125,7 +127,7 @@ def is_alive_success(r: ReplicaView) -> bool:
 
 
 def is_finished(unit: UnitView) -> bool:
-    return unit.state is not UnitState.ACTIVE or unit.has_canonical
+    return unit.state is UnitState.FAILED or unit.has_canonical
 
 
 def check_transition(unit: UnitView, replicas: list[ReplicaView], now: datetime, result: Transition) -> None:
@@ -168,6 +170,15 @@ def check_transition(unit: UnitView, replicas: list[ReplicaView], now: datetime,
         if errors <= policy.max_error_results and still_pending > 0:
             assert result.failure is None
 
+    # State: failed stays failed, or fails now; done with a canonical replica; active otherwise,
+    # a reopened unit included. A state is named only when it changes.
+    if unit.state is UnitState.FAILED or result.failure is not None:
+        expected = UnitState.FAILED
+    else:
+        expected = UnitState.DONE if unit.has_canonical else UnitState.ACTIVE
+    assert (result.state or unit.state) is expected
+    assert result.state is not unit.state
+
     # Validation: only for a fresh success, with a quorum or against a canonical replica.
     if unit.has_canonical:
         assert result.need_validate == unchecked
@@ -190,7 +201,7 @@ def check_idempotent(unit: UnitView, replicas: list[ReplicaView], now: datetime,
     """Transitioning the applied result again asks for nothing new (a second sweep is a no-op)."""
     again = transition(*apply(unit, replicas, result), now)
     assert not again.changes_replicas, again
-    assert again.failure is None
+    assert again.failure is None and again.state is None
     assert again.need_validate == result.need_validate
     assert again.next_transition == result.next_transition
 
@@ -359,7 +370,7 @@ class Sim:
                 self._set(
                     r.id, validate_state=ValidateState.INVALID if r.id in invalid else ValidateState.VALID
                 )
-            self.unit = replace(self.unit, state=UnitState.DONE, has_canonical=True)
+            self.unit = replace(self.unit, has_canonical=True)  # a fact: the state is the lifecycle's
         elif param % 3 == 1:
             for r in fresh:
                 self._set(r.id, validate_state=ValidateState.INCONCLUSIVE)
@@ -379,7 +390,8 @@ class Sim:
             assert self.reason is None, "a unit fails once"
             self.reason = result.failure
         if is_finished(before):
-            assert self.unit.state is before.state, "an ended unit stays as it ended"
+            ended = UnitState.FAILED if before.state is UnitState.FAILED else UnitState.DONE
+            assert self.unit.state is ended, "an ended unit is done or failed, and stays so"
         assert len(self.replicas) <= self.unit.policy.max_total_results
         assert len({r.id for r in self.replicas}) == len(self.replicas)
         assert (self.unit.state is UnitState.FAILED) == (self.reason is not None)
