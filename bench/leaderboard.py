@@ -48,7 +48,7 @@ def seed(count: int) -> None:
     from django.utils import timezone
 
     from coordinator.accounts.models import Volunteer
-    from coordinator.validation.credit import rac_rank_key
+    from coordinator.standing.credit import rac_rank_key
 
     User = get_user_model()
     now = timezone.now()

@@ -130,7 +130,7 @@ def _with_rac(
     rows: list[tuple[Any, ...]], amounts: dict[int, Decimal], now: datetime
 ) -> tuple[list[int], list[Decimal], list[float], list[float]]:
     """(ids, amounts, new RAC, new rank) for locked rows whose first columns are id, rac, rac_time."""
-    from coordinator.validation import credit  # pure arithmetic: no ORM, no settings
+    from coordinator.standing import credit  # pure arithmetic: no ORM, no settings
 
     ids, added, racs, ranks = [], [], [], []
     for row_id, rac, rac_time, *_ in rows:
@@ -172,7 +172,7 @@ def _judge(
     units: list[tuple[Any, ...]], by_unit: dict[int, list[tuple[Any, ...]]]
 ) -> tuple[tuple[list[Any], ...], tuple[list[Any], ...], list[Grant]]:
     """Claims and grants: (replica columns, unit columns, one grant per replica)."""
-    from coordinator.validation import credit  # pure arithmetic: no ORM, no settings
+    from coordinator.standing import credit  # pure arithmetic: no ORM, no settings
 
     replica_ids, claims_out, grants_out = [], [], []
     unit_ids, canonicals, unit_grants = [], [], []
@@ -220,7 +220,7 @@ def _add_credit(
     cur: psycopg.Cursor, grants: list[Grant], now: datetime, *, app_id: int, version_id: int
 ) -> None:
     """Credit and RAC to volunteers, teams and hosts; quotas, credit per day and reputation."""
-    from coordinator.validation.reputation import ERROR_RATE_WEIGHT
+    from coordinator.standing.reputation import ERROR_RATE_WEIGHT
 
     by_volunteer: dict[int, Decimal] = defaultdict(Decimal)
     by_host: dict[int, Decimal] = defaultdict(Decimal)

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "coordinator.accounts",
     "coordinator.work",
+    "coordinator.standing",
     "coordinator.validation",
     "coordinator.scheduler",
     "coordinator.science",

@@ -48,7 +48,7 @@ def make_host(
     **fields: Any,
 ) -> tuple[Host, HostKey]:
     """A host; ``established`` makes it an old one that unrelated hosts often agreed with,
-    so that it vouches for others and settles disputes (validation.standing)."""
+    so that it vouches for others and settles disputes (standing.services)."""
     volunteer = volunteer or make_volunteer()[0]
     key = HostKey.generate()
     host = Host.objects.create(

@@ -11,7 +11,7 @@ class CreditTotals(models.Model):
     """Credit kept on the row, updated with each grant (never by scanning history).
 
     ``rac`` is recent average credit as of ``rac_time``; ``rac_rank`` orders rows by RAC at
-    any common moment without decaying them (see validation.credit.rac_rank_key).
+    any common moment without decaying them (see standing.credit.rac_rank_key).
     """
 
     total_credit = models.DecimalField(
@@ -100,7 +100,7 @@ class Host(CreditTotals):
     invalid_count = models.PositiveIntegerField(default=0, db_default=0)
     error_count = models.PositiveIntegerField(default=0, db_default=0)
     # Valid results an unrelated host agreed with, since the host was last caught: with age,
-    # what makes it established (validation.reputation.is_established).
+    # what makes it established (standing.reputation.is_established).
     independent_valid = models.PositiveIntegerField(default=0, db_default=0)
     # The last time its result lost against an independent quorum, and the last time the
     # correction sweep reopened what it had accepted (validation.correction).

@@ -1,5 +1,5 @@
 """Teams: made by a volunteer, joined and left freely. Credit earned while a member counts
-for the team (validation.standing); leaving takes nothing back, as in BOINC."""
+for the team (standing.services); leaving takes nothing back, as in BOINC."""
 
 from __future__ import annotations
 

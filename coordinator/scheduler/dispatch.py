@@ -25,9 +25,9 @@ from coordinator.accounts.models import Host, Volunteer
 from coordinator.accounts.relation import Holder
 from coordinator.core.errors import Conflict
 from coordinator.scheduler.dispatch_sql import Candidate, ClaimContext, QuotaRow, candidates, claim_context
-from coordinator.validation.models import HostAppReputation, HostAppVersion
-from coordinator.validation.reputation import Reputation, send_single
-from coordinator.validation.standing import host_is_established
+from coordinator.standing.models import HostAppReputation, HostAppVersion
+from coordinator.standing.reputation import Reputation, send_single
+from coordinator.standing.services import host_is_established
 from coordinator.work.lifecycle import ReplicaState
 from coordinator.work.models import AppVersion, Replica, WorkUnit
 

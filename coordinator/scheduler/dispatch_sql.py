@@ -18,7 +18,7 @@ from django.db import connection
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.accounts.relation import Holder
 from coordinator.accounts.selectors import related_sql
-from coordinator.validation.models import HostAppVersion
+from coordinator.standing.models import HostAppVersion
 from coordinator.work.lifecycle import Outcome, ReplicaState, ValidateState
 from coordinator.work.models import Replica, WorkUnit
 

@@ -17,8 +17,8 @@ from coordinator.accounts.models import Host
 from coordinator.core import objects
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PermissionRefused
 from coordinator.scheduler.report_writer import ReportRow, write_reports
-from coordinator.validation.reputation import Event
-from coordinator.validation.standing import HostEvent
+from coordinator.standing.reputation import Event
+from coordinator.standing.services import HostEvent
 from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import Replica, WorkUnit
 
@@ -63,7 +63,7 @@ class Recorded:
     acks: list[ReportAck]
     touched_units: list[int]
     # Reputation events for reported errors: written after the claim, because hosts are
-    # locked after volunteers everywhere (validation.standing).
+    # locked after volunteers everywhere (standing.services).
     error_events: list[HostEvent]
 
 

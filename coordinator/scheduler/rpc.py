@@ -22,12 +22,12 @@ from coordinator.core.hints import hint
 from coordinator.core.metrics import DISPATCHED, REPORTED
 from coordinator.scheduler.dispatch import Assignment, WorkRequest, claim_work
 from coordinator.scheduler.reports import NOTHING_RECORDED, ReportAck, ReportIn, Uploaded, record_reports
+from coordinator.scheduler.tasks import after_reports
 from coordinator.scheduler.uploads import check_uploads, forget_uploads
-from coordinator.validation.credit import rac_now
-from coordinator.validation.standing import record_events
+from coordinator.standing.credit import rac_now
+from coordinator.standing.services import record_events
 from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import Replica
-from coordinator.work.tasks import transition_units
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def handle_scheduler_request(*, host: Host, request: SchedulerRequest, now: date
     )
     forget_uploads(uploaded)  # the reports are recorded: what was checked is kept
     if result.touched_units:
-        hint(transition_units, result.touched_units)
+        hint(after_reports, result.touched_units)
     DISPATCHED.inc(len(result.assignments))
     for ack in result.acks:
         REPORTED.labels(ack.status).inc()

@@ -19,8 +19,8 @@ from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
 from coordinator.accounts.models import CreditTotals, Host, Team, Volunteer
+from coordinator.standing.credit import rac_now
 from coordinator.validation import selectors
-from coordinator.validation.credit import rac_now
 from coordinator.validation.cursors import CursorRefused, board_page, list_tag
 from coordinator.validation.selectors import Leaderboard, Order
 

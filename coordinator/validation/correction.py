@@ -25,7 +25,7 @@ from django.db.models import F, Q
 from coordinator.accounts.models import Host
 from coordinator.accounts.relation import related
 from coordinator.accounts.selectors import holders
-from coordinator.validation.models import HostAppReputation
+from coordinator.standing.models import HostAppReputation
 from coordinator.work.lifecycle import UnitState, ValidateState
 from coordinator.work.models import WorkUnit
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coordinator.validation import credit
+from coordinator.standing import credit
 from coordinator.work.models import App, Replica
 
 CREDIT_RATIO_SAMPLES = 1000

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coordinator.accounts.relation import Holder, related, related_to_any
-from coordinator.validation.reputation import Event
+from coordinator.standing.reputation import Event
 
 
 @dataclass(frozen=True)
 class Judges:
     """Who can vouch for whom in one validation pass: each host's relation keys, and which
-    hosts are established (accounts.relation, validation.reputation)."""
+    hosts are established (accounts.relation, standing.reputation)."""
 
     holders: dict[int, Holder]
     established: frozenset[int]

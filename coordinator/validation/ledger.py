@@ -8,7 +8,6 @@ row, so grants and reversals from concurrent validators form one chain.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,24 +18,8 @@ from tessera_client.ledger import FORMAT, GENESIS_HASH, entry_hash, reversal_has
 from tessera_client.signing import b64encode
 
 from coordinator.accounts.models import Volunteer
+from coordinator.standing.services import Grant
 from coordinator.validation.models import LedgerEntry, LedgerHead, LedgerSeal
-
-
-@dataclass(frozen=True)
-class Grant:
-    """Credit for one valid replica, or, negative, credit taken back from one.
-
-    ``granted_at`` is when the credit was granted, None for now. For a negative amount it is
-    the reversed grant's time: the standing takes back that grant's decayed RAC share and
-    its amount from that day's credit.
-    """
-
-    volunteer_id: int
-    host_id: int
-    replica_id: int
-    unit_id: int
-    credit: Decimal
-    granted_at: datetime | None = None
 
 
 def credit_text(amount: Decimal) -> str:

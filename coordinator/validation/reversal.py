@@ -13,8 +13,8 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from coordinator.standing.services import Grant, add_credit
 from coordinator.validation import ledger
-from coordinator.validation.standing import add_credit
 from coordinator.work.models import Replica
 
 
@@ -51,7 +51,7 @@ def reverse_credit(*, replica_ids: list[int], now: datetime) -> list[Reversal]:
             return []
         add_credit(
             [
-                ledger.Grant(g.volunteer_id, g.host_id, g.replica_id, g.unit_id, -g.credit, g.granted_at)
+                Grant(g.volunteer_id, g.host_id, g.replica_id, g.unit_id, -g.credit, g.granted_at)
                 for g, _ in pairs
             ],
             now=now,

@@ -17,7 +17,8 @@ from django.db.models import Model, OuterRef, QuerySet, Subquery
 
 from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.core.errors import NotFound
-from coordinator.validation.models import CreditDay, LedgerHead
+from coordinator.standing.models import CreditDay
+from coordinator.validation.models import LedgerHead
 from coordinator.work.models import WorkUnit
 
 CREDIT_COLUMNS = ("total_credit", "rac", "rac_time", "rac_rank")

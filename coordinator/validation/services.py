@@ -19,7 +19,10 @@ from django.db import transaction
 
 from coordinator.accounts.selectors import holders
 from coordinator.core.bulk import update_rows
-from coordinator.validation import credit, ledger
+from coordinator.standing import credit
+from coordinator.standing.reputation import Event
+from coordinator.standing.services import Grant, HostEvent, add_credit, host_is_established, record_events
+from coordinator.validation import ledger
 from coordinator.validation.compare import (
     CompareMode,
     CompareRule,
@@ -30,10 +33,8 @@ from coordinator.validation.compare import (
 from coordinator.validation.judges import Judges
 from coordinator.validation.models import LedgerEntry
 from coordinator.validation.quorum import Candidate, Verdict, find_quorum, judge_against
-from coordinator.validation.reputation import Event
 from coordinator.validation.reversal import reverse_credit
 from coordinator.validation.selectors import units_awaiting_validation
-from coordinator.validation.standing import HostEvent, add_credit, host_is_established, record_events
 from coordinator.work.lifecycle import (
     UNREADABLE_OUTPUT,
     Outcome,
@@ -66,7 +67,7 @@ class _Pass:
 
     states: dict[int, ValidateState]
     unreadable: list[Replica]
-    grants: list[ledger.Grant]
+    grants: list[Grant]
     events: list[HostEvent]
     judges: Judges
     now: datetime
@@ -264,7 +265,7 @@ def _record_verdict(
         work.events.append(HostEvent(_host_id(replica), unit.app_id, replica.app_version_id, event))
         assert replica.volunteer_id is not None and unit.granted_credit is not None  # set by now
         work.grants.append(
-            ledger.Grant(replica.volunteer_id, _host_id(replica), replica.pk, unit.pk, unit.granted_credit)
+            Grant(replica.volunteer_id, _host_id(replica), replica.pk, unit.pk, unit.granted_credit)
         )
 
 

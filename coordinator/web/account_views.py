@@ -16,7 +16,7 @@ from coordinator.accounts.services import create_volunteer, issue_account_token
 from coordinator.core import keys
 from coordinator.core.errors import DomainError
 from coordinator.core.throttles import PageRateThrottle, client_address
-from coordinator.validation.credit import rac_now
+from coordinator.standing.credit import rac_now
 from coordinator.validation.models import LedgerEntry
 from coordinator.validation.selectors import credit_history
 from coordinator.web.charts import bar_chart

@@ -11,8 +11,9 @@ from django.db.models import Count, Prefetch, Sum
 from django.db.models.functions import TruncHour
 
 from coordinator.accounts.models import Host
-from coordinator.validation.credit import rac_now
-from coordinator.validation.models import CreditDay, LedgerEntry
+from coordinator.standing.credit import rac_now
+from coordinator.standing.models import CreditDay
+from coordinator.validation.models import LedgerEntry
 from coordinator.work.lifecycle import ReplicaState
 from coordinator.work.models import App, AppVersion, Replica
 from coordinator.work.selectors import unit_counts

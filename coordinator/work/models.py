@@ -36,7 +36,7 @@ class App(models.Model):
     rel_tolerance = models.FloatField(default=0.0, db_default=0.0)
     # What independent quorums of this app typically claim against the estimate (the median,
     # refreshed by the validation sweep): the most any valid replica earns is the estimate
-    # times this (validation.credit.grant_cap).
+    # times this (standing.credit.grant_cap).
     credit_ratio = models.FloatField(default=1.0, db_default=1.0)
     created = models.DateTimeField(auto_now_add=True)
 

@@ -21,6 +21,11 @@ def units_awaiting_validation() -> int:
     return WorkUnit.objects.filter(need_validate=True).count()
 
 
+def marked_for_validation(unit_ids: list[int]) -> list[int]:
+    """Those of ``unit_ids`` the lifecycle has marked for the validator."""
+    return list(WorkUnit.objects.filter(id__in=unit_ids, need_validate=True).values_list("id", flat=True))
+
+
 def replica_counts() -> dict[str, int]:
     counts = dict(Replica.objects.values_list("state").annotate(n=Count("id")).order_by())
     return {state.value: counts.get(state.value, 0) for state in ReplicaState}

@@ -14,10 +14,8 @@ from nacl.signing import SigningKey
 from tessera_client.signing import b64encode, bundle_message
 
 from coordinator.core.bulk import insert_rows, update_rows
-from coordinator.validation.reputation import Event
-from coordinator.validation.standing import HostEvent, record_events
 from coordinator.work import lifecycle
-from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
+from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import App, AppVersion, Batch, Replica, WorkUnit, dispatch_key
 from coordinator.work.selectors import (
     REPLICA_VIEW_FIELDS,
@@ -26,6 +24,7 @@ from coordinator.work.selectors import (
     replica_view,
     unit_view,
 )
+from coordinator.work.signals import TimedOut, replicas_timed_out
 
 # Added to the priority of replicas made after a unit's first ones (a timeout, an error, a
 # disagreement): they go out before fresh work, as with BOINC's accelerated retries, so a
@@ -141,14 +140,14 @@ def _write_replica_changes(
     it saw; a timed-out replica counts as an error against its host."""
     if timed_out:
         expired = Replica.objects.filter(id__in=timed_out, state=ReplicaState.IN_PROGRESS, deadline__lte=now)
-        events = [
-            HostEvent(host_id, app_id, version_id, Event.ERROR)
+        missed = [
+            TimedOut(host_id, app_id, version_id)
             for host_id, app_id, version_id in expired.values_list(
                 "host_id", "workunit__app_id", "app_version_id"
             )
         ]
         expired.update(state=ReplicaState.OVER, outcome=Outcome.NO_REPLY)
-        record_events(events, now=now)
+        replicas_timed_out.send(sender=Replica, timed_out=missed, now=now)
     if not_needed:
         Replica.objects.filter(id__in=not_needed, state=ReplicaState.UNSENT).update(
             state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED

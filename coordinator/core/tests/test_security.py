@@ -43,6 +43,8 @@ from coordinator.core.errors import AuthenticationRejected
 from coordinator.scheduler import dispatch as scheduler_dispatch
 from coordinator.science.models import ScientistToken
 from coordinator.science.services import split_due_batches
+from coordinator.standing.models import HostAppReputation
+from coordinator.standing.reputation import TRUST_AFTER_CONSECUTIVE_VALID
 from coordinator.testing import (
     PASSWORD,
     SignedHost,
@@ -53,8 +55,7 @@ from coordinator.testing import (
     make_units,
     make_volunteer,
 )
-from coordinator.validation.models import HostAppReputation, LedgerEntry
-from coordinator.validation.reputation import TRUST_AFTER_CONSECUTIVE_VALID
+from coordinator.validation.models import LedgerEntry
 from coordinator.validation.services import validate_due_units
 from coordinator.work.lifecycle import Outcome, UnitState, ValidateState
 from coordinator.work.models import Batch, Replica, WorkUnit

@@ -16,6 +16,7 @@ from tessera_client.protocol import Report
 from tessera_client.signing import bundle_message, signature_is_valid
 
 from coordinator.accounts.models import Host
+from coordinator.standing.models import HostAppVersion
 from coordinator.testing import (
     CODE_SIGNING_KEY,
     SignedHost,
@@ -25,7 +26,6 @@ from coordinator.testing import (
     make_units,
     make_volunteer,
 )
-from coordinator.validation.models import HostAppVersion
 from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import Replica, WorkUnit
 from coordinator.work.services import transition_due_units

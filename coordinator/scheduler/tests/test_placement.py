@@ -17,8 +17,8 @@ from tessera_client.protocol import Report
 from coordinator.accounts.limits import record_signup, starting_quota
 from coordinator.accounts.models import Host
 from coordinator.scheduler.dispatch import WorkRequest, claim_work
+from coordinator.standing.models import HostAppVersion
 from coordinator.testing import SignedHost, assert_error, make_app, make_host, make_units, make_volunteer
-from coordinator.validation.models import HostAppVersion
 from coordinator.work.lifecycle import ReplicaState
 from coordinator.work.models import Replica
 

@@ -16,11 +16,12 @@ from tessera_client.ledger import verify_records
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.core import keys
 from coordinator.scheduler import dispatch
+from coordinator.standing.models import HostAppReputation
 from coordinator.testing import SignedHost, make_app, make_host, make_units
 from coordinator.validation import ledger
 from coordinator.validation.correction import correction_sweep
-from coordinator.validation.models import HostAppReputation, LedgerEntry
 from coordinator.validation.credit_ratios import refresh_credit_ratios
+from coordinator.validation.models import LedgerEntry
 from coordinator.validation.tests.test_validator import DAY_OF_WORK, crunch, right, settle
 from coordinator.work.lifecycle import Outcome, UnitState, ValidateState
 from coordinator.work.models import Batch, BatchState, Replica, WorkUnit

@@ -19,11 +19,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from coordinator.accounts.models import Host, Team, Volunteer
+from coordinator.standing import credit
+from coordinator.standing.services import Grant, add_credit
 from coordinator.testing import make_host, make_volunteer, on_postgres
-from coordinator.validation import credit
 from coordinator.validation.cursors import CURSOR_SALT
-from coordinator.validation.ledger import Grant
-from coordinator.validation.standing import add_credit
 
 pytestmark = pytest.mark.django_db
 

@@ -36,11 +36,13 @@ from tessera_client.signing import b64decode, b64encode
 from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.core import keys
 from coordinator.core.periodic import SWEEPS
+from coordinator.standing import credit
+from coordinator.standing.models import CreditDay
 from coordinator.testing import SignedHost, make_app, make_host, make_units
-from coordinator.validation import credit, tasks
+from coordinator.validation import tasks
 from coordinator.validation.ledger import chain_hash, entry_fields, stamp
 from coordinator.validation.management.commands.ledger import export_snapshot
-from coordinator.validation.models import CreditDay, LedgerEntry, LedgerHead, LedgerSeal
+from coordinator.validation.models import LedgerEntry, LedgerHead, LedgerSeal
 from coordinator.validation.reversal import Reversal, reverse_credit
 from coordinator.validation.services import validate_due_units, validate_units
 from coordinator.work.models import Replica, WorkUnit

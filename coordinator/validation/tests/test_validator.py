@@ -14,10 +14,11 @@ from tessera_client.protocol import Report
 
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.scheduler import dispatch as scheduler_dispatch
+from coordinator.standing import credit
+from coordinator.standing.models import CreditDay, HostAppReputation, HostAppVersion
+from coordinator.standing.reputation import TRUST_AFTER_CONSECUTIVE_VALID
 from coordinator.testing import SignedHost, make_app, make_host, make_units
-from coordinator.validation import credit
-from coordinator.validation.models import CreditDay, HostAppReputation, HostAppVersion, LedgerEntry
-from coordinator.validation.reputation import TRUST_AFTER_CONSECUTIVE_VALID
+from coordinator.validation.models import LedgerEntry
 from coordinator.validation.services import validate_due_units
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState, ValidateState
 from coordinator.work.models import Replica, WorkUnit

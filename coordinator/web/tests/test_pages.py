@@ -7,8 +7,8 @@ from django.test import Client
 from django.utils import timezone
 
 from coordinator.accounts.models import Host, Team, Volunteer
+from coordinator.standing.credit import rac_rank_key
 from coordinator.testing import make_app, make_host, make_units, make_volunteer
-from coordinator.validation.credit import rac_rank_key
 
 pytestmark = pytest.mark.django_db
 

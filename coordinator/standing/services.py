@@ -1,4 +1,5 @@
-"""A host's and volunteer's standing: credit totals, RAC, credit per day, reputation, quota.
+"""Writes to a host's and volunteer's standing: credit totals, RAC, credit per day,
+reputation, quota; the one place they change.
 
 Rows are locked in one fixed order (volunteers, teams, hosts, each by id) and updated once
 per validation pass with what the pure rules in ``credit`` and ``reputation`` compute.
@@ -17,10 +18,9 @@ from django.conf import settings
 
 from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.core.bulk import update_rows
-from coordinator.validation import credit
-from coordinator.validation.ledger import Grant
-from coordinator.validation.models import CreditDay, HostAppReputation, HostAppVersion
-from coordinator.validation.reputation import (
+from coordinator.standing import credit
+from coordinator.standing.models import CreditDay, HostAppReputation, HostAppVersion
+from coordinator.standing.reputation import (
     Establishment,
     Event,
     Reputation,
@@ -28,8 +28,27 @@ from coordinator.validation.reputation import (
     is_established,
     quota_after,
 )
+from coordinator.work.signals import TimedOut
 
 CREDIT_FIELDS = ["total_credit", "rac", "rac_time", "rac_rank"]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Credit for one valid replica, or, negative, credit taken back from one.
+
+    ``granted_at`` is when the credit was granted, None for now. For a negative amount it is
+    the reversed grant's time: the standing takes back that grant's decayed RAC share and
+    its amount from that day's credit. The validation app's ledger records each one.
+    """
+
+    volunteer_id: int
+    host_id: int
+    replica_id: int
+    unit_id: int
+    credit: Decimal
+    granted_at: datetime | None = None
+
 
 _Credited = TypeVar("_Credited", Volunteer, Team, Host)
 
@@ -221,3 +240,8 @@ def record_events(events: list[HostEvent], *, now: datetime) -> None:
             "caught_at",
         ],
     )
+
+
+def record_timeouts(sender: object, *, timed_out: list[TimedOut], now: datetime, **kwargs: object) -> None:
+    """A missed deadline is its host's error (connected to ``work.signals.replicas_timed_out``)."""
+    record_events([HostEvent(t.host_id, t.app_id, t.app_version_id, Event.ERROR) for t in timed_out], now=now)
