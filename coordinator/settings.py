@@ -216,6 +216,8 @@ TESSERA = {
     # What a host may claim to be, and how many hosts a volunteer may register a day.
     "MAX_HOST_CPUS": env.int("MAX_HOST_CPUS", default=256),
     "MAX_HOST_FLOPS": env.float("MAX_HOST_FLOPS", default=5e10),  # per core
+    # Floating-point operations one unit of wasm fuel counts as, for credit (docs/validation.md).
+    "FLOPS_PER_FUEL": env.float("FLOPS_PER_FUEL", default=1.0),
     "MAX_HOSTS_PER_DAY": env.int("MAX_HOSTS_PER_DAY", default=10),
     # An established host (its agreement earns others trust; it settles disputes): this old,
     # with this many valid results that an unrelated host agreed with.

@@ -25,8 +25,9 @@ from typing import Any
 from tessera_client.signing import b64decode, signature_is_valid
 
 # v2 added reversal records; a v1 file (grants only) still verifies, its hashes are the same.
-FORMAT = "tessera-ledger-v2"
-FORMATS = ("tessera-ledger-v1", FORMAT)
+FORMAT = "tessera-ledger-v3"
+FORMATS = ("tessera-ledger-v1", "tessera-ledger-v2", FORMAT)
+REVERSAL_FORMATS = ("tessera-ledger-v2", FORMAT)  # v2 added reversals, v3 a grant's fuel
 GENESIS_HASH = "0" * 64
 ENTRY_FIELDS = ("seq", "volunteer", "host", "replica", "unit", "credit", "granted_at")
 REVERSAL_FIELDS = (*ENTRY_FIELDS, "reverses")
@@ -46,8 +47,11 @@ def _digest(body: dict[str, Any]) -> str:
 
 
 def entry_hash(entry: dict[str, Any], prev_hash: str) -> str:
-    """SHA-256 over a grant's fields, in a fixed order, and the previous hash."""
+    """SHA-256 over a grant's fields, its fuel when it has one (a wasm replica's, from
+    v3), and the previous hash."""
     body = {name: entry[name] for name in ENTRY_FIELDS}
+    if entry.get("fuel") is not None:
+        body["fuel"] = entry["fuel"]
     body["prev"] = prev_hash
     return _digest(body)
 
@@ -108,6 +112,15 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _check_fuel(record: dict[str, Any], format_: str, line: int) -> None:
+    """A grant's fuel (a wasm replica's, from v3 on) is a whole number of at least 0."""
+    if "fuel" not in record:
+        return
+    fuel = record["fuel"]
+    if format_ != FORMAT or not _is_int(fuel) or fuel < 0:
+        raise _Bad(None, f"a grant's fuel must be a whole number, in a {FORMAT} file (line {line})")
+
+
 def _amount(text: Any, seq: int | None) -> Decimal:
     try:
         value = Decimal(str(text))
@@ -123,7 +136,7 @@ def _amount(text: Any, seq: int | None) -> Decimal:
 def _header_format(records: list[Any]) -> str:
     header = records[0] if records else None
     if not isinstance(header, dict) or header.get("kind") != "header" or header.get("format") not in FORMATS:
-        raise _Bad(None, f"the first line must be a ledger header ({' or '.join(FORMATS)})")
+        raise _Bad(None, f"the first line must be a ledger header ({', '.join(FORMATS)})")
     return header["format"]
 
 
@@ -221,9 +234,10 @@ def _check(
         kind = record.get("kind")
         try:
             if kind == "entry":
+                _check_fuel(record, format_, line)
                 chain.add(record, reversal=False)
             elif kind == "reversal":
-                if format_ != FORMAT:
+                if format_ not in REVERSAL_FORMATS:
                     raise _Bad(None, f"a {format_} file cannot hold reversals (line {line})")
                 chain.add(record, reversal=True)
             elif kind == "seal":

@@ -69,6 +69,8 @@ class ReportSerializer(serializers.Serializer):
     output_size = serializers.IntegerField(min_value=0, max_value=2**53, required=False)
     output_inline = Base64Field(max_bytes=settings.TESSERA["INLINE_BYTES_MAX"], required=False)
     message = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+    # A wasm task's fuel (docs/science-apps.md); the validator checks it against the quorum.
+    fuel = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, allow_null=True)
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         has_output = "output_sha256" in data and "output_size" in data
@@ -89,6 +91,7 @@ def report_from(data: dict[str, Any]) -> ReportIn:
         output_size=data.get("output_size"),
         output_inline=data.get("output_inline"),
         message=data["message"],
+        fuel=data.get("fuel"),
     )
 
 
@@ -198,6 +201,7 @@ def task_payload(assignment: Assignment) -> dict[str, Any]:
         "input_size": unit.input_size,
         "fpops_estimate": unit.fpops_estimate,
         "memory_bytes": unit.memory_bytes,
+        "fuel_bound": unit.fuel_bound,
         "deadline": assignment.deadline.isoformat(),
         "max_output_bytes": version.max_output_bytes,
         "upload_url": reverse("replica-upload", args=[assignment.replica_id]),

@@ -19,25 +19,27 @@ from coordinator.work.models import Replica
 
 TABLE = Replica._meta.db_table
 # (replica id, outcome, cpu time, exit code, message, output sha256, output size, inline output,
-#  stored output's name, its SHA-256 as the coordinator measured it)
-ReportRow = tuple[int, str, float, int, str, str, int | None, bytes | None, str, str]
+#  stored output's name, its SHA-256 as the coordinator measured it, a wasm task's fuel)
+ReportRow = tuple[int, str, float, int, str, str, int | None, bytes | None, str, str, int | None]
 
 POSTGRES = f"""
 UPDATE {TABLE} AS r
 SET state = %s, received_at = %s, outcome = v.outcome, cpu_time = v.cpu_time, exit_code = v.exit_code,
     message = v.message, output_sha256 = v.output_sha256, output_size = v.output_size,
-    output_inline = v.output_inline, output_file = v.output_file, uploaded_sha256 = v.uploaded_sha256
+    output_inline = v.output_inline, output_file = v.output_file, uploaded_sha256 = v.uploaded_sha256,
+    fuel = v.fuel
 FROM unnest(%s::bigint[], %s::varchar[], %s::float8[], %s::integer[], %s::varchar[], %s::varchar[],
-            %s::bigint[], %s::bytea[], %s::varchar[], %s::varchar[])
+            %s::bigint[], %s::bytea[], %s::varchar[], %s::varchar[], %s::bigint[])
      AS v(id, outcome, cpu_time, exit_code, message, output_sha256, output_size, output_inline,
-          output_file, uploaded_sha256)
+          output_file, uploaded_sha256, fuel)
 WHERE r.id = v.id AND r.host_id = %s AND (r.state = %s OR (r.state = %s AND r.outcome = %s))
 """
 
 PER_ROW = f"""
 UPDATE {TABLE}
 SET state = %s, received_at = %s, outcome = %s, cpu_time = %s, exit_code = %s, message = %s,
-    output_sha256 = %s, output_size = %s, output_inline = %s, output_file = %s, uploaded_sha256 = %s
+    output_sha256 = %s, output_size = %s, output_inline = %s, output_file = %s, uploaded_sha256 = %s,
+    fuel = %s
 WHERE id = %s AND host_id = %s AND (state = %s OR (state = %s AND outcome = %s))
 """
 

@@ -50,6 +50,7 @@ class ReportIn:
     output_size: int | None = None
     output_inline: bytes | None = None
     message: str = ""
+    fuel: int | None = None  # a wasm task's fuel, as its host claims it
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ def _report_row(report: ReportIn, row: Replica, uploaded: Uploaded) -> ReportRow
         report.output_inline,
         uploaded[row.pk].name if stored else "",
         uploaded[row.pk].sha256 if stored else "",
+        report.fuel if success else None,
     )
 
 

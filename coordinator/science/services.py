@@ -227,6 +227,7 @@ def split_next_chunk(
         priority=batch.priority,
         memory_bytes=manifest.memory_bytes,
         fpops_estimate=manifest.fpops_per_unit,
+        fuel_bound=getattr(manifest, "fuel_bound", 0) or None,  # wasm apps only
     )
     batch.units_created = start + len(specs)
     if batch.units_created >= batch.units_planned:

@@ -48,6 +48,7 @@ class Grant:
     unit_id: int
     credit: Decimal
     granted_at: datetime | None = None
+    fuel: int | None = None  # the fuel a wasm replica is credited for, kept in its ledger entry
 
 
 _Credited = TypeVar("_Credited", Volunteer, Team, Host)

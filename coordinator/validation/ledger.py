@@ -32,7 +32,7 @@ def stamp(moment: datetime) -> str:
 
 
 def entry_fields(entry: LedgerEntry) -> dict[str, Any]:
-    return {
+    fields = {
         "seq": entry.seq,
         "volunteer": entry.volunteer_id,
         "host": entry.host_id,
@@ -41,6 +41,9 @@ def entry_fields(entry: LedgerEntry) -> dict[str, Any]:
         "credit": credit_text(entry.credit),
         "granted_at": stamp(entry.granted_at),
     }
+    if entry.fuel is not None:  # a wasm grant: anyone with the module can check its fuel
+        fields["fuel"] = entry.fuel
+    return fields
 
 
 def chain_hash(entry: LedgerEntry, prev: str) -> str:
@@ -83,6 +86,7 @@ def append(grants: list[Grant], *, now: datetime) -> None:
                 unit_id=grant.unit_id,
                 credit=grant.credit,
                 granted_at=now,
+                fuel=grant.fuel,
             )
             for grant in grants
         ],

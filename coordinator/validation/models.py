@@ -24,6 +24,8 @@ class LedgerEntry(models.Model):
     # A reversal's amount is positive: what it takes back.
     credit = models.DecimalField(max_digits=20, decimal_places=6)
     granted_at = models.DateTimeField()  # for a reversal, when the credit was taken back
+    # The fuel a wasm replica's grant was computed from (hashed into the chain), else null.
+    fuel = models.PositiveBigIntegerField(null=True, blank=True)
     # The grant a reversal takes back, by its seq (``reverses_id`` holds that seq), as the
     # exported chain names it.
     reverses = models.OneToOneField(

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -19,10 +19,9 @@ from django.db import transaction
 
 from coordinator.accounts.selectors import holders
 from coordinator.core.bulk import update_rows
-from coordinator.standing import credit
 from coordinator.standing.reputation import Event
 from coordinator.standing.services import Grant, HostEvent, add_credit, host_is_established, record_events
-from coordinator.validation import ledger
+from coordinator.validation import fuel, grants, ledger
 from coordinator.validation.compare import (
     CompareMode,
     CompareRule,
@@ -75,6 +74,7 @@ class _Pass:
     granted_before: set[int] = field(default_factory=set)  # replicas with a grant in the ledger
     corrected_batches: set[int] = field(default_factory=set)
     unpunished: set[int] = field(default_factory=set)  # invalid on a verdict no one vouched for
+    credited_fuel: dict[int, int] = field(default_factory=dict)  # wasm replica -> fuel credited
 
 
 def _host_id(replica: Replica) -> int:
@@ -86,25 +86,6 @@ def _candidate(replica: Replica, rule: CompareRule) -> Candidate:
     if rule.mode is CompareMode.BITWISE:
         return Candidate(replica.pk, replica.output_sha256)
     return Candidate(replica.pk, parse_output(read_output(replica)))
-
-
-def _claim(unit: WorkUnit, replica: Replica) -> float:
-    """A replica's claim from figures bounded by what is plausible: the project's largest
-    speed per core, and no more CPU time than it held the task on every core."""
-    host = replica.host
-    assert host is not None  # a reported replica was sent to a host
-    wall = (
-        (replica.received_at - replica.sent_at).total_seconds()
-        if replica.received_at and replica.sent_at
-        else 0.0
-    )
-    return credit.claimed_credit(
-        fpops_estimate=unit.fpops_estimate,
-        host_flops=min(host.flops, settings.TESSERA["MAX_HOST_FLOPS"]),
-        cpu_time=credit.plausible_cpu_time(
-            cpu_time=replica.cpu_time or 0.0, wall_seconds=wall, n_cpus=host.n_cpus
-        ),
-    )
 
 
 def _agreement(rule: CompareRule) -> Callable[[Any, Any], bool]:
@@ -166,6 +147,8 @@ def _judge_unit(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
             unit.disputed_at = unit.disputed_at or work.now
         if waited and verdict.invalid and not work.judges.vouched([host_of[i] for i in verdict.valid]):
             work.unpunished.update(verdict.invalid)  # out-voted without an established host
+    if grants.is_fuel_metered(unit) and verdict.valid:
+        verdict = _judge_fuel(unit, replicas, verdict, work)
     if verdict.canonical is not None and unit.canonical_replica_id is None:
         verdict = _canonical_with_output(verdict, replicas)
     if verdict.canonical is not None and unit.vouched_by_id is None:
@@ -174,6 +157,35 @@ def _judge_unit(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
         unit.vouched_by_id = work.judges.voucher(valid_hosts)
         unit.audit_wanted = unit.audit_wanted and unit.vouched_by_id is None
     _record_verdict(unit, replicas, readable, verdict, work)
+
+
+def _judge_fuel(unit: WorkUnit, replicas: list[Replica], verdict: Verdict, work: _Pass) -> Verdict:
+    """A wasm unit's fuel claims, once outputs agree (``fuel``): an inflated claim makes its
+    replica invalid, unless no established host vouched for the fuel it is measured against."""
+    claims = {r.pk: r.fuel for r in replicas if r.pk in verdict.valid}
+    host_of = {r.pk: _host_id(r) for r in replicas}
+    waited = _waited_for_established_hosts(unit, work.now)
+    vouched = lambda ids: work.judges.vouched([host_of[i] for i in ids])  # noqa: E731
+    judged = fuel.settle(
+        claims,
+        deterministic=CompareMode(unit.app.compare_mode) is CompareMode.BITWISE,
+        known=unit.fuel,
+        bound=unit.fuel_bound,
+        vouched=None if waited else vouched,
+    )
+    if judged.settled is None:
+        unit.disputed, unit.disputed_at = True, unit.disputed_at or work.now
+        return fuel.apply(verdict, judged, claims)
+    at_settled = [i for i, f in judged.credited.items() if f == judged.settled]
+    measured_by_vouched = vouched(at_settled) if unit.fuel is None else unit.vouched_by_id is not None
+    if not measured_by_vouched:
+        work.unpunished.update(judged.inflated)
+    if judged.inflated:
+        unit.disputed, unit.disputed_at = True, unit.disputed_at or work.now
+    if verdict.canonical is not None:
+        unit.fuel = judged.settled
+    work.credited_fuel.update(judged.credited)
+    return fuel.apply(verdict, judged, claims)
 
 
 def _has_output(replica: Replica) -> bool:
@@ -208,21 +220,10 @@ def _reopen(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
     unit.canonical_replica_id = None
     unit.disputed, unit.audit_wanted, unit.vouched_by_id = True, False, None
     unit.disputed_at = work.now
+    unit.fuel = None  # settled again with the new verdict
     unit.max_total_results += REOPEN_EXTRA_RESULTS * unit.min_quorum
     for replica in replicas:
         work.states[replica.pk] = ValidateState.INCONCLUSIVE
-
-
-def _first_grant(unit: WorkUnit, newly_valid: list[Replica]) -> None:
-    """The unit's grant, from its first verdict's claims, bounded by the app's grant cap."""
-    claims = {r.pk: _claim(unit, r) for r in newly_valid}
-    cap = credit.grant_cap(fpops_estimate=unit.fpops_estimate, credit_ratio=unit.app.credit_ratio)
-    if len(newly_valid) == 1:  # accepted alone: never more than the app's own estimate
-        cap = min(cap, credit.credit_for_flops(unit.fpops_estimate))
-    grant = min(credit.granted_credit(list(claims.values())), cap)
-    unit.granted_credit = Decimal(grant).quantize(MICRO, ROUND_DOWN)
-    for replica in newly_valid:
-        replica.claimed_credit = claims[replica.pk]
 
 
 def _record_verdict(
@@ -245,7 +246,7 @@ def _record_verdict(
     newly_valid = [by_id[i] for i in verdict.valid if i in by_id]
     if unit.canonical_replica_id is None:
         if unit.granted_credit is None:
-            _first_grant(unit, newly_valid)
+            grants.first_grant(unit, newly_valid)
         unit.canonical_replica_id = verdict.canonical
         if unit.reopened_from_id is not None:
             if unit.reopened_from_id not in verdict.valid:  # the scientist's result changes
@@ -260,12 +261,13 @@ def _record_verdict(
         work.states[replica.pk] = ValidateState.VALID
         if replica.pk in work.granted_before:
             continue  # valid before the unit was reopened: credited and counted then
-        replica.granted_credit = unit.granted_credit
+        amount, fuel_used = grants.replica_grant(unit, replica, work.credited_fuel)
+        replica.granted_credit = amount
         event = work.judges.event_for(_host_id(replica), peers)
         work.events.append(HostEvent(_host_id(replica), unit.app_id, replica.app_version_id, event))
-        assert replica.volunteer_id is not None and unit.granted_credit is not None  # set by now
+        assert replica.volunteer_id is not None  # a reported replica has its volunteer
         work.grants.append(
-            Grant(replica.volunteer_id, _host_id(replica), replica.pk, unit.pk, unit.granted_credit)
+            Grant(replica.volunteer_id, _host_id(replica), replica.pk, unit.pk, amount, fuel=fuel_used)
         )
 
 
@@ -303,6 +305,7 @@ UNIT_FIELDS_JUDGED = [
     "reopened_from",
     "corrected_at",
     "max_total_results",
+    "fuel",
 ]
 
 

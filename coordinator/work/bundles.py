@@ -1,4 +1,9 @@
-"""Building app bundles: the zip archive a client verifies, unpacks and runs (docs/apps.md)."""
+"""Building app bundles: the zip archive a client verifies, unpacks and runs (docs/apps.md).
+
+A Python app's bundle holds its package, the runtime and a ``main.py``; a wasm app's holds
+its module, built from the C source its manifest names, and ``tessera-app.json`` as
+docs/science-apps.md says ("WebAssembly apps").
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,18 @@ import zipfile
 from pathlib import Path
 from types import ModuleType
 
+import wasmtime
+
 import workunits
+from workunits import wasm_build
 
 MANIFEST = "tessera-app.json"
 DEMO_APP = Path(__file__).parent / "demo_app"
 # Fixed timestamps make a bundle's bytes, and so its hash, depend on its files alone.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 WORKUNITS = Path(workunits.__file__).parent
+WASI_MODULE = "wasi_snapshot_preview1"  # the only module a wasm app may import from (functions)
+WASM_PAGE = 65536
 RUNTIME_FILES = ("__init__.py", "interface.py", "runtime.py")
 ENTRYPOINT = '''"""Runs {name} on a volunteer's computer (built by manage.py publish_app)."""
 
@@ -54,8 +64,51 @@ def build_bundle(folder: Path) -> bytes:
     return zip_files(_python_files(folder, ""))
 
 
+def check_wasm_module(module: bytes, *, memory_bytes: int) -> None:
+    """Refuse a module the client would refuse: an import other than a WASI preview 1
+    function (named in the error), or a memory that starts larger than ``memory_bytes``."""
+    try:
+        compiled = wasmtime.Module(wasmtime.Engine(), module)
+    except wasmtime.WasmtimeError as error:
+        raise ValueError(f"not a WebAssembly module: {error}") from error
+    for item in compiled.imports:
+        if item.module != WASI_MODULE or not isinstance(item.type, wasmtime.FuncType):
+            kind = type(item.type).__name__.removesuffix("Type").lower()
+            raise ValueError(
+                f"the module imports {item.module}.{item.name} ({kind}); "
+                f"only functions of {WASI_MODULE} are allowed"
+            )
+    for export in compiled.exports:
+        if isinstance(export.type, wasmtime.MemoryType) and export.type.limits.min * WASM_PAGE > memory_bytes:
+            raise ValueError(
+                f"the module's memory {export.name} starts at {export.type.limits.min * WASM_PAGE} bytes, "
+                f"over the manifest's memory_bytes ({memory_bytes})"
+            )
+
+
+def build_wasm_bundle(app: ModuleType, module: bytes | None = None) -> bytes:
+    """A wasm app's bundle: its module (built from its C source unless given) and the
+    manifest the client reads."""
+    manifest = app.MANIFEST
+    if module is None:
+        module = wasm_build.build_app_module(app)
+    check_wasm_module(module, memory_bytes=manifest.memory_bytes)
+    description = {
+        "api": 1,
+        "runtime": "wasm",
+        "entrypoint": manifest.entrypoint,
+        "wasi": "preview1",
+        "deterministic": manifest.deterministic,
+        "memory_bytes": manifest.memory_bytes,
+    }
+    return zip_files({MANIFEST: json.dumps(description).encode(), manifest.entrypoint: module})
+
+
 def build_app_bundle(app: ModuleType) -> bytes:
-    """The bundle of an app in workunits/: its package, the runtime, and a main.py for it."""
+    """The bundle of an app in workunits/: its package, the runtime, and a main.py for it;
+    for a wasm app, its module."""
+    if app.MANIFEST.runtime == "wasm":
+        return build_wasm_bundle(app)
     name = app.MANIFEST.name
     files = {f"workunits/{file}": (WORKUNITS / file).read_bytes() for file in RUNTIME_FILES}
     files.update(_python_files(WORKUNITS / name, f"workunits/{name}/"))

@@ -44,6 +44,9 @@ class App(models.Model):
         return self.name
 
 
+RUNTIMES = [("python", "Python"), ("wasm", "WebAssembly (WASI preview 1)")]
+
+
 class AppVersion(models.Model):
     """One signed bundle of an app that hosts download, verify and run."""
 
@@ -55,6 +58,9 @@ class AppVersion(models.Model):
     bundle_size = models.PositiveBigIntegerField()
     signature = models.CharField(max_length=88, help_text="Ed25519 signature of the bundle, base64")
     max_output_bytes = models.PositiveBigIntegerField(default=1024 * 1024)
+    # What runs the bundle: "python" (its main.py) or "wasm" (a WebAssembly module whose
+    # tasks carry a fuel bound and report the fuel they used; docs/science-apps.md).
+    runtime = models.CharField(max_length=8, choices=RUNTIMES, default="python")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -148,6 +154,9 @@ class WorkUnit(models.Model):
     priority = models.SmallIntegerField(default=0)
     memory_bytes = models.PositiveBigIntegerField(default=0, help_text="memory the app needs")
     fpops_estimate = models.FloatField(default=1e12, help_text="floating-point operations per unit")
+    # A wasm unit's most fuel (BOINC's rsc_fpops_bound): a task past it is stopped as an error.
+    fuel_bound = models.PositiveBigIntegerField(null=True, blank=True)
+    fuel = models.PositiveBigIntegerField(null=True, blank=True)  # what its quorum settled on
 
     state = models.CharField(max_length=16, choices=choices(UnitState), default=UnitState.ACTIVE)
     failure_reason = models.CharField(max_length=32, choices=choices(FailureReason), blank=True)
@@ -280,6 +289,7 @@ class Replica(models.Model):
     output_file = models.FileField(upload_to="outputs/", blank=True, max_length=300)
     uploaded_sha256 = models.CharField(max_length=64, blank=True)
     cpu_time = models.FloatField(null=True, blank=True)
+    fuel = models.PositiveBigIntegerField(null=True, blank=True)  # a wasm task's reported fuel
     exit_code = models.IntegerField(null=True, blank=True)
     message = models.CharField(max_length=1000, blank=True)
     # Adaptive replication: sent alone to a trusted host (its unit then needs one success).

@@ -9,11 +9,12 @@ from django.db import transaction
 from nacl.signing import SigningKey
 
 import workunits
-from coordinator.core.errors import Conflict, NotFound
+from coordinator.core.errors import Conflict, InvalidInput, NotFound
 from coordinator.work.bundles import build_app_bundle
 from coordinator.work.comparison import CompareMode
 from coordinator.work.models import App, AppVersion
 from coordinator.work.services import register_app_version
+from workunits.wasm_build import WasmBuildError
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ def publish_app(*, name: str, signing_key: SigningKey) -> Published:
     except LookupError as error:
         raise NotFound(str(error), code="unknown_app") from error
     manifest = module.MANIFEST
+    try:  # a wasm app compiles here (the first time: about a minute), before any write
+        bundle = build_app_bundle(module)
+    except (ValueError, WasmBuildError) as error:
+        raise InvalidInput(f"{name} does not build: {error}", code="bad_bundle") from error
     app, _ = App.objects.update_or_create(
         name=manifest.name,
         defaults={
@@ -40,7 +45,6 @@ def publish_app(*, name: str, signing_key: SigningKey) -> Published:
             "rel_tolerance": manifest.rel_tolerance,
         },
     )
-    bundle = build_app_bundle(module)
     existing = AppVersion.objects.filter(app=app, version=manifest.version, platform="any").first()
     if existing is not None:
         if existing.bundle_sha256 == hashlib.sha256(bundle).hexdigest():
@@ -56,5 +60,6 @@ def publish_app(*, name: str, signing_key: SigningKey) -> Published:
         bundle=bundle,
         signing_key=signing_key,
         max_output_bytes=manifest.max_output_bytes,
+        runtime=manifest.runtime,
     )
     return Published(version, created=True)

@@ -45,6 +45,7 @@ def register_app_version(
     signing_key: SigningKey,
     max_output_bytes: int = 1024 * 1024,
     platform: str = "any",
+    runtime: str = "python",
 ) -> AppVersion:
     """Store a bundle with its SHA-256 and the project's Ed25519 signature of both.
 
@@ -61,6 +62,7 @@ def register_app_version(
         bundle_size=len(bundle),
         signature=b64encode(signing_key.sign(message).signature),
         max_output_bytes=max_output_bytes,
+        runtime=runtime,
     )
     app_version.bundle.save(f"{app.name}-{version}-{platform}.zip", ContentFile(bundle), save=False)
     app_version.save()
@@ -87,6 +89,7 @@ def create_work_units(
     priority: int = 0,
     memory_bytes: int = 0,
     fpops_estimate: float = 1e12,
+    fuel_bound: int | None = None,
 ) -> list[WorkUnit]:
     """New units with their first replicas, in a few statements (``bulk_create``); the
     replicas come from the lifecycle, like every later one."""
@@ -108,6 +111,7 @@ def create_work_units(
             priority=priority,
             memory_bytes=memory_bytes,
             fpops_estimate=fpops_estimate,
+            fuel_bound=fuel_bound,
             transition_time=now,
         )
         if len(spec.input_data) <= settings.TESSERA["INLINE_BYTES_MAX"]:

@@ -11,7 +11,7 @@ from tessera_client.signing import bundle_message, signature_is_valid
 
 import workunits
 from coordinator.core import keys
-from coordinator.core.errors import Conflict, NotFound
+from coordinator.core.errors import Conflict, InvalidInput, NotFound
 from coordinator.work import bundles
 from coordinator.work.models import App, AppVersion
 from coordinator.work.publishing import publish_app
@@ -77,7 +77,7 @@ def test_the_command_says_what_it_published_and_never_prints_the_key(signing_key
     call_command("publish_app", "montecarlo_pi")
 
     out = capsys.readouterr().out
-    assert "montecarlo_pi v1: published" in out and keys.fingerprint(keys.public_key_b64(signing_key)) in out
+    assert "montecarlo_pi v2: published" in out and keys.fingerprint(keys.public_key_b64(signing_key)) in out
     assert base64.b64encode(bytes(signing_key)).decode() not in out
 
 
@@ -93,3 +93,25 @@ def test_the_bundle_manifest_names_the_generated_entrypoint():
     assert json.loads(archive.read("tessera-app.json")) == {"api": 1, "entrypoint": "main.py"}
     assert b"from workunits import montecarlo_pi as app" in archive.read("main.py")
     assert bundles.build_app_bundle(workunits.load("montecarlo_pi")) == bundle
+
+
+def test_a_wasm_app_is_published_as_its_module_with_the_runtime(signing_key):
+    published = publish_app(name="lennard_jones", signing_key=signing_key)
+
+    version, app = published.version, App.objects.get(name="lennard_jones")
+    assert (version.runtime, version.platform, app.compare_mode) == ("wasm", "any", "bitwise")
+    archive = zipfile.ZipFile(io.BytesIO(version.bundle.read()))
+    assert sorted(archive.namelist()) == ["lennard_jones.wasm", "tessera-app.json"]
+    assert json.loads(archive.read("tessera-app.json"))["runtime"] == "wasm"
+    assert not publish_app(name="lennard_jones", signing_key=signing_key).created
+
+
+def test_a_wasm_module_with_a_foreign_import_is_not_published(signing_key, monkeypatch):
+    import wasmtime
+
+    foreign = wasmtime.wat2wasm('(module (import "env" "foo" (func)))')
+    monkeypatch.setattr("workunits.wasm_build.build_app_module", lambda app: foreign)
+
+    with pytest.raises(InvalidInput, match=r"env\.foo"):
+        publish_app(name="lennard_jones", signing_key=signing_key)
+    assert not App.objects.exists()

@@ -97,7 +97,7 @@ class Command(BaseCommand):
 
     def seed_science(self, now: Any) -> str:
         """Publish the science apps, make the demo scientist, and give them one small batch."""
-        for name in ("montecarlo_pi", "sir_sweep", "mandelbrot"):
+        for name in ("montecarlo_pi", "sir_sweep", "mandelbrot", "lennard_jones"):
             publish_app(name=name, signing_key=project_key())
         user = get_user_model().objects.filter(username=DEMO_SCIENTIST).first()
         if user is None:

@@ -1,0 +1,117 @@
+"""Building a WebAssembly app's module from its C source, reproducibly (docs/science-apps.md).
+
+The module is compiled by the clang inside PyPI's ``ziglang`` (pinned in requirements.txt) for
+``wasm32-wasi``, optimized, stripped, without floating-point contraction, in a fresh folder
+where the source is the only file, under its own name: no path of the building machine gets
+into the module, so the same source always gives the same bytes (and SHA-256). The first
+build also builds wasi-libc (about 40 s); zig keeps it in its global cache, and the modules
+are cached under ``var/wasm/``, keyed by the source, the flags and the compiler's version.
+
+``build_native`` compiles the same source with the system's gcc, for comparing speeds: the
+binary takes the slot's folder as its argument and follows the same contract.
+
+No Django here: the coordinator publishes with it, and the tests build with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+
+# No -ffast-math, and no fused multiply-adds: every machine computes the same bits.
+PORTABLE_FLAGS = ("-O2", "-std=c11", "-ffp-contract=off", "-fno-math-errno")
+# Stripped (no debug info, no paths); a 1 MiB stack instead of zig's 16 MiB keeps the module's
+# initial memory small (its heap grows within the manifest's memory_bytes).
+WASM_FLAGS = ("-target", "wasm32-wasi", *PORTABLE_FLAGS, "-s", "-Wl,-z,stack-size=1048576")
+NATIVE_FLAGS = PORTABLE_FLAGS  # and no -lm: the kernel uses no libm function
+CACHE = Path(__file__).resolve().parent.parent / "var" / "wasm"
+EXIT_CHECKPOINT = 75  # "I wrote my checkpoint, run me again"
+BUILD_TIMEOUT_S = 600
+
+
+class WasmBuildError(RuntimeError):
+    """The compiler refused the source (its messages are in the text)."""
+
+
+def compiler_version() -> str:
+    try:
+        return metadata.version("ziglang")
+    except metadata.PackageNotFoundError as error:
+        raise WasmBuildError("ziglang is not installed: pip install -r requirements.txt") from error
+
+
+def cache_key(source: bytes) -> str:
+    """What decides the module's bytes: the source, the flags and the compiler."""
+    digest = hashlib.sha256()
+    for part in (compiler_version().encode(), " ".join(WASM_FLAGS).encode(), source):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
+def _compile(command: list[str], folder: Path) -> None:
+    done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    if done.returncode != 0:
+        raise WasmBuildError(f"{' '.join(command)} failed:\n{done.stderr.strip()}")
+
+
+def compile_wasm(source: bytes, name: str) -> bytes:
+    """The module of one C source, compiled afresh (``name``: the source's file name)."""
+    with tempfile.TemporaryDirectory(prefix="tessera-wasm-") as temporary:
+        folder = Path(temporary)
+        (folder / name).write_bytes(source)
+        output = Path(name).with_suffix(".wasm").name
+        _compile([sys.executable, "-m", "ziglang", "cc", *WASM_FLAGS, "-o", output, name], folder)
+        return (folder / output).read_bytes()
+
+
+def build_wasm(source: Path, *, cache: Path | None = CACHE) -> bytes:
+    """The module of ``source``, from the cache when it was built before (``cache=None``:
+    always compile)."""
+    data = Path(source).read_bytes()
+    if cache is None:
+        return compile_wasm(data, Path(source).name)
+    cached = Path(cache) / f"{cache_key(data)}.wasm"
+    if cached.is_file():
+        return cached.read_bytes()
+    module = compile_wasm(data, Path(source).name)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    temporary = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(module)
+    os.replace(temporary, cached)
+    return module
+
+
+def app_source(app: ModuleType) -> Path:
+    """The C source a wasm app's manifest names, inside its package."""
+    return Path(app.__file__ or "").parent / app.MANIFEST.wasm_source
+
+
+def build_app_module(app: ModuleType, *, cache: Path | None = CACHE) -> bytes:
+    """A wasm app's module, built from its package's C source."""
+    if app.MANIFEST.runtime != "wasm":
+        raise ValueError(f"{app.MANIFEST.name} is not a wasm app")
+    return build_wasm(app_source(app), cache=cache)
+
+
+def build_native(source: Path, binary: Path, *, compiler: str = "gcc") -> Path:
+    """The same source as a native program (``binary``), for comparing speeds."""
+    source, binary = Path(source).resolve(), Path(binary).resolve()
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    _compile([compiler, *NATIVE_FLAGS, "-o", str(binary), source.name], source.parent)
+    return binary
+
+
+def run_native(binary: Path, slot: Path, *, max_runs: int = 1_000_000) -> tuple[int, int]:
+    """Run a native build on a slot folder (``input`` in it) as the client runs a module:
+    again while it exits with 75. Returns (its last exit code, the number of runs)."""
+    for runs in range(1, max_runs + 1):
+        code = subprocess.run([str(binary), str(slot)], check=False).returncode
+        if code != EXIT_CHECKPOINT:
+            return code, runs
+    raise RuntimeError(f"{binary} still wanted to go on after {max_runs} runs")
