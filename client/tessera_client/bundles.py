@@ -5,11 +5,13 @@ volunteer attached, over the app's name, version, platform and hash) are checked
 single byte of the archive is parsed for unpacking, so a coordinator that was taken over can
 send nothing the project did not sign. Even a signed archive is unpacked as if hostile: no
 path may leave the app's folder, no links, a bounded number of entries and of bytes actually
-decompressed (a header can lie), and the manifest must name a Python file inside it.
+decompressed (a header can lie), and the manifest (:mod:`tessera_client.app_manifest`) must
+name a Python file or a WebAssembly module inside it.
 
 An app is unpacked into a temporary folder beside the cache and renamed to ``<root>/<sha256>/``
 only once it is complete and on disk, so a crash never leaves a half-unpacked app that looks
-installed. Its files are made read-only so that no task can change the app for later ones.
+installed. Its files are made read-only so that no task can change the app for later ones; a
+wasm app's compiled module is cached beside it, in ``<root>/<sha256>.compiled/``.
 """
 
 from __future__ import annotations
@@ -30,11 +32,10 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from tessera_client.app_manifest import MANIFEST, check_relative_path, parse_manifest
 from tessera_client.files import remove_tree, sync_directory
 from tessera_client.signing import b64decode, bundle_message, signature_is_valid
 
-MANIFEST = "tessera-app.json"
-API_VERSION = 1
 MANIFEST_MAX_BYTES = 64 * 1024
 CHUNK = 64 * 1024
 UNPACK_PREFIX = ".unpack-"
@@ -57,7 +58,8 @@ ARCHIVE_ERRORS = (
 )
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_DRIVE = re.compile(r"^[A-Za-z]:")
+_COMPILED = re.compile(r"^([0-9a-f]{64})\.compiled$")  # a wasm app's compiled modules, beside it
+WASM_MAGIC = b"\0asm\x01\0\0\0"  # a core module (a component has another version)
 _S_IFMT = 0o170000
 _S_IFREG, _S_IFDIR = 0o100000, 0o040000
 
@@ -125,19 +127,23 @@ def verify_bundle(app_version: dict[str, Any], data: bytes, pinned_key: bytes) -
     check_signature(app_version, pinned_key)
 
 
-def check_relative_path(name: str) -> str:
-    """A path inside the bundle, '/'-separated; ``ValueError`` for anything that could escape
-    or mean something else on another system (drive letters, backslashes, ``..``)."""
-    if not name or "\\" in name or ":" in name or name.startswith("/") or _DRIVE.match(name):
-        raise ValueError(f"{name!r} is absolute, has a drive letter, a backslash or a colon")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise ValueError(f"{name!r} holds control characters")
-    for part in name.split("/"):
-        if part in ("", ".", ".."):
-            raise ValueError(f"{name!r} has an empty, '.' or '..' part")
-        if part.endswith((".", " ")):
-            raise ValueError(f"{name!r} has a part ending in '.' or a space (ambiguous on Windows)")
-    return name
+def compiled_dir(app_folder: Path) -> Path:
+    """Where the wasm runner keeps the compiled module of the app unpacked in ``app_folder``
+    (which is read-only): beside it, removed with it by :meth:`AppCache.prune`."""
+    return app_folder.with_name(f"{app_folder.name}.compiled")
+
+
+def _check_wasm_magic(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Refuse now, not at every task, an entrypoint that is no WebAssembly module at all."""
+    try:
+        with archive.open(info) as handle:
+            magic = handle.read(len(WASM_MAGIC))
+    except ARCHIVE_ERRORS as error:
+        raise BundleRefused("bad_archive", f"cannot read {info.filename!r}: {error}") from error
+    if magic != WASM_MAGIC:
+        raise BundleRefused(
+            "bad_manifest", f"the entrypoint {info.filename!r} is not a WebAssembly core module"
+        )
 
 
 class _Plan:
@@ -272,24 +278,14 @@ class AppCache:
             manifest = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as error:
             raise BundleRefused("bad_manifest", f"{MANIFEST} is not JSON: {error}") from error
-        if not isinstance(manifest, dict):
-            raise BundleRefused("bad_manifest", f"{MANIFEST} is not a JSON object")
-        api = manifest.get("api")
-        if isinstance(api, bool) or api != API_VERSION:
-            raise BundleRefused(
-                "bad_manifest", f"{MANIFEST} says api {api!r}; this client runs api {API_VERSION}"
-            )
-        entrypoint = manifest.get("entrypoint")
         try:
-            entrypoint = check_relative_path(entrypoint if isinstance(entrypoint, str) else "")
+            entrypoint = parse_manifest(manifest).entrypoint
         except ValueError as error:
-            raise BundleRefused(
-                "bad_manifest", f"the entrypoint {entrypoint!r} is not a safe path: {error}"
-            ) from error
-        if not entrypoint.endswith(".py"):
-            raise BundleRefused("bad_manifest", f"the entrypoint {entrypoint!r} is not a Python file (.py)")
+            raise BundleRefused("bad_manifest", str(error)) from error
         if entrypoint not in by_name:
             raise BundleRefused("bad_manifest", f"the entrypoint {entrypoint!r} is not a file in the bundle")
+        if entrypoint.endswith(".wasm"):
+            _check_wasm_magic(archive, by_name[entrypoint])
         return entrypoint
 
     def _unpack(self, archive: zipfile.ZipFile, plan: _Plan, staging: Path) -> None:
@@ -367,7 +363,11 @@ class AppCache:
         now = time.time()
         for entry in sorted(self.root.iterdir()):
             name = entry.name
-            if _SHA256.match(name):
+            compiled = _COMPILED.match(name)
+            if compiled and compiled.group(1) not in keep_sha256:
+                with contextlib.suppress(OSError):
+                    remove_tree(entry)  # a cache: a half-removed one is rebuilt, never trusted
+            elif _SHA256.match(name):
                 if name in keep_sha256:
                     continue
                 trash = entry.with_name(f"{TRASH_PREFIX}{name}-{secrets.token_hex(6)}")

@@ -145,6 +145,7 @@ class ProjectLink:
         outcome = record.outcome or {}
         success = outcome.get("status") == "success"
         output = self.journal.output_path(record).read_bytes() if success else None
+        fuel = outcome.get("fuel")
         return Report(
             replica=record.replica,
             status="success" if success else "client_error",
@@ -154,6 +155,7 @@ class ProjectLink:
             exit_code=int(outcome.get("exit_code", 0)),
             # The coordinator keeps 1,000 characters of text; NUL is no text (an app's stderr may hold it).
             message=str(outcome.get("message", "")).replace("\x00", "")[-1000:],
+            fuel=fuel if success and isinstance(fuel, int) and not isinstance(fuel, bool) else None,
         )
 
     def in_progress(self) -> list[int]:

@@ -88,6 +88,7 @@ class Report:
     inline: bool = True
     exit_code: int = 0
     message: str = ""
+    fuel: int | None = None  # a wasm task's fuel (docs/science-apps.md); None for a Python app
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -98,6 +99,8 @@ class Report:
         }
         if self.message:
             data["message"] = self.message
+        if self.fuel is not None:
+            data["fuel"] = self.fuel
         if self.output is not None:
             data["output_sha256"] = hashlib.sha256(self.output).hexdigest()
             data["output_size"] = len(self.output)

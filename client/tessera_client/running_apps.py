@@ -3,7 +3,8 @@
 The daemon decides which task runs when (shares, deadlines, preferences); this module does the
 running, so the daemon's loop reads as policy. A result is written to the journal before the
 task counts as done, and a running task's CPU time is saved now and then, so a crash loses at
-most :data:`CPU_SAVE_SECONDS` of accounting.
+most :data:`CPU_SAVE_SECONDS` of accounting. A WebAssembly app's task runs the wasm runner in
+its sandbox instead (:mod:`tessera_client.wasm_tasks`), and its result keeps the fuel it used.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Callable
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from tessera_client._wasm_state import finished_fuel
 from tessera_client.app_outcome import Outcome
 from tessera_client.journal import Journal
 from tessera_client.sandbox import AppProcess, Limits
 from tessera_client.task_record import TaskRecord
+from tessera_client.wasm_tasks import WasmTaskRefused, is_wasm, prepare
 
 CPU_SAVE_SECONDS = 60.0  # how often a running task's CPU time is written to the journal
 
@@ -47,6 +50,7 @@ class Running:
     progress_id: TaskID
     cpu_before: float  # CPU seconds of the task's earlier runs
     saved_at: float
+    wasm: bool = False  # the wasm runner runs the app's module, and records its fuel
 
 
 class RunningApps:
@@ -75,6 +79,14 @@ class RunningApps:
         slot.mkdir(parents=True, exist_ok=True)
         if not (slot / "input").exists():
             shutil.copyfile(self.journal.input_path(record), slot / "input")
+        wasm = is_wasm(entrypoint)
+        if wasm:
+            try:
+                plan = prepare(record.task, entrypoint, slot, self.journal.input_path(record), limits)
+            except WasmTaskRefused as refusal:
+                self.finish(record, Outcome("client_error", 0, 0.0, str(refusal)))
+                return
+            entrypoint, limits = plan.runner, plan.limits
         resuming = (slot / "checkpoint").exists()
         process = AppProcess.start(
             entrypoint=entrypoint, slot=slot, limits=limits, isolate_network=self.isolate_network
@@ -84,7 +96,7 @@ class RunningApps:
         note = "resumed from checkpoint" if resuming else ""
         progress_id = self.progress.add_task(label, total=100, note=note)
         self.running[(record.project, record.replica)] = Running(
-            record, process, progress_id, record.cpu_time, now
+            record, process, progress_id, record.cpu_time, now, wasm
         )
         self.log(f"{label}: {'resumed' if resuming else 'started'} (pid {process.pid})")
         self._warn_if_networked(process)
@@ -109,12 +121,20 @@ class RunningApps:
             del self.running[key]
             self.progress.remove_task(running.progress_id)
             ended.append((key[0], outcome.cpu_time))
-            self.finish(running.record, outcome, running.cpu_before)
+            fuel = None
+            if running.wasm and outcome.status == "success":
+                fuel = finished_fuel(running.process.slot)
+                if fuel is None:
+                    outcome = Outcome("client_error", 0, outcome.cpu_time, "the wasm runner recorded no fuel")
+            self.finish(running.record, outcome, running.cpu_before, fuel)
         return ended
 
-    def finish(self, record: TaskRecord, outcome: Outcome, cpu_before: float | None = None) -> None:
+    def finish(
+        self, record: TaskRecord, outcome: Outcome, cpu_before: float | None = None, fuel: int | None = None
+    ) -> None:
         """Keep the result on disk first; only then is the task done. ``cpu_before``: the CPU
-        time of earlier runs (the record's own figure may already include part of this run)."""
+        time of earlier runs (the record's own figure may already include part of this run);
+        ``fuel``: what a wasm task's module used, kept with a success."""
         output = self.journal.slot(record) / "output"
         limit = int(record.task.get("max_output_bytes") or 0)
         # lstat: an app may leave a link to a file it must not hand over; the journal refuses it.
@@ -128,6 +148,8 @@ class RunningApps:
             "cpu_time": (record.cpu_time if cpu_before is None else cpu_before) + outcome.cpu_time,
             "message": outcome.message,
         }
+        if fuel is not None and outcome.status == "success":
+            result["fuel"] = fuel
         self.journal.finish(
             record, outcome=result, output=output if outcome.status == "success" else None, now=self.clock()
         )

@@ -292,7 +292,11 @@ def test_a_chain_resealed_by_a_forger_passes_on_its_own_header_but_not_against_t
 @pytest.mark.parametrize(
     ("records", "problem"),
     [
-        ([], "the first line must be a ledger header (tessera-ledger-v1, tessera-ledger-v2, tessera-ledger-v3)"),
+        (
+            [],
+            "the first line must be a ledger header "
+            "(tessera-ledger-v1, tessera-ledger-v2, tessera-ledger-v3)",
+        ),
         ([{"kind": "header", "format": "other-v9"}], "the first line must be a ledger header"),
         ([[1]], "the first line must be a ledger header"),
         ([{"kind": "header", "format": FORMAT, "public_key": "not base64!"}], "not base64"),

@@ -135,7 +135,7 @@ def test_two_replicas_that_disagree_on_fuel_wait_for_an_established_host():
 def test_a_python_unit_ignores_a_fuel_claim():
     unit = make_units(make_app(), 1)[0]
     hosts = [SignedHost(*make_host()) for _ in range(2)]
-    for host, fuel in zip(hosts, (FUEL, 9 * FUEL)):
+    for host, fuel in zip(hosts, (FUEL, 9 * FUEL), strict=True):
         task = host.rpc(tasks=1).json()["tasks"][0]
         assert task["fuel_bound"] is None
         report = Report(replica=task["replica"], status="success", cpu_time=60.0, output=b"x").to_json()
