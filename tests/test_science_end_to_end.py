@@ -20,6 +20,7 @@ import workunits
 from tests.coordinator_process import MAKE_SCIENTIST, CoordinatorProcess
 from tests.volunteers import attach, wait_for
 from workunits.interface import Checkpoint
+from workunits.tests.test_lennard_jones import simulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from tessera_batches import Batches
@@ -29,6 +30,23 @@ PI = {"seed": 11, "units": 3, "samples_per_unit": 200_000}
 TILES = {"width": 48, "height": 32, "tile": 16, "max_iterations": 60, "center": [-0.6, 0.0], "span": 3.0}
 SIR_REST = {"seed": 2, "population": 400, "initial_infected": 4, "days": 60, "runs": 3}
 SIR_TABLE = "beta,gamma\n0.2,0.1\n0.5,0.1\n0.9,0.25\n"
+# Two small state points of the wasm app: 108 particles, 150 steps each.
+LJ = {
+    "n_cells": 3,
+    "densities": [0.3, 0.8],
+    "temperatures": [1.5],
+    "dt": 0.005,
+    "equilibration_steps": 50,
+    "production_steps": 100,
+    "seed": 4,
+}
+WASM_FUEL = """
+from coordinator.validation.models import LedgerEntry
+from coordinator.work.models import Replica
+rows = Replica.objects.filter(workunit__batch_id=values["batch"], validate_state="valid")
+result = {"replicas": sorted(rows.values_list("workunit_id", "fuel")),
+          "ledger": sorted(LedgerEntry.objects.filter(replica__in=rows).values_list("fuel", flat=True))}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +54,19 @@ def coordinator(tmp_path_factory):
     url = os.environ.get("DATABASE_URL", "")
     server = url.rsplit("/", 1)[0] if url.startswith(("postgres", "pgsql")) else None
     with CoordinatorProcess(tmp_path_factory.mktemp("science"), postgres_server=server) as running:
-        for name in ("montecarlo_pi", "sir_sweep", "mandelbrot"):
+        for name in ("montecarlo_pi", "sir_sweep", "mandelbrot", "lennard_jones"):
             version = workunits.load(name).MANIFEST.version
             assert f"{name} v{version}: published" in running.manage("publish_app", name)
         yield running
 
 
 def direct_result(app: str, parameters: dict[str, Any]) -> bytes:
-    """The batch result computed right here, by the app's own functions."""
+    """The batch result computed right here, by the app's own functions; a wasm app's units
+    by the independent Python simulation of its kernel."""
     module = workunits.load(app)
-    outputs = ((i, module.compute(data, Checkpoint())) for i, data in enumerate(module.split(parameters)))
+    wasm = module.MANIFEST.runtime == "wasm"
+    compute = (lambda data, _: simulate(data.decode())) if wasm else module.compute
+    outputs = ((i, compute(data, Checkpoint())) for i, data in enumerate(module.split(parameters)))
     return module.assimilate(outputs)
 
 
@@ -59,6 +80,7 @@ def test_a_batch_of_each_app_is_crunched_by_volunteers_and_matches_a_direct_run(
         "sir_sweep": batches.submit(
             "sir_sweep", "sweep", parameter_file=table, parameters=SIR_REST, **TWO_VOLUNTEERS
         ),
+        "lennard_jones": batches.submit("lennard_jones", "fluid", parameters=LJ, **TWO_VOLUNTEERS),
     }
     for batch in submitted.values():
         wait_for(lambda b=batch: batches.get(b["id"])["state"] == "running", 30, f"{batch['name']} split")
@@ -78,6 +100,12 @@ def test_a_batch_of_each_app_is_crunched_by_volunteers_and_matches_a_direct_run(
     assert batches.failures(submitted["montecarlo_pi"]["id"]) == []
     picture = batches.result(submitted["mandelbrot"]["id"])
     assert picture.startswith(b"\x89PNG")
+    fuel = coordinator.django(WASM_FUEL, batch=submitted["lennard_jones"]["id"])
+    by_unit: dict[int, set[int]] = {}
+    for unit, used in fuel["replicas"]:
+        by_unit.setdefault(unit, set()).add(used)
+    assert len(by_unit) == 2 and all(len(used) == 1 and min(used) > 0 for used in by_unit.values()), fuel
+    assert fuel["ledger"] == sorted(used for unit, used in fuel["replicas"]), "each grant keeps its fuel"
     rows = batches.result(submitted["sir_sweep"]["id"]).decode().splitlines()
     assert rows[0].startswith("beta,gamma") and [r.split(",")[:2] for r in rows[1:]] == [
         ["0.2", "0.1"],
