@@ -33,7 +33,16 @@ if __name__ == "__main__":
     if sys.path and Path(sys.path[0] or ".").resolve() == HERE:
         sys.path[0] = str(HERE.parent)
 
-import wasmtime
+try:
+    import wasmtime
+except ImportError as missing:  # a client installed without its dependencies
+    if __name__ != "__main__":
+        raise
+    sys.stderr.write(
+        f"tessera-wasm: this client cannot run WebAssembly apps: {missing}; "
+        "reinstall it with its dependencies (pip install --force-reinstall tessera-client)\n"
+    )
+    sys.exit(1)
 
 from tessera_client import _wasm_state as state
 from tessera_client import _wasm_world as world

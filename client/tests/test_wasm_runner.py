@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -370,3 +372,15 @@ def test_the_cache_key_changes_with_the_module_the_engine_and_the_wasmtime_versi
     assert _wasm_world.cache_key("a" * 64, engine_settings(32 * MiB)) != key
     monkeypatch.setattr(_wasm_world.metadata, "version", lambda name: "0.0.1")
     assert _wasm_world.cache_key("a" * 64, settings) != key
+
+
+def test_a_python_without_wasmtime_gets_a_clear_reason_not_a_traceback(tmp_path):
+    """-S leaves site-packages (and so wasmtime) out, as a client installed without it."""
+    done = subprocess.run(
+        [sys.executable, "-S", "-E", str(RUNNER)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("tessera-wasm: this client cannot run WebAssembly apps") and "wasmtime" in last
+    assert "Traceback" not in done.stderr
