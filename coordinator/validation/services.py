@@ -11,7 +11,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -44,7 +43,6 @@ from coordinator.work.lifecycle import (
 from coordinator.work.models import App, Batch, BatchState, Replica, WorkUnit
 from coordinator.work.selectors import REPLICA_VIEW_FIELDS, replica_view, unit_view
 
-MICRO = Decimal("0.000001")
 # A reopened unit may make this many times its quorum in replicas beyond its own limit.
 REOPEN_EXTRA_RESULTS = 2
 
