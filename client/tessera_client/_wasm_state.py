@@ -6,8 +6,9 @@ starts from, in one atomically written file, so fuel and checkpoint can never di
 the module exits 0 the record says ``finished`` and holds the task's total fuel, which the client
 reports.
 
-The standard library and :mod:`tessera_client.files` only: the client imports this module to write the settings and read the
-fuel, and the runner (:mod:`tessera_client._wasm_run`) to keep the record.
+The standard library and :mod:`tessera_client.files` only: the client imports this module to
+write the settings and read the fuel, and the runner (:mod:`tessera_client._wasm_run`) to keep
+the record.
 """
 
 from __future__ import annotations
