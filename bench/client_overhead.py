@@ -20,9 +20,18 @@ and then measures, in one run:
   its own CPU time (``/proc/<pid>/stat``) over that window gives ``idle_cpu_percent`` of one
   core, and ``VmRSS`` gives ``idle_rss_mb``.
 
+With ``--wasm`` the crunch phase runs WebAssembly tasks instead: the ``lennard_jones`` app,
+published as a project publishes it (``manage.py publish_app``), and N units of its own split
+(500 particles at density 0.8, ``--steps`` MD steps, a few seconds each; the module checkpoints
+and exits 75 every 801 steps), made with the app's fuel bound and memory limit. The client runs
+each in its wasm runner (wasmtime in the task's sandboxed process); the runner's process, Python
+and the wasmtime import included, counts as the app's, as it is what the volunteer lends the
+CPU to.
+
 It prints a table and ends with one line of JSON (``app_cpu_fraction``, ``idle_cpu_percent``,
-``idle_rss_mb``, ``app_cpu_s``, ``client_cpu_s``, ``units``, ``rounds``, …). Linux only (it
-reads ``/proc``); it touches only its own scratch folders and 127.0.0.1.
+``idle_rss_mb``, ``app_cpu_s``, ``client_cpu_s``, ``units``, ``rounds`` or, with ``--wasm``,
+``app`` and ``steps``, …). Linux only (it reads ``/proc``); it touches only its own scratch
+folders and 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -43,8 +52,11 @@ from bench.cpu import read_process_cpu
 from bench.report import print_json_line, print_pairs
 from coordinator.work.bundles import DEMO_APP
 from tests.coordinator_process import MAKE_UNITS, MAKE_VOLUNTEER, PUBLISH_APP, REPLICAS, CoordinatorProcess
+from workunits import lennard_jones
 
 CLIENT = [sys.executable, "-m", "tessera_client"]
+SINGLE = {"min_quorum": 1, "target_nresults": 1}
+N_CELLS = 5  # 500 particles, as in the Lennard-Jones app's example
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,10 +64,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--units", type=int, default=12, help="units to crunch (default 12)")
     parser.add_argument("--rounds", type=int, default=6_000_000, help="SHA-256 rounds per unit (~3 s)")
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="how long to watch the idle client")
-    parser.add_argument("--quick", action="store_true", help="4 units of ~1 s and 15 s of idling")
+    parser.add_argument(
+        "--quick", action="store_true", help="4 units of ~1 s (~2.5 s with --wasm), 15 s idle"
+    )
+    parser.add_argument("--wasm", action="store_true", help="crunch Lennard-Jones WebAssembly tasks instead")
+    parser.add_argument("--steps", type=int, default=1250, help="with --wasm: MD steps per unit (~3 s)")
     opts = parser.parse_args(argv)
     if opts.quick:
-        opts.units, opts.rounds, opts.idle_seconds = 4, 2_000_000, 15.0
+        opts.units, opts.rounds, opts.steps, opts.idle_seconds = 4, 2_000_000, 1000, 15.0
     return opts
 
 
@@ -90,11 +106,44 @@ def startup_cpu() -> float:
     return statistics.median(spent)
 
 
-def crunch(coordinator: CoordinatorProcess, scratch: Path, opts: argparse.Namespace) -> dict[str, Any]:
+def queue_demo(coordinator: CoordinatorProcess, opts: argparse.Namespace) -> dict[str, Any]:
+    """The demo app (a SHA-256 chain) and its units; what the figures say of them."""
     coordinator.django(PUBLISH_APP, name="overhead", folder=str(DEMO_APP))
     inputs = [json.dumps({"seed": f"overhead-{i}", "rounds": opts.rounds}) for i in range(opts.units)]
-    single = {"min_quorum": 1, "target_nresults": 1}
-    coordinator.django(MAKE_UNITS, app="overhead", inputs=inputs, policy=single, fpops=opts.rounds * 2e3)
+    coordinator.django(MAKE_UNITS, app="overhead", inputs=inputs, policy=SINGLE, fpops=opts.rounds * 2e3)
+    return {"units": opts.units, "rounds": opts.rounds}
+
+
+def lennard_jones_parameters(opts: argparse.Namespace) -> dict[str, Any]:
+    """A sweep of one unit per temperature: 500 particles at density 0.8, ``steps`` steps each."""
+    temperatures = [round(1.0 + 0.1 * i, 1) for i in range(opts.units)]
+    equilibration = opts.steps // 5
+    return {"n_cells": N_CELLS, "densities": [0.8], "temperatures": temperatures, "dt": 0.005,
+            "equilibration_steps": equilibration, "production_steps": opts.steps - equilibration,
+            "seed": 1}  # fmt: skip
+
+
+def queue_lennard_jones(coordinator: CoordinatorProcess, opts: argparse.Namespace) -> dict[str, Any]:
+    """The Lennard-Jones wasm app, published as a project does, and units of its own split,
+    carrying its fuel bound and memory limit as a batch's units do."""
+    coordinator.manage("publish_app", "lennard_jones")
+    manifest = lennard_jones.MANIFEST
+    inputs = [data.decode() for data in lennard_jones.split(lennard_jones_parameters(opts))]
+    coordinator.django(
+        MAKE_UNITS,
+        app=manifest.name,
+        inputs=inputs,
+        policy=SINGLE,
+        fpops=manifest.fpops_per_unit,
+        memory_bytes=manifest.memory_bytes,
+        fuel_bound=manifest.fuel_bound,
+    )
+    return {"units": opts.units, "app": manifest.name, "particles": 4 * N_CELLS**3, "steps": opts.steps}
+
+
+def crunch(coordinator: CoordinatorProcess, scratch: Path, opts: argparse.Namespace) -> dict[str, Any]:
+    queued = queue_lennard_jones(coordinator, opts) if opts.wasm else queue_demo(coordinator, opts)
+    name = queued.get("app", "overhead")
     data = scratch / "cruncher"
     attach(coordinator, data, "cruncher")
     before, started = children_cpu(), time.monotonic()
@@ -106,14 +155,13 @@ def crunch(coordinator: CoordinatorProcess, scratch: Path, opts: argparse.Namesp
         timeout=3600,
     )
     total, wall = children_cpu() - before, time.monotonic() - started
-    replicas = [r for r in coordinator.django(REPLICAS) if r["workunit__name"].startswith("overhead-")]
+    replicas = [r for r in coordinator.django(REPLICAS) if r["workunit__name"].startswith(f"{name}-")]
     if len(replicas) != opts.units or any(r["outcome"] != "success" for r in replicas):
         raise SystemExit(f"not every unit was crunched: {replicas}")
     app = sum(r["cpu_time"] for r in replicas)
     startup = startup_cpu()
     return {
-        "units": opts.units,
-        "rounds": opts.rounds,
+        **queued,
         "wall_s": round(wall, 2),
         "app_cpu_s": round(app, 3),
         "client_cpu_s": round(total - app - startup, 3),
@@ -150,10 +198,22 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tessera-client-bench-") as folder:
         scratch = Path(folder)
         settings = {"RPC_DELAY_NO_WORK": "300"}  # the coordinator's default pace when idle
+        if opts.wasm:
+            # A new host may take NEW_HOST_DAILY_QUOTA (10) tasks of an app version a day until
+            # its results validate; these units go out in one go, and the client's last request
+            # can come before the validator has raised its quota: it would leave the rest unsent.
+            settings["NEW_HOST_DAILY_QUOTA"] = str(max(10, opts.units))
         with CoordinatorProcess(scratch / "coordinator", **settings) as coordinator:
             figures = {**crunch(coordinator, scratch, opts), **idle(coordinator, scratch, opts)}
     figures["cpus"] = os.cpu_count()
     return figures
+
+
+def crunched(figures: dict[str, Any]) -> str:
+    if "app" in figures:
+        unit = f"{figures['particles']} particles, {figures['steps']:,} steps"
+        return f"{figures['units']} x Lennard-Jones (wasm), {unit}"
+    return f"{figures['units']} x {figures['rounds']:,} SHA-256 rounds"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     idle = f"{figures['idle_cpu_percent']} % of one core over {figures['idle_seconds']} s"
     print_pairs(
         [
-            ("units crunched", f"{figures['units']} x {figures['rounds']:,} SHA-256 rounds"),
+            ("units crunched", crunched(figures)),
             ("wall time", f"{figures['wall_s']} s on {figures['cpus']} CPUs"),
             ("CPU in the science app", f"{figures['app_cpu_s']} s"),
             ("CPU in the client", client),

@@ -165,7 +165,8 @@ app = App.objects.get(name=values["app"])
 policy = Policy(**values.get("policy", {}))
 result = [create_work_unit(app=app, name=f"{app.name}-{i}", input_data=text.encode(), policy=policy,
                            now=timezone.now(), fpops_estimate=values.get("fpops", 1e9),
-                           memory_bytes=values.get("memory_bytes", 0)).pk
+                           memory_bytes=values.get("memory_bytes", 0),
+                           fuel_bound=values.get("fuel_bound")).pk
           for i, text in enumerate(values["inputs"])]
 """
 
