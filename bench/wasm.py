@@ -208,7 +208,6 @@ class Scratch:
             cache_dir=self.cache(),
             fuel_bound=lennard_jones.MANIFEST.fuel_bound,
             memory_bytes=lennard_jones.MANIFEST.memory_bytes,
-            deterministic=lennard_jones.MANIFEST.deterministic,
             input_sha256=hashlib.sha256(text).hexdigest(),
         )
         (slot / SETTINGS_NAME).write_text(json.dumps(settings.to_json(), indent=1))

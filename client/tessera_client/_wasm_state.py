@@ -47,7 +47,6 @@ class Settings:
     cache_dir: Path  # where the compiled modules of this app version are kept
     fuel_bound: int
     memory_bytes: int
-    deterministic: bool  # the runtime is the same either way; the coordinator compares by it
     input_sha256: str  # keys random_get: the input as the project hashed it
 
     def to_json(self) -> dict[str, Any]:
@@ -56,7 +55,6 @@ class Settings:
             "cache_dir": str(self.cache_dir),
             "fuel_bound": self.fuel_bound,
             "memory_bytes": self.memory_bytes,
-            "deterministic": self.deterministic,
             "input_sha256": self.input_sha256,
         }
 
@@ -80,7 +78,6 @@ class Settings:
             Path(cache_dir),
             data["fuel_bound"],
             data["memory_bytes"],
-            bool(data.get("deterministic")),
             digest,
         )
 

@@ -89,7 +89,6 @@ def prepare(
         cache_dir=compiled_dir(folder).resolve(),
         fuel_bound=fuel_bound(task),
         memory_bytes=manifest.memory_bytes,
-        deterministic=manifest.deterministic,
         input_sha256=input_sha256(task, input_path),
     )
     write_atomic(Path(slot) / SETTINGS_NAME, json.dumps(settings.to_json(), indent=1).encode())

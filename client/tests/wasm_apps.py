@@ -208,7 +208,6 @@ def make_slot(
         cache_dir=cache or folder / "compiled",
         fuel_bound=fuel_bound,
         memory_bytes=memory_bytes,
-        deterministic=True,
         input_sha256=hashlib.sha256(input).hexdigest(),
     )
     (slot / SETTINGS_NAME).write_text(json.dumps(settings.to_json()))

@@ -146,7 +146,7 @@ def _judge_unit(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
         if waited and verdict.invalid and not work.judges.vouched([host_of[i] for i in verdict.valid]):
             work.unpunished.update(verdict.invalid)  # out-voted without an established host
     if grants.is_fuel_metered(unit) and verdict.valid:
-        verdict = _judge_fuel(unit, replicas, verdict, work)
+        verdict = _judge_fuel(unit, replicas, verdict, work, host_of)
     if verdict.canonical is not None and unit.canonical_replica_id is None:
         verdict = _canonical_with_output(verdict, replicas)
     if verdict.canonical is not None and unit.vouched_by_id is None:
@@ -157,11 +157,12 @@ def _judge_unit(unit: WorkUnit, replicas: list[Replica], work: _Pass) -> None:
     _record_verdict(unit, replicas, readable, verdict, work)
 
 
-def _judge_fuel(unit: WorkUnit, replicas: list[Replica], verdict: Verdict, work: _Pass) -> Verdict:
+def _judge_fuel(
+    unit: WorkUnit, replicas: list[Replica], verdict: Verdict, work: _Pass, host_of: dict[int, int]
+) -> Verdict:
     """A wasm unit's fuel claims, once outputs agree (``fuel``): an inflated claim makes its
     replica invalid, unless no established host vouched for the fuel it is measured against."""
     claims = {r.pk: r.fuel for r in replicas if r.pk in verdict.valid}
-    host_of = {r.pk: _host_id(r) for r in replicas}
     waited = _waited_for_established_hosts(unit, work.now)
     vouched = lambda ids: work.judges.vouched([host_of[i] for i in ids])  # noqa: E731
     judged = fuel.settle(
