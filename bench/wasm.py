@@ -40,11 +40,14 @@ The profile (``--profile-reps`` rounds) shows where wasm's time goes beyond nati
 unit in this process, run by a loop like the runner's (a fresh store and instance per run, again
 while it exits 75), with the runner's engine settings as they are (``wasm_seconds_in_process``),
 then without one of what they pay for safety and sameness: fuel metering
-(``wasm_seconds_no_fuel``), NaN canonicalization (``wasm_seconds_no_nan_canonicalization``),
-bounds checks in code (``wasm_seconds_guard_pages``: wasmtime's default memory, a 4 GiB
-reservation checked by guard pages, which the runner cannot use under the sandbox's
-address-space limit), the first two (``wasm_seconds_no_fuel_no_nan``) and all three
-(``wasm_seconds_unchecked``). Each must write the runner's bytes.
+(``wasm_seconds_no_fuel``); with bounds checked in code (``wasm_seconds_bounds_in_code``: the
+memory reserved only up to its limit, as the runner does when a tight address-space limit
+leaves no room for its 4 GiB reservation and guard region). Then the compiler's module without
+NaN guards: with wasmtime's NaN canonicalization instead (``wasm_seconds_canonicalization``),
+with neither (``wasm_seconds_no_nan_guards``: what the guards cost), also without fuel
+(``wasm_seconds_no_fuel_no_nan``), and canonicalizing with bounds checked in code
+(``wasm_seconds_before_guards``: how the runner ran every module before the guards and the
+guard region). Each must write the runner's bytes.
 
 It prints a table and ends with one line of JSON (``wasm_seconds``, ``native_seconds``,
 ``python_seconds``, ``wasm_to_native``, ``speedup_over_python``, ``start_ms_cached``, ``fuel``,
@@ -71,6 +74,7 @@ from typing import Any
 
 import wasmtime
 from tessera_client import _wasm_world as world
+from tessera_client import wasm_nan
 from tessera_client._wasm_run import WASI, WASI_ENV, ModuleRunner, engine_settings, make_engine
 from tessera_client._wasm_state import (
     EXIT_CHECKPOINT,
@@ -90,20 +94,21 @@ from workunits.tests.test_lennard_jones import simulate
 
 TARGETS = {"wasm_to_native": 0.6, "speedup_over_python": 20.0, "start_ms_cached": 50.0}
 PROBE = {"n_cells": 2, "points": [{"density": 0.25, "temperature": 2.0}], "dt": 0.005, "seed": 1}
-# None: wasmtime's default. Its default memory (a 4 GiB reservation and large guard regions)
-# bounds-checks with guard pages; the runner reserves only the memory limit, checked in code, so
-# the address space stays under the sandbox's RLIMIT_AS.
-GUARD_PAGES = dict.fromkeys(
-    ("memory_reservation", "memory_guard_size", "memory_reservation_for_growth", "memory_may_move")
-)
-NO_FUEL_NO_NAN = {"consume_fuel": False, "cranelift_nan_canonicalization": False}
-VARIANTS: dict[str, dict[str, Any]] = {
-    "in_process": {},
-    "no_fuel": {"consume_fuel": False},
-    "no_nan_canonicalization": {"cranelift_nan_canonicalization": False},
-    "guard_pages": GUARD_PAGES,
-    "no_fuel_no_nan": NO_FUEL_NO_NAN,
-    "unchecked": {**NO_FUEL_NO_NAN, **GUARD_PAGES},
+NO_FUEL = {"consume_fuel": False}
+NO_CANONICALIZATION = {"cranelift_nan_canonicalization": False}
+WITH_CANONICALIZATION = {"cranelift_nan_canonicalization": True}
+# Each variant of the profile: the module it runs (the published one, with NaN guards, or the
+# compiler's own, without), whether its memory has the runner's 4 GiB reservation and guard
+# region (else bounds are checked in code, as under a tight address-space limit), and how its
+# engine differs from the runner's for that module.
+VARIANTS: dict[str, tuple[str, bool, dict[str, Any]]] = {
+    "in_process": ("guarded", True, {}),
+    "no_fuel": ("guarded", True, NO_FUEL),
+    "bounds_in_code": ("guarded", False, {}),
+    "canonicalization": ("plain", True, WITH_CANONICALIZATION),
+    "no_nan_guards": ("plain", True, NO_CANONICALIZATION),
+    "no_fuel_no_nan": ("plain", True, {**NO_FUEL, **NO_CANONICALIZATION}),
+    "before_guards": ("plain", False, WITH_CANONICALIZATION),
 }
 
 
@@ -189,13 +194,24 @@ class Scratch:
         return self.root / (f"compiled-{variant}" if variant else "compiled")
 
     @property
+    def plain_module(self) -> Path:
+        """The module as the compiler made it, without NaN guards (for the profile)."""
+        return self.root / "plain" / "lennard_jones.wasm"
+
+    @property
     def native(self) -> Path:
         return self.root / "bin" / "lennard_jones"
 
     def build(self) -> None:
         self.module.parent.mkdir(parents=True)
         self.module.write_bytes(wasm_build.build_app_module(lennard_jones))
-        wasm_build.build_native(wasm_build.app_source(lennard_jones), self.native)
+        if not wasm_nan.check(self.module.read_bytes()):
+            raise SystemExit("the app's module came out without its NaN guards")
+        source = wasm_build.app_source(lennard_jones)
+        self.plain_module.parent.mkdir(parents=True)
+        plain = wasm_build.compile_wasm(source.read_bytes(), source.name, nan_guards=False)
+        self.plain_module.write_bytes(plain)
+        wasm_build.build_native(source, self.native)
 
     def slot(self, name: str, text: bytes) -> Path:
         """A fresh slot with the input and the runner's settings, as ``wasm_tasks.prepare`` writes them."""
@@ -318,10 +334,12 @@ def wasi_config(slot: Path) -> wasmtime.WasiConfig:
 def run_variant(scratch: Scratch, text: bytes, variant: str) -> Run:
     """The unit in this process, as the runner runs it but with the variant's engine settings."""
     memory = lennard_jones.MANIFEST.memory_bytes
-    changed = {**engine_settings(memory), **VARIANTS[variant]}
-    config = {name: value for name, value in changed.items() if value is not None}
+    kind, guard_region, overrides = VARIANTS[variant]
+    wasm = (scratch.module if kind == "guarded" else scratch.plain_module).read_bytes()
+    guarded = wasm_nan.is_marked(wasm)
+    config = {**engine_settings(memory, nan_guarded=guarded, guard_region=guard_region), **overrides}
     engine = make_engine(config)
-    module = world.load_module(engine, scratch.module, scratch.cache(variant), config)
+    module = world.load_module(engine, wasm, scratch.cache(variant), config)
     slot = scratch.slot(variant, text)
     fake = world.World(hashlib.sha256(text).digest())
     linker = wasmtime.Linker(engine)
@@ -448,15 +466,17 @@ def profile_figures(profile: dict[str, list[Run]], native_s: float) -> dict[str,
     return {
         "wasm_seconds_in_process": round(base, 3),
         "wasm_seconds_no_fuel": round(seconds["no_fuel"], 3),
-        "wasm_seconds_no_nan_canonicalization": round(seconds["no_nan_canonicalization"], 3),
-        "wasm_seconds_guard_pages": round(seconds["guard_pages"], 3),
+        "wasm_seconds_bounds_in_code": round(seconds["bounds_in_code"], 3),
+        "wasm_seconds_canonicalization": round(seconds["canonicalization"], 3),
+        "wasm_seconds_no_nan_guards": round(seconds["no_nan_guards"], 3),
         "wasm_seconds_no_fuel_no_nan": round(seconds["no_fuel_no_nan"], 3),
-        "wasm_seconds_unchecked": round(seconds["unchecked"], 3),
+        "wasm_seconds_before_guards": round(seconds["before_guards"], 3),
         "fuel_metering_share": round(1 - seconds["no_fuel"] / base, 3),
-        "nan_canonicalization_share": round(1 - seconds["no_nan_canonicalization"] / base, 3),
-        "bounds_checks_share": round(1 - seconds["guard_pages"] / base, 3),
+        "nan_guards_share": round(1 - seconds["no_nan_guards"] / base, 3),
+        "bounds_in_code_cost": round(seconds["bounds_in_code"] / base - 1, 3),
+        "wasm_to_native_canonicalization": round(native_s / seconds["canonicalization"], 3),
         "wasm_to_native_no_fuel_no_nan": round(native_s / seconds["no_fuel_no_nan"], 3),
-        "wasm_to_native_unchecked": round(native_s / seconds["unchecked"], 3),
+        "wasm_to_native_before_guards": round(native_s / seconds["before_guards"], 3),
         "profile_reps": len(profile["in_process"]),
     }
 
@@ -524,10 +544,11 @@ def print_table(figures: dict[str, Any]) -> None:
     for way, key in (
         ("profile: runner's engine", "in_process"),
         ("  without fuel metering", "no_fuel"),
-        ("  without NaN canonicalization", "no_nan_canonicalization"),
-        ("  bounds by guard pages", "guard_pages"),
-        ("  without fuel and NaN canon.", "no_fuel_no_nan"),
-        ("  without all three", "unchecked"),
+        ("  bounds checked in code", "bounds_in_code"),
+        ("  canonicalizing, no guards", "canonicalization"),
+        ("  neither guards nor canon.", "no_nan_guards"),
+        ("  and without fuel", "no_fuel_no_nan"),
+        ("  canonicalizing, bounds in code", "before_guards"),
     ):
         if f"wasm_seconds_{key}" in figures:
             value = figures[f"wasm_seconds_{key}"]
@@ -559,10 +580,11 @@ def print_summary(figures: dict[str, Any]) -> None:
     ]
     if "fuel_metering_share" in figures:
         rows.append(("fuel metering's share", f"{100 * figures['fuel_metering_share']:.1f} %"))
-        rows.append(("NaN canonicalization's", f"{100 * figures['nan_canonicalization_share']:.1f} %"))
-        rows.append(("bounds checks' share", f"{100 * figures['bounds_checks_share']:.1f} %"))
-        rows.append(("wasm / native without the two", f"{figures['wasm_to_native_no_fuel_no_nan']}"))
-        rows.append(("  and without bounds checks", f"{figures['wasm_to_native_unchecked']}"))
+        rows.append(("the NaN guards' share", f"{100 * figures['nan_guards_share']:.1f} %"))
+        rows.append(("bounds in code would cost", f"{100 * figures['bounds_in_code_cost']:.1f} %"))
+        rows.append(("wasm / native canonicalizing", f"{figures['wasm_to_native_canonicalization']}"))
+        rows.append(("wasm / native without fuel, NaN", f"{figures['wasm_to_native_no_fuel_no_nan']}"))
+        rows.append(("wasm / native before guards", f"{figures['wasm_to_native_before_guards']}"))
     print_pairs(rows, width=30)
 
 

@@ -6,6 +6,8 @@ where the source is the only file, under its own name: no path of the building m
 into the module, so the same source always gives the same bytes (and SHA-256). The first
 build also builds wasi-libc (about 40 s); zig keeps it in its global cache, and the modules
 are cached under ``var/wasm/``, keyed by the source, the flags and the compiler's version.
+Each module comes out with its NaN guards (``tessera_client.wasm_nan``), so the client can
+leave wasmtime's slower NaN canonicalization off for it; the guards are part of its hash.
 
 ``build_native`` compiles the same source with the system's gcc, for comparing speeds: the
 binary takes the slot's folder as its argument and follows the same contract.
@@ -23,6 +25,8 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
+
+from tessera_client import wasm_nan
 
 # No -ffast-math, and no fused multiply-adds: every machine computes the same bits.
 PORTABLE_FLAGS = ("-O2", "-std=c11", "-ffp-contract=off", "-fno-math-errno")
@@ -47,9 +51,10 @@ def compiler_version() -> str:
 
 
 def cache_key(source: bytes) -> str:
-    """What decides the module's bytes: the source, the flags and the compiler."""
+    """What decides the module's bytes: the source, the flags, the compiler and the NaN guards."""
     digest = hashlib.sha256()
-    for part in (compiler_version().encode(), " ".join(WASM_FLAGS).encode(), source):
+    guards = Path(wasm_nan.__file__).read_bytes()  # the pass itself: any change to it rebuilds
+    for part in (compiler_version().encode(), " ".join(WASM_FLAGS).encode(), guards, source):
         digest.update(len(part).to_bytes(8, "big") + part)
     return digest.hexdigest()
 
@@ -60,14 +65,16 @@ def _compile(command: list[str], folder: Path) -> None:
         raise WasmBuildError(f"{' '.join(command)} failed:\n{done.stderr.strip()}")
 
 
-def compile_wasm(source: bytes, name: str) -> bytes:
-    """The module of one C source, compiled afresh (``name``: the source's file name)."""
+def compile_wasm(source: bytes, name: str, *, nan_guards: bool = True) -> bytes:
+    """The module of one C source, compiled afresh (``name``: the source's file name) and
+    NaN-guarded where the pass can read it (``nan_guards=False``: as the compiler made it)."""
     with tempfile.TemporaryDirectory(prefix="tessera-wasm-") as temporary:
         folder = Path(temporary)
         (folder / name).write_bytes(source)
         output = Path(name).with_suffix(".wasm").name
         _compile([sys.executable, "-m", "ziglang", "cc", *WASM_FLAGS, "-o", output, name], folder)
-        return (folder / output).read_bytes()
+        module = (folder / output).read_bytes()
+        return wasm_nan.guarded_if_possible(module) if nan_guards else module
 
 
 def build_wasm(source: Path, *, cache: Path | None = CACHE) -> bytes:

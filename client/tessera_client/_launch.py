@@ -137,7 +137,10 @@ def _prepare(args: dict[str, Any]) -> dict[str, Any]:
 
     cpu = int(args["cpu_seconds"])
     _lower(resource.RLIMIT_CPU, cpu, cpu + 2)  # SIGXCPU at the soft limit, SIGKILL at the hard one
-    _lower(resource.RLIMIT_AS, int(args["memory_bytes"]))
+    memory, reserved = int(args["memory_bytes"]), int(args.get("reserved_bytes") or 0)
+    _lower(resource.RLIMIT_AS, memory + reserved)
+    if reserved:  # the reservation is never writable: bound what is (private writable mappings)
+        _lower(resource.RLIMIT_DATA, memory)
     _lower(resource.RLIMIT_FSIZE, int(args["file_bytes"]))
     _lower(resource.RLIMIT_CORE, 0)
 

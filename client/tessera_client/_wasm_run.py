@@ -14,7 +14,7 @@ runs. A process that starts in a slot with a record restores that checkpoint fir
 that was killed counts for nothing: an interrupted task reports exactly the fuel of an
 uninterrupted one.
 
-A script inside the package: it imports the standard library, wasmtime and its two sibling
+A script inside the package: it imports the standard library, wasmtime and three sibling
 modules, which import nothing else either (none of requests, PyNaCl, rich). The client imports
 ``_wasm_state`` for the names and the record's format, never this module or ``_wasm_world``, so
 the daemon never loads wasmtime.
@@ -34,6 +34,11 @@ if __name__ == "__main__":
         sys.path[0] = str(HERE.parent)
 
 try:
+    import resource
+except ImportError:  # Windows: no address-space limit to fit in
+    resource = None  # type: ignore[assignment]
+
+try:
     import wasmtime
 except ImportError as missing:  # a client installed without its dependencies
     if __name__ != "__main__":
@@ -46,6 +51,7 @@ except ImportError as missing:  # a client installed without its dependencies
 
 from tessera_client import _wasm_state as state
 from tessera_client import _wasm_world as world
+from tessera_client import wasm_nan
 
 WASI = "wasi_snapshot_preview1"
 WASI_ENV = [
@@ -61,11 +67,22 @@ MiB = 1024 * 1024
 Failed = state.Failed
 
 
-def engine_settings(memory_bytes: int) -> dict[str, Any]:
-    """The engine's configuration; it shapes the machine code, so it is part of the cache key."""
+def engine_settings(
+    memory_bytes: int, *, nan_guarded: bool = False, guard_region: bool = False
+) -> dict[str, Any]:
+    """The engine's configuration; it shapes the machine code, so it is part of the cache key.
+    ``nan_guarded``: the module makes its NaNs' bits the same itself (:mod:`tessera_client.wasm_nan`).
+    ``guard_region``: the process may reserve 4 GiB of address space for the linear memory, so
+    wasmtime checks bounds with guard pages instead of in code (``room_for_guard_region``)."""
+    if guard_region:
+        reservation, guard = state.GUARDED_RESERVATION_BYTES, state.GUARD_REGION_BYTES
+    else:  # the memory limit, checked in code: the address space stays under a tight RLIMIT_AS
+        reservation, guard = -(-memory_bytes // PAGE) * PAGE, GUARD_BYTES
     return {
         "consume_fuel": True,
-        "cranelift_nan_canonicalization": True,  # NaNs have the same bits on every machine
+        # NaNs have the same bits on every machine: canonicalized after every operation, unless
+        # the module's own guards canonicalize them where they can be seen.
+        "cranelift_nan_canonicalization": not nan_guarded,
         "wasm_relaxed_simd_deterministic": True,
         "wasm_threads": False,
         "shared_memory": False,
@@ -73,13 +90,22 @@ def engine_settings(memory_bytes: int) -> dict[str, Any]:
         "wasm_memory64": False,
         "wasm_gc": False,  # a GC heap would live outside the memory limit
         "parallel_compilation": False,  # no compiler threads in a process the sandbox limits
-        # The whole linear memory is reserved once, at its limit, with a small guard: the
-        # process's address space stays under the sandbox's RLIMIT_AS (bounds are checked in code).
-        "memory_reservation": -(-memory_bytes // PAGE) * PAGE,
-        "memory_guard_size": GUARD_BYTES,
+        # The linear memory is reserved once and never moves; the store's limiter (and the
+        # sandbox's RLIMIT_DATA) bound how much of it becomes usable.
+        "memory_reservation": reservation,
+        "memory_guard_size": guard,
         "memory_reservation_for_growth": 0,
         "memory_may_move": False,
     }
+
+
+def room_for_guard_region(memory_bytes: int) -> bool:
+    """Does this process's address-space limit leave room for the 4 GiB reservation? (The
+    sandbox allows it; a volunteer's own lower ``ulimit -v`` may not.)"""
+    if resource is None:
+        return True
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return soft == resource.RLIM_INFINITY or soft >= state.RESERVED_BYTES + memory_bytes
 
 
 def make_engine(config: dict[str, Any]) -> wasmtime.Engine:
@@ -87,6 +113,16 @@ def make_engine(config: dict[str, Any]) -> wasmtime.Engine:
     for name, value in config.items():
         setattr(settings, name, value)
     return wasmtime.Engine(settings)
+
+
+def require_nan_guards(wasm: bytes) -> None:
+    """Before compiling without canonicalization: every observation point must be guarded (a
+    cached module compiled so was checked when it was compiled)."""
+    if not wasm_nan.check(wasm):
+        raise Failed(
+            f"the module is marked {wasm_nan.MARKER} but not every float store, reinterpretation "
+            "or copysign is guarded; republish it (the project's publish_app guards it)"
+        )
 
 
 def check_interface(module: wasmtime.Module) -> None:
@@ -106,9 +142,13 @@ class ModuleRunner:
     """One module, compiled once per process (or taken from the cache), run afresh each time."""
 
     def __init__(self, slot: Path, settings: state.Settings) -> None:
-        config = engine_settings(settings.memory_bytes)
+        wasm = world.read_module(settings.module)
+        guarded = wasm_nan.is_marked(wasm)
+        room = room_for_guard_region(settings.memory_bytes)
+        config = engine_settings(settings.memory_bytes, nan_guarded=guarded, guard_region=room)
         self.engine = make_engine(config)
-        self.module = world.load_module(self.engine, settings.module, settings.cache_dir, config)
+        check = require_nan_guards if guarded else None
+        self.module = world.load_module(self.engine, wasm, settings.cache_dir, config, check)
         check_interface(self.module)
         self.world = world.World(bytes.fromhex(settings.input_sha256))
         self.linker = wasmtime.Linker(self.engine)

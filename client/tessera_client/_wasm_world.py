@@ -26,7 +26,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import wasmtime
 
@@ -135,18 +135,28 @@ def cache_key(module_sha256: str, engine: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
-def load_module(
-    engine: wasmtime.Engine, path: Path, cache: Path, settings: dict[str, Any]
-) -> wasmtime.Module:
-    """The module at ``path`` for ``engine`` (made with ``settings``): from the cache, else compiled
-    (and cached for next time)."""
+def read_module(path: Path) -> bytes:
     wasm = read_plain(path)
     if wasm is None:
         raise Failed(f"the module {path} cannot be read")
+    return wasm
+
+
+def load_module(
+    engine: wasmtime.Engine,
+    wasm: bytes,
+    cache: Path,
+    settings: dict[str, Any],
+    check: Callable[[bytes], None] | None = None,
+) -> wasmtime.Module:
+    """The module ``wasm`` for ``engine`` (made with ``settings``): from the cache, else checked
+    by ``check`` (which raises ``Failed``), compiled and cached for next time."""
     key = cache_key(hashlib.sha256(wasm).hexdigest(), settings)
     module = from_cache(engine, cache, key)
     if module is not None:
         return module
+    if check is not None:
+        check(wasm)
     try:
         module = wasmtime.Module(engine, wasm)
     except wasmtime.WasmtimeError as error:

@@ -48,10 +48,13 @@ class Limits:
     """What one task's app may use; the sandbox enforces each."""
 
     cpu_seconds: int  # RLIMIT_CPU of the app (SIGXCPU); poll() also checks the group's total
-    memory_bytes: int  # RLIMIT_AS
+    memory_bytes: int  # RLIMIT_AS (RLIMIT_DATA instead when reserved_bytes is set)
     file_bytes: int  # RLIMIT_FSIZE; the app's stdout.txt and stderr.txt count too
     processes: int  # processes (threads, on Linux) the app may have, itself included
     wall_deadline: float  # unix time; past it the task is killed ("deadline passed")
+    # Address space the app reserves but cannot use (a wasm memory's guard region): RLIMIT_AS is
+    # memory_bytes + reserved_bytes, and RLIMIT_DATA (what is writable) memory_bytes.
+    reserved_bytes: int = 0
 
 
 class AppProcess:
@@ -289,6 +292,7 @@ def _launch_args(
         "env": clean_env(slot),
         "cpu_seconds": limits.cpu_seconds,
         "memory_bytes": limits.memory_bytes,
+        "reserved_bytes": limits.reserved_bytes,
         "file_bytes": limits.file_bytes,
         "processes": limits.processes,
         "isolate_network": isolate_network,

@@ -18,16 +18,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tessera_client._wasm_state import SETTINGS_NAME, Settings
+from tessera_client._wasm_state import RESERVED_BYTES, SETTINGS_NAME, Settings
 from tessera_client.app_manifest import installed_manifest
 from tessera_client.bundles import compiled_dir
 from tessera_client.files import write_atomic
 from tessera_client.sandbox import Limits
 
 RUNNER = Path(__file__).with_name("_wasm_run.py")
-# The runner's address space beyond the module's linear memory (reserved whole, at its limit): the
-# interpreter and wasmtime's library (about 100 MiB with the runtime's threads), and compiling the
-# module, which took 160 MiB for a 0.5 MB module of 20,000 functions (measured with wasmtime 51).
+# The runner's memory beyond the module's linear memory: the interpreter and wasmtime's library
+# (about 100 MiB with the runtime's threads), and compiling the module, which took 160 MiB for a
+# 0.5 MB module of 20,000 functions (measured with wasmtime 51). The linear memory's 4 GiB
+# reservation and guard region are allowed on top, as address space only (RESERVED_BYTES).
 RUNTIME_BYTES = 512 * 1024 * 1024
 COMPILE_BYTES_PER_BYTE = 256
 MAX_FUEL = 2**63 - 1  # what wasmtime's fuel counter (and the coordinator) can hold
@@ -93,4 +94,5 @@ def prepare(
     )
     write_atomic(Path(slot) / SETTINGS_NAME, json.dumps(settings.to_json(), indent=1).encode())
     needed = manifest.memory_bytes + RUNTIME_BYTES + COMPILE_BYTES_PER_BYTE * module_size
-    return WasmLaunch(RUNNER, replace(limits, memory_bytes=max(limits.memory_bytes, needed)))
+    memory = max(limits.memory_bytes, needed)
+    return WasmLaunch(RUNNER, replace(limits, memory_bytes=memory, reserved_bytes=RESERVED_BYTES))

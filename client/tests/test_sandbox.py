@@ -218,6 +218,36 @@ def test_an_app_that_allocates_too_much_runs_out_of_memory(tmp_path):
     assert "MemoryError" in outcome.message
 
 
+RESERVE_THEN_WRITE = """
+import json, mmap, os
+found = {}
+try:
+    reservation = mmap.mmap(-1, 3 * 1024**3, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, prot=0)  # PROT_NONE
+    found["reserved"] = True
+except OSError:
+    found["reserved"] = False
+try:
+    block = bytearray(512 * 1024**2)
+    found["wrote"] = True
+except MemoryError:
+    found["wrote"] = False
+open(os.environ["TESSERA_OUTPUT"], "w").write(json.dumps(found))
+"""
+
+
+@pytest.mark.parametrize(("reserved_gib", "reserved"), [(0, False), (4, True)])
+def test_reserved_address_space_can_be_reserved_but_never_written(tmp_path, reserved_gib, reserved):
+    # A wasm runner reserves 4 GiB for its linear memory; what it may write stays the limit.
+    app, outcome = run(
+        tmp_path,
+        RESERVE_THEN_WRITE,
+        limits=limits(memory_bytes=256 * MiB, reserved_bytes=reserved_gib * 1024 * MiB),
+    )
+
+    assert outcome.status == "success", outcome.message
+    assert output(app) == {"reserved": reserved, "wrote": False}
+
+
 def test_writing_a_file_larger_than_the_limit_fails(tmp_path):
     app, outcome = run(
         tmp_path,

@@ -24,7 +24,7 @@ from nacl.signing import SigningKey
 from rich.console import Console
 from wasm_apps import HELLO, LOOP, MiB, bundle, chain, manifest, wasm
 
-from tessera_client._wasm_state import SETTINGS_NAME, STATE_NAME, RunState, Settings
+from tessera_client._wasm_state import RESERVED_BYTES, SETTINGS_NAME, STATE_NAME, RunState, Settings
 from tessera_client.app_manifest import installed_manifest
 from tessera_client.bundles import AppCache, BundleRefused, compiled_dir
 from tessera_client.daemon import Daemon
@@ -161,7 +161,8 @@ def test_the_runner_gets_its_settings_and_room_for_the_module_in_its_address_spa
 
     assert launch.runner == RUNNER and RUNNER.is_file()
     room = 1024 * MiB + RUNTIME_BYTES + COMPILE_BYTES_PER_BYTE * entrypoint.stat().st_size
-    assert launch.limits == replace(usual, memory_bytes=room)  # only the address space grows
+    # Only the memory grows, and the address space by the linear memory's reservation too.
+    assert launch.limits == replace(usual, memory_bytes=room, reserved_bytes=RESERVED_BYTES)
     settings = Settings.from_json(json.loads((slot / SETTINGS_NAME).read_text()))
     assert (settings.module, settings.cache_dir) == (
         entrypoint.resolve(),

@@ -25,11 +25,19 @@ from wasm_apps import (
     chain,
     make_slot,
     run_runner,
+    wasm,
 )
 
 from tessera_client import _wasm_world
 from tessera_client._wasm_run import ModuleRunner, engine_settings, make_engine
-from tessera_client._wasm_state import STATE_NAME, RunState, finished_fuel, read_settings, run_segments
+from tessera_client._wasm_state import (
+    RESERVED_BYTES,
+    STATE_NAME,
+    RunState,
+    finished_fuel,
+    read_settings,
+    run_segments,
+)
 from tessera_client.sandbox import AppProcess, Limits
 from tessera_client.wasm_tasks import RUNNER
 
@@ -37,19 +45,23 @@ WNOENT, WPERM = 44, 63  # WASI's errno values
 CHAIN_WORK = 30_000_000  # steps per run: some 40 ms, so a kill lands inside a run
 
 
-def limits(memory_bytes: int = 1024 * MiB) -> Limits:
+def limits(memory_bytes: int = 1024 * MiB, reserved_bytes: int = RESERVED_BYTES) -> Limits:
     return Limits(
         cpu_seconds=60,
         memory_bytes=memory_bytes,
         file_bytes=64 * MiB,
         processes=16,
         wall_deadline=time.time() + 60,
+        reserved_bytes=reserved_bytes,
     )
 
 
-def sandboxed(slot: Path, timeout: float = 60, memory_bytes: int = 1024 * MiB):
-    """Run the runner in ``slot`` through the sandbox, as the client does; the ended process."""
-    app = AppProcess.start(entrypoint=RUNNER, slot=slot, limits=limits(memory_bytes))
+def sandboxed(
+    slot: Path, timeout: float = 60, memory_bytes: int = 1024 * MiB, reserved_bytes: int = RESERVED_BYTES
+):
+    """Run the runner in ``slot`` through the sandbox, as the client does (the linear memory's
+    reservation allowed, unless ``reserved_bytes`` says otherwise); the ended process."""
+    app = AppProcess.start(entrypoint=RUNNER, slot=slot, limits=limits(memory_bytes, reserved_bytes))
     outcome = app.wait(timeout)
     assert outcome is not None, "the runner did not finish in time"
     return outcome
@@ -200,14 +212,20 @@ def test_the_fuel_bound_counts_the_recorded_runs_too(tmp_path):
     assert record(slot).runs == 4  # the fifth run ran dry
 
 
-def test_a_memory_bomb_stops_at_its_memory_limit(tmp_path):
+@pytest.mark.parametrize("guard_region", [True, False])
+def test_a_memory_bomb_stops_at_its_memory_limit(tmp_path, guard_region):
     slot = make_slot(tmp_path, BOMB, memory_bytes=32 * MiB)
 
-    # The sandbox's address-space limit as the client sets it for a module of 32 MiB.
-    outcome = sandboxed(slot, memory_bytes=32 * MiB + 512 * MiB)
+    # The sandbox's limits as the client sets them for a module of 32 MiB: with the linear
+    # memory's 4 GiB reservation allowed, or (a volunteer's own ulimit -v) without.
+    reserved = RESERVED_BYTES if guard_region else 0
+    outcome = sandboxed(slot, memory_bytes=32 * MiB + 512 * MiB, reserved_bytes=reserved)
 
     assert outcome.status == "client_error"
     assert outcome.message.startswith("ran out of its memory limit of 32 MiB"), outcome.message
+    settings = engine_settings(32 * MiB, guard_region=guard_region)
+    key = _wasm_world.cache_key(hashlib.sha256(wasm(BOMB)).hexdigest(), settings)
+    assert [entry.name.split("-")[0] for entry in cached_files(tmp_path / "compiled")] == [key]
 
 
 def test_a_module_needing_more_memory_than_its_limit_to_start_is_stopped_before_it_runs(tmp_path):
@@ -311,7 +329,7 @@ def compiled(tmp_path):
     path = tmp_path / "app.wasm"
     path.write_bytes(wasmtime.wat2wasm(HELLO))
     cache = tmp_path / "compiled"
-    _wasm_world.load_module(engine, path, cache, settings)
+    _wasm_world.load_module(engine, path.read_bytes(), cache, settings)
     return engine, path, cache, settings
 
 
@@ -326,7 +344,7 @@ def test_a_cached_module_is_not_compiled_again(compiled, monkeypatch):
     engine, path, cache, settings = compiled
     no_compiling(monkeypatch)
 
-    module = _wasm_world.load_module(engine, path, cache, settings)
+    module = _wasm_world.load_module(engine, path.read_bytes(), cache, settings)
 
     assert [item.name for item in module.exports] == ["memory", "_start"]
 
@@ -340,9 +358,9 @@ def test_a_corrupted_cache_file_is_never_trusted_and_is_rebuilt(compiled, monkey
     with monkeypatch.context() as patched:
         no_compiling(patched)
         with pytest.raises(AssertionError, match="compiled instead"):
-            _wasm_world.load_module(engine, path, cache, settings)
+            _wasm_world.load_module(engine, path.read_bytes(), cache, settings)
 
-    module = _wasm_world.load_module(engine, path, cache, settings)
+    module = _wasm_world.load_module(engine, path.read_bytes(), cache, settings)
 
     assert [item.name for item in module.exports] == ["memory", "_start"]
     [rebuilt] = cached_files(cache)
@@ -358,7 +376,7 @@ def test_a_cache_entry_of_another_engine_is_rebuilt(compiled):
     impostor = cache / f"{key}-{hashlib.sha256(bytes(other)).hexdigest()}.cwasm"
     impostor.write_bytes(bytes(other))  # its bytes match its name, but not this engine
 
-    _wasm_world.load_module(engine, path, cache, settings)
+    _wasm_world.load_module(engine, path.read_bytes(), cache, settings)
 
     [rebuilt] = cached_files(cache)
     assert rebuilt != impostor and not impostor.exists()

@@ -162,6 +162,39 @@ WORLD = module("""
 """)
 
 
+# NaNs whose bits differ between machines and engine settings, seen the three ways a module can
+# see them (stored, reinterpreted, copysign), in f64 and f32: a signalling NaN with a payload made
+# quiet by an addition, and 0/0 (negative on x86, positive on ARM). $nans writes them at 1024 (36
+# bytes); a helper with parameters and locals of its own stores one of them.
+NAN_BODY = """
+ (data (i32.const 64) "\\01\\00\\00\\00\\00\\00\\f4\\7f")
+ (data (i32.const 72) "\\01\\00\\a0\\7f")
+ (func $store_f32 (param $at i32) (param $value f32) (local $unused f64)
+   (f32.store (local.get $at) (local.get $value)))
+ (func $nans
+   (f64.store (i32.const 1024) (f64.add (f64.load (i32.const 64)) (f64.const 0)))
+   (i64.store (i32.const 1032) (i64.reinterpret_f64 (f64.add (f64.load (i32.const 64)) (f64.const 0))))
+   (f64.store (i32.const 1040) (f64.copysign (f64.const 1) (f64.div (f64.const 0) (f64.const 0))))
+   (call $store_f32 (i32.const 1048) (f32.add (f32.load (i32.const 72)) (f32.const 0)))
+   (i32.store (i32.const 1052) (i32.reinterpret_f32 (f32.div (f32.const 0) (f32.const 0))))
+   (f32.store (i32.const 1056) (f32.copysign (f32.const 1) (f32.div (f32.const 0) (f32.const 0)))))
+"""
+NANS = module(
+    NAN_BODY
+    + """
+ (func (export "_start")
+   (call $nans)
+   (call $write_file (i32.const 256) (i32.const 6) (i32.const 1024) (i32.const 36)))
+"""
+)
+CANONICAL_NANS = (
+    bytes.fromhex("000000000000f87f") * 2
+    + bytes.fromhex("000000000000f03f")
+    + bytes.fromhex("0000c07f") * 2
+    + bytes.fromhex("0000803f")
+)  # canonical NaNs, 1.0 and 1.0f, little-endian
+
+
 def wasm(wat: str) -> bytes:
     return bytes(wasmtime.wat2wasm(wat))
 
@@ -190,19 +223,20 @@ def bundle(wat: str, memory_bytes: int = 16 * MiB) -> bytes:
 
 def make_slot(
     folder: Path,
-    wat: str,
+    wat: str | bytes,
     *,
     input: bytes = b"",
     fuel_bound: int = 10**10,
     memory_bytes: int = 16 * MiB,
     cache: Path | None = None,
 ) -> Path:
-    """A slot with its input and the runner's settings, for ``wat`` compiled beside it."""
+    """A slot with its input and the runner's settings, for ``wat`` compiled beside it (bytes:
+    the module itself)."""
     slot = folder / "slot"
     slot.mkdir(parents=True, exist_ok=True)
     (slot / "input").write_bytes(input)
     module_path = folder / "app.wasm"
-    module_path.write_bytes(wasm(wat))
+    module_path.write_bytes(wat if isinstance(wat, bytes) else wasm(wat))
     settings = Settings(
         module=module_path,
         cache_dir=cache or folder / "compiled",

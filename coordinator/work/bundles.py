@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 import wasmtime
+from tessera_client import wasm_nan
 
 import workunits
 from workunits import wasm_build
@@ -66,11 +67,17 @@ def build_bundle(folder: Path) -> bytes:
 
 def check_wasm_module(module: bytes, *, memory_bytes: int) -> None:
     """Refuse a module the client would refuse: an import other than a WASI preview 1
-    function (named in the error), or a memory that starts larger than ``memory_bytes``."""
+    function (named in the error), a memory that starts larger than ``memory_bytes``, or the
+    NaN-guard marker on a module whose guards are not all there."""
     try:
         compiled = wasmtime.Module(wasmtime.Engine(), module)
     except wasmtime.WasmtimeError as error:
         raise ValueError(f"not a WebAssembly module: {error}") from error
+    if wasm_nan.is_marked(module) and not wasm_nan.check(module):
+        raise ValueError(
+            f"the module is marked {wasm_nan.MARKER} but not every float store, reinterpretation "
+            "or copysign is guarded; publish it without the marker and it is guarded here"
+        )
     for item in compiled.imports:
         if item.module != WASI_MODULE or not isinstance(item.type, wasmtime.FuncType):
             kind = type(item.type).__name__.removesuffix("Type").lower()
@@ -87,11 +94,13 @@ def check_wasm_module(module: bytes, *, memory_bytes: int) -> None:
 
 
 def build_wasm_bundle(app: ModuleType, module: bytes | None = None) -> bytes:
-    """A wasm app's bundle: its module (built from its C source unless given) and the
-    manifest the client reads."""
+    """A wasm app's bundle: its module (built from its C source unless given; NaN-guarded
+    either way when the pass can read it) and the manifest the client reads."""
     manifest = app.MANIFEST
     if module is None:
         module = wasm_build.build_app_module(app)
+    elif not wasm_nan.is_marked(module):
+        module = wasm_nan.guarded_if_possible(module)
     check_wasm_module(module, memory_bytes=manifest.memory_bytes)
     description = {
         "api": 1,

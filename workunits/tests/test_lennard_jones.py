@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import wasmtime
+from tessera_client import wasm_nan
 
 import workunits
 from coordinator.work import bundles
@@ -306,6 +307,19 @@ def test_the_same_source_builds_the_same_module_wherever_it_is_built(module, tmp
     assert hashlib.sha256(built[0]).hexdigest() == hashlib.sha256(built[1]).hexdigest()
     assert built[0] == module and module.startswith(b"\x00asm")
     assert str(tmp_path).encode() not in module and b"tessera-wasm-" not in module
+
+
+def test_the_module_is_built_with_its_nan_guards_and_published_with_them(module):
+    source = wasm_build.app_source(lennard_jones)
+    plain = wasm_build.compile_wasm(source.read_bytes(), source.name, nan_guards=False)
+
+    assert wasm_nan.check(module) and not wasm_nan.is_marked(plain)
+    assert wasm_nan.guard(plain) == module
+    # A module given to publishing without its guards gets them; one that claims them must have them.
+    given = zipfile.ZipFile(io.BytesIO(bundles.build_wasm_bundle(lennard_jones, plain)))
+    assert given.read("lennard_jones.wasm") == module
+    with pytest.raises(ValueError, match="not every float store, reinterpretation or copysign is guarded"):
+        bundles.build_wasm_bundle(lennard_jones, plain + wasm_nan.marker_section())
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on PATH for the native build")
