@@ -211,6 +211,7 @@ TESSERA = {
     # Tasks in progress at once (BOINC's max_jobs_in_progress): per core and per host, and
     # per volunteer whatever number of hosts it registers.
     "MAX_IN_PROGRESS_PER_CPU": env.int("MAX_IN_PROGRESS_PER_CPU", default=8),
+    "MAX_IN_PROGRESS_PER_GPU": env.int("MAX_IN_PROGRESS_PER_GPU", default=8),
     "MAX_IN_PROGRESS_PER_HOST": env.int("MAX_IN_PROGRESS_PER_HOST", default=200),
     "MAX_IN_PROGRESS_PER_VOLUNTEER": env.int("MAX_IN_PROGRESS_PER_VOLUNTEER", default=500),
     # What a host may claim to be, and how many hosts a volunteer may register a day.

@@ -93,6 +93,9 @@ def make_app(name: str | None = None, *, max_output_bytes: int = 1024 * 1024) ->
 def make_units(app: App, count: int, *, input_data: bytes = b"x", **options: Any) -> list[WorkUnit]:
     policy = Policy(**{k: options.pop(k) for k in list(options) if hasattr(Policy, k)})
     now = options.pop("now", None) or timezone.now()
+    # A second of work at the speed assumed for a host that has not measured itself: any
+    # delay bound a test sets leaves time for it (the scheduler sends only what can finish).
+    options.setdefault("fpops_estimate", 1e9)
     return [
         create_work_unit(
             app=app,
@@ -139,6 +142,7 @@ class SignedHost:
         tasks: int = 0,
         seconds: float = 0.0,
         in_progress: list[int] | None = None,
+        host_info: dict[str, Any] | None = None,
     ):
         payload: dict[str, Any] = {
             "reports": [r.to_json() if isinstance(r, Report) else r for r in reports or []]
@@ -147,6 +151,8 @@ class SignedHost:
             payload["work_request"] = {"tasks": tasks, "seconds": seconds}
         if in_progress:
             payload["in_progress"] = in_progress
+        if host_info is not None:
+            payload["host_info"] = host_info
         return self.send("POST", "/api/v1/scheduler", json.dumps(payload).encode())
 
     def upload_policy(self, replica_id: int):

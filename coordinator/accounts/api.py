@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from coordinator.accounts import names, services
 from coordinator.accounts.authentication import AccountTokenAuthentication, max_body_for, signed_request_of
+from coordinator.accounts.host_description import PLATFORM, HostDescriptionSerializer, host_fields
 from coordinator.accounts.limits import record_signup
 from coordinator.accounts.models import Volunteer
 from coordinator.accounts.relation import network_of
@@ -49,10 +50,13 @@ class AccountTokenSerializer(serializers.Serializer):
     account_token = serializers.CharField(help_text="shown once; attach hosts with it")
 
 
-class HostRegisterSerializer(serializers.Serializer):
+class HostRegisterSerializer(HostDescriptionSerializer):
+    """The host's key and name, and what it is (docs/platforms.md; the description's parts
+    beyond the first four are optional)."""
+
     public_key = serializers.CharField(max_length=64, help_text="Ed25519 public key, base64")
     name = serializers.CharField(max_length=64)
-    platform = serializers.RegexField(r"^[A-Za-z0-9_.-]{1,64}$", max_length=64)
+    platform = serializers.RegexField(PLATFORM, max_length=64, help_text="its primary platform")
     n_cpus = serializers.IntegerField(min_value=1, max_value=4096)
     memory_bytes = serializers.IntegerField(min_value=0, max_value=2**50)
     flops = serializers.FloatField(min_value=0, max_value=1e15, default=0.0)
@@ -145,12 +149,18 @@ class HostRegisterView(APIView):
         signed = signed_request_of(request, max_body_for(request))
         incoming = HostRegisterSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
+        data = incoming.validated_data
         host, created = services.register_host(
             volunteer=cast(Volunteer, request.auth),  # HasAccountToken admitted only a volunteer
             signed=signed,
             now=timezone.now(),
             network=network_of(client_address(request)),
-            **incoming.validated_data,
+            public_key=data["public_key"],
+            name=data["name"],
+            n_cpus=data["n_cpus"],
+            memory_bytes=data["memory_bytes"],
+            flops=data["flops"],
+            description=host_fields(data, platform=data["platform"]),
         )
         return Response(
             {"host_id": host.pk}, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK

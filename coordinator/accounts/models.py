@@ -63,6 +63,8 @@ class Volunteer(CreditTotals):
     # sign-up burst. Empty for accounts an operator made, and for loopback addresses.
     signup_network = models.CharField(max_length=64, blank=True, default="", db_default="")
     signup_burst = models.CharField(max_length=32, blank=True, default="", db_default="")
+    # BOINC's "run test applications?": app versions marked beta go only to those who said yes.
+    beta_work = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         indexes = [
@@ -85,6 +87,20 @@ class Host(CreditTotals):
     n_cpus = models.PositiveIntegerField()
     memory_bytes = models.PositiveBigIntegerField()
     flops = models.FloatField(default=0.0, help_text="Measured floating-point speed per core")
+    # What its client said about it (docs/platforms.md): the platforms it runs (the first is
+    # ``platform``), its CPU, disk, GPUs and runtimes. Untrusted: used to choose what to send.
+    platforms = models.JSONField(default=list, blank=True)
+    os_name = models.CharField(max_length=32, blank=True, default="", db_default="")
+    os_version = models.CharField(max_length=64, blank=True, default="", db_default="")
+    cpu_vendor = models.CharField(max_length=64, blank=True, default="", db_default="")
+    cpu_model = models.CharField(max_length=128, blank=True, default="", db_default="")
+    cpu_family = models.CharField(max_length=32, blank=True, default="", db_default="")
+    cpu_features = models.JSONField(default=list, blank=True)
+    disk_free_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    gpus = models.JSONField(default=list, blank=True)
+    use_gpus = models.BooleanField(default=True, db_default=True)
+    runtimes = models.JSONField(default=list, blank=True)
+    python_version = models.CharField(max_length=16, blank=True, default="", db_default="")
     created = models.DateTimeField(auto_now_add=True)
     last_contact = models.DateTimeField(null=True, blank=True)
     # The daily quota each of this host's app versions starts with (validation.HostAppVersion

@@ -7,6 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -166,10 +167,10 @@ def register_host(
     signed: SignedRequest,
     public_key: str,
     name: str,
-    platform: str,
     n_cpus: int,
     memory_bytes: int,
     flops: float,
+    description: dict[str, Any],
     now: datetime,
     network: str = "",
 ) -> tuple[Host, bool]:
@@ -178,7 +179,8 @@ def register_host(
     Registering the same key again for the same volunteer returns the same host, so a
     client that crashed after registering can simply ask again. A new host must claim
     plausible figures, and starts with a small quota (accounts.limits); ``network`` is where
-    the request came from (accounts.relation).
+    the request came from (accounts.relation). ``description`` holds the Host fields of what
+    it says it is (accounts.host_description.host_fields), its ``platform`` included.
     """
     check_host_figures(n_cpus=n_cpus, flops=flops)
     key = parse_public_key(public_key)
@@ -196,7 +198,6 @@ def register_host(
         volunteer=volunteer,
         public_key=public_key,
         name=name,
-        platform=platform,
         n_cpus=n_cpus,
         memory_bytes=memory_bytes,
         flops=flops,
@@ -204,6 +205,7 @@ def register_host(
         registered_network=network,
         network=network,
         last_contact=now,
+        **description,
     )
     _burn_nonce(host, nonce, now)
     return host, True

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from tessera_client.signing import b64encode
 
 from coordinator.accounts.authentication import HostSignatureAuthentication
+from coordinator.accounts.host_description import HostDescriptionSerializer, host_fields
 from coordinator.accounts.models import Host
 from coordinator.accounts.relation import network_of
 from coordinator.accounts.throttles import HostRateThrottle
@@ -27,6 +28,7 @@ from coordinator.scheduler.reports import ReportIn
 from coordinator.scheduler.rpc import HostInfo, RpcResult, SchedulerRequest, handle_scheduler_request
 from coordinator.scheduler.uploads import upload_policy
 from coordinator.work.lifecycle import Outcome
+from coordinator.work.plan_classes import Usage
 
 MAX_IN_PROGRESS = 1000  # the client sends at most this many (docs/protocol.md)
 
@@ -71,6 +73,8 @@ class ReportSerializer(serializers.Serializer):
     message = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
     # A wasm task's fuel (docs/science-apps.md); the validator checks it against the quorum.
     fuel = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, allow_null=True)
+    # Seconds the task ran, suspensions excluded: the host's speed on its app version.
+    elapsed = serializers.FloatField(min_value=0, max_value=1e8, required=False, allow_null=True)
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         has_output = "output_sha256" in data and "output_size" in data
@@ -92,6 +96,16 @@ def report_from(data: dict[str, Any]) -> ReportIn:
         output_inline=data.get("output_inline"),
         message=data["message"],
         fuel=data.get("fuel"),
+        elapsed=data.get("elapsed"),
+    )
+
+
+def host_info_from(data: dict[str, Any]) -> HostInfo:
+    return HostInfo(
+        flops=data.get("flops"),
+        n_cpus=data.get("n_cpus"),
+        memory_bytes=data.get("memory_bytes"),
+        description=host_fields(data),
     )
 
 
@@ -100,7 +114,9 @@ class WorkRequestSerializer(serializers.Serializer):
     seconds = serializers.FloatField(min_value=0, max_value=30 * 24 * 3600, default=0)
 
 
-class HostInfoSerializer(serializers.Serializer):
+class HostInfoSerializer(HostDescriptionSerializer):
+    """What the host measured about itself and what it is (docs/platforms.md)."""
+
     flops = serializers.FloatField(min_value=0, max_value=1e15, required=False)
     n_cpus = serializers.IntegerField(min_value=1, max_value=4096, required=False)
     memory_bytes = serializers.IntegerField(min_value=0, max_value=2**50, required=False)
@@ -131,6 +147,10 @@ class AppVersionOutSerializer(serializers.Serializer):
         help_text="Ed25519 signature of the bundle by the project's key, base64"
     )
     size = serializers.IntegerField()
+    runtime = serializers.CharField(help_text="python, wasm or native")
+    plan_class = serializers.CharField(help_text="cpu, mt, or a GPU class (docs/platforms.md)")
+    cores = serializers.FloatField(help_text="the CPU cores one task uses")
+    gpu = serializers.DictField(allow_null=True, help_text="the GPU it runs on: vendor, api, model, count")
 
 
 class TaskSerializer(serializers.Serializer):
@@ -175,6 +195,9 @@ class SchedulerReplySerializer(serializers.Serializer):
         child=serializers.IntegerField(),
         help_text="replicas from in_progress the project called off: stop them and forget them",
     )
+    messages = serializers.ListField(
+        child=serializers.CharField(), help_text="for the volunteer: why no work came, when it is this host"
+    )
 
 
 def task_payload(assignment: Assignment) -> dict[str, Any]:
@@ -192,6 +215,10 @@ def task_payload(assignment: Assignment) -> dict[str, Any]:
             "sha256": version.bundle_sha256,
             "signature": version.signature,
             "size": version.bundle_size,
+            "runtime": version.runtime,
+            "plan_class": version.plan_class,
+            "cores": assignment.usage.cores,
+            "gpu": gpu_payload(assignment.usage),
         },
         "input_inline": b64encode(bytes(inline)) if inline is not None else None,
         "input_url": None
@@ -208,6 +235,14 @@ def task_payload(assignment: Assignment) -> dict[str, Any]:
     }
 
 
+def gpu_payload(usage: Usage) -> dict[str, Any] | None:
+    """Which kind of GPU a task runs on (the host's own description of it), or None."""
+    gpu = usage.gpu
+    if gpu is None:
+        return None
+    return {"vendor": gpu.vendor, "api": gpu.api, "model": gpu.model, "count": 1}
+
+
 def reply_payload(result: RpcResult, now: Any) -> dict[str, Any]:
     return {
         "acks": [{"replica": ack.replica, "status": ack.status} for ack in result.acks],
@@ -216,6 +251,7 @@ def reply_payload(result: RpcResult, now: Any) -> dict[str, Any]:
         "server_time": now.isoformat(),
         "credit": CreditSerializer(result.credit).data,
         "abort": result.abort,
+        "messages": result.messages,
     }
 
 
@@ -237,7 +273,7 @@ class SchedulerView(HostView):
             request=SchedulerRequest(
                 reports=[report_from(report) for report in data["reports"]],
                 work=WorkRequest(tasks=work.get("tasks", 0), seconds=work.get("seconds", 0.0)),
-                host_info=HostInfo(**data.get("host_info", {})),
+                host_info=host_info_from(data.get("host_info", {})),
                 in_progress=data["in_progress"],
                 network=network_of(client_address(request)),
             ),

@@ -20,21 +20,34 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
+from django.db.models import Q
 
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.accounts.relation import Holder
 from coordinator.core.errors import Conflict
-from coordinator.scheduler.dispatch_sql import Candidate, ClaimContext, QuotaRow, candidates, claim_context
+from coordinator.scheduler.dispatch_sql import (
+    AppFilter,
+    Candidate,
+    ClaimContext,
+    QuotaRow,
+    candidates,
+    claim_context,
+    too_big,
+)
+from coordinator.scheduler.versions import Chosen, resources, usable_versions
 from coordinator.standing.models import HostAppReputation, HostAppVersion
 from coordinator.standing.reputation import Reputation, send_single
 from coordinator.standing.services import host_is_established
+from coordinator.work import plan_classes
 from coordinator.work.lifecycle import ReplicaState
 from coordinator.work.models import AppVersion, Replica, WorkUnit
+from coordinator.work.plan_classes import Usage
 
-DEFAULT_FLOPS = 1e9  # assumed speed of a host that has not measured itself
 # The candidate read rules out the volunteer's units and related holders' itself; only a
 # unit's two replicas in one read, or a spent quota, waste a candidate: read twice as many.
 CANDIDATES_PER_TASK = 2
+ONE_CORE = Usage(cores=1.0)
 # Spot checks are drawn at random; tests may replace this with a seeded generator.
 draw = random.random
 
@@ -57,39 +70,31 @@ class Assignment:
     unit: WorkUnit
     app_version: AppVersion
     deadline: datetime
-
-
-def current_app_versions(platform: str) -> dict[int, AppVersion]:
-    """The newest version of each app that runs on ``platform``."""
-    versions: dict[int, AppVersion] = {}
-    for version in (
-        AppVersion.objects.select_related("app")
-        .filter(platform__in=["any", platform])
-        .order_by("app_id", "-version")
-    ):
-        versions.setdefault(version.app_id, version)
-    return versions
+    usage: Usage = ONE_CORE  # the cores (and GPU) one task of that version uses here
 
 
 def in_progress_room(host: Host, context: ClaimContext) -> int:
-    """Tasks the host may still take: per core and per host (BOINC's max_jobs_in_progress),
-    and per volunteer, whatever number of hosts it registers."""
+    """Tasks the host may still take: per core and per GPU, and per host whatever it claims
+    (BOINC's max_jobs_in_progress), and per volunteer, whatever number of hosts it registers."""
     limits = settings.TESSERA
-    per_host = min(
-        limits["MAX_IN_PROGRESS_PER_CPU"] * max(1, host.n_cpus), limits["MAX_IN_PROGRESS_PER_HOST"]
-    )
+    per_resources = limits["MAX_IN_PROGRESS_PER_CPU"] * max(1, host.n_cpus) + limits[
+        "MAX_IN_PROGRESS_PER_GPU"
+    ] * plan_classes.gpu_count(resources(host))
+    per_host = min(per_resources, limits["MAX_IN_PROGRESS_PER_HOST"])
     per_volunteer = limits["MAX_IN_PROGRESS_PER_VOLUNTEER"]
     return max(0, min(per_host - context.held_by_host, per_volunteer - context.held_by_volunteer))
 
 
 def quota_left(
-    host: Host, versions: dict[int, AppVersion], quotas: dict[int, QuotaRow], today: date
+    host: Host, versions: dict[int, Chosen], quotas: dict[int, QuotaRow], today: date
 ) -> dict[int, int]:
     """Replicas each app version may still go to this host today (by app version id); a
     version without a quota row yet starts at the host's starting quota."""
     return {
-        version.pk: quotas[version.pk].left(today) if version.pk in quotas else host.daily_quota
-        for version in versions.values()
+        chosen.version.pk: quotas[chosen.version.pk].left(today)
+        if chosen.version.pk in quotas
+        else host.daily_quota
+        for chosen in versions.values()
     }
 
 
@@ -123,11 +128,16 @@ class _Choice:
 
     limit: int
     seconds_wanted: float
-    speed: float
+    cores: int  # the host's, for the seconds of work a task fills
+    versions: dict[int, Chosen]  # app id -> the version this host runs it with
     quota: dict[int, int]  # app version id -> replicas left today
-    version_of_app: dict[int, int]
+    filters: list[AppFilter]
     chosen: list[Candidate]
     seconds: float = 0.0
+
+    @property
+    def version_of_app(self) -> dict[int, int]:
+        return {app_id: chosen.version.pk for app_id, chosen in self.versions.items()}
 
     @property
     def full(self) -> bool:
@@ -140,27 +150,31 @@ class _Choice:
         for candidate in candidates:
             if self.full:
                 return
-            version_id = self.version_of_app[candidate.app_id]
+            chosen = self.versions[candidate.app_id]
+            version_id = chosen.version.pk
             if candidate.unit_id in units or self.quota[version_id] <= 0:
                 continue
             units.add(candidate.unit_id)
             self.quota[version_id] -= 1
             self.chosen.append(candidate)
-            self.seconds += candidate.fpops / self.speed
+            # Seconds of the host's whole computer: a task on c of its n cores fills c/n of it.
+            self.seconds += candidate.fpops / chosen.speed * min(1.0, chosen.usage.cores / self.cores)
 
 
 def _pick(
     *, host: Host, holder: Holder, reserved: bool, choice: _Choice, made_before: datetime | None = None
 ) -> None:
-    apps = [app for app, version in choice.version_of_app.items() if choice.quota[version] > 0]
+    open_apps = {app for app, version in choice.version_of_app.items() if choice.quota[version] > 0}
+    apps = [item for item in choice.filters if item.app_id in open_apps]
     if not apps or choice.full:
         return
     choice.take(
         candidates(
             holder=holder,
             memory_bytes=host.memory_bytes,
+            disk_bytes=host.disk_free_bytes,
             reserved=reserved,
-            app_ids=apps,
+            apps=apps,
             count=(choice.limit - len(choice.chosen)) * CANDIDATES_PER_TASK,
             made_before=made_before,
         )
@@ -195,14 +209,46 @@ def _alone(host: Host, chosen: list[Candidate], established: bool) -> set[int]:
     return {replica_id for replica_id, unit_id in alone.items() if unit_id not in shared}
 
 
+def _homogeneous(chosen: list[Candidate], filters: list[AppFilter], now: datetime) -> list[Candidate]:
+    """Keep the chosen units of HR apps to this host's class (and those of apps that pin a
+    version to its version) for a delay bound from now, and drop the units another class or
+    version holds: the update waits on a concurrent claim's row lock, then sees its value."""
+    rules = {item.app_id: item for item in filters if item.hr_class or item.pinned_version is not None}
+    lost: set[int] = set()
+    for app_id, rule in rules.items():
+        unit_ids = [c.unit_id for c in chosen if c.app_id == app_id]
+        if not unit_ids:
+            continue
+        mine = Q(hr_class__in=["", rule.hr_class]) if rule.hr_class else Q()
+        if rule.pinned_version is not None:
+            mine &= Q(pinned_version__isnull=True) | Q(pinned_version=rule.pinned_version)
+        free = Q(homogeneous_until__isnull=True) | Q(homogeneous_until__lt=now)
+        taken = set(WorkUnit.objects.filter(Q(id__in=unit_ids) & (mine | free)).values_list("id", flat=True))
+        lost |= set(unit_ids) - taken
+        for delay, ids in _by_delay(taken).items():
+            WorkUnit.objects.filter(id__in=ids).update(
+                hr_class=rule.hr_class,
+                pinned_version=rule.pinned_version,
+                homogeneous_until=now + timedelta(seconds=delay),
+            )
+    return [c for c in chosen if c.unit_id not in lost]
+
+
+def _by_delay(unit_ids: set[int]) -> dict[int, list[int]]:
+    groups: dict[int, list[int]] = {}
+    for unit_id, delay in WorkUnit.objects.filter(id__in=unit_ids).values_list("id", "delay_bound"):
+        groups.setdefault(delay, []).append(unit_id)
+    return groups
+
+
 def _assign(
-    host: Host, chosen: list[Candidate], versions: dict[int, AppVersion], alone: set[int], now: datetime
+    host: Host, chosen: list[Candidate], versions: dict[int, Chosen], alone: set[int], now: datetime
 ) -> list[Assignment]:
     units = WorkUnit.objects.in_bulk([c.unit_id for c in chosen])
     groups: dict[tuple[int, int, bool], list[int]] = {}
     for candidate in chosen:
         unit = units[candidate.unit_id]
-        key = (unit.delay_bound, versions[unit.app_id].pk, candidate.replica_id in alone)
+        key = (unit.delay_bound, versions[unit.app_id].version.pk, candidate.replica_id in alone)
         groups.setdefault(key, []).append(candidate.replica_id)
     unit_of = {c.replica_id: units[c.unit_id] for c in chosen}
     assignments: list[Assignment] = []
@@ -221,7 +267,10 @@ def _assign(
             raise Conflict("work was claimed concurrently; ask again", code="retry")
         for replica_id in replica_ids:
             unit = unit_of[replica_id]
-            assignments.append(Assignment(replica_id, unit, versions[unit.app_id], deadline))
+            chosen_version = versions[unit.app_id]
+            assignments.append(
+                Assignment(replica_id, unit, chosen_version.version, deadline, chosen_version.usage)
+            )
     return assignments
 
 
@@ -251,34 +300,82 @@ def _choose(
 
 def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assignment]:
     """Claim unsent replicas for ``host``: by priority, then in dispatch order, one per unit,
-    none a related host holds, within the limits on tasks in progress and the daily quotas."""
+    none a related host holds, each of an app version this host can run (the fastest for it,
+    ``scheduler.versions``) and fitting its memory, disk and speed, within the limits on tasks
+    in progress and the daily quotas."""
     cap = settings.TESSERA["MAX_TASKS_PER_RPC"]
     list(Volunteer.objects.select_for_update().filter(pk=host.volunteer_id).values_list("pk"))
     waited = now - timedelta(seconds=settings.TESSERA["DISPUTE_WAIT_SECONDS"])
     context = claim_context(host, waited=waited)  # fresh figures, now that the volunteer is locked
     today = now.date()
-    versions = current_app_versions(host.platform)
+    usable = usable_versions(
+        host, speeds=_speeds(context.quotas), beta_ok=host.volunteer.beta_work, draw=draw
+    )
+    versions = usable.chosen
     choice = _Choice(
         limit=min(cap, in_progress_room(host, context), request.tasks if request.tasks > 0 else cap),
         seconds_wanted=request.seconds if request.tasks <= 0 else 0.0,
-        speed=(host.flops or DEFAULT_FLOPS) * max(1, host.n_cpus),
+        cores=max(1, host.n_cpus),
+        versions=versions,
         quota=quota_left(host, versions, context.quotas, today),
-        version_of_app={app_id: version.pk for app_id, version in versions.items()},
+        filters=app_filters(host, versions, now),
         chosen=[],
     )
     established = host_is_established(host, now)
     if choice.limit > 0 and any(choice.quota.values()):
         _choose(host, choice, context, established=established, waited=waited)
     Host.objects.filter(pk=host.pk).update(last_contact=now)
-    if not choice.chosen:
+    chosen = _homogeneous(choice.chosen, choice.filters, now)
+    if not chosen:
         return []
+    choice.chosen = chosen
     _record_quota_use(host, _count_by_version(choice), context.quotas, today)
-    return _assign(host, choice.chosen, versions, _alone(host, choice.chosen, established), now)
+    return _assign(host, chosen, versions, _alone(host, chosen, established), now)
+
+
+def _speeds(quotas: dict[int, QuotaRow]) -> dict[int, tuple[float, int]]:
+    return {version_id: (row.speed_flops, row.speed_samples) for version_id, row in quotas.items()}
+
+
+def app_filters(host: Host, versions: dict[int, Chosen], now: datetime) -> list[AppFilter]:
+    """Per app: the chosen version's speed (for deadlines), and the host's HR class or the
+    version when the app keeps a unit's replicas alike (docs/platforms.md)."""
+    described = resources(host)
+    filters = []
+    for app_id, chosen in versions.items():
+        app = chosen.version.app
+        filters.append(
+            AppFilter(
+                app_id=app_id,
+                speed=chosen.speed,
+                hr_class=plan_classes.hr_class(described, app.hr_level),
+                pinned_version=chosen.version.pk if app.homogeneous_app_version else None,
+                now=connection.ops.adapt_datetimefield_value(now),
+            )
+        )
+    return filters
+
+
+def why_no_work(host: Host) -> list[str]:
+    """What to tell a host that asked for work and got none, when it is something about the
+    host: no version it can run, or units that need more memory or disk than it has."""
+    usable = usable_versions(host, speeds={}, beta_ok=host.volunteer.beta_work, draw=lambda: 1.0)
+    messages = sorted(set(usable.refusals.values())) if not usable.chosen else []
+    memory, disk = too_big(
+        app_ids=list(usable.chosen), memory_bytes=host.memory_bytes, disk_bytes=host.disk_free_bytes
+    )
+    if memory:
+        messages.append(f"some work needs more memory than this computer has ({host.memory_bytes >> 20} MiB)")
+    if disk:
+        free = (host.disk_free_bytes or 0) >> 20
+        messages.append(f"some work needs more disk space than this computer lets us use ({free} MiB free)")
+    return messages
 
 
 def _count_by_version(choice: _Choice) -> dict[int, int]:
     used: dict[int, int] = {}
+    version_of_app = choice.version_of_app
     for candidate in choice.chosen:
-        version_id = choice.version_of_app[candidate.app_id]
+        version_id = version_of_app[candidate.app_id]
         used[version_id] = used.get(version_id, 0) + 1
     return used

@@ -22,6 +22,9 @@ from coordinator.standing.models import HostAppVersion
 from coordinator.work.lifecycle import Outcome, ReplicaState, ValidateState
 from coordinator.work.models import Replica, WorkUnit
 
+# A unit goes to a host only if the chosen version would finish it within this share of its
+# delay bound at the host's speed: the rest is for the host being off, busy or behind.
+DEADLINE_SHARE = 0.5
 REPLICAS = Replica._meta.db_table
 UNITS = WorkUnit._meta.db_table
 HOSTS = Host._meta.db_table
@@ -35,7 +38,7 @@ SELECT h.n_cpus, h.flops, h.memory_bytes, h.daily_quota, h.independent_valid,
        load.by_host, load.by_volunteer,
        EXISTS (SELECT 1 FROM {REPLICAS} WHERE state = %s AND reserved),
        EXISTS (SELECT 1 FROM {REPLICAS} WHERE state = %s AND reserved AND created <= %s),
-       q.app_version_id, q.daily_quota, q.quota_day, q.quota_used
+       q.app_version_id, q.daily_quota, q.quota_day, q.quota_used, q.speed_flops, q.speed_samples
 FROM {HOSTS} h
 CROSS JOIN (SELECT COUNT(*) FILTER (WHERE host_id = %s) AS by_host, COUNT(*) AS by_volunteer
             FROM {REPLICAS} WHERE state = %s AND volunteer_id = %s) load
@@ -49,6 +52,8 @@ class QuotaRow:
     daily_quota: int
     day: str  # ISO date of quota_used, "" when never used
     used: int
+    speed_flops: float = 0.0  # the host's measured speed on the version
+    speed_samples: int = 0
 
     def left(self, today: date) -> int:
         return max(0, self.daily_quota - (self.used if self.day == today.isoformat() else 0))
@@ -84,8 +89,8 @@ def claim_context(host: Host, *, waited: datetime) -> ClaimContext:
     first = rows[0]
     host.n_cpus, host.flops, host.memory_bytes, host.daily_quota, host.independent_valid = first[:5]
     quotas = {
-        version_id: QuotaRow(daily, str(day) if day is not None else "", used)
-        for *_, version_id, daily, day, used in rows
+        version_id: QuotaRow(daily, str(day) if day is not None else "", used, speed or 0.0, samples or 0)
+        for *_, version_id, daily, day, used, speed, samples in rows
         if version_id is not None
     }
     return ClaimContext(first[5], first[6], bool(first[7]), bool(first[8]), quotas)
@@ -145,33 +150,90 @@ class Candidate:
     reserved: bool
 
 
+@dataclass(frozen=True)
+class AppFilter:
+    """Which units of one app this host may get (docs/platforms.md): those it can finish in
+    time at the chosen version's speed, of its homogeneous-redundancy class or version."""
+
+    app_id: int
+    speed: float  # floating-point operations per second of the version it would run
+    hr_class: str = ""  # "" when the app has no homogeneous redundancy
+    pinned_version: int | None = None  # the version, when the app pins one per unit
+    now: str = ""  # the database's form of now: a unit's class or version holds until homogeneous_until
+
+
+def app_condition(filters: list[AppFilter]) -> tuple[str, list[Any]]:
+    """SQL true for a unit ``u`` of one of these apps that this host may get."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for item in filters:
+        tests = ["u.app_id = %s", "u.fpops_estimate <= %s * u.delay_bound"]
+        params += [item.app_id, item.speed * DEADLINE_SHARE]
+        if item.hr_class:
+            tests.append("(u.hr_class IN ('', %s) OR u.homogeneous_until < %s)")
+            params += [item.hr_class, item.now]
+        if item.pinned_version is not None:
+            tests.append(
+                "(u.pinned_version_id IS NULL OR u.pinned_version_id = %s OR u.homogeneous_until < %s)"
+            )
+            params += [item.pinned_version, item.now]
+        parts.append(f"({' AND '.join(tests)})")
+    return f"({' OR '.join(parts)})", params
+
+
 def candidates(
     *,
     holder: Holder,
     memory_bytes: int,
+    disk_bytes: int | None,
     reserved: bool,
-    app_ids: list[int],
+    apps: list[AppFilter],
     count: int,
     made_before: datetime | None = None,
 ) -> list[Candidate]:
     """Up to ``count`` unsent replicas, reserved or not, of these apps that fit in
-    ``memory_bytes``, by priority then dispatch key, locked (``FOR UPDATE SKIP LOCKED``:
-    concurrent claims pass over each other's); reserved ones only if made by ``made_before``."""
+    ``memory_bytes`` and ``disk_bytes`` (None: not known), by priority then dispatch key,
+    locked (``FOR UPDATE SKIP LOCKED``: concurrent claims pass over each other's); reserved
+    ones only if made by ``made_before``."""
     not_for, not_for_params = unit_not_for(holder, reserved=reserved)
-    apps = ", ".join(["%s"] * len(app_ids))
-    made = ""
-    params: list[Any] = [ReplicaState.UNSENT.value, memory_bytes, *app_ids]
+    condition, condition_params = app_condition(apps)
+    extra = ""
+    params: list[Any] = [ReplicaState.UNSENT.value, memory_bytes, *condition_params]
+    if disk_bytes is not None:
+        extra += " AND u.disk_bytes <= %s"
+        params.append(disk_bytes)
     if made_before is not None:
-        made = "AND r.created <= %s"
+        extra += " AND r.created <= %s"
         params.append(connection.ops.adapt_datetimefield_value(made_before))
     lock = " FOR UPDATE OF r SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     sql = f"""
         SELECT r.id, r.workunit_id, u.app_id, u.fpops_estimate
         FROM {REPLICAS} r JOIN {UNITS} u ON u.id = r.workunit_id
         WHERE r.state = %s AND {"r.reserved" if reserved else "NOT r.reserved"}
-          AND u.memory_bytes <= %s AND u.app_id IN ({apps}) {made} AND {not_for}
+          AND u.memory_bytes <= %s AND {condition}{extra} AND {not_for}
         ORDER BY r.priority DESC, r.dispatch_key
         LIMIT %s{lock}"""
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *not_for_params, count])
         return [Candidate(r, u, a, f, reserved) for r, u, a, f in cursor.fetchall()]
+
+
+def too_big(*, app_ids: list[int], memory_bytes: int, disk_bytes: int | None) -> tuple[bool, bool]:
+    """Whether unsent replicas of these apps wait that need more memory, or more disk, than
+    the host has: to tell a host that got nothing why (one probe each)."""
+    if not app_ids:
+        return False, False
+    apps = ", ".join(["%s"] * len(app_ids))
+    probe = (
+        f"SELECT 1 FROM {REPLICAS} r JOIN {UNITS} u ON u.id = r.workunit_id"
+        f" WHERE r.state = %s AND u.app_id IN ({apps}) AND {{}} LIMIT 1"
+    )
+    found = []
+    with connection.cursor() as cursor:
+        for test, limit in (("u.memory_bytes > %s", memory_bytes), ("u.disk_bytes > %s", disk_bytes)):
+            if limit is None:
+                found.append(False)
+                continue
+            cursor.execute(probe.format(test), [ReplicaState.UNSENT.value, *app_ids, limit])
+            found.append(cursor.fetchone() is not None)
+    return found[0], found[1]

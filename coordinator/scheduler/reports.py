@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import Q
 
 from coordinator.accounts.models import Host
@@ -18,7 +19,7 @@ from coordinator.core import objects
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PermissionRefused
 from coordinator.scheduler.report_writer import ReportRow, write_reports
 from coordinator.standing.reputation import Event
-from coordinator.standing.services import HostEvent
+from coordinator.standing.services import HostEvent, record_speeds
 from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import Replica, WorkUnit
 
@@ -38,6 +39,10 @@ ROW_FIELDS = (
 Uploaded = dict[int, objects.Sealed]
 
 
+MIN_ELAPSED = 0.01  # seconds: a shorter claim counts as this
+MAX_SPEEDUP = 1000.0  # a version's speed is at most this many of the fastest plausible cores
+
+
 @dataclass(frozen=True)
 class ReportIn:
     """One finished replica as a host reports it (already well-formed)."""
@@ -51,6 +56,7 @@ class ReportIn:
     output_inline: bytes | None = None
     message: str = ""
     fuel: int | None = None  # a wasm task's fuel, as its host claims it
+    elapsed: float | None = None  # seconds it ran (suspensions excluded): the host's speed on its version
 
 
 @dataclass(frozen=True)
@@ -171,12 +177,15 @@ def record_reports(
     if not to_record:
         return Recorded(acks, [], [])
     unit_ids = sorted({row.workunit_id for row, _ in to_record})
-    app_of = dict(
+    units = (
         WorkUnit.objects.select_for_update()
         .filter(id__in=unit_ids)
         .order_by("id")
-        .values_list("id", "app_id")
+        .values_list("id", "app_id", "fpops_estimate")
     )
+    app_of, fpops_of = {}, {}
+    for unit_id, app_id, fpops in units:
+        app_of[unit_id], fpops_of[unit_id] = app_id, fpops
     rows_out = [_report_row(report, row, uploaded or {}) for row, report in to_record]
     if write_reports(host_id=host.pk, rows=rows_out, now=now) != len(rows_out):
         raise Conflict("a replica changed while it was being reported; send the reports again", code="retry")
@@ -187,4 +196,20 @@ def record_reports(
         if report.status != Outcome.SUCCESS
     ]
     WorkUnit.objects.filter(id__in=unit_ids).update(transition_time=now)
+    record_speeds(host=host, samples=_speed_samples(to_record, fpops_of))
     return Recorded(acks, unit_ids, errors)
+
+
+def _speed_samples(
+    to_record: list[tuple[Replica, ReportIn]], fpops_of: dict[int, float]
+) -> dict[int, list[float]]:
+    """Floating-point operations per second of each success that says how long it ran, by
+    app version (clamped: a host's claim only steers what it gets itself)."""
+    samples: dict[int, list[float]] = {}
+    ceiling = settings.TESSERA["MAX_HOST_FLOPS"] * MAX_SPEEDUP
+    for row, report in to_record:
+        if report.status != Outcome.SUCCESS or not report.elapsed or row.app_version_id is None:
+            continue
+        speed = fpops_of[row.workunit_id] / max(report.elapsed, MIN_ELAPSED)
+        samples.setdefault(row.app_version_id, []).append(min(speed, ceiling))
+    return samples

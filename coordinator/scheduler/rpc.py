@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -20,7 +21,7 @@ from coordinator.accounts.models import Host
 from coordinator.core.errors import InvalidInput
 from coordinator.core.hints import hint
 from coordinator.core.metrics import DISPATCHED, REPORTED
-from coordinator.scheduler.dispatch import Assignment, WorkRequest, claim_work
+from coordinator.scheduler.dispatch import Assignment, WorkRequest, claim_work, why_no_work
 from coordinator.scheduler.reports import NOTHING_RECORDED, ReportAck, ReportIn, Uploaded, record_reports
 from coordinator.scheduler.tasks import after_reports
 from coordinator.scheduler.uploads import check_uploads, forget_uploads
@@ -37,9 +38,12 @@ class HostInfo:
     flops: float | None = None
     n_cpus: int | None = None
     memory_bytes: int | None = None
+    # The Host fields of what it says it is (accounts.host_description.host_fields).
+    description: dict[str, Any] = field(default_factory=dict)
 
-    def changes(self) -> dict[str, float | int]:
-        return {name: value for name, value in vars(self).items() if value is not None}
+    def changes(self) -> dict[str, Any]:
+        figures = {"flops": self.flops, "n_cpus": self.n_cpus, "memory_bytes": self.memory_bytes}
+        return {**{name: value for name, value in figures.items() if value is not None}, **self.description}
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class RpcResult:
     touched_units: list[int]  # units whose replicas were reported: they need a transition
     credit: CreditStanding | None = None
     abort: list[int] = field(default_factory=list)  # replicas the host must stop crunching
+    messages: list[str] = field(default_factory=list)  # for the volunteer: why no work came
 
 
 def handle_scheduler_request(*, host: Host, request: SchedulerRequest, now: datetime) -> RpcResult:
@@ -133,8 +138,11 @@ def scheduler_rpc(
         if reports
         else NOTHING_RECORDED
     )
+    messages: list[str] = []
     if work_request.wants_work:
         assignments = claim_work(host=host, request=work_request, now=now)
+        if not assignments:
+            messages = why_no_work(host)
     else:
         Host.objects.filter(pk=host.pk).update(last_contact=now)
         assignments = []
@@ -149,6 +157,7 @@ def scheduler_rpc(
         touched_units=recorded.touched_units,
         credit=credit_standing(host=host, now=now),
         abort=called_off(host=host, replica_ids=in_progress or []),
+        messages=messages,
     )
 
 

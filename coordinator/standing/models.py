@@ -32,6 +32,10 @@ class HostAppVersion(models.Model):
     daily_quota = models.PositiveIntegerField()
     quota_day = models.DateField(null=True, blank=True)
     quota_used = models.PositiveIntegerField(default=0)
+    # The host's measured speed on this version (floating-point operations of its successful
+    # results per second of elapsed time, a running mean), BOINC's host_app_version.et.
+    speed_flops = models.FloatField(default=0.0, db_default=0.0)
+    speed_samples = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         db_table = "validation_hostappversion"  # kept from the validation app

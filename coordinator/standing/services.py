@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 from django.conf import settings
+from django.db.models import Case, F, Value, When
 
 from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.core.bulk import update_rows
@@ -246,3 +247,21 @@ def record_events(events: list[HostEvent], *, now: datetime) -> None:
 def record_timeouts(sender: object, *, timed_out: list[TimedOut], now: datetime, **kwargs: object) -> None:
     """A missed deadline is its host's error (connected to ``work.signals.replicas_timed_out``)."""
     record_events([HostEvent(t.host_id, t.app_id, t.app_version_id, Event.ERROR) for t in timed_out], now=now)
+
+
+SPEED_MEMORY = 19  # the running mean of a host's speed weighs the past as this many samples
+
+
+def record_speeds(*, host: Host, samples: dict[int, list[float]]) -> None:
+    """Fold measured speeds into the host's rows per app version (BOINC's host_app_version
+    elapsed-time statistics): a running mean that forgets slowly, one statement per version."""
+    for version_id, speeds in samples.items():
+        weight = Case(
+            When(speed_samples__lt=SPEED_MEMORY, then=F("speed_samples")), default=Value(SPEED_MEMORY)
+        )
+        mean = sum(speeds) / len(speeds)
+        HostAppVersion.objects.filter(host=host, app_version_id=version_id).update(
+            speed_flops=(F("speed_flops") * weight + Value(mean * len(speeds)))
+            / (weight + Value(len(speeds))),
+            speed_samples=F("speed_samples") + len(speeds),
+        )

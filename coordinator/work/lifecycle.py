@@ -313,3 +313,15 @@ def cancel(unit: UnitView, tally: _Tally, timed_out: set[int]) -> Transition:
         need_validate=unit.has_canonical and tally.unchecked_successes > 0,
         failure=FailureReason.CANCELLED if unfinished else None,
     )
+
+
+def keeps_homogeneity(replicas: list[ReplicaView], timed_out: list[int]) -> bool:
+    """Whether a unit kept to one host class or app version (homogeneous redundancy) still
+    needs to be: while a replica of it runs or one succeeded. Otherwise any class may start
+    it afresh (BOINC's transitioner clears hr_class the same way)."""
+    gone = set(timed_out)
+    running = any(r.state == ReplicaState.IN_PROGRESS and r.id not in gone for r in replicas)
+    succeeded = any(
+        r.outcome == Outcome.SUCCESS and r.validate_state != ValidateState.INVALID for r in replicas
+    )
+    return running or succeeded

@@ -38,13 +38,61 @@ class App(models.Model):
     # refreshed by the validation sweep): the most any valid replica earns is the estimate
     # times this (standing.credit.grant_cap).
     credit_ratio = models.FloatField(default=1.0, db_default=1.0)
+    # Homogeneous redundancy (docs/platforms.md): replicas of one unit only on hosts of one
+    # class (1: OS and CPU vendor; 2: also CPU family and model), or only of one app version.
+    hr_level = models.PositiveSmallIntegerField(
+        default=0, db_default=0, choices=[(0, "none"), (1, "coarse"), (2, "fine")]
+    )
+    homogeneous_app_version = models.BooleanField(default=False, db_default=False)
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
         return self.name
 
 
-RUNTIMES = [("python", "Python"), ("wasm", "WebAssembly (WASI preview 1)")]
+RUNTIMES = [
+    ("python", "Python"),
+    ("wasm", "WebAssembly (WASI preview 1)"),
+    ("native", "native executable"),
+]
+PLAN_CLASS_KINDS = [("cpu", "one CPU core"), ("mt", "multithreaded"), ("gpu", "GPU")]
+
+
+class PlanClass(models.Model):
+    """What a host needs to run an app version and what a task uses (BOINC's
+    plan_class_spec.xml); matched by the pure ``work.plan_classes``."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    kind = models.CharField(max_length=8, choices=PLAN_CLASS_KINDS, default="cpu")
+    description = models.CharField(max_length=200, blank=True)
+    min_cores = models.PositiveSmallIntegerField(default=1)
+    max_cores = models.PositiveSmallIntegerField(default=1, help_text="mt: the most cores a task gets")
+    cpu_features = models.JSONField(
+        default=list, blank=True, help_text='CPU features every host needs, e.g. ["avx2"]'
+    )
+    gpu_vendor = models.CharField(
+        max_length=16, blank=True, help_text="nvidia, amd, intel, apple; blank: any"
+    )
+    gpu_api = models.CharField(max_length=16, blank=True, help_text="cuda, opencl")
+    min_gpu_memory_bytes = models.PositiveBigIntegerField(default=0)
+    min_driver_version = models.CharField(max_length=32, blank=True)
+    min_compute_capability = models.CharField(max_length=8, blank=True)
+    gpu_speedup = models.FloatField(
+        default=1.0, help_text="projected speed against one CPU core, until the host has measured it"
+    )
+    cpu_per_gpu_task = models.FloatField(default=0.5, help_text="GPU classes: CPU cores a task keeps busy")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=["cpu", "mt", "gpu"]), name="plan_class_kind"),
+            models.CheckConstraint(
+                condition=Q(min_cores__gte=1, max_cores__gte=F("min_cores")), name="plan_class_cores"
+            ),
+            models.CheckConstraint(condition=Q(gpu_speedup__gt=0), name="plan_class_speedup"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class AppVersion(models.Model):
@@ -61,16 +109,26 @@ class AppVersion(models.Model):
     # What runs the bundle: "python" (its main.py) or "wasm" (a WebAssembly module whose
     # tasks carry a fuel bound and report the fuel they used; docs/science-apps.md).
     runtime = models.CharField(max_length=8, choices=RUNTIMES, default="python")
+    # The plan class's name (work.PlanClass); "cpu" unless the version is multithreaded or a GPU's.
+    plan_class = models.SlugField(max_length=64, default="cpu", db_default="cpu")
+    beta = models.BooleanField(
+        default=False, db_default=False, help_text="only for volunteers who want beta work"
+    )
+    # "3.11" when the version's wheels are built for one Python; blank: any Python 3.9+.
+    python = models.CharField(max_length=8, blank=True, default="", db_default="")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["app", "version", "platform"], name="app_version_once"),
+            models.UniqueConstraint(
+                fields=["app", "version", "platform", "plan_class", "runtime"], name="app_version_once"
+            ),
             models.CheckConstraint(condition=Q(max_output_bytes__gte=1), name="app_version_output_limit"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.app.name} v{self.version} ({self.platform})"
+        plan = "" if self.plan_class == "cpu" else f" {self.plan_class}"
+        return f"{self.app.name} v{self.version} ({self.platform}{plan})"
 
 
 class BatchState(models.TextChoices):
@@ -153,6 +211,16 @@ class WorkUnit(models.Model):
     delay_bound = models.PositiveIntegerField(default=7 * 24 * 3600, help_text="seconds")
     priority = models.SmallIntegerField(default=0)
     memory_bytes = models.PositiveBigIntegerField(default=0, help_text="memory the app needs")
+    disk_bytes = models.PositiveBigIntegerField(default=0, db_default=0, help_text="disk the task needs")
+    # Homogeneous redundancy: the class (plan_classes.hr_class) or the app version every
+    # replica must share, fixed by the first host that got one; cleared when none is left to agree.
+    hr_class = models.CharField(max_length=128, blank=True, default="", db_default="")
+    pinned_version = models.ForeignKey(
+        AppVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Until when they hold: a delay bound after the last replica went out, so a unit whose
+    # class no host of which comes back for is finished by another (docs/platforms.md).
+    homogeneous_until = models.DateTimeField(null=True, blank=True)
     fpops_estimate = models.FloatField(default=1e12, help_text="floating-point operations per unit")
     # A wasm unit's most fuel (BOINC's rsc_fpops_bound): a task past it is stopped as an error.
     fuel_bound = models.PositiveBigIntegerField(null=True, blank=True)

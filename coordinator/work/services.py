@@ -14,9 +14,10 @@ from nacl.signing import SigningKey
 from tessera_client.signing import b64encode, bundle_message
 
 from coordinator.core.bulk import insert_rows, update_rows
-from coordinator.work import lifecycle
+from coordinator.core.errors import InvalidInput
+from coordinator.work import lifecycle, plan_classes
 from coordinator.work.lifecycle import Outcome, ReplicaState
-from coordinator.work.models import App, AppVersion, Batch, Replica, WorkUnit, dispatch_key
+from coordinator.work.models import App, AppVersion, Batch, PlanClass, Replica, WorkUnit, dispatch_key
 from coordinator.work.selectors import (
     REPLICA_VIEW_FIELDS,
     cancelled_batches,
@@ -46,12 +47,20 @@ def register_app_version(
     max_output_bytes: int = 1024 * 1024,
     platform: str = "any",
     runtime: str = "python",
+    plan_class: str = "cpu",
+    beta: bool = False,
+    python: str = "",
 ) -> AppVersion:
     """Store a bundle with its SHA-256 and the project's Ed25519 signature of both.
 
     The signature covers the app's name, the version and platform with the hash
     (:func:`tessera_client.signing.bundle_message`), so it vouches for this version only.
+    ``plan_class`` names a ``PlanClass`` (docs/platforms.md).
     """
+    if plan_class not in plan_classes.STANDARD and not PlanClass.objects.filter(name=plan_class).exists():
+        raise InvalidInput(
+            f"no plan class {plan_class!r}: add it in the admin first", code="unknown_plan_class"
+        )
     digest = hashlib.sha256(bundle).hexdigest()
     message = bundle_message(app=app.name, version=version, platform=platform, sha256=digest)
     app_version = AppVersion(
@@ -63,8 +72,12 @@ def register_app_version(
         signature=b64encode(signing_key.sign(message).signature),
         max_output_bytes=max_output_bytes,
         runtime=runtime,
+        plan_class=plan_class,
+        beta=beta,
+        python=python,
     )
-    app_version.bundle.save(f"{app.name}-{version}-{platform}.zip", ContentFile(bundle), save=False)
+    name = f"{app.name}-{version}-{platform}-{plan_class}.zip"
+    app_version.bundle.save(name, ContentFile(bundle), save=False)
     app_version.save()
     return app_version
 
@@ -88,6 +101,7 @@ def create_work_units(
     batch: Batch | None = None,
     priority: int = 0,
     memory_bytes: int = 0,
+    disk_bytes: int = 0,
     fpops_estimate: float = 1e12,
     fuel_bound: int | None = None,
 ) -> list[WorkUnit]:
@@ -110,6 +124,7 @@ def create_work_units(
             delay_bound=policy.delay_bound,
             priority=priority,
             memory_bytes=memory_bytes,
+            disk_bytes=disk_bytes,
             fpops_estimate=fpops_estimate,
             fuel_bound=fuel_bound,
             transition_time=now,
@@ -198,6 +213,7 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
     aborted: list[int] = []
     new_replicas: list[Replica] = []
     changed_units: list[WorkUnit] = []
+    released: list[int] = []
     for unit in units:
         view = unit_view(unit, cancelled=unit.batch_id in cancelled)
         result = lifecycle.transition(view, by_unit[unit.pk], now)
@@ -217,12 +233,20 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
         )
         if _apply_to_unit(unit, result):
             changed_units.append(unit)
+        if (unit.hr_class or unit.pinned_version_id) and not lifecycle.keeps_homogeneity(
+            by_unit[unit.pk], result.timed_out
+        ):
+            released.append(unit.pk)
 
     _write_replica_changes(
         timed_out=timed_out, not_needed=not_needed, aborted=aborted, new_replicas=new_replicas, now=now
     )
     if changed_units:
         update_rows(WorkUnit, changed_units, ["need_validate", "transition_time", "state", "failure_reason"])
+    if released:
+        WorkUnit.objects.filter(id__in=released).update(
+            hr_class="", pinned_version=None, homogeneous_until=None
+        )
     return len(changed_units)
 
 
