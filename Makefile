@@ -13,6 +13,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt -e ./client
+	$(PY) -m coordinator.work.wheels  # the apps' pinned wheels (spectra's numpy) into var/wheels/, hash-checked
 	touch $@
 
 ## run: migrate, seed the demo, and serve on http://127.0.0.1:8000 (SQLite, in-process worker)

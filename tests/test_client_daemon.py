@@ -335,7 +335,7 @@ def test_one_computer_crunches_for_two_projects_by_their_shares(coordinator, tmp
 
 
 def test_a_published_science_app_runs_on_the_client_and_matches_a_direct_run(coordinator, tmp_path):
-    assert "montecarlo_pi v2: published" in coordinator.manage("publish_app", "montecarlo_pi")
+    assert "montecarlo_pi v3: published" in coordinator.manage("publish_app", "montecarlo_pi")
     parameters = {"seed": 5, "units": 3, "samples_per_unit": 300_000}
     inputs = [data.decode() for data in montecarlo_pi.split(parameters)]
     single = {"min_quorum": 1, "target_nresults": 1}

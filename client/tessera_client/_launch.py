@@ -3,7 +3,8 @@
 :mod:`tessera_client.sandbox` starts ``python -I _launch.py <json>`` in a new session. This
 process applies the limits to itself -- lowest CPU priority, resource limits, no core dumps, a
 pids cgroup where one is available, death with the client, no network -- and then execve's the
-app's interpreter, which inherits all of it and keeps the same pid.
+app's ``argv`` (a Python app's interpreter with its entrypoint, or a native app's executable),
+which inherits all of it and keeps the same pid.
 
 Why a separate interpreter and not ``subprocess``'s ``preexec_fn``: the client has threads, and
 running Python code between fork and exec in a threaded process can deadlock; besides,
@@ -163,11 +164,11 @@ def main(argv: list[str]) -> int:
         return 126
     os.write(status_fd, json.dumps(status).encode())
     os.close(status_fd)
-    python = args["python"]
+    argv = [str(part) for part in args["argv"]]  # the program, by its path, then its arguments
     try:
-        os.execve(python, [python, "-E", "-s", args["entrypoint"]], args["env"])
+        os.execve(argv[0], argv, args["env"])
     except OSError as error:
-        print(f"tessera sandbox: cannot run {python}: {error}", file=sys.stderr)
+        print(f"tessera sandbox: cannot run {argv[0]}: {error}", file=sys.stderr)
     return 127
 
 

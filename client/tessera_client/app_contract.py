@@ -14,10 +14,15 @@ STDOUT_NAME = "stdout.txt"
 STDERR_NAME = "stderr.txt"
 
 
-def clean_env(slot: Path) -> dict[str, str]:
-    """The app's whole environment, exactly as the app contract lists it."""
+def clean_env(slot: Path, *, cores: int | None = None) -> dict[str, str]:
+    """The app's whole environment, exactly as the app contract lists it.
+
+    ``cores``: how many threads the app may keep busy, given to native apps and to any task given
+    more than one core (``TESSERA_CORES``, and ``OMP_NUM_THREADS`` so that OpenMP, or a BLAS
+    library, starts that many threads and not one per core of the computer).
+    """
     slot = Path(slot)
-    return {
+    env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(slot),
         "TMPDIR": str(slot / "tmp"),
@@ -29,6 +34,11 @@ def clean_env(slot: Path) -> dict[str, str]:
         "TESSERA_CHECKPOINT": str(slot / "checkpoint"),
         "TESSERA_PROGRESS": str(slot / "progress"),
     }
+    if cores is not None:
+        if cores < 1:
+            raise ValueError(f"an app is given at least one core, not {cores}")
+        env["TESSERA_CORES"] = env["OMP_NUM_THREADS"] = str(cores)
+    return env
 
 
 def read_progress(slot: Path) -> float:

@@ -1,9 +1,10 @@
-"""What a bundle's ``tessera-app.json`` may say: a Python app (``main.py``) or a WebAssembly
-module (docs/science-apps.md, "WebAssembly apps").
+"""What a bundle's ``tessera-app.json`` may say: a Python app (``main.py``), a WebAssembly
+module (docs/science-apps.md, "WebAssembly apps") or a native executable for one platform
+(docs/apps.md, "Native apps").
 
 Checked once when a bundle is installed (a refusal names the field), and read again when a task
 of a wasm app starts, for the module's memory limit. Plain checks on plain JSON: nothing here
-runs or parses the module itself.
+runs or parses the module or the executable itself.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 MANIFEST = "tessera-app.json"
 API_VERSION = 1
-PYTHON, WASM = "python", "wasm"
+PYTHON, WASM, NATIVE = "python", "wasm", "native"
 WASI_VERSIONS = ("preview1",)
 WASM_PAGE = 64 * 1024
 WASM32_MAX_MEMORY = 4 * 1024**3  # a 32-bit module cannot address more
@@ -43,13 +44,27 @@ class AppManifest:
     """An app's manifest, checked: what runs, and for a wasm module, how."""
 
     entrypoint: str  # a safe relative path inside the bundle
-    runtime: str = PYTHON  # PYTHON or WASM
+    runtime: str = PYTHON  # PYTHON, WASM or NATIVE
     deterministic: bool = False  # wasm: the output depends on the input alone
     memory_bytes: int = 0  # wasm: the most linear memory the module may grow to
 
     @property
     def is_wasm(self) -> bool:
         return self.runtime == WASM
+
+    @property
+    def is_native(self) -> bool:
+        return self.runtime == NATIVE
+
+
+def runtime_of(entrypoint: Path) -> str:
+    """The runtime of a verified app, from its entrypoint's name alone.
+
+    Unambiguous because :func:`parse_manifest` holds each runtime to its own names: ``.py`` for
+    Python, ``.wasm`` for WebAssembly, and neither for a native executable.
+    """
+    suffix = Path(entrypoint).suffix
+    return PYTHON if suffix == ".py" else WASM if suffix == ".wasm" else NATIVE
 
 
 def parse_manifest(data: Any) -> AppManifest:
@@ -69,8 +84,17 @@ def parse_manifest(data: Any) -> AppManifest:
         if not entrypoint.endswith(".py"):
             raise ValueError(f"the entrypoint {entrypoint!r} is not a Python file (.py)")
         return AppManifest(entrypoint)
+    if runtime == NATIVE:
+        if entrypoint.endswith((".py", ".wasm")):
+            raise ValueError(
+                f"the entrypoint {entrypoint!r} of a native app may not end in .py or .wasm "
+                "(those name the other runtimes)"
+            )
+        return AppManifest(entrypoint, NATIVE)
     if runtime != WASM:
-        raise ValueError(f"the runtime {runtime!r} is not one this client runs ('python' or 'wasm')")
+        raise ValueError(
+            f"the runtime {runtime!r} is not one this client runs ('python', 'wasm' or 'native')"
+        )
     return _wasm_manifest(data, entrypoint)
 
 

@@ -6,12 +6,14 @@ single byte of the archive is parsed for unpacking, so a coordinator that was ta
 send nothing the project did not sign. Even a signed archive is unpacked as if hostile: no
 path may leave the app's folder, no links, a bounded number of entries and of bytes actually
 decompressed (a header can lie), and the manifest (:mod:`tessera_client.app_manifest`) must
-name a Python file or a WebAssembly module inside it.
+name a Python file, a WebAssembly module or a native executable inside it.
 
 An app is unpacked into a temporary folder beside the cache and renamed to ``<root>/<sha256>/``
 only once it is complete and on disk, so a crash never leaves a half-unpacked app that looks
 installed. Its files are made read-only so that no task can change the app for later ones; a
-wasm app's compiled module is cached beside it, in ``<root>/<sha256>.compiled/``.
+native app's entrypoint is also made executable (zip archives do not keep that bit reliably, so
+the one from the archive is ignored); a wasm app's compiled module is cached beside it, in
+``<root>/<sha256>.compiled/``.
 """
 
 from __future__ import annotations
@@ -32,16 +34,17 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from tessera_client.app_manifest import MANIFEST, check_relative_path, parse_manifest
+from tessera_client.app_manifest import MANIFEST, AppManifest, check_relative_path, parse_manifest
 from tessera_client.files import remove_tree, sync_directory
 from tessera_client.signing import b64decode, bundle_message, signature_is_valid
+from tessera_client.wheels import WheelRefused, install_wheels
 
 MANIFEST_MAX_BYTES = 64 * 1024
 CHUNK = 64 * 1024
 UNPACK_PREFIX = ".unpack-"
 TRASH_PREFIX = ".trash-"
 STALE_SECONDS = 3600.0  # an unpack folder this old belongs to no install still at work
-FILE_MODE, DIR_MODE = 0o444, 0o555
+FILE_MODE, DIR_MODE, EXECUTABLE_MODE = 0o444, 0o555, 0o555
 
 # What zipfile raises on a damaged archive (found by fuzzing: a bad offset is a ValueError).
 ARCHIVE_ERRORS = (
@@ -149,8 +152,13 @@ def _check_wasm_magic(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
 class _Plan:
     """What a bundle holds, checked before anything is written: files, folders and the entrypoint."""
 
-    def __init__(self, files: list[zipfile.ZipInfo], dirs: list[str], entrypoint: str) -> None:
-        self.files, self.dirs, self.entrypoint = files, dirs, entrypoint
+    def __init__(self, files: list[zipfile.ZipInfo], dirs: list[str], manifest: AppManifest) -> None:
+        self.files, self.dirs, self.manifest = files, dirs, manifest
+
+    def mode(self, name: str) -> int:
+        """A file's mode once unpacked: read-only, and executable for a native app's entrypoint."""
+        native_entrypoint = self.manifest.is_native and name == self.manifest.entrypoint
+        return EXECUTABLE_MODE if native_entrypoint else FILE_MODE
 
 
 class AppCache:
@@ -206,6 +214,7 @@ class AppCache:
             staging = Path(tempfile.mkdtemp(prefix=f"{UNPACK_PREFIX}{sha[:16]}-", dir=self.root))
             try:
                 self._unpack(archive, plan, staging)
+                self._install_wheels(staging)
                 self._publish(staging, final)
             finally:
                 if staging.exists():
@@ -262,7 +271,7 @@ class AppCache:
             )
         return _Plan(files, dirs, self._check_manifest(archive, files))
 
-    def _check_manifest(self, archive: zipfile.ZipFile, files: list[zipfile.ZipInfo]) -> str:
+    def _check_manifest(self, archive: zipfile.ZipFile, files: list[zipfile.ZipInfo]) -> AppManifest:
         by_name = {info.filename: info for info in files}
         info = by_name.get(MANIFEST)
         if info is None:
@@ -279,14 +288,15 @@ class AppCache:
         except (UnicodeDecodeError, ValueError) as error:
             raise BundleRefused("bad_manifest", f"{MANIFEST} is not JSON: {error}") from error
         try:
-            entrypoint = parse_manifest(manifest).entrypoint
+            checked = parse_manifest(manifest)
         except ValueError as error:
             raise BundleRefused("bad_manifest", str(error)) from error
+        entrypoint = checked.entrypoint
         if entrypoint not in by_name:
             raise BundleRefused("bad_manifest", f"the entrypoint {entrypoint!r} is not a file in the bundle")
-        if entrypoint.endswith(".wasm"):
+        if checked.is_wasm:
             _check_wasm_magic(archive, by_name[entrypoint])
-        return entrypoint
+        return checked
 
     def _unpack(self, archive: zipfile.ZipFile, plan: _Plan, staging: Path) -> None:
         """Write the planned entries, counting the bytes really decompressed, and make them durable."""
@@ -326,11 +336,19 @@ class AppCache:
                 raise
             except ARCHIVE_ERRORS as error:  # a damaged entry, or the disk is full
                 raise BundleRefused("bad_archive", f"cannot unpack {info.filename!r}: {error}") from error
-            os.chmod(target, FILE_MODE)
+            os.chmod(target, plan.mode(info.filename))
         for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
             sync_directory(folder)
             if folder != staging:
                 os.chmod(folder, DIR_MODE)
+
+    def _install_wheels(self, staging: Path) -> None:
+        """A Python app's pinned wheels, checked against its manifest and unpacked into
+        ``site/`` (:mod:`tessera_client.wheels`); nothing for a bundle without wheels."""
+        try:
+            install_wheels(staging, max_unpacked_bytes=self.max_unpacked_bytes, max_entries=self.max_entries)
+        except WheelRefused as error:
+            raise BundleRefused(error.code, error.message) from error
 
     def _publish(self, staging: Path, final: Path) -> None:
         """Rename the complete app into place; a rival install of the same bundle may have won."""

@@ -4,7 +4,8 @@ The daemon decides which task runs when (shares, deadlines, preferences); this m
 running, so the daemon's loop reads as policy. A result is written to the journal before the
 task counts as done, and a running task's CPU time is saved now and then, so a crash loses at
 most :data:`CPU_SAVE_SECONDS` of accounting. A WebAssembly app's task runs the wasm runner in
-its sandbox instead (:mod:`tessera_client.wasm_tasks`), and its result keeps the fuel it used.
+its sandbox instead (:mod:`tessera_client.wasm_tasks`), and its result keeps the fuel it used; a
+native app's executable runs as it is, under the same sandbox and contract as a Python app.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from tessera_client._wasm_state import finished_fuel
+from tessera_client.app_manifest import NATIVE, WASM, runtime_of
 from tessera_client.app_outcome import Outcome
 from tessera_client.journal import Journal
 from tessera_client.sandbox import AppProcess, Limits
 from tessera_client.task_record import TaskRecord
-from tessera_client.wasm_tasks import WasmTaskRefused, is_wasm, prepare
+from tessera_client.wasm_tasks import WasmTaskRefused, prepare
 
 CPU_SAVE_SECONDS = 60.0  # how often a running task's CPU time is written to the journal
 
@@ -79,7 +81,8 @@ class RunningApps:
         slot.mkdir(parents=True, exist_ok=True)
         if not (slot / "input").exists():
             shutil.copyfile(self.journal.input_path(record), slot / "input")
-        wasm = is_wasm(entrypoint)
+        runtime = runtime_of(entrypoint)
+        wasm = runtime == WASM
         if wasm:
             try:
                 plan = prepare(record.task, entrypoint, slot, self.journal.input_path(record), limits)
@@ -89,7 +92,11 @@ class RunningApps:
             entrypoint, limits = plan.runner, plan.limits
         resuming = (slot / "checkpoint").exists()
         process = AppProcess.start(
-            entrypoint=entrypoint, slot=slot, limits=limits, isolate_network=self.isolate_network
+            entrypoint=entrypoint,
+            slot=slot,
+            limits=limits,
+            native=runtime == NATIVE,
+            isolate_network=self.isolate_network,
         )
         record = self.journal.start_run(record, process.pid, now)
         label = f"{record.project}: {record.task.get('workunit', record.replica)}"
@@ -179,6 +186,11 @@ class RunningApps:
                 running.process.resume()
             elif not run and not running.process.suspended:
                 running.process.suspend()
+
+    def cores_in_use(self) -> float:
+        """The cores the running apps occupy (a task on N cores counts N), for
+        :func:`tessera_client.scheduling.fits`."""
+        return sum(running.process.limits.cores for running in self.running.values())
 
     def fraction_left(self, key: tuple[str, int]) -> float:
         """How much of the task is still to do: all of it unless its app runs and said otherwise."""

@@ -1,11 +1,11 @@
 """Running one task's app as a separate, sandboxed process.
 
-Each task runs in its own slot folder (see the app contract): ``python -E -s <entrypoint>`` with
-cwd = slot and a clean environment, at the lowest CPU priority, under resource limits, in a new
-session (so suspending or killing the group reaches the app's children too) and, where Linux
-allows it, without network. The lock-down happens in :mod:`tessera_client._launch`, a fresh
-interpreter that then execve's the app, because a threaded client must not run Python code
-between fork and exec.
+Each task runs in its own slot folder (see the app contract): ``python -E -s <entrypoint>``, or
+a native app's executable itself, with cwd = slot and a clean environment, at the lowest CPU
+priority, under resource limits, in a new session (so suspending or killing the group reaches the
+app's children too) and, where Linux allows it, without network. The lock-down happens in
+:mod:`tessera_client._launch`, a fresh interpreter that then execve's the app, because a threaded
+client must not run Python code between fork and exec.
 
 The client keeps the pid, polls it without blocking (enforcing the wall-clock deadline) and gets
 an :class:`~tessera_client.app_outcome.Outcome` whose message says in plain words why the app
@@ -55,6 +55,20 @@ class Limits:
     # Address space the app reserves but cannot use (a wasm memory's guard region): RLIMIT_AS is
     # memory_bytes + reserved_bytes, and RLIMIT_DATA (what is writable) memory_bytes.
     reserved_bytes: int = 0
+    # The cores the task occupies (an ``mt`` app version's, else 1; a fraction for an app that
+    # mostly waits): the scheduler counts them, and cpu_seconds and processes already allow for them.
+    cores: float = 1.0
+
+    @property
+    def threads(self) -> int:
+        """How many threads the app is told to keep busy (``TESSERA_CORES``)."""
+        return whole_cores(self.cores)
+
+
+def whole_cores(cores: float) -> int:
+    """The threads a task on ``cores`` may keep busy: whole cores (never more than it occupies),
+    at least one."""
+    return max(1, int(cores))
 
 
 class AppProcess:
@@ -84,20 +98,30 @@ class AppProcess:
         slot: Path,
         limits: Limits,
         python: str = sys.executable,
+        native: bool = False,
         isolate_network: bool = True,
     ) -> AppProcess:
-        """Start the app; returns once it runs (or failed to start, which poll() then reports)."""
+        """Start the app; returns once it runs (or failed to start, which poll() then reports).
+
+        ``native``: ``entrypoint`` is an executable to run as it is, not a Python file for ``python``.
+        """
         slot = Path(slot).resolve()
-        program = _absolute_program(python)
+        entrypoint = Path(entrypoint).resolve()
+        if native:
+            argv = [str(entrypoint)]
+            cores: int | None = limits.threads
+        else:
+            argv = [_absolute_program(python), "-E", "-s", str(entrypoint)]
+            cores = limits.threads if limits.threads > 1 else None  # the contract as it was, for one core
         (slot / "tmp").mkdir(parents=True, exist_ok=True)
         cgroup = make_pids_cgroup(limits.processes)
         _trim_logs(slot, limits.file_bytes)
         read_end, write_end = os.pipe()
         args = _launch_args(
-            program,
-            entrypoint,
+            argv,
             slot,
             limits,
+            env=clean_env(slot, cores=cores),
             isolate_network=isolate_network,
             cgroup=cgroup,
             status_fd=write_end,
@@ -275,21 +299,20 @@ class AppProcess:
 
 
 def _launch_args(
-    program: str,
-    entrypoint: Path,
+    argv: list[str],
     slot: Path,
     limits: Limits,
     *,
+    env: dict[str, str],
     isolate_network: bool,
     cgroup: Path | None,
     status_fd: int,
 ) -> dict[str, Any]:
     """What the launcher needs to lock itself down and become the app (it imports nothing of ours)."""
     return {
-        "python": program,
-        "entrypoint": str(Path(entrypoint).resolve()),
+        "argv": argv,
         "slot": str(slot),
-        "env": clean_env(slot),
+        "env": env,
         "cpu_seconds": limits.cpu_seconds,
         "memory_bytes": limits.memory_bytes,
         "reserved_bytes": limits.reserved_bytes,

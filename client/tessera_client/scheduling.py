@@ -1,7 +1,10 @@
 """The client's scheduling policy, after BOINC's: pure functions, no files, no clock.
 
 Which task runs next and how much work to ask each project for both follow the resource
-shares: a project is owed its share of the computer, minus the CPU it recently got.
+shares: a project is owed its share of the computer, minus the CPU it recently got. A task
+occupies the cores its app version asks for (``cores``: more than one for a multithreaded,
+``mt``, version), and the tasks running at once never occupy more cores than the volunteer lets
+the client use (:func:`task_cores`, :func:`fits`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from tessera_client.sandbox import Limits
+from tessera_client.sandbox import Limits, whole_cores
 
 USAGE_HALF_LIFE_SECONDS = 86_400.0  # how fast the resource-share debt forgets
 DEFAULT_FLOPS = 1e9  # per core, until `tessera benchmark` has measured this host
@@ -21,6 +24,10 @@ MIN_MEMORY_BYTES = 256 * 1024 * 1024
 MEMORY_HEADROOM_BYTES = 256 * 1024 * 1024  # for the interpreter itself, beyond the unit's need
 MIN_FILE_BYTES = 64 * 1024 * 1024
 PROCESSES_PER_TASK = 16
+# Address space per thread beyond the first: its stack (8 MiB by default) and room for the malloc
+# arena glibc gives it (reserved 64 MiB at a time; without it malloc falls back to a shared one).
+THREAD_ADDRESS_BYTES = 64 * 1024 * 1024
+_SLACK = 1e-9  # cores are floats: tasks of 0.1 and 0.2 cores fit in 0.3
 
 
 def decayed(usage: float, since: float, now: float) -> float:
@@ -82,12 +89,45 @@ def work_request(
     return {"seconds": shortfall} if shortfall > 1.0 else {}
 
 
-def task_limits(task: Mapping[str, Any], *, flops: float, deadline: float) -> Limits:
-    """The sandbox's limits for one task, from what the unit says it needs (docs/apps.md)."""
+def task_cores(task: Mapping[str, Any], *, host_cores: float | None = None) -> float:
+    """The cores a task occupies: its app version's ``cores`` (1 when absent or not a positive
+    number), at most ``host_cores`` (what the volunteer lets the client use), so that a task
+    asking for more than the computer has still runs, alone, on all of it."""
+    version = task.get("app_version")
+    cores = version.get("cores", 1.0) if isinstance(version, Mapping) else 1.0
+    if isinstance(cores, bool) or not isinstance(cores, (int, float)) or not 0 < cores < math.inf:
+        cores = 1.0
+    return float(min(cores, host_cores)) if host_cores is not None and host_cores > 0 else float(cores)
+
+
+def fits(cores: float, *, in_use: float, host_cores: float) -> bool:
+    """Whether a task occupying ``cores`` may start beside running tasks that occupy ``in_use``.
+
+    The tasks running at once never occupy more than ``host_cores``: a computer with 4 runs one
+    4-core task or four 1-core tasks. Start tasks in :func:`run_order` and stop at the first that
+    does not fit, rather than passing it by, so a multithreaded task is not kept waiting for ever
+    by single-core ones that keep taking the cores as they come free.
+    """
+    return in_use + cores <= host_cores + _SLACK
+
+
+def task_limits(
+    task: Mapping[str, Any], *, flops: float, deadline: float, host_cores: float | None = None
+) -> Limits:
+    """The sandbox's limits for one task, from what the unit says it needs (docs/apps.md).
+
+    A task on N cores (:func:`task_cores`) may use N times the CPU time, since RLIMIT_CPU counts
+    every thread, and N more processes (threads, on Linux).
+    """
+    cores = task_cores(task, host_cores=host_cores)
+    threads = whole_cores(cores)
+    cpu_seconds = max(MIN_CPU_LIMIT_SECONDS, CPU_LIMIT_FACTOR * estimated_seconds(task, flops))
+    memory = max(int(task.get("memory_bytes") or 0), MIN_MEMORY_BYTES) + MEMORY_HEADROOM_BYTES
     return Limits(
-        cpu_seconds=int(max(MIN_CPU_LIMIT_SECONDS, CPU_LIMIT_FACTOR * estimated_seconds(task, flops))),
-        memory_bytes=max(int(task.get("memory_bytes") or 0), MIN_MEMORY_BYTES) + MEMORY_HEADROOM_BYTES,
+        cpu_seconds=int(threads * cpu_seconds),
+        memory_bytes=memory + (threads - 1) * THREAD_ADDRESS_BYTES,
         file_bytes=max(4 * int(task.get("max_output_bytes") or 0), MIN_FILE_BYTES),
-        processes=PROCESSES_PER_TASK,
+        processes=PROCESSES_PER_TASK + (threads if threads > 1 else 0),
         wall_deadline=deadline,
+        cores=cores,
     )

@@ -10,18 +10,17 @@ exploration sends a not-yet-measured version now and then, so a new version gets
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from coordinator.accounts.models import Host
 from coordinator.work import plan_classes
-from coordinator.work.models import AppVersion, PlanClass
+from coordinator.work.models import AppVersion
 from coordinator.work.plan_classes import HostResources, Refusal, Spec, Usage, VersionNeeds
+from coordinator.work.selectors import plan_specs
 
 MIN_SPEED_SAMPLES = 3  # results on a version before its measured speed replaces the projection
 EXPLORE_PROBABILITY = 0.1  # how often an unmeasured version is tried when a measured one is faster
-SPEC_CACHE_SECONDS = 30.0
 DEFAULT_FLOPS = 1e9  # assumed speed per core of a host that has not measured itself
 # What a client that does not say (one from before platforms) can run: every client since
 # WebAssembly apps installs wasmtime; native executables need a client that says so.
@@ -97,42 +96,6 @@ def resources(host: Host) -> HostResources:
         cpu_vendor=host.cpu_vendor,
         cpu_family=host.cpu_family,
         cpu_model=host.cpu_model,
-    )
-
-
-_specs: tuple[float, dict[str, Spec]] = (0.0, {})
-
-
-def plan_specs() -> dict[str, Spec]:
-    """The plan classes, read at most every SPEC_CACHE_SECONDS (admins edit them rarely)."""
-    global _specs
-    read_at, specs = _specs
-    if time.monotonic() - read_at > SPEC_CACHE_SECONDS or not specs:
-        specs = {**plan_classes.STANDARD, **{row.name: spec_of(row) for row in PlanClass.objects.all()}}
-        _specs = (time.monotonic(), specs)
-    return specs
-
-
-def forget_plan_specs() -> None:
-    """After an admin edits a plan class (and in tests)."""
-    global _specs
-    _specs = (0.0, {})
-
-
-def spec_of(row: PlanClass) -> Spec:
-    return Spec(
-        name=row.name,
-        kind=row.kind,
-        min_cores=row.min_cores,
-        max_cores=row.max_cores,
-        cpu_features=plan_classes.features(row.cpu_features or []),
-        gpu_vendor=row.gpu_vendor,
-        gpu_api=row.gpu_api,
-        min_gpu_memory_bytes=row.min_gpu_memory_bytes,
-        min_driver_version=row.min_driver_version,
-        min_compute_capability=row.min_compute_capability,
-        gpu_speedup=row.gpu_speedup,
-        cpu_per_gpu_task=row.cpu_per_gpu_task,
     )
 
 

@@ -1,17 +1,54 @@
 from django.contrib import admin
 
-from coordinator.work.models import App, AppVersion, Replica, WorkUnit
+from coordinator.work.models import App, PlanClass, Replica, WorkUnit
+from coordinator.work.selectors import forget_plan_specs
+
+# AppVersion's admin is standing.admin's: it shows each version's hosts and their speed.
 
 
 @admin.register(App)
 class AppAdmin(admin.ModelAdmin):
-    list_display = ["name", "title", "created"]
+    list_display = ["name", "title", "hr_level", "homogeneous_app_version", "created"]
+    list_filter = ["hr_level", "homogeneous_app_version"]
 
 
-@admin.register(AppVersion)
-class AppVersionAdmin(admin.ModelAdmin):
-    list_display = ["app", "version", "platform", "bundle_size", "created"]
-    readonly_fields = ["bundle_sha256", "bundle_size", "signature"]
+@admin.register(PlanClass)
+class PlanClassAdmin(admin.ModelAdmin):
+    """BOINC's plan_class_spec.xml as rows: what a version of each class needs and uses."""
+
+    list_display = ["name", "kind", "description", "min_cores", "max_cores", "gpu_vendor", "gpu_api"]
+    list_filter = ["kind", "gpu_vendor"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "description", "cpu_features"]}),
+        ("Multithreaded", {"fields": ["min_cores", "max_cores"]}),
+        (
+            "GPU",
+            {
+                "fields": [
+                    "gpu_vendor",
+                    "gpu_api",
+                    "min_gpu_memory_bytes",
+                    "min_driver_version",
+                    "min_compute_capability",
+                    "gpu_speedup",
+                    "cpu_per_gpu_task",
+                ]
+            },
+        ),
+    ]
+
+    def save_model(self, request, obj, form, change) -> None:  # type: ignore[no-untyped-def]
+        super().save_model(request, obj, form, change)
+        forget_plan_specs_everywhere()
+
+    def delete_model(self, request, obj) -> None:  # type: ignore[no-untyped-def]
+        super().delete_model(request, obj)
+        forget_plan_specs_everywhere()
+
+
+def forget_plan_specs_everywhere() -> None:
+    """This process reads the edit at once; other workers within SPEC_CACHE_SECONDS."""
+    forget_plan_specs()
 
 
 REPLICA_INLINE_FIELDS = (

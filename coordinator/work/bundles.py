@@ -1,15 +1,18 @@
 """Building app bundles: the zip archive a client verifies, unpacks and runs (docs/apps.md).
 
-A Python app's bundle holds its package, the runtime and a ``main.py``; a wasm app's holds
-its module, built from the C source its manifest names, and ``tessera-app.json`` as
+A Python app's bundle holds its package, the runtime and a ``main.py``, and its pinned wheels
+for one platform under ``wheels/`` when it has some ("Python apps with dependencies"); a wasm
+app's holds its module, built from the C source its manifest names, and ``tessera-app.json`` as
 docs/science-apps.md says ("WebAssembly apps").
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -34,6 +37,26 @@ from workunits.runtime import main
 
 main(app)
 '''
+# An app with wheels: the client unpacked them into ``site/`` beside this file (python -E -s
+# ignores PYTHONPATH, so the path is set here), ahead of whatever the volunteer's Python has
+# installed, after the app's own folder.
+WHEELS_ENTRYPOINT = '''"""Runs {name} on a volunteer's computer (built by manage.py publish_app)."""
+
+import os
+import sys
+
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.abspath(__file__)), "site"))
+# A task gets its cores (TESSERA_CORES, else one): BLAS and OpenMP start no more threads.
+_threads = os.environ.get("TESSERA_CORES") or "1"
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, _threads)
+
+from workunits import {name} as app  # noqa: E402
+from workunits.runtime import main  # noqa: E402
+
+main(app)
+'''
+WHEELS_FOLDER = "wheels/"
 
 
 def zip_files(files: dict[str, bytes]) -> bytes:
@@ -43,7 +66,8 @@ def zip_files(files: dict[str, bytes]) -> bytes:
         for name in sorted(files):
             info = zipfile.ZipInfo(name, ZIP_EPOCH)
             info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
+            # A wheel is a zip already: deflating it again costs time and saves nothing.
+            info.compress_type = zipfile.ZIP_STORED if name.endswith(".whl") else zipfile.ZIP_DEFLATED
             archive.writestr(info, files[name])
     return buffer.getvalue()
 
@@ -113,14 +137,32 @@ def build_wasm_bundle(app: ModuleType, module: bytes | None = None) -> bytes:
     return zip_files({MANIFEST: json.dumps(description).encode(), manifest.entrypoint: module})
 
 
-def build_app_bundle(app: ModuleType) -> bytes:
+def build_app_bundle(
+    app: ModuleType, wheels: Mapping[str, bytes] | None = None, *, python: str = ""
+) -> bytes:
     """The bundle of an app in workunits/: its package, the runtime, and a main.py for it;
-    for a wasm app, its module."""
+    for a wasm app, its module.
+
+    ``wheels`` (file name -> bytes, already checked against their pins: ``work.wheels``) go
+    under ``wheels/`` and into the manifest with their SHA-256, and ``python`` ("3.11") names
+    the interpreter they are built for, so that a client with another one refuses the bundle.
+    """
     if app.MANIFEST.runtime == "wasm":
         return build_wasm_bundle(app)
     name = app.MANIFEST.name
     files = {f"workunits/{file}": (WORKUNITS / file).read_bytes() for file in RUNTIME_FILES}
     files.update(_python_files(WORKUNITS / name, f"workunits/{name}/"))
-    files["main.py"] = ENTRYPOINT.format(name=name).encode()
-    files[MANIFEST] = json.dumps({"api": 1, "entrypoint": "main.py"}).encode()
+    description: dict[str, object] = {"api": 1, "entrypoint": "main.py"}
+    if wheels:
+        files["main.py"] = WHEELS_ENTRYPOINT.format(name=name).encode()
+        files.update({f"{WHEELS_FOLDER}{file}": data for file, data in wheels.items()})
+        description["wheels"] = [
+            {"file": file, "sha256": hashlib.sha256(data).hexdigest()}
+            for file, data in sorted(wheels.items())
+        ]
+        if python:
+            description["python"] = python
+    else:
+        files["main.py"] = ENTRYPOINT.format(name=name).encode()
+    files[MANIFEST] = json.dumps(description).encode()
     return zip_files(files)

@@ -3,13 +3,15 @@ lifecycle's views of units and replicas."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from django.db.models import Count
 
-from coordinator.work import lifecycle
+from coordinator.work import lifecycle, plan_classes
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
-from coordinator.work.models import Batch, BatchState, Replica, WorkUnit
+from coordinator.work.models import Batch, BatchState, PlanClass, Replica, WorkUnit
+from coordinator.work.plan_classes import Spec
 
 
 def unit_counts() -> dict[str, int]:
@@ -83,3 +85,42 @@ def due_unit_ids(*, now: datetime, limit: int) -> list[int]:
     ids = set(by_time.values_list("id", flat=True)[:limit])
     ids.update(past_deadline.order_by("deadline").values_list("workunit_id", flat=True)[:limit])
     return sorted(ids)[:limit]
+
+
+# -- plan classes -------------------------------------------------------------------------
+SPEC_CACHE_SECONDS = 30.0
+
+_specs: tuple[float, dict[str, Spec]] = (0.0, {})
+
+
+def plan_specs() -> dict[str, Spec]:
+    """The plan classes, read at most every SPEC_CACHE_SECONDS (admins edit them rarely)."""
+    global _specs
+    read_at, specs = _specs
+    if time.monotonic() - read_at > SPEC_CACHE_SECONDS or not specs:
+        specs = {**plan_classes.STANDARD, **{row.name: spec_of(row) for row in PlanClass.objects.all()}}
+        _specs = (time.monotonic(), specs)
+    return specs
+
+
+def forget_plan_specs() -> None:
+    """After an admin edits a plan class (and in tests)."""
+    global _specs
+    _specs = (0.0, {})
+
+
+def spec_of(row: PlanClass) -> Spec:
+    return Spec(
+        name=row.name,
+        kind=row.kind,
+        min_cores=row.min_cores,
+        max_cores=row.max_cores,
+        cpu_features=plan_classes.features(row.cpu_features or []),
+        gpu_vendor=row.gpu_vendor,
+        gpu_api=row.gpu_api,
+        min_gpu_memory_bytes=row.min_gpu_memory_bytes,
+        min_driver_version=row.min_driver_version,
+        min_compute_capability=row.min_compute_capability,
+        gpu_speedup=row.gpu_speedup,
+        cpu_per_gpu_task=row.cpu_per_gpu_task,
+    )

@@ -36,7 +36,7 @@ from workunits.lennard_jones.plot import isotherms_png
 MAX_PAIR_STEPS = 3_000_000_000
 MANIFEST = Manifest(
     name="lennard_jones",
-    version=1,
+    version=2,  # 2: the module carries its NaN guards (docs/science-apps.md)
     title="Lennard-Jones fluid: equation of state by molecular dynamics (WebAssembly)",
     compare="bitwise",
     memory_bytes=16 * 1024 * 1024,

@@ -23,7 +23,7 @@ from workunits.interface import Checkpoint, Manifest
 
 MANIFEST = Manifest(
     name="mandelbrot",
-    version=3,  # 2: preview() of the picture so far; 3: the bundled interface.py knows wasm apps
+    version=4,  # 2: preview() of the picture so far; 3, 4: the bundled interface.py changed (wasm, wheels)
     title="Mandelbrot set, tile by tile",
     compare="bitwise",
     memory_bytes=64 * 1024 * 1024,

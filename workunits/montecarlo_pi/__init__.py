@@ -25,7 +25,7 @@ MAX_SAMPLES = 10**9
 
 MANIFEST = Manifest(
     name="montecarlo_pi",
-    version=2,  # 2: the bundled interface.py knows wasm apps (its hash changed)
+    version=3,  # 2: the bundled interface.py knows wasm apps; 3: it knows pinned wheels
     title="Monte Carlo estimate of pi",
     compare="bitwise",
     memory_bytes=64 * 1024 * 1024,

@@ -26,7 +26,7 @@ from workunits.interface import Checkpoint, Manifest
 
 MANIFEST = Manifest(
     name="sir_sweep",
-    version=2,  # 2: the bundled interface.py knows wasm apps (its hash changed)
+    version=3,  # 2: the bundled interface.py knows wasm apps; 3: it knows pinned wheels
     title="Stochastic SIR epidemics over a sweep of rates",
     compare="tolerance",
     abs_tolerance=1e-9,

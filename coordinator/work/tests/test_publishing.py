@@ -77,7 +77,7 @@ def test_the_command_says_what_it_published_and_never_prints_the_key(signing_key
     call_command("publish_app", "montecarlo_pi")
 
     out = capsys.readouterr().out
-    assert "montecarlo_pi v2: published" in out and keys.fingerprint(keys.public_key_b64(signing_key)) in out
+    assert "montecarlo_pi v3: published" in out and keys.fingerprint(keys.public_key_b64(signing_key)) in out
     assert base64.b64encode(bytes(signing_key)).decode() not in out
 
 
