@@ -157,8 +157,7 @@ class _Plan:
 
     def mode(self, name: str) -> int:
         """A file's mode once unpacked: read-only, and executable for a native app's entrypoint."""
-        native_entrypoint = self.manifest.is_native and name == self.manifest.entrypoint
-        return EXECUTABLE_MODE if native_entrypoint else FILE_MODE
+        return EXECUTABLE_MODE if self.manifest.is_native and name == self.manifest.entrypoint else FILE_MODE
 
 
 class AppCache:
@@ -291,11 +290,11 @@ class AppCache:
             checked = parse_manifest(manifest)
         except ValueError as error:
             raise BundleRefused("bad_manifest", str(error)) from error
-        entrypoint = checked.entrypoint
-        if entrypoint not in by_name:
-            raise BundleRefused("bad_manifest", f"the entrypoint {entrypoint!r} is not a file in the bundle")
+        if checked.entrypoint not in by_name:
+            name = checked.entrypoint
+            raise BundleRefused("bad_manifest", f"the entrypoint {name!r} is not a file in the bundle")
         if checked.is_wasm:
-            _check_wasm_magic(archive, by_name[entrypoint])
+            _check_wasm_magic(archive, by_name[checked.entrypoint])
         return checked
 
     def _unpack(self, archive: zipfile.ZipFile, plan: _Plan, staging: Path) -> None:
@@ -343,8 +342,7 @@ class AppCache:
                 os.chmod(folder, DIR_MODE)
 
     def _install_wheels(self, staging: Path) -> None:
-        """A Python app's pinned wheels, checked against its manifest and unpacked into
-        ``site/`` (:mod:`tessera_client.wheels`); nothing for a bundle without wheels."""
+        """A Python app's pinned wheels, checked and unpacked into ``site/`` (tessera_client.wheels)."""
         try:
             install_wheels(staging, max_unpacked_bytes=self.max_unpacked_bytes, max_entries=self.max_entries)
         except WheelRefused as error:

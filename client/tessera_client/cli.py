@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import socket
 import sys
 import time
@@ -20,10 +19,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from tessera_client import __version__
+from tessera_client import __version__, hardware
 from tessera_client.app_contract import read_progress
 from tessera_client.benchmark import run_benchmark
-from tessera_client.daemon import Daemon, memory_bytes
+from tessera_client.daemon import Daemon
 from tessera_client.journal import Journal
 from tessera_client.prefs import FIELDS, PreferenceError, PreferenceStore
 from tessera_client.protocol import HostKey, ProjectSession, ProtocolError
@@ -37,8 +36,20 @@ class CliError(Exception):
 
 
 def platform_name() -> str:
-    """This computer's platform as the coordinator names it, e.g. ``linux-x86_64``."""
-    return f"{sys.platform}-{platform.machine().lower() or 'unknown'}"
+    """This computer's primary BOINC platform name, e.g. ``x86_64-pc-linux-gnu``."""
+    return hardware.platforms()[0]
+
+
+def describe_host(data: DataDir, suggested: dict[str, Any] | None) -> dict[str, Any]:
+    """What this computer is, for the project it attaches to (:func:`hardware.describe`), under
+    the preferences in force: the volunteer's own over the project's suggestions."""
+    prefs = PreferenceStore(data.prefs_file).effective(suggested)
+    return hardware.describe(
+        data.root,
+        limit_bytes=prefs.disk_max_gb * 1e9,
+        used_bytes=hardware.bytes_under(data.root),
+        use_gpus=prefs.use_gpus,
+    )
 
 
 # -- attach / detach / share ----------------------------------------------------------------
@@ -59,13 +70,15 @@ def attach(args: argparse.Namespace, data: DataDir, out: Console) -> int:
                 f"the project's code-signing key has fingerprint {fingerprint}, not {args.fingerprint}: "
                 "not attaching (check the address, or ask the project which key is right)"
             )
+        description = describe_host(data, info.get("suggested_preferences"))
         host_id = session.register(
             account_token=args.token,
             name=args.host_name or socket.gethostname()[:64] or "tessera-host",
             platform=platform_name(),
-            n_cpus=os.cpu_count() or 1,
-            memory_bytes=memory_bytes(),
+            n_cpus=description["n_cpus"],
+            memory_bytes=description["memory_bytes"],
             flops=float(data.host_info().get("flops", 0.0)),
+            description=description,
         )
     data.ensure()
     key.save(data.key_file(name))

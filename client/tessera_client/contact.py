@@ -67,6 +67,7 @@ class ProjectLink:
         self.session = ProjectSession(project.url, data.host_key(project.name), project.host_id)
         self.no_work = False  # the last request for work found none
         self.report_singly = False  # a batch was refused: find the bad report, one at a time
+        self.described: dict[str, Any] = {}  # the host_info this project last took, in this process
 
     def close(self) -> None:
         self.session.close()
@@ -156,6 +157,7 @@ class ProjectLink:
             # The coordinator keeps 1,000 characters of text; NUL is no text (an app's stderr may hold it).
             message=str(outcome.get("message", "")).replace("\x00", "")[-1000:],
             fuel=fuel if success and isinstance(fuel, int) and not isinstance(fuel, bool) else None,
+            elapsed=record.elapsed,
         )
 
     def in_progress(self) -> list[int]:
@@ -187,6 +189,7 @@ class ProjectLink:
         self.report_singly = self.report_singly and bool(records)
         if host_info:
             self.runtime.host_info_sent = float(self.data.host_info().get("measured_at", now))
+            self.described = host_info
         self.receive_tasks(reply.get("tasks") or [], now)
         self.call_off(reply.get("abort"), set(sent))
         self.no_work = bool(work) and not reply.get("tasks")

@@ -22,10 +22,11 @@ from typing import Any, Callable
 import requests
 from rich.console import Console
 
-from tessera_client import conditions, scheduling
+from tessera_client import conditions, host_info, scheduling
 from tessera_client.app_outcome import Outcome
 from tessera_client.bundles import AppCache, BundleRefused
 from tessera_client.contact import ProjectLink
+from tessera_client.elapsed import ElapsedTime
 from tessera_client.journal import Journal
 from tessera_client.leftover_apps import kill_leftover
 from tessera_client.prefs import Preferences, PreferenceStore
@@ -36,14 +37,6 @@ from tessera_client.state import DataDir
 from tessera_client.task_record import RECEIVED, REPORTED, RUNNING, TaskRecord
 
 MAX_BUNDLE_BYTES = 256 * 1024 * 1024
-
-
-def memory_bytes() -> int:
-    """This computer's physical memory in bytes; 0 where it cannot be told."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return 0
 
 
 class Daemon:
@@ -72,7 +65,9 @@ class Daemon:
         self.links: dict[str, ProjectLink] = {}
         self._stamps: dict[Path, tuple[int, int] | None] = {}  # what files looked like when last read
         self._prefs: Preferences | None = None
-        self._host_info: dict[str, Any] = {}
+        self._host_info: dict[str, Any] = {}  # the last benchmark's figures
+        self.host = host_info.HostDescription(self.data.root)
+        self.elapsed = ElapsedTime(self.journal)
         self.stopping = False
         self.suspended_because: str | None = None
         self.progress = progress_display(self.console)
@@ -115,6 +110,7 @@ class Daemon:
         now = self.clock()
         self.refresh_projects()
         prefs = self.effective_prefs()
+        self.elapsed.count(self.running)
         self.reap(now)
         reason = self.suspend_reason(prefs)
         if reason != self.suspended_because:
@@ -122,6 +118,7 @@ class Daemon:
             self.suspended_because = reason
         if reason is None:
             self.start_tasks(prefs, now)
+        self.elapsed.count(self.running)  # before the throttle changes which apps run
         wake = min(now + 1.0, self.apply_throttle(prefs, reason, now))
         for link in list(self.links.values()):
             if link.due(now):
@@ -142,6 +139,8 @@ class Daemon:
 
     def shutdown(self) -> None:
         """Stop the apps (their checkpoints stay) and close connections; nothing is lost."""
+        self.elapsed.count(self.running)
+        self.elapsed.save(self.running, everything=True)
         self.apps_running.stop_all()
         for link in self.links.values():
             link.close()
@@ -169,6 +168,7 @@ class Daemon:
         """Pick up attaches, detaches, new shares and a new benchmark while the daemon runs."""
         if self.changed(self.data.host_file):
             self._host_info = self.data.host_info()
+            self.host.forget()  # `tessera benchmark` ran: look at the hardware again too
         if not self.changed(self.data.root / "projects"):
             return
         self._prefs = None
@@ -274,10 +274,12 @@ class Daemon:
             runtime.usage_time = now
 
     def start_tasks(self, prefs: Preferences, now: float) -> None:
-        """Start waiting tasks on the free cores, in the order the shares give."""
-        free = prefs.cpus(self.n_cores) - len(self.running)
+        """Start waiting tasks on the free cores, in the order the shares give; a task on N
+        cores (an ``mt`` version) takes N of them."""
+        total, in_use = prefs.cpus(self.n_cores), self.apps_running.cores_in_use()
         for record in self.runnable(now):
-            if free <= 0 or self.stopping:
+            cores = scheduling.task_cores(record.task, host_cores=total)
+            if self.stopping or not scheduling.fits(cores, in_use=in_use, host_cores=total):
                 return
             if record.deadline <= now:
                 self.finish(record, Outcome("client_error", 0, 0.0, "deadline passed before it could start"))
@@ -285,8 +287,8 @@ class Daemon:
             entrypoint = self.app_for(record)
             if entrypoint is None:
                 continue
-            self.launch(record, entrypoint, now)
-            free -= 1
+            self.launch(record, entrypoint, now, host_cores=total)
+            in_use += cores
 
     def app_for(self, record: TaskRecord) -> Path | None:
         """The verified app to run this task, downloading it once; None to try again later."""
@@ -333,15 +335,21 @@ class Daemon:
         finally:
             self.progress.remove_task(download)
 
-    def launch(self, record: TaskRecord, entrypoint: Path, now: float) -> None:
-        """Run the task's app, under the limits the task asks for."""
-        limits = scheduling.task_limits(record.task, flops=self.flops(), deadline=record.deadline)
+    def launch(
+        self, record: TaskRecord, entrypoint: Path, now: float, host_cores: float | None = None
+    ) -> None:
+        """Run the task's app, under the limits the task asks for (on at most ``host_cores``)."""
+        limits = scheduling.task_limits(
+            record.task, flops=self.flops(), deadline=record.deadline, host_cores=host_cores
+        )
         self.apps_running.launch(record, entrypoint, limits, now)
+        self.elapsed.started((record.project, record.replica))
 
     def reap(self, now: float) -> None:
         """Keep the results of the apps that ended, and count their CPU time to their projects."""
         for project, cpu_seconds in self.apps_running.reap(now):
             self.add_usage(project, cpu_seconds, now)
+        self.elapsed.save(self.running)  # the ended tasks' at once, before they are reported
 
     def finish(self, record: TaskRecord, outcome: Outcome, cpu_before: float | None = None) -> None:
         """The task is over, with ``outcome``: keep its result (see :meth:`RunningApps.finish`)."""
@@ -385,8 +393,10 @@ class Daemon:
         return self.journal.disk_usage() + apps
 
     def host_info_due(self, link: ProjectLink) -> dict[str, Any]:
-        """The last benchmark, until this project has heard of it."""
-        info = self._host_info
-        if not info or float(info.get("measured_at", 0)) <= link.runtime.host_info_sent:
-            return {}
-        return {"flops": float(info["flops"]), "n_cpus": self.n_cores, "memory_bytes": memory_bytes()}
+        """What this computer is and how fast, when this project has not heard it since the client
+        started, or it changed (:mod:`tessera_client.host_info`)."""
+        info = self.host.current(self.effective_prefs(), self._host_info, self.disk_used)
+        measured_at = float(self._host_info.get("measured_at") or 0)
+        return host_info.due(
+            info, described=link.described, measured_at=measured_at, sent_at=link.runtime.host_info_sent
+        )

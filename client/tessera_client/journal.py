@@ -239,6 +239,16 @@ class Journal:
 
         return self._transition(record, None, None, change)
 
+    def add_elapsed(self, record: TaskRecord, seconds: float) -> TaskRecord:
+        """Add ``seconds`` to the time the task's app ran (no state change), while it runs or
+        until it is reported. An unknown elapsed time (a record of an older client) stays unknown."""
+
+        def change(current: TaskRecord) -> None:
+            if current.elapsed is not None and current.state in (RUNNING, DONE, UPLOADED):
+                current.elapsed += max(0.0, float(seconds))
+
+        return self._transition(record, None, None, change)
+
     def finish(self, record: TaskRecord, *, outcome: dict, output: Path | None, now: float) -> TaskRecord:
         """The task ended. On ``success`` the output is copied into the task folder and made
         durable, and its SHA-256 and size go into the outcome, before the record says ``done``."""

@@ -26,6 +26,7 @@ FIELDS = {
     "work_buf_hours": "hours of work to keep queued",
     "start_hour": "crunch from this local time (HH:MM)",
     "end_hour": "until this local time (HH:MM; equal to start: always; before start: past midnight)",
+    "use_gpus": "use this computer's GPUs (no: the projects are told of none)",
 }
 
 
@@ -46,6 +47,7 @@ class Preferences:
     work_buf_hours: float = 1.0  # hours of work to keep queued
     start_hour: str = "00:00"  # working hours, local time: crunch only from start to end;
     end_hour: str = "00:00"  # equal means always, end before start wraps past midnight
+    use_gpus: bool = True  # False: the host description names no GPU, so no GPU work comes
 
     def cpus(self, n_cores: int) -> int:
         """How many tasks may run at once on a computer with ``n_cores``."""
@@ -106,6 +108,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "work_buf_hours": _bounded(float, 0.0, 240.0),
     "start_hour": _clock,
     "end_hour": _clock,
+    "use_gpus": _boolean,
 }
 
 

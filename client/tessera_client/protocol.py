@@ -22,6 +22,7 @@ from tessera_client.signing import b64decode, b64encode, sign_request
 API_PREFIX = "/api/v1"
 DEFAULT_TIMEOUT = 30.0
 MAX_INPUT_BYTES = 1024**3  # whatever a reply claims, no input is read past this
+MAX_ELAPSED = 1e8  # seconds: the most a report may claim (the coordinator's bound)
 
 
 class ProtocolError(Exception):
@@ -89,6 +90,7 @@ class Report:
     exit_code: int = 0
     message: str = ""
     fuel: int | None = None  # a wasm task's fuel (docs/science-apps.md); None for a Python app
+    elapsed: float | None = None  # seconds the app ran, suspensions left out; None: not known
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -101,6 +103,8 @@ class Report:
             data["message"] = self.message
         if self.fuel is not None:
             data["fuel"] = self.fuel
+        if self.elapsed is not None and self.elapsed == self.elapsed:  # not NaN
+            data["elapsed"] = min(max(0.0, float(self.elapsed)), MAX_ELAPSED)
         if self.output is not None:
             data["output_sha256"] = hashlib.sha256(self.output).hexdigest()
             data["output_size"] = len(self.output)
@@ -225,9 +229,12 @@ class ProjectSession:
         n_cpus: int,
         memory_bytes: int,
         flops: float = 0.0,
+        description: dict[str, Any] | None = None,
     ) -> int:
-        """Register this host's public key under the volunteer's account; keeps the host id."""
+        """Register this host's public key under the volunteer's account; keeps the host id.
+        ``description``: what the host is (:func:`tessera_client.hardware.describe`), sent along."""
         payload = {
+            **(description or {}),
             "public_key": self.key.public_key_b64,
             "name": name,
             "platform": platform,

@@ -106,13 +106,7 @@ class AppProcess:
         ``native``: ``entrypoint`` is an executable to run as it is, not a Python file for ``python``.
         """
         slot = Path(slot).resolve()
-        entrypoint = Path(entrypoint).resolve()
-        if native:
-            argv = [str(entrypoint)]
-            cores: int | None = limits.threads
-        else:
-            argv = [_absolute_program(python), "-E", "-s", str(entrypoint)]
-            cores = limits.threads if limits.threads > 1 else None  # the contract as it was, for one core
+        argv, cores = _command(Path(entrypoint).resolve(), limits, python=python, native=native)
         (slot / "tmp").mkdir(parents=True, exist_ok=True)
         cgroup = make_pids_cgroup(limits.processes)
         _trim_logs(slot, limits.file_bytes)
@@ -296,6 +290,15 @@ class AppProcess:
             stderr=self._new_stderr(64 * 1024),
         )
         return Outcome("client_error", code, cpu, self._with_tail(message))
+
+
+def _command(entrypoint: Path, limits: Limits, *, python: str, native: bool) -> tuple[list[str], int | None]:
+    """The app's argv, and the cores its environment names (None: not named)."""
+    if native:
+        return [str(entrypoint)], limits.threads
+    # A Python app on one core keeps the environment it always had.
+    cores = limits.threads if limits.threads > 1 else None
+    return [_absolute_program(python), "-E", "-s", str(entrypoint)], cores
 
 
 def _launch_args(

@@ -84,6 +84,15 @@ def parse_time(text: Any) -> float:
     return moment.timestamp()
 
 
+def _elapsed(data: dict, runs: Any) -> float | None:
+    """A record's elapsed time. A record written before clients measured it has none: unknown
+    (never sent) once its app ran, zero while it has not run yet."""
+    value = data.get("elapsed", None if runs else 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        return None
+    return float(value)
+
+
 @dataclass
 class TaskRecord:
     """Everything the host knows about one task; ``task.json`` holds it as JSON."""
@@ -96,6 +105,7 @@ class TaskRecord:
     runs: int = 0  # how many times the app was started
     pid: int | None = None  # the app's pid while it runs, to kill a leftover after a crash
     cpu_time: float = 0.0  # CPU seconds accumulated over earlier runs
+    elapsed: float | None = 0.0  # seconds the app ran, suspended time left out; None: not known
     outcome: dict | None = None  # status, exit_code, cpu_time, message, output_sha256, output_size
     upload_attempts: int = 0
     next_attempt: float = 0.0  # unix time before which no upload or report is retried
@@ -123,6 +133,7 @@ class TaskRecord:
             raise ValueError("not a JSON object")
         known = {f.name for f in fields(cls)}
         record = cls(**{k: v for k, v in data.items() if k in known})
+        record.elapsed = _elapsed(data, record.runs)
         check_project(record.project)
         check_replica(record.replica)
         if record.state not in STATES:

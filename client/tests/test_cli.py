@@ -109,3 +109,12 @@ def test_benchmark_records_the_speed_for_the_projects(tmp_path, capsys):
     assert code == 0 and "million operations per second" in out
     figures = json.loads((tmp_path / "host.json").read_text())
     assert figures["flops"] > 0 and figures["iops"] > 0 and figures["measured_at"] > 0
+
+
+def test_the_volunteer_can_turn_the_gpus_off(tmp_path, capsys):
+    assert tessera(tmp_path, capsys, "prefs", "set", "use_gpus", "no")[0] == 0
+
+    code, out = tessera(tmp_path, capsys, "prefs")
+
+    assert code == 0 and "use_gpus │ False │ local" in out
+    assert json.loads((tmp_path / "prefs.json").read_text()) == {"use_gpus": False}

@@ -7,16 +7,20 @@ import io
 import json
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from rich.console import Console
 
-from tessera_client import contact
+from tessera_client import contact, hardware
+from tessera_client.cli import main
 from tessera_client.contact import ProjectLink
 from tessera_client.daemon import Daemon
 from tessera_client.journal import Journal
+from tessera_client.prefs import PreferenceStore
 from tessera_client.protocol import HostKey
+from tessera_client.signing import b64encode
 from tessera_client.state import DataDir, Project
 from tessera_client.task_record import RECEIVED, REPORTED, TaskRecord
 
@@ -67,22 +71,30 @@ def test_a_refused_upload_waits_for_its_retry_and_does_not_hammer_the_project(tm
 # A coordinator on a real socket: the client's own session, signing and JSON go over the wire.
 
 SLEEPER = "import time\nwhile True:\n    time.sleep(0.05)\n"
+PROJECT_KEY = b64encode(bytes(32))
 
 
 class FakeCoordinator:
-    """The scheduler endpoint: keeps each request's JSON and answers with ``reply``."""
+    """The scheduler and registration endpoints: keeps each request's JSON and answers with
+    ``reply``; the project's facts for ``tessera attach``."""
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
-        self.reply: dict = {"acks": [], "tasks": [], "next_rpc_seconds": 60}
+        self.reply: dict = {"acks": [], "tasks": [], "next_rpc_seconds": 60, "host_id": 7}
         coordinator = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 coordinator.requests.append(json.loads(body))
-                answer = json.dumps(coordinator.reply).encode()
-                self.send_response(200 if self.path == "/api/v1/scheduler" else 404)
+                self.answer(self.path in ("/api/v1/scheduler", "/api/v1/hosts"), coordinator.reply)
+
+            def do_GET(self) -> None:
+                self.answer(self.path == "/api/v1/project", {"name": "Fake", "code_signing_key": PROJECT_KEY})
+
+            def answer(self, found: bool, payload: dict) -> None:
+                answer = json.dumps(payload).encode()
+                self.send_response(200 if found else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
@@ -255,3 +267,100 @@ def test_a_report_acknowledged_in_any_way_is_done(daemon, coordinator, status):
 
     assert daemon.journal.get("p", 4).state == REPORTED
     assert coordinator.requests[-1]["reports"] == []  # not sent again
+
+
+# -- what the client says: its elapsed times and its computer ------------------------------------
+
+QUICK_APP = "import time\ntime.sleep(0.5)\nopen('output', 'w').write('done')\n"
+DESCRIPTION_KEYS = {
+    "platforms", "os_name", "os_version", "cpu_vendor", "cpu_model", "cpu_family", "cpu_features", "n_cpus",
+    "memory_bytes", "disk_free_bytes", "gpus", "use_gpus", "runtimes", "python_version",
+}  # fmt: skip
+
+
+def test_a_report_says_how_long_the_app_ran(daemon, coordinator, tmp_path):
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "main.py").write_text(QUICK_APP)
+    started = time.monotonic()
+    daemon.launch(receive(daemon, "p", 5), tmp_path / "app" / "main.py", now=2.0)
+    while daemon.running and time.monotonic() - started < 15:
+        time.sleep(0.05)
+        daemon.elapsed.count(daemon.running)
+        daemon.reap(now=3.0)
+    wall = time.monotonic() - started
+
+    [report] = call(daemon, coordinator)["reports"]
+
+    assert report["status"] == "success", report
+    assert 0.3 <= report["elapsed"] <= wall
+
+
+def test_a_report_of_an_older_client_s_task_says_no_elapsed_time(daemon, coordinator):
+    record = daemon.journal.start_run(receive(daemon, "p", 4), pid=1, now=1.0)
+    record.elapsed = None  # as a record written before clients measured it reads
+    daemon.journal._save(record)
+    daemon.journal.finish(record, outcome={"status": "client_error", "exit_code": 1}, output=None, now=2.0)
+
+    [report] = call(daemon, coordinator)["reports"]
+
+    assert "elapsed" not in report and report["cpu_time"] == 0.0
+
+
+def rpc_with_host_info(daemon: Daemon, coordinator: FakeCoordinator) -> dict:
+    """One scheduler RPC of project "p" with what the daemon finds due to say about the host."""
+    link = daemon.links["p"]
+    link.contact(now=10.0, work={"tasks": 1}, host_info=daemon.host_info_due(link))
+    return coordinator.requests[-1]
+
+
+def test_the_computer_is_described_once_per_start_and_again_when_it_changes(daemon, coordinator):
+    first = rpc_with_host_info(daemon, coordinator)["host_info"]
+    second = rpc_with_host_info(daemon, coordinator)
+
+    assert set(first) == DESCRIPTION_KEYS  # no benchmark yet: no flops
+    assert first["platforms"] == hardware.platforms() and first["use_gpus"] is True
+    assert "host_info" not in second  # the project has it
+
+    PreferenceStore(daemon.data.prefs_file).set("use_gpus", "no")
+    third = rpc_with_host_info(daemon, coordinator)["host_info"]
+    assert (third["use_gpus"], third["gpus"]) == (False, [])
+
+
+def test_a_new_benchmark_is_sent_with_the_description(daemon, coordinator):
+    rpc_with_host_info(daemon, coordinator)
+    daemon.data.save_host_info({"flops": 2.5e8, "iops": 1e8, "measured_at": 1234.0})
+    daemon.refresh_projects()
+
+    sent = rpc_with_host_info(daemon, coordinator)["host_info"]
+
+    assert sent["flops"] == 2.5e8 and set(sent) == DESCRIPTION_KEYS | {"flops"}
+    assert daemon.links["p"].runtime.host_info_sent == 1234.0
+    assert "host_info" not in rpc_with_host_info(daemon, coordinator)
+
+
+def test_a_restarted_client_describes_the_computer_again(daemon, coordinator):
+    daemon.data.save_host_info({"flops": 2.5e8, "measured_at": 1234.0})
+    daemon.refresh_projects()
+    rpc_with_host_info(daemon, coordinator)
+    restarted = Daemon(daemon.data, console=Console(file=io.StringIO()))
+    restarted.refresh_projects()
+
+    try:
+        sent = rpc_with_host_info(restarted, coordinator)["host_info"]
+    finally:
+        restarted.shutdown()
+
+    assert sent["flops"] == 2.5e8 and sent["cpu_model"] == hardware.cpu_info().model
+
+
+def test_attach_registers_the_host_with_its_description(coordinator, tmp_path):
+    data = DataDir(tmp_path / "data")
+    PreferenceStore(data.prefs_file).set("use_gpus", "off")
+
+    assert main(["--data-dir", str(data.root), "attach", coordinator.url, "--token", "tsr_x"]) == 0
+
+    sent = coordinator.requests[-1]
+    assert set(sent) == DESCRIPTION_KEYS | {"public_key", "name", "platform", "flops"}
+    assert sent["platform"] == sent["platforms"][0] == hardware.platforms()[0]
+    assert (sent["use_gpus"], sent["gpus"], sent["n_cpus"]) == (False, [], os.cpu_count())
+    assert data.project(data.projects()[0].name).host_id == 7

@@ -42,6 +42,8 @@ def test_every_preference_is_described_for_the_help():
         ("start_hour", "9:05", "09:05"),
         ("start_hour", "00:00", "00:00"),
         ("end_hour", "23:59", "23:59"),
+        ("use_gpus", "no", False),
+        ("use_gpus", "Yes", True),
     ],
 )
 def test_each_preference_is_parsed_from_text(store, key, text, value):
@@ -75,6 +77,7 @@ def test_each_preference_is_parsed_from_text(store, key, text, value):
         ("start_hour", "12:60"),
         ("start_hour", "9"),
         ("end_hour", "7pm"),
+        ("use_gpus", "sometimes"),
     ],
 )
 def test_a_bad_value_names_the_preference_and_changes_nothing(store, key, text):
@@ -213,3 +216,10 @@ def test_cpus_follow_the_cores():
     assert Preferences(max_cpus=2).cpus(8) == 2
     assert Preferences(max_cpus=16).cpus(8) == 8
     assert Preferences().cpus(0) == 1
+
+
+def test_gpus_are_used_unless_the_volunteer_or_the_project_says_no(store):
+    assert Preferences().use_gpus is True
+    assert store.effective({"use_gpus": False}).use_gpus is False
+    store.set("use_gpus", "yes")
+    assert store.effective({"use_gpus": False}).use_gpus is True

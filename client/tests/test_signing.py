@@ -3,6 +3,7 @@
 import hashlib
 import stat
 
+import pytest
 from nacl.signing import SigningKey
 
 from tessera_client.protocol import HostKey, Report
@@ -87,3 +88,13 @@ def test_a_report_carries_the_hash_and_size_of_its_output():
         "exit_code": 9,
         "message": "boom",
     }
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "sent"),
+    [(12.5, 12.5), (0.0, 0.0), (-3.0, 0.0), (1e12, 1e8), (float("nan"), None), (None, None)],
+)
+def test_a_report_says_how_long_its_app_ran_within_the_coordinator_s_bounds(elapsed, sent):
+    report = Report(replica=3, status="client_error", cpu_time=2.0, elapsed=elapsed).to_json()
+
+    assert report.get("elapsed") == sent and ("elapsed" in report) == (sent is not None)

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, JSONField, Q, Value
 
 
 class CreditTotals(models.Model):
@@ -89,17 +89,17 @@ class Host(CreditTotals):
     flops = models.FloatField(default=0.0, help_text="Measured floating-point speed per core")
     # What its client said about it (docs/platforms.md): the platforms it runs (the first is
     # ``platform``), its CPU, disk, GPUs and runtimes. Untrusted: used to choose what to send.
-    platforms = models.JSONField(default=list, blank=True)
+    platforms = models.JSONField(default=list, db_default=Value([], JSONField()), blank=True)
     os_name = models.CharField(max_length=32, blank=True, default="", db_default="")
     os_version = models.CharField(max_length=64, blank=True, default="", db_default="")
     cpu_vendor = models.CharField(max_length=64, blank=True, default="", db_default="")
     cpu_model = models.CharField(max_length=128, blank=True, default="", db_default="")
     cpu_family = models.CharField(max_length=32, blank=True, default="", db_default="")
-    cpu_features = models.JSONField(default=list, blank=True)
+    cpu_features = models.JSONField(default=list, db_default=Value([], JSONField()), blank=True)
     disk_free_bytes = models.PositiveBigIntegerField(null=True, blank=True)
-    gpus = models.JSONField(default=list, blank=True)
+    gpus = models.JSONField(default=list, db_default=Value([], JSONField()), blank=True)
     use_gpus = models.BooleanField(default=True, db_default=True)
-    runtimes = models.JSONField(default=list, blank=True)
+    runtimes = models.JSONField(default=list, db_default=Value([], JSONField()), blank=True)
     python_version = models.CharField(max_length=16, blank=True, default="", db_default="")
     created = models.DateTimeField(auto_now_add=True)
     last_contact = models.DateTimeField(null=True, blank=True)

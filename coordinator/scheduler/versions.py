@@ -10,14 +10,14 @@ exploration sends a not-yet-measured version now and then, so a new version gets
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from coordinator.accounts.models import Host
 from coordinator.work import plan_classes
 from coordinator.work.models import AppVersion
 from coordinator.work.plan_classes import HostResources, Refusal, Spec, Usage, VersionNeeds
-from coordinator.work.selectors import plan_specs
+from coordinator.work.selectors import newest_versions, plan_specs
 
 MIN_SPEED_SAMPLES = 3  # results on a version before its measured speed replaces the projection
 EXPLORE_PROBABILITY = 0.1  # how often an unmeasured version is tried when a measured one is faster
@@ -99,17 +99,6 @@ def resources(host: Host) -> HostResources:
     )
 
 
-def newest(versions: Iterable[AppVersion]) -> list[AppVersion]:
-    """The newest version of each app for each platform, plan class and runtime: older ones
-    stop being sent once a newer one is published (their tasks in progress finish)."""
-    seen: dict[tuple[int, str, str, str], AppVersion] = {}
-    for version in versions:
-        key = (version.app_id, version.platform, version.plan_class, version.runtime)
-        if key not in seen or version.version > seen[key].version:
-            seen[key] = version
-    return list(seen.values())
-
-
 @dataclass(frozen=True)
 class Usable:
     """What the scheduler may send this host: a version per app, and why the others cannot go."""
@@ -133,7 +122,7 @@ def usable_versions(
     versions: dict[int, AppVersion] = {}
     refusals: dict[int, str] = {}
     candidates = AppVersion.objects.select_related("app")
-    for version in newest(candidates):
+    for version in newest_versions(candidates):
         spec = specs.get(version.plan_class)
         needs = VersionNeeds(version.platform, version.runtime, version.python, version.beta)
         why = compatible_usage(spec, needs, host_resources, beta_ok=beta_ok, name=version.plan_class)

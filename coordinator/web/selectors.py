@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Prefetch, Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import TruncHour
 
 from coordinator.accounts.models import Host
@@ -15,10 +15,43 @@ from coordinator.standing.credit import rac_now
 from coordinator.standing.models import CreditDay
 from coordinator.validation.models import LedgerEntry
 from coordinator.work.lifecycle import ReplicaState
-from coordinator.work.models import App, AppVersion, Replica
+from coordinator.work.models import AppVersion, Replica
+from coordinator.work.selectors import newest_versions as newest
 from coordinator.work.selectors import unit_counts
 
 ACTIVE_WINDOW = timedelta(days=1)
+
+
+PLATFORM_NAMES = {
+    "any": "any computer",
+    "x86_64-pc-linux-gnu": "Linux on x86-64",
+    "i686-pc-linux-gnu": "Linux on x86",
+    "aarch64-unknown-linux-gnu": "Linux on 64-bit ARM",
+    "x86_64-apple-darwin": "macOS on Intel",
+    "arm64-apple-darwin": "macOS on Apple silicon",
+    "windows_x86_64": "Windows on x86-64",
+    "windows_arm64": "Windows on ARM",
+}
+RUNTIME_NAMES = {"python": "Python", "wasm": "WebAssembly", "native": "native"}
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One line of an app's versions, as BOINC's apps page lists them."""
+
+    platform: str
+    platform_name: str
+    version: int
+    kind: str  # runtime and plan class in words
+    beta: bool
+    published: datetime
+
+
+@dataclass(frozen=True)
+class AppRow:
+    name: str
+    title: str
+    versions: list[VersionRow]
 
 
 @dataclass(frozen=True)
@@ -28,14 +61,38 @@ class Status:
     replicas_in_progress: int
     validated_today: int
     hosts_active: int
-    apps: list[App]
+    apps: list[AppRow]
+
+
+def app_rows() -> list[AppRow]:
+    """Each app's current versions (the newest per platform, plan class and runtime), by
+    platform, so a volunteer sees whether their computer can help."""
+    apps: dict[int, AppRow] = {}
+    for version in sorted(
+        newest(AppVersion.objects.select_related("app")),
+        key=lambda v: (v.app.name, v.platform != "any", v.platform, v.runtime, v.plan_class),
+    ):
+        row = apps.setdefault(version.app_id, AppRow(version.app.name, version.app.title, []))
+        kind = RUNTIME_NAMES.get(version.runtime, version.runtime)
+        if version.plan_class != "cpu":
+            kind = f"{kind}, {version.plan_class}"
+        row.versions.append(
+            VersionRow(
+                version.platform,
+                PLATFORM_NAMES.get(version.platform, version.platform),
+                version.version,
+                kind,
+                version.beta,
+                version.created,
+            )
+        )
+    return sorted(apps.values(), key=lambda app: app.name)
 
 
 def project_status(*, now: datetime) -> Status:
     """What a volunteer or an admin wants to know at a glance; a handful of counting queries."""
     replicas = dict(Replica.objects.values_list("state").annotate(n=Count("id")).order_by())
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    versions = Prefetch("versions", queryset=AppVersion.objects.order_by("-version", "platform"))
     return Status(
         units=unit_counts(),
         replicas_waiting=replicas.get(ReplicaState.UNSENT, 0),
@@ -44,9 +101,7 @@ def project_status(*, now: datetime) -> Status:
             kind=LedgerEntry.Kind.GRANT, granted_at__gte=midnight
         ).count(),
         hosts_active=Host.objects.filter(last_contact__gte=now - ACTIVE_WINDOW).count(),
-        apps=list(
-            App.objects.filter(versions__isnull=False).distinct().order_by("name").prefetch_related(versions)
-        ),
+        apps=app_rows(),
     )
 
 

@@ -4,13 +4,14 @@ lifecycle's views of units and replicas."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.db.models import Count
 
 from coordinator.work import lifecycle, plan_classes
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
-from coordinator.work.models import Batch, BatchState, PlanClass, Replica, WorkUnit
+from coordinator.work.models import AppVersion, Batch, BatchState, PlanClass, Replica, WorkUnit
 from coordinator.work.plan_classes import Spec
 
 
@@ -124,3 +125,14 @@ def spec_of(row: PlanClass) -> Spec:
         gpu_speedup=row.gpu_speedup,
         cpu_per_gpu_task=row.cpu_per_gpu_task,
     )
+
+
+def newest_versions(versions: Iterable[AppVersion]) -> list[AppVersion]:
+    """The newest version of each app for each platform, plan class and runtime: older ones
+    stop being sent once a newer one is published (their tasks in progress finish)."""
+    seen: dict[tuple[int, str, str, str], AppVersion] = {}
+    for version in versions:
+        key = (version.app_id, version.platform, version.plan_class, version.runtime)
+        if key not in seen or version.version > seen[key].version:
+            seen[key] = version
+    return list(seen.values())

@@ -233,9 +233,7 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
         )
         if _apply_to_unit(unit, result):
             changed_units.append(unit)
-        if (unit.hr_class or unit.pinned_version_id) and not lifecycle.keeps_homogeneity(
-            by_unit[unit.pk], result.timed_out
-        ):
+        if _lets_go_of_homogeneity(unit, by_unit[unit.pk], result):
             released.append(unit.pk)
 
     _write_replica_changes(
@@ -243,11 +241,17 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
     )
     if changed_units:
         update_rows(WorkUnit, changed_units, ["need_validate", "transition_time", "state", "failure_reason"])
-    if released:
-        WorkUnit.objects.filter(id__in=released).update(
-            hr_class="", pinned_version=None, homogeneous_until=None
-        )
+    WorkUnit.objects.filter(id__in=released).update(hr_class="", pinned_version=None, homogeneous_until=None)
     return len(changed_units)
+
+
+def _lets_go_of_homogeneity(
+    unit: WorkUnit, replicas: list[lifecycle.ReplicaView], result: lifecycle.Transition
+) -> bool:
+    """A unit kept to one host class or app version with nothing of that class left to agree
+    with: any class may take it now (docs/platforms.md)."""
+    kept = bool(unit.hr_class or unit.pinned_version_id)
+    return kept and not lifecycle.keeps_homogeneity(replicas, result.timed_out)
 
 
 def transition_units(*, unit_ids: list[int], now: datetime) -> tuple[int, int]:

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.standing.credit import rac_rank_key
-from coordinator.testing import make_app, make_host, make_units, make_volunteer
+from coordinator.testing import CODE_SIGNING_KEY, make_app, make_host, make_units, make_volunteer
+from coordinator.work.services import register_app_version
 
 pytestmark = pytest.mark.django_db
 
@@ -125,5 +126,33 @@ def test_the_status_page_counts_work_and_names_the_apps():
 
     assert '<th scope="row">Tasks waiting to be sent</th><td class="num">4</td>' in text
     assert '<th scope="row">Computers active in the last day</th><td class="num">1</td>' in text
-    assert "mandelbrot-ish" in text and "1 (any)" in text
+    assert "<caption>mandelbrot-ish</caption>" in text
+    assert '<th scope="row" title="any">any computer</th>' in text
     assert "tessera attach http://testserver --token" in text
+
+
+def test_the_status_page_lists_each_apps_versions_by_platform():
+    app = make_app("lj")
+    for platform, runtime, plan, version in (
+        ("any", "wasm", "cpu", 2),
+        ("x86_64-pc-linux-gnu", "native", "mt", 3),
+        ("x86_64-pc-linux-gnu", "native", "mt", 2),  # older: not listed
+        ("arm64-apple-darwin", "native", "cpu", 1),
+    ):
+        register_app_version(
+            app=app,
+            version=version,
+            bundle=f"{platform} {runtime} {version}".encode(),
+            signing_key=CODE_SIGNING_KEY,
+            platform=platform,
+            runtime=runtime,
+            plan_class=plan,
+            beta=platform.startswith("arm64"),
+        )
+
+    text = board(Client(), "/status")
+
+    assert '<th scope="row" title="x86_64-pc-linux-gnu">Linux on x86-64</th>' in text
+    assert '<td class="num">3</td>\n          <td>native, mt</td>' in text
+    assert "native (beta)" in text and "macOS on Apple silicon" in text
+    assert '<td class="num">2</td>\n          <td>native, mt</td>' not in text
