@@ -32,7 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,15 @@ from bench.database import (
     recreate_database,
 )
 from bench.dispatch_run import RunResult, timed_run
-from bench.dispatch_seed import SEEDED_COLUMNS, Fixture, seed_fixture, seed_queue
+from bench.dispatch_seed import (
+    SEEDED_COLUMNS,
+    Fixture,
+    empty_queue,
+    fill_queue,
+    mix_fleet,
+    plain_fleet,
+    seed_fixture,
+)
 from bench.report import Table, print_json_line
 from bench.server import gunicorn
 
@@ -69,6 +77,7 @@ class Options:
     queues: tuple[int, ...]
     procs: int
     quick: bool
+    mixed: bool = True
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -83,6 +92,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--queues", default="10000,1000000", help="queued units, comma-separated")
     parser.add_argument("--procs", type=int, default=2, help="load-generator processes (hosts are threads)")
     parser.add_argument("--quick", action="store_true", help="short phases (about a minute and a half)")
+    parser.add_argument(
+        "--no-mixed", action="store_true", help="skip the mixed fleet's run (platforms, plan classes, HR)"
+    )
     args = parser.parse_args(argv)
     queues = tuple(int(part.replace("_", "")) for part in args.queues.split(",") if part.strip())
     if not queues or min(queues) < 1:
@@ -102,6 +114,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         queues=queues,
         procs=min(args.procs, args.hosts),
         quick=args.quick,
+        mixed=not args.no_mixed,
     )
 
 
@@ -123,7 +136,7 @@ def run(opts: Options) -> dict[str, Any]:
         results: list[RunResult] = []
         log_tail = ""
         for queue in opts.queues:
-            for mode in ("http", "raw"):
+            for mode in ("http", "mixed", "raw") if opts.mixed else ("http", "raw"):
                 result, tail = measure(opts, env, workdir, fixture, queue=queue, mode=mode)
                 log_tail = tail if tail is not None else log_tail
                 print("# " + format_row(result), flush=True)
@@ -156,7 +169,15 @@ def measure(
     """One run on a freshly queued, analyzed table; and the gunicorn log's tail after an HTTP run."""
     url = opts.database_url
     with psycopg.connect(url, autocommit=True) as conn:
-        took = seed_queue(conn, app_id=fixture.app_id, units=queue)
+        started = time.monotonic()
+        empty_queue(conn)  # first, so the fleet can change
+        if mode == "mixed":
+            app_ids = (fixture.app_id, mix_fleet(conn, fixture))
+        else:
+            plain_fleet(conn, fixture)
+            app_ids = (fixture.app_id,)
+        fill_queue(conn, app_ids=app_ids, units=queue)
+        took = time.monotonic() - started
     print(f"# queued {queue:,} units ({2 * queue:,} replicas) in {took:.1f} s", flush=True)
     if mode == "raw":
         return timed_run("raw", target=url, opts=opts, fixture=fixture, queue=queue, cpu_groups={}), None
@@ -169,8 +190,9 @@ def measure(
             fixture=fixture,
             queue=queue,
             cpu_groups={"server": [master, *children(master)]},
+            app_ids=app_ids,
         )
-    return result, log_path.read_text()[-2000:]
+    return replace(result, mode=mode), log_path.read_text()[-2000:]
 
 
 TABLE = Table(
@@ -226,6 +248,7 @@ def per_queue(opts: Options, results: list[RunResult]) -> dict[str, Any]:
     for queue in opts.queues:
         http = next(r for r in results if r.queue == queue and r.mode == "http")
         raw = next(r for r in results if r.queue == queue and r.mode == "raw")
+        mixed = next((r for r in results if r.queue == queue and r.mode == "mixed"), None)
         figures[str(queue)] = {
             **http.as_json(),
             "raw_replicas_per_s": round(raw.replicas_per_s, 1),
@@ -234,6 +257,17 @@ def per_queue(opts: Options, results: list[RunResult]) -> dict[str, Any]:
             else None,
             "raw": raw.as_json(),
         }
+        if mixed is not None:
+            figures[str(queue)]["mixed_replicas_per_s"] = round(mixed.replicas_per_s, 1)
+            figures[str(queue)]["mixed_to_plain"] = (
+                round(mixed.replicas_per_s / http.replicas_per_s, 3) if http.replicas_per_s else None
+            )
+            figures[str(queue)]["mixed_to_plain_per_cpu"] = (
+                round(mixed.replicas_per_cpu_s / http.replicas_per_cpu_s, 3)
+                if http.replicas_per_cpu_s
+                else None
+            )
+            figures[str(queue)]["mixed"] = mixed.as_json()
     return figures
 
 
@@ -250,6 +284,9 @@ def summarize(opts: Options, results: list[RunResult]) -> dict[str, Any]:
         "ratio_to_raw": largest["ratio_to_raw"],
         "p50_ms": largest["p50_ms"],
         "p99_ms": largest["p99_ms"],
+        "mixed_replicas_per_s": largest.get("mixed_replicas_per_s"),
+        "mixed_to_plain": largest.get("mixed_to_plain"),
+        "mixed_to_plain_per_cpu": largest.get("mixed_to_plain_per_cpu"),
         "queue_units": max(opts.queues),
         "largest_to_smallest_queue_rate": (
             round(largest["replicas_per_s"] / smallest["replicas_per_s"], 3)
@@ -307,6 +344,13 @@ def print_summary(summary: dict[str, Any], results: list[RunResult], log_tail: s
             print(f"! {result.mode} at {result.queue:,}: " + "; ".join(found))
     if any(r.errors for r in results if r.mode == "http") and log_tail.strip():
         print("! last lines of the gunicorn log:\n" + log_tail)
+    for queue, figures in summary["per_queue"].items():
+        if figures.get("mixed_to_plain") is not None:
+            print(
+                f"queue {int(queue):>9,}: mixed fleet {figures['mixed_replicas_per_s']:>8,.0f} replicas/s, "
+                f"{figures['mixed_to_plain']:.3f} of the plain fleet's rate "
+                f"({figures['mixed_to_plain_per_cpu']:.3f} per cpu-s; target >= 0.85)"
+            )
     rate, ratio = summary["replicas_per_s"], summary["ratio_to_raw"] or 0.0
     print(
         f"targets: >= 1,000 replicas/s: {'met' if rate >= 1000 else 'NOT met'} ({rate:,.0f}); "

@@ -188,13 +188,16 @@ def timed_run(
     fixture: Fixture,
     queue: int,
     cpu_groups: dict[str, list[int]],
+    app_ids: tuple[int, ...] = (),
 ) -> RunResult:
     """Drive all hosts for warm-up + measured seconds on a queue of ``queue`` units.
 
     Throughput counts the RPCs that complete inside the measured window; latencies are theirs.
     """
     load = LoadGenerator(mode, target, hosts=fixture.hosts, opts=opts, version_id=fixture.app_version_id)
-    topup = QueueTopUp(opts.database_url, app_id=fixture.app_id, next_unit=queue + 1, dispatched=load.counter)
+    topup = QueueTopUp(
+        opts.database_url, app_ids=app_ids or (fixture.app_id,), next_unit=queue + 1, dispatched=load.counter
+    )
     with psycopg.connect(opts.database_url, autocommit=True) as conn:
         sent_before = replicas_sent(conn)
     try:

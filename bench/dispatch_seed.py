@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 from nacl.signing import SigningKey
+from psycopg.types.json import Jsonb
 
 from bench.database import (
     APP_COLUMNS,
@@ -146,7 +147,112 @@ ORDER BY dispatch_key
 """
 
 
-def seed_queue(conn: psycopg.Connection, *, app_id: int, units: int) -> float:
+# The mixed fleet (``python -m bench.dispatch``'s "mixed" runs): hosts of four kinds, cycled,
+# and app versions for several platforms and plan classes; a second app with homogeneous
+# redundancy takes every other span of units.
+MIXED_HOSTS = (
+    {
+        "platforms": ["x86_64-pc-linux-gnu", "i686-pc-linux-gnu"],
+        "os_name": "Linux",
+        "cpu_vendor": "GenuineIntel",
+        "n_cpus": 8,
+        "gpus": [
+            {
+                "vendor": "nvidia",
+                "api": "cuda",
+                "model": "NVIDIA H100",
+                "count": 1,
+                "memory_bytes": 80 << 30,
+                "driver_version": "550.54.15",
+                "compute_capability": "9.0",
+            }
+        ],
+    },
+    {
+        "platforms": ["x86_64-pc-linux-gnu"],
+        "os_name": "Linux",
+        "cpu_vendor": "AuthenticAMD",
+        "n_cpus": 16,
+        "gpus": [],
+    },
+    {
+        "platforms": ["aarch64-unknown-linux-gnu"],
+        "os_name": "Linux",
+        "cpu_vendor": "ARM",
+        "n_cpus": 4,
+        "gpus": [],
+    },
+    {
+        "platforms": ["windows_x86_64"],
+        "os_name": "Windows",
+        "cpu_vendor": "GenuineIntel",
+        "n_cpus": 4,
+        "gpus": [],
+    },
+)
+MIXED_VERSIONS = (  # platform, runtime, plan class; beside the fixture's own python "any" version
+    ("any", "wasm", "cpu"),
+    ("x86_64-pc-linux-gnu", "native", "cpu"),
+    ("x86_64-pc-linux-gnu", "native", "mt"),
+    ("x86_64-pc-linux-gnu", "native", "cuda"),
+    ("aarch64-unknown-linux-gnu", "native", "cpu"),
+)
+HR_APP = "bench-hr"
+
+
+def mix_fleet(conn: psycopg.Connection, fixture: Fixture) -> int:
+    """Give the hosts their mixed descriptions and the apps their versions; the HR app's id."""
+    with conn.transaction():
+        bundle, sha, size, signature = conn.execute(
+            "SELECT bundle, bundle_sha256, bundle_size, signature FROM work_appversion WHERE id = %s",
+            (fixture.app_version_id,),
+        ).fetchone()
+        hr_app = conn.execute(
+            "INSERT INTO work_app (name, title, created, hr_level) VALUES (%s, 'HR benchmark', now(), 1)"
+            " RETURNING id",
+            (HR_APP,),
+        ).fetchone()[0]
+        for app_id in (fixture.app_id, hr_app):
+            rows = [("any", "python", "cpu")] * (app_id == hr_app) + list(MIXED_VERSIONS)
+            for platform, runtime, plan in rows:
+                conn.execute(
+                    "INSERT INTO work_appversion (app_id, version, platform, runtime, plan_class, bundle,"
+                    " bundle_sha256, bundle_size, signature, max_output_bytes, created)"
+                    " VALUES (%s, 1, %s, %s, %s, %s, %s, %s, %s, %s, now())",
+                    (app_id, platform, runtime, plan, bundle, sha, size, signature, 1 << 20),
+                )
+        for index, host in enumerate(fixture.hosts):
+            kind = MIXED_HOSTS[index % len(MIXED_HOSTS)]
+            conn.execute(
+                "UPDATE accounts_host SET platform = %s, platforms = %s, os_name = %s, cpu_vendor = %s,"
+                " n_cpus = %s, gpus = %s, runtimes = %s, disk_free_bytes = %s WHERE id = %s",
+                (
+                    kind["platforms"][0],
+                    Jsonb(kind["platforms"]),
+                    kind["os_name"],
+                    kind["cpu_vendor"],
+                    kind["n_cpus"],
+                    Jsonb(kind["gpus"]),
+                    Jsonb(["python", "wasm", "native"]),
+                    100 << 30,
+                    host.host_id,
+                ),
+            )
+    return hr_app
+
+
+def plain_fleet(conn: psycopg.Connection, fixture: Fixture) -> None:
+    """Undo ``mix_fleet``: one python version, hosts as seeded (call on an empty queue)."""
+    with conn.transaction():
+        conn.execute("DELETE FROM work_appversion WHERE id <> %s", (fixture.app_version_id,))
+        conn.execute("DELETE FROM work_app WHERE name = %s", (HR_APP,))
+        conn.execute(
+            "UPDATE accounts_host SET platform = 'linux-x86_64', platforms = '[]', os_name = '',"
+            " cpu_vendor = '', n_cpus = 4, gpus = '[]', runtimes = '[]', disk_free_bytes = NULL"
+        )
+
+
+def seed_queue(conn: psycopg.Connection, *, app_ids: tuple[int, ...], units: int) -> float:
     """Empty the work tables and queue ``units`` units of two unsent replicas; returns seconds.
 
     A million units go in with the secondary indexes dropped and rebuilt from the catalog and
@@ -155,17 +261,30 @@ def seed_queue(conn: psycopg.Connection, *, app_id: int, units: int) -> float:
     map, as a long-lived queue would have, and a CHECKPOINT flushes the seed's writes.
     """
     started = time.monotonic()
+    empty_queue(conn)
+    fill_queue(conn, app_ids=app_ids, units=units)
+    return time.monotonic() - started
+
+
+def empty_queue(conn: psycopg.Connection) -> None:
+    """The work tables emptied, and the hosts as if they had never called."""
     conn.execute("TRUNCATE work_replica, work_workunit, accounts_hostnonce RESTART IDENTITY CASCADE")
     conn.execute("UPDATE accounts_host SET last_contact = NULL")
     conn.execute("DELETE FROM validation_hostappversion")
+
+
+def fill_queue(conn: psycopg.Connection, *, app_ids: tuple[int, ...], units: int) -> None:
+    """``units`` units (shared between ``app_ids``) of two unsent replicas on an empty queue."""
     with conn.transaction():
         conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
         conn.execute("SET LOCAL session_replication_role = replica")
         with secondary_indexes_dropped(conn, WORK_TABLES, drop=units >= 50_000):
-            conn.execute(INSERT_UNITS, {"app": app_id, "first": 1, "last": units})
+            share = -(-units // len(app_ids))
+            for index, app_id in enumerate(app_ids):
+                first, last = 1 + index * share, min(units, (index + 1) * share)
+                conn.execute(INSERT_UNITS, {"app": app_id, "first": first, "last": last})
     vacuum(conn)
     checkpoint(conn)
-    return time.monotonic() - started
 
 
 def vacuum(conn: psycopg.Connection) -> None:
@@ -188,10 +307,11 @@ class QueueTopUp:
     """
 
     def __init__(
-        self, url: str, *, app_id: int, next_unit: int, dispatched: Any, connections: int = 4
+        self, url: str, *, app_ids: tuple[int, ...], next_unit: int, dispatched: Any, connections: int = 4
     ) -> None:
         self.url = url
-        self.app_id = app_id
+        self.app_ids = app_ids
+        self.spans = 0  # spans taken: each goes to the next app in turn
         self.next_unit = next_unit
         self.dispatched = dispatched
         self.added_replicas = 0  # committed
@@ -210,8 +330,8 @@ class QueueTopUp:
         for thread in self.threads:
             thread.start()
 
-    def _take(self) -> tuple[int, int] | None:
-        """The next range of unit numbers to insert, or None when the queue is full."""
+    def _take(self) -> tuple[int, int, int] | None:
+        """The next range of unit numbers to insert and its app, or None when the queue is full."""
         with self.lock:
             deficit = self.dispatched.value - self.added_replicas
             self.largest_deficit = max(self.largest_deficit, deficit)
@@ -221,7 +341,8 @@ class QueueTopUp:
             first = self.next_unit
             self.next_unit += units
             self.reserved_replicas += 2 * units
-            return first, first + units - 1
+            self.spans += 1
+            return first, first + units - 1, self.app_ids[self.spans % len(self.app_ids)]
 
     def _run(self) -> None:
         try:
@@ -230,7 +351,7 @@ class QueueTopUp:
                 while not self.stopping.wait(TOPUP_INTERVAL):
                     while not self.stopping.is_set() and (span := self._take()) is not None:
                         started = time.monotonic()
-                        conn.execute(INSERT_UNITS, {"app": self.app_id, "first": span[0], "last": span[1]})
+                        conn.execute(INSERT_UNITS, {"app": span[2], "first": span[0], "last": span[1]})
                         with self.lock:
                             self.slowest_insert = max(self.slowest_insert, time.monotonic() - started)
                             deficit = self.dispatched.value - self.added_replicas

@@ -165,7 +165,7 @@ def prepare(args: argparse.Namespace) -> Fixture:
     with psycopg.connect(args.database_url, autocommit=True) as conn:
         check_schema(conn, SEEDED_COLUMNS)
         fixture = seed_fixture(conn, hosts=args.hosts, media_root=media)
-        seed_queue(conn, app_id=fixture.app_id, units=args.units)
+        seed_queue(conn, app_ids=(fixture.app_id,), units=args.units)
     setup_django(env)
     return fixture
 

@@ -21,7 +21,6 @@ from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
 
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.accounts.relation import Holder
@@ -211,34 +210,59 @@ def _alone(host: Host, chosen: list[Candidate], established: bool) -> set[int]:
 
 def _homogeneous(chosen: list[Candidate], filters: list[AppFilter], now: datetime) -> list[Candidate]:
     """Keep the chosen units of HR apps to this host's class (and those of apps that pin a
-    version to its version) for a delay bound from now, and drop the units another class or
-    version holds: the update waits on a concurrent claim's row lock, then sees its value."""
+    version to its version), and drop those another class or version holds. A unit already
+    held for this host's kind long enough is left alone; the others are locked in id order
+    (as reports lock units: no deadlock), checked again and held for two delay bounds, so
+    every replica sent while a unit is held has its deadline inside the hold."""
     rules = {item.app_id: item for item in filters if item.hr_class or item.pinned_version is not None}
+    unit_ids = [c.unit_id for c in chosen if c.app_id in rules]
+    if not unit_ids:
+        return chosen
+    app_of = {c.unit_id: c.app_id for c in chosen}
+    fields = ("id", "hr_class", "pinned_version_id", "homogeneous_until", "delay_bound")
+    to_hold = [
+        row[0]
+        for row in WorkUnit.objects.filter(id__in=unit_ids).values_list(*fields)
+        if _hold(rules[app_of[row[0]]], *row[1:], now=now) != "kept"
+    ]
     lost: set[int] = set()
-    for app_id, rule in rules.items():
-        unit_ids = [c.unit_id for c in chosen if c.app_id == app_id]
-        if not unit_ids:
-            continue
-        mine = Q(hr_class__in=["", rule.hr_class]) if rule.hr_class else Q()
-        if rule.pinned_version is not None:
-            mine &= Q(pinned_version__isnull=True) | Q(pinned_version=rule.pinned_version)
-        free = Q(homogeneous_until__isnull=True) | Q(homogeneous_until__lt=now)
-        taken = set(WorkUnit.objects.filter(Q(id__in=unit_ids) & (mine | free)).values_list("id", flat=True))
-        lost |= set(unit_ids) - taken
-        for delay, ids in _by_delay(taken).items():
-            WorkUnit.objects.filter(id__in=ids).update(
-                hr_class=rule.hr_class,
-                pinned_version=rule.pinned_version,
-                homogeneous_until=now + timedelta(seconds=delay),
-            )
+    held: dict[tuple[int, int], list[int]] = {}
+    for unit_id, *rest in (
+        WorkUnit.objects.select_for_update().filter(id__in=to_hold).order_by("id").values_list(*fields)
+    ):
+        verdict = _hold(rules[app_of[unit_id]], *rest, now=now)
+        if verdict == "lost":
+            lost.add(unit_id)
+        else:
+            held.setdefault((app_of[unit_id], rest[-1]), []).append(unit_id)
+    for (app_id, delay), ids in held.items():
+        rule = rules[app_id]
+        WorkUnit.objects.filter(id__in=ids).update(
+            hr_class=rule.hr_class,
+            pinned_version=rule.pinned_version,
+            homogeneous_until=now + timedelta(seconds=2 * delay),
+        )
     return [c for c in chosen if c.unit_id not in lost]
 
 
-def _by_delay(unit_ids: set[int]) -> dict[int, list[int]]:
-    groups: dict[int, list[int]] = {}
-    for unit_id, delay in WorkUnit.objects.filter(id__in=unit_ids).values_list("id", "delay_bound"):
-        groups.setdefault(delay, []).append(unit_id)
-    return groups
+def _hold(
+    rule: AppFilter,
+    hr_class: str,
+    pinned: int | None,
+    until: datetime | None,
+    delay: int,
+    *,
+    now: datetime,
+) -> str:
+    """ "kept": the unit is held for this host's kind for at least a delay bound more; "lost":
+    another kind holds it; "hold": it is free (or its hold is ending) and this claim takes it."""
+    free = until is None or until < now
+    ours = (not rule.hr_class or hr_class == rule.hr_class) and (
+        rule.pinned_version is None or pinned == rule.pinned_version
+    )
+    if ours and not free and until is not None and until >= now + timedelta(seconds=delay):
+        return "kept"
+    return "hold" if ours or free else "lost"
 
 
 def _assign(

@@ -71,7 +71,7 @@ class AppVersion(models.Model):
     max_output_bytes = models.PositiveBigIntegerField(default=1024 * 1024)
     # What runs the bundle: "python" (its main.py) or "wasm" (a WebAssembly module whose
     # tasks carry a fuel bound and report the fuel they used; docs/science-apps.md).
-    runtime = models.CharField(max_length=8, choices=RUNTIMES, default="python")
+    runtime = models.CharField(max_length=8, choices=RUNTIMES, default="python", db_default="python")
     # The plan class's name (work.PlanClass); "cpu" unless the version is multithreaded or a GPU's.
     plan_class = models.SlugField(max_length=64, default="cpu", db_default="cpu")
     beta = models.BooleanField(
