@@ -47,6 +47,14 @@ def fresh_cache():
 
 
 @pytest.fixture(autouse=True)
+def fresh_process_caches():
+    """Plan classes and app versions cached by an earlier test may have been rolled back."""
+    from coordinator.work.selectors import forget_caches
+
+    forget_caches()
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     """PBKDF2 is slow on purpose; tests make many accounts and do not test hashing."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -8,7 +8,6 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
 from tessera_client import __version__, hardware
-from tessera_client.app_contract import read_progress
 from tessera_client.benchmark import run_benchmark
 from tessera_client.daemon import Daemon
 from tessera_client.journal import Journal
@@ -28,7 +25,7 @@ from tessera_client.prefs import FIELDS, PreferenceError, PreferenceStore
 from tessera_client.protocol import HostKey, ProjectSession, ProtocolError
 from tessera_client.signing import b64decode, key_fingerprint
 from tessera_client.state import DataDir, Project, StateError, check_name, default_data_dir, project_name_for
-from tessera_client.task_record import TaskRecord
+from tessera_client.status_view import plain_row, projects_table, tasks_table
 
 
 class CliError(Exception):
@@ -145,20 +142,6 @@ def run(args: argparse.Namespace, data: DataDir, out: Console) -> int:
     return daemon.run()
 
 
-def plain_row(table: Table, *cells: str) -> None:
-    """Cells as plain text: they quote servers and apps, whose brackets are not rich markup."""
-    table.add_row(*(Text(cell) for cell in cells))
-
-
-def when(timestamp: float) -> str:
-    """A moment, short: the time today, else the day and time."""
-    if not timestamp or timestamp == float("inf"):
-        return "-"
-    moment = datetime.fromtimestamp(timestamp, timezone.utc).astimezone()
-    same_day = moment.date() == datetime.now(timezone.utc).astimezone().date()
-    return moment.strftime("%H:%M" if same_day else "%b %d %H:%M")
-
-
 def status(args: argparse.Namespace, data: DataDir, out: Console) -> int:
     """Print the attached projects, then every task in the journal."""
     projects = data.projects()
@@ -170,62 +153,6 @@ def status(args: argparse.Namespace, data: DataDir, out: Console) -> int:
     records = journal.records()
     out.print(tasks_table(journal, records) if records else "No tasks.")
     return 0
-
-
-def projects_table(data: DataDir, projects: list[Project]) -> Table:
-    """One row per project: its share, credit, and when and why it is contacted next."""
-    table = Table(title="Projects")
-    columns = (
-        "project",
-        "url",
-        "host",
-        "share",
-        "host credit",
-        "recent",
-        "your credit",
-        "next contact",
-        "problem",
-    )
-    for column in columns:
-        table.add_column(column)
-    for project in projects:
-        runtime = data.runtime(project.name)
-        credit = runtime.credit or {}
-        next_time = float(runtime.backoff.get("next_time", 0.0))
-        plain_row(
-            table,
-            project.name,
-            project.url,
-            str(project.host_id),
-            f"{project.resource_share:g}",
-            f"{float(credit.get('host_total', 0)):.2f}",
-            f"{float(credit.get('host_rac', 0)):.2f}",
-            f"{float(credit.get('volunteer_total', 0)):.2f}",
-            when(next_time) if next_time > time.time() else "now",
-            runtime.last_error or "",
-        )
-    return table
-
-
-def tasks_table(journal: Journal, records: list[TaskRecord]) -> Table:
-    """One row per task, unfinished ones first, the nearest deadline first."""
-    tasks = Table(title="Tasks")
-    for column in ("project", "work unit", "state", "progress", "CPU time", "deadline", "note"):
-        tasks.add_column(column)
-    for record in sorted(records, key=lambda r: (r.state == "reported", r.deadline)):
-        outcome = record.outcome or {}
-        progress = read_progress(journal.slot(record)) if record.state in ("received", "running") else 1.0
-        plain_row(
-            tasks,
-            record.project,
-            str(record.task.get("workunit", record.replica)),
-            record.state,
-            f"{100 * progress:.0f}%",
-            f"{float(outcome.get('cpu_time', record.cpu_time)):.1f} s",
-            when(record.deadline),
-            str(outcome.get("message", ""))[:60],
-        )
-    return tasks
 
 
 # -- prefs / benchmark ----------------------------------------------------------------------

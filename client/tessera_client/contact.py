@@ -14,6 +14,7 @@ from typing import Any, Callable
 import requests
 
 from tessera_client.backoff import Backoff
+from tessera_client.host_tools import clean
 from tessera_client.journal import Journal
 from tessera_client.protocol import ProjectSession, ProtocolError, Report
 from tessera_client.scheduling import WorkWanted
@@ -193,11 +194,21 @@ class ProjectLink:
         self.receive_tasks(reply.get("tasks") or [], now)
         self.call_off(reply.get("abort"), set(sent))
         self.no_work = bool(work) and not reply.get("tasks")
+        self.hear(reply.get("messages"), now)
         self.runtime.credit = reply.get("credit") or self.runtime.credit
         self.runtime.last_rpc, self.runtime.last_error = now, ""
         self.backoff.succeeded(now, float(reply.get("next_rpc_seconds", 0)))
         self.prune_reported(now)
         self.save()
+
+    def hear(self, messages: Any, now: float) -> None:
+        """The project's reasons for sending no work (a list of texts): logged when they change,
+        kept for ``tessera status``; anything else is ignored."""
+        texts = messages if isinstance(messages, list) else []
+        said = [clean(text, 200) for text in texts if isinstance(text, str)][:5]
+        if said and said != self.runtime.messages:
+            self.log(f"{self.name}: " + "; ".join(said))
+        self.runtime.messages = said
 
     def refused(self, records: list[TaskRecord], error: ProtocolError, now: float) -> None:
         """The whole RPC was refused: wait if the coordinator is unwell or does not know us; if a

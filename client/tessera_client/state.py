@@ -75,6 +75,7 @@ class Runtime:
     last_rpc: float = 0.0
     last_error: str = ""
     host_info_sent: float = 0.0  # when the benchmark last reached the coordinator
+    messages: list = field(default_factory=list)  # the project's last word on why no work came
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Runtime:

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from rich.console import Console
 
-from tessera_client import contact, hardware
+from tessera_client import contact, hardware, status_view
 from tessera_client.cli import main
 from tessera_client.contact import ProjectLink
 from tessera_client.daemon import Daemon
@@ -364,3 +364,37 @@ def test_attach_registers_the_host_with_its_description(coordinator, tmp_path):
     assert sent["platform"] == sent["platforms"][0] == hardware.platforms()[0]
     assert (sent["use_gpus"], sent["gpus"], sent["n_cpus"]) == (False, [], os.cpu_count())
     assert data.project(data.projects()[0].name).host_id == 7
+
+
+def test_the_projects_reasons_for_no_work_are_logged_once_and_shown(daemon, coordinator, tmp_path):
+    why = ["no version for your platform (x86_64-pc-linux-gnu)", "bad\x1b[31m text"]
+
+    call(daemon, coordinator, messages=why)
+    call(daemon, coordinator, messages=why)
+
+    log = daemon.console.file.getvalue()
+    assert log.count("no version for your platform") == 1
+    assert daemon.links["p"].runtime.messages == [why[0], "bad [31m text"]  # no terminal escape
+    call(daemon, coordinator, messages="not a list")
+    assert daemon.links["p"].runtime.messages == []
+
+
+def test_status_names_each_tasks_version_and_what_it_runs_on():
+    mt = {"app_version": {"app": "lj", "version": 2, "runtime": "native", "plan_class": "mt", "cores": 4}}
+    gpu = {
+        "app_version": {
+            "app": "lj",
+            "version": 3,
+            "runtime": "native",
+            "plan_class": "cuda",
+            "cores": 0.5,
+            "gpu": {"vendor": "nvidia", "model": "RTX 3090"},
+        }
+    }
+
+    assert status_view.version_and_use(mt) == ("lj v2 native mt", "4 cores")
+    assert status_view.version_and_use(gpu) == ("lj v3 native cuda", "GPU nvidia RTX 3090 + 0.5 cores")
+    assert status_view.version_and_use({"app_version": {"app": "pi", "version": 1, "runtime": "python"}}) == (
+        "pi v1 python",
+        "1 core",
+    )

@@ -221,9 +221,11 @@ def _homogeneous(chosen: list[Candidate], filters: list[AppFilter], now: datetim
     app_of = {c.unit_id: c.app_id for c in chosen}
     fields = ("id", "hr_class", "pinned_version_id", "homogeneous_until", "delay_bound")
     to_hold = [
-        row[0]
-        for row in WorkUnit.objects.filter(id__in=unit_ids).values_list(*fields)
-        if _hold(rules[app_of[row[0]]], *row[1:], now=now) != "kept"
+        c.unit_id
+        for c in chosen
+        if c.app_id in rules
+        and _hold(rules[c.app_id], c.hr_class, c.pinned_version, c.held_until, c.delay_bound, now=now)
+        != "kept"
     ]
     lost: set[int] = set()
     held: dict[tuple[int, int], list[int]] = {}

@@ -10,10 +10,11 @@ replicas the host may get, in dispatch order. Both run on PostgreSQL and SQLite.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from django.db import connection
+from django.utils.dateparse import parse_datetime
 
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.accounts.relation import Holder
@@ -148,6 +149,20 @@ class Candidate:
     app_id: int
     fpops: float
     reserved: bool
+    # The unit's homogeneous-redundancy hold as read (dispatch._homogeneous checks it again).
+    hr_class: str = ""
+    pinned_version: int | None = None
+    held_until: datetime | None = None
+    delay_bound: int = 0
+
+
+def as_datetime(value: Any) -> datetime | None:
+    """A timestamp column read by a raw cursor: PostgreSQL gives an aware datetime, SQLite a
+    naive one or text, in UTC."""
+    if value is None:
+        return None
+    parsed = value if isinstance(value, datetime) else parse_datetime(str(value))
+    return parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -207,7 +222,8 @@ def candidates(
         params.append(connection.ops.adapt_datetimefield_value(made_before))
     lock = " FOR UPDATE OF r SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     sql = f"""
-        SELECT r.id, r.workunit_id, u.app_id, u.fpops_estimate
+        SELECT r.id, r.workunit_id, u.app_id, u.fpops_estimate,
+               u.hr_class, u.pinned_version_id, u.homogeneous_until, u.delay_bound
         FROM {REPLICAS} r JOIN {UNITS} u ON u.id = r.workunit_id
         WHERE r.state = %s AND {"r.reserved" if reserved else "NOT r.reserved"}
           AND u.memory_bytes <= %s AND {condition}{extra} AND {not_for}
@@ -215,7 +231,10 @@ def candidates(
         LIMIT %s{lock}"""
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *not_for_params, count])
-        return [Candidate(r, u, a, f, reserved) for r, u, a, f in cursor.fetchall()]
+        return [
+            Candidate(r, u, a, f, reserved, hr, pinned, as_datetime(until), delay)
+            for r, u, a, f, hr, pinned, until, delay in cursor.fetchall()
+        ]
 
 
 def too_big(*, app_ids: list[int], memory_bytes: int, disk_bytes: int | None) -> tuple[bool, bool]:

@@ -17,7 +17,7 @@ from coordinator.accounts.models import Host
 from coordinator.work import plan_classes
 from coordinator.work.models import AppVersion
 from coordinator.work.plan_classes import HostResources, Refusal, Spec, Usage, VersionNeeds
-from coordinator.work.selectors import newest_versions, plan_specs
+from coordinator.work.selectors import live_versions, plan_specs
 
 MIN_SPEED_SAMPLES = 3  # results on a version before its measured speed replaces the projection
 EXPLORE_PROBABILITY = 0.1  # how often an unmeasured version is tried when a measured one is faster
@@ -121,8 +121,7 @@ def usable_versions(
     options: dict[int, list[Option]] = {}
     versions: dict[int, AppVersion] = {}
     refusals: dict[int, str] = {}
-    candidates = AppVersion.objects.select_related("app")
-    for version in newest_versions(candidates):
+    for version in live_versions():
         spec = specs.get(version.plan_class)
         needs = VersionNeeds(version.platform, version.runtime, version.python, version.beta)
         why = compatible_usage(spec, needs, host_resources, beta_ok=beta_ok, name=version.plan_class)

@@ -15,9 +15,8 @@ from coordinator.standing.credit import rac_now
 from coordinator.standing.models import CreditDay
 from coordinator.validation.models import LedgerEntry
 from coordinator.work.lifecycle import ReplicaState
-from coordinator.work.models import AppVersion, Replica
-from coordinator.work.selectors import newest_versions as newest
-from coordinator.work.selectors import unit_counts
+from coordinator.work.models import Replica
+from coordinator.work.selectors import live_versions, unit_counts
 
 ACTIVE_WINDOW = timedelta(days=1)
 
@@ -69,7 +68,7 @@ def app_rows() -> list[AppRow]:
     platform, so a volunteer sees whether their computer can help."""
     apps: dict[int, AppRow] = {}
     for version in sorted(
-        newest(AppVersion.objects.select_related("app")),
+        live_versions(),
         key=lambda v: (v.app.name, v.platform != "any", v.platform, v.runtime, v.plan_class),
     ):
         row = apps.setdefault(version.app_id, AppRow(version.app.name, version.app.title, []))

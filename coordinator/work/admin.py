@@ -1,7 +1,6 @@
 from django.contrib import admin
 
 from coordinator.work.models import App, PlanClass, Replica, WorkUnit
-from coordinator.work.selectors import forget_plan_specs
 
 # AppVersion's admin is standing.admin's: it shows each version's hosts and their speed.
 
@@ -37,18 +36,7 @@ class PlanClassAdmin(admin.ModelAdmin):
         ),
     ]
 
-    def save_model(self, request, obj, form, change) -> None:  # type: ignore[no-untyped-def]
-        super().save_model(request, obj, form, change)
-        forget_plan_specs_everywhere()
-
-    def delete_model(self, request, obj) -> None:  # type: ignore[no-untyped-def]
-        super().delete_model(request, obj)
-        forget_plan_specs_everywhere()
-
-
-def forget_plan_specs_everywhere() -> None:
-    """This process reads the edit at once; other workers within SPEC_CACHE_SECONDS."""
-    forget_plan_specs()
+    # An edit takes effect at once in this process, within 30 s in the others (work.selectors).
 
 
 REPLICA_INLINE_FIELDS = (

@@ -3,9 +3,11 @@ lifecycle's views of units and replicas."""
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Any, cast
 
 from django.db.models import Count
 
@@ -88,26 +90,57 @@ def due_unit_ids(*, now: datetime, limit: int) -> list[int]:
     return sorted(ids)[:limit]
 
 
-# -- plan classes -------------------------------------------------------------------------
-SPEC_CACHE_SECONDS = 30.0
+# -- plan classes and live app versions: read on every scheduler RPC, changed rarely -----------
+CACHE_SECONDS = 30.0  # other processes see an admin's edit or a publish within this
 
-_specs: tuple[float, dict[str, Spec]] = (0.0, {})
+
+class ProcessCache:
+    """A value read from the database at most every CACHE_SECONDS in this process, and again at
+    once after this process changed its rows (``forget``, wired to the models' signals)."""
+
+    def __init__(self, read: Callable[[], Any]) -> None:
+        self.read, self.value, self.read_at = read, None, -math.inf
+
+    def get(self) -> Any:
+        if time.monotonic() - self.read_at > CACHE_SECONDS:
+            self.value, self.read_at = self.read(), time.monotonic()
+        return self.value
+
+    def forget(self, *args: Any, **kwargs: Any) -> None:
+        self.read_at = -math.inf
+
+
+def newest_versions(versions: Iterable[AppVersion]) -> list[AppVersion]:
+    """The newest version of each app for each platform, plan class and runtime: older ones
+    stop being sent once a newer one is published (their tasks in progress finish)."""
+    seen: dict[tuple[int, str, str, str], AppVersion] = {}
+    for version in versions:
+        key = (version.app_id, version.platform, version.plan_class, version.runtime)
+        if key not in seen or version.version > seen[key].version:
+            seen[key] = version
+    return list(seen.values())
+
+
+PLAN_SPECS = ProcessCache(
+    lambda: {**plan_classes.STANDARD, **{row.name: spec_of(row) for row in PlanClass.objects.all()}}
+)
+LIVE_VERSIONS = ProcessCache(lambda: newest_versions(AppVersion.objects.select_related("app")))
 
 
 def plan_specs() -> dict[str, Spec]:
-    """The plan classes, read at most every SPEC_CACHE_SECONDS (admins edit them rarely)."""
-    global _specs
-    read_at, specs = _specs
-    if time.monotonic() - read_at > SPEC_CACHE_SECONDS or not specs:
-        specs = {**plan_classes.STANDARD, **{row.name: spec_of(row) for row in PlanClass.objects.all()}}
-        _specs = (time.monotonic(), specs)
-    return specs
+    """The plan classes by name (the built-in ones unless a row overrides them)."""
+    return cast(dict[str, Spec], PLAN_SPECS.get())
 
 
-def forget_plan_specs() -> None:
-    """After an admin edits a plan class (and in tests)."""
-    global _specs
-    _specs = (0.0, {})
+def live_versions() -> list[AppVersion]:
+    """The app versions the scheduler sends (``newest_versions`` of all), with their apps."""
+    return cast(list[AppVersion], LIVE_VERSIONS.get())
+
+
+def forget_caches(*args: Any, **kwargs: Any) -> None:
+    """After an edit (a signal's receiver) and at the start of every test."""
+    PLAN_SPECS.forget()
+    LIVE_VERSIONS.forget()
 
 
 def spec_of(row: PlanClass) -> Spec:
@@ -125,14 +158,3 @@ def spec_of(row: PlanClass) -> Spec:
         gpu_speedup=row.gpu_speedup,
         cpu_per_gpu_task=row.cpu_per_gpu_task,
     )
-
-
-def newest_versions(versions: Iterable[AppVersion]) -> list[AppVersion]:
-    """The newest version of each app for each platform, plan class and runtime: older ones
-    stop being sent once a newer one is published (their tasks in progress finish)."""
-    seen: dict[tuple[int, str, str, str], AppVersion] = {}
-    for version in versions:
-        key = (version.app_id, version.platform, version.plan_class, version.runtime)
-        if key not in seen or version.version > seen[key].version:
-            seen[key] = version
-    return list(seen.values())

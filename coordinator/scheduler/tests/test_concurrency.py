@@ -12,7 +12,7 @@ from django.test import Client
 
 from coordinator.testing import SignedHost, make_app, make_host, make_units, make_volunteer
 from coordinator.work.lifecycle import ReplicaState
-from coordinator.work.models import Replica
+from coordinator.work.models import App, Replica
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -98,3 +98,40 @@ def test_dispatch_skips_rows_another_transaction_holds_instead_of_waiting():
     assert not blocked, "dispatch waited on locked rows instead of skipping them"
     got = [task["replica"] for task in outcome["reply"].json()["tasks"]]
     assert got == order[3:6]
+
+
+def test_hosts_of_two_hr_classes_asking_at_once_never_share_a_unit():
+    app = make_app()
+    App.objects.filter(pk=app.pk).update(hr_level=1)
+    make_units(app, 120, min_quorum=2, target_nresults=2)  # 240 replicas, each unit one class
+    vendors = ["GenuineIntel", "AuthenticAMD"]
+    hosts = [
+        SignedHost(*make_host(os_name="Linux", cpu_vendor=vendors[i % 2]), client=Client()) for i in range(12)
+    ]
+    start = threading.Barrier(len(hosts))
+    failures: list[str] = []
+
+    def ask(signed: SignedHost) -> None:
+        try:
+            start.wait()
+            for _ in range(3):
+                reply = signed.rpc(tasks=10)
+                if reply.status_code != 200:
+                    failures.append(f"{reply.status_code} {reply.content[:200]!r}")
+                    return
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ask, args=(h,)) for h in hosts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert failures == []
+    classes: dict[int, set[str]] = {}
+    for unit_id, vendor in Replica.objects.filter(host__isnull=False).values_list(
+        "workunit_id", "host__cpu_vendor"
+    ):
+        classes.setdefault(unit_id, set()).add(vendor)
+    assert len(classes) >= 60 and all(len(seen) == 1 for seen in classes.values()), "a unit crossed classes"
