@@ -26,6 +26,7 @@ from coordinator.work.models import Replica, WorkUnit
 # A unit goes to a host only if the chosen version would finish it within this share of its
 # delay bound at the host's speed: the rest is for the host being off, busy or behind.
 DEADLINE_SHARE = 0.5
+PROBE_UNITS = 200  # queued replicas read to tell a host that got nothing why
 REPLICAS = Replica._meta.db_table
 UNITS = WorkUnit._meta.db_table
 HOSTS = Host._meta.db_table
@@ -238,21 +239,21 @@ def candidates(
 
 
 def too_big(*, app_ids: list[int], memory_bytes: int, disk_bytes: int | None) -> tuple[bool, bool]:
-    """Whether unsent replicas of these apps wait that need more memory, or more disk, than
-    the host has: to tell a host that got nothing why (one probe each)."""
+    """Whether the next units in the queue of these apps need more memory, or more disk, than
+    the host has: to tell a host that got nothing why. It reads the head of the queue only
+    (PROBE_UNITS, in dispatch order, by the index every claim uses), so a host that asks again
+    and again cannot make it scan the queue."""
     if not app_ids:
         return False, False
     apps = ", ".join(["%s"] * len(app_ids))
-    probe = (
-        f"SELECT 1 FROM {REPLICAS} r JOIN {UNITS} u ON u.id = r.workunit_id"
-        f" WHERE r.state = %s AND u.app_id IN ({apps}) AND {{}} LIMIT 1"
-    )
-    found = []
+    sql = f"""
+        SELECT MAX(head.memory_bytes), MAX(head.disk_bytes) FROM (
+            SELECT u.memory_bytes, u.disk_bytes
+            FROM {REPLICAS} r JOIN {UNITS} u ON u.id = r.workunit_id
+            WHERE r.state = %s AND u.app_id IN ({apps})
+            ORDER BY r.priority DESC, r.dispatch_key
+            LIMIT %s) head"""
     with connection.cursor() as cursor:
-        for test, limit in (("u.memory_bytes > %s", memory_bytes), ("u.disk_bytes > %s", disk_bytes)):
-            if limit is None:
-                found.append(False)
-                continue
-            cursor.execute(probe.format(test), [ReplicaState.UNSENT.value, *app_ids, limit])
-            found.append(cursor.fetchone() is not None)
-    return found[0], found[1]
+        cursor.execute(sql, [ReplicaState.UNSENT.value, *app_ids, PROBE_UNITS])
+        memory, disk = cursor.fetchone()
+    return (memory or 0) > memory_bytes, disk_bytes is not None and (disk or 0) > disk_bytes
