@@ -175,7 +175,7 @@ class AppFilter:
     speed: float  # floating-point operations per second of the version it would run
     hr_class: str = ""  # "" when the app has no homogeneous redundancy
     pinned_version: int | None = None  # the version, when the app pins one per unit
-    now: str = ""  # the database's form of now: a unit's class or version holds until homogeneous_until
+    now: str | None = None  # the database's form of now: a class or version holds until homogeneous_until
 
 
 def app_condition(filters: list[AppFilter]) -> tuple[str, list[Any]]:

@@ -10,6 +10,7 @@ result asks for nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -315,7 +316,7 @@ def cancel(unit: UnitView, tally: _Tally, timed_out: set[int]) -> Transition:
     )
 
 
-def keeps_homogeneity(replicas: list[ReplicaView], timed_out: list[int]) -> bool:
+def keeps_homogeneity(replicas: list[ReplicaView], timed_out: Iterable[int]) -> bool:
     """Whether a unit kept to one host class or app version (homogeneous redundancy) still
     needs to be: while a replica of it runs or one succeeded. Otherwise any class may start
     it afresh (BOINC's transitioner clears hr_class the same way)."""
