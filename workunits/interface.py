@@ -36,7 +36,8 @@ FUNCTIONS = ("split", "compute", "compare", "assimilate")
 WASM_FUNCTIONS = ("split", "compare", "assimilate")  # the units run the module, not compute
 RUNTIMES = ("python", "wasm")
 
-# The BOINC platforms an app's wheels may be for, and the wheel platform tags that run there.
+# The BOINC platforms an app's wheels (or native builds) may be for, and the wheel platform tags
+# that run there.
 WHEEL_PLATFORMS = {
     "x86_64-pc-linux-gnu": re.compile(r"^(manylinux\d*|manylinux_\d+_\d+|linux)_x86_64$"),
     "aarch64-unknown-linux-gnu": re.compile(r"^(manylinux\d*|manylinux_\d+_\d+|linux)_aarch64$"),
@@ -141,6 +142,9 @@ class Manifest:
     fuel_bound: int = 0
     # wasm: the C source of the module, relative to the app's package ("src/my_app.c").
     wasm_source: str = ""
+    # wasm: BOINC platforms to publish the same C source for as native executables too
+    # ("x86_64-pc-linux-gnu", …; docs/platforms.md); each host gets whichever runs faster there.
+    native_platforms: tuple[str, ...] = ()
     # python: pinned wheels per BOINC platform ("x86_64-pc-linux-gnu": (Wheel(...), ...)). An app
     # with wheels is published as one app version per platform named here, and only there.
     wheels: Mapping[str, tuple[Wheel, ...]] = field(default_factory=dict)
@@ -168,6 +172,11 @@ class Manifest:
         if self.deterministic != (self.compare == "bitwise"):
             raise ValueError(
                 f"{self.name}: a deterministic wasm app compares bitwise, any other within tolerances"
+            )
+        unknown = [platform for platform in self.native_platforms if platform not in WHEEL_PLATFORMS]
+        if unknown or len(set(self.native_platforms)) != len(self.native_platforms):
+            raise ValueError(
+                f"{self.name}: native_platforms must name each of {', '.join(WHEEL_PLATFORMS)} at most once"
             )
 
     def _check_wheels(self) -> None:

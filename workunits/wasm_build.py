@@ -50,11 +50,11 @@ def compiler_version() -> str:
         raise WasmBuildError("ziglang is not installed: pip install -r requirements.txt") from error
 
 
-def cache_key(source: bytes) -> str:
+def cache_key(source: bytes, flags: tuple[str, ...] = WASM_FLAGS) -> str:
     """What decides the module's bytes: the source, the flags, the compiler and the NaN guards."""
     digest = hashlib.sha256()
     guards = Path(wasm_nan.__file__).read_bytes()  # the pass itself: any change to it rebuilds
-    for part in (compiler_version().encode(), " ".join(WASM_FLAGS).encode(), guards, source):
+    for part in (compiler_version().encode(), " ".join(flags).encode(), guards, source):
         digest.update(len(part).to_bytes(8, "big") + part)
     return digest.hexdigest()
 
@@ -104,6 +104,50 @@ def build_app_module(app: ModuleType, *, cache: Path | None = CACHE) -> bytes:
     if app.MANIFEST.runtime != "wasm":
         raise ValueError(f"{app.MANIFEST.name} is not a wasm app")
     return build_wasm(app_source(app), cache=cache)
+
+
+# Where zig's clang compiles a native app version for each BOINC platform: Linux binaries are
+# static (musl), so they run on any distribution; one source, every platform, from this machine.
+NATIVE_TARGETS = {
+    "x86_64-pc-linux-gnu": "x86_64-linux-musl",
+    "aarch64-unknown-linux-gnu": "aarch64-linux-musl",
+    "x86_64-apple-darwin": "x86_64-macos",
+    "arm64-apple-darwin": "aarch64-macos",
+    "windows_x86_64": "x86_64-windows-gnu",
+}
+NATIVE_APP_FLAGS = (*PORTABLE_FLAGS, "-DTESSERA_NATIVE_APP", "-s")
+
+
+def native_entrypoint(app: ModuleType, platform: str) -> str:
+    """The executable's path in a native app version's bundle."""
+    return f"bin/{app.MANIFEST.name}" + (".exe" if platform.startswith("windows") else "")
+
+
+def build_native_app(app: ModuleType, platform: str, *, cache: Path | None = CACHE) -> bytes:
+    """A wasm app's C source as a native executable for a BOINC ``platform`` (a native app
+    version: it keeps running after its checkpoints), cross-compiled by zig, cached like the
+    modules."""
+    target = NATIVE_TARGETS.get(platform)
+    if target is None:
+        raise WasmBuildError(f"no native target for {platform}; known: {', '.join(NATIVE_TARGETS)}")
+    source = app_source(app)
+    data = source.read_bytes()
+    flags = ("-target", target, *NATIVE_APP_FLAGS)
+    cached = Path(cache) / f"{cache_key(data, flags)}.bin" if cache is not None else None
+    if cached is not None and cached.is_file():
+        return cached.read_bytes()
+    with tempfile.TemporaryDirectory(prefix="tessera-native-") as temporary:
+        folder = Path(temporary)
+        (folder / source.name).write_bytes(data)
+        _compile([sys.executable, "-m", "ziglang", "cc", *flags, "-o", "app", source.name], folder)
+        binary = next(path for path in folder.iterdir() if path.name.startswith("app"))
+        built = binary.read_bytes()
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        temporary_file = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        temporary_file.write_bytes(built)
+        os.replace(temporary_file, cached)
+    return built
 
 
 def build_native(source: Path, binary: Path, *, compiler: str = "gcc") -> Path:

@@ -137,6 +137,15 @@ def build_wasm_bundle(app: ModuleType, module: bytes | None = None) -> bytes:
     return zip_files({MANIFEST: json.dumps(description).encode(), manifest.entrypoint: module})
 
 
+def build_native_bundle(app: ModuleType, platform: str) -> bytes:
+    """A native app version of a wasm app for ``platform``: its C source cross-compiled
+    (``wasm_build.build_native_app``) and a manifest naming the executable (docs/apps.md)."""
+    entrypoint = wasm_build.native_entrypoint(app, platform)
+    description = {"api": 1, "runtime": "native", "entrypoint": entrypoint}
+    binary = wasm_build.build_native_app(app, platform)
+    return zip_files({MANIFEST: json.dumps(description).encode(), entrypoint: binary})
+
+
 def build_app_bundle(
     app: ModuleType, wheels: Mapping[str, bytes] | None = None, *, python: str = ""
 ) -> bytes:

@@ -2,7 +2,8 @@
 
 An app with pinned wheels gets one version per platform its manifest lists, each bundle
 holding that platform's wheels, fetched and checked against their pins before anything is
-written (``work.wheels``); an app without wheels gets one version for every platform ("any").
+written (``work.wheels``); an app without wheels gets one version for every platform ("any"),
+and a wasm app one more native version for each of its ``native_platforms`` (docs/platforms.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from nacl.signing import SigningKey
 import workunits
 from coordinator.core.errors import Conflict, InvalidInput, NotFound
 from coordinator.work import wheels
-from coordinator.work.bundles import build_app_bundle
+from coordinator.work.bundles import build_app_bundle, build_native_bundle
 from coordinator.work.comparison import CompareMode
 from coordinator.work.models import App, AppVersion
 from coordinator.work.services import register_app_version
@@ -33,14 +34,21 @@ class Published:
     versions: tuple[tuple[AppVersion, bool], ...] = ()
 
 
-def _bundles(module: ModuleType, *, find_links: Path | None, wheel_cache: Path | None) -> dict[str, bytes]:
-    """The bundle for each platform the app is published for; a wasm app compiles here (the
-    first time: about a minute), and wheels are fetched, all before any write."""
+Target = tuple[str, str]  # (platform, runtime) of one app version
+
+
+def _bundles(module: ModuleType, *, find_links: Path | None, wheel_cache: Path | None) -> dict[Target, bytes]:
+    """The bundle for each platform and runtime the app is published for; a wasm app compiles
+    here (the first time: about a minute), its native versions too, and wheels are fetched, all
+    before any write."""
     manifest = module.MANIFEST
     name = manifest.name
     if not manifest.wheels:
         try:
-            return {"any": build_app_bundle(module)}
+            bundles = {("any", manifest.runtime): build_app_bundle(module)}
+            for platform in manifest.native_platforms:
+                bundles[(platform, "native")] = build_native_bundle(module, platform)
+            return bundles
         except (ValueError, WasmBuildError) as error:
             raise InvalidInput(f"{name} does not build: {error}", code="bad_bundle") from error
     bundles = {}
@@ -49,7 +57,9 @@ def _bundles(module: ModuleType, *, find_links: Path | None, wheel_cache: Path |
             found = wheels.fetch_wheels(pinned, cache=wheel_cache or wheels.CACHE, find_links=find_links)
         except wheels.WheelError as error:
             raise InvalidInput(f"{name} ({platform}): {error}", code="bad_wheel") from error
-        bundles[platform] = build_app_bundle(module, found, python=manifest.python_for(platform))
+        bundles[(platform, manifest.runtime)] = build_app_bundle(
+            module, found, python=manifest.python_for(platform)
+        )
     return bundles
 
 
@@ -72,7 +82,7 @@ def publish_app(
 
 
 @transaction.atomic
-def _register(module: ModuleType, bundles: dict[str, bytes], *, signing_key: SigningKey) -> Published:
+def _register(module: ModuleType, bundles: dict[Target, bytes], *, signing_key: SigningKey) -> Published:
     """Every platform's version in one transaction: all of them, or (on a conflict) none."""
     manifest = module.MANIFEST
     name = manifest.name
@@ -85,19 +95,21 @@ def _register(module: ModuleType, bundles: dict[str, bytes], *, signing_key: Sig
             "rel_tolerance": manifest.rel_tolerance,
         },
     )
-    elsewhere = AppVersion.objects.filter(app=app, version=manifest.version).exclude(
-        platform__in=list(bundles)
+    published = set(
+        AppVersion.objects.filter(app=app, version=manifest.version).values_list("platform", "runtime")
     )
-    if elsewhere.exists():  # "any" before the app had wheels, or a platform it no longer lists
+    elsewhere = sorted(f"{platform} ({runtime})" for platform, runtime in published - set(bundles))
+    if elsewhere:  # "any" before the app had wheels, or a platform it no longer lists
         raise Conflict(
-            f"{name} version {manifest.version} is already published for "
-            f"{', '.join(sorted(set(elsewhere.values_list('platform', flat=True))))}: "
+            f"{name} version {manifest.version} is already published for {', '.join(elsewhere)}: "
             "raise MANIFEST.version to publish it for other platforms",
             code="version_exists",
         )
     versions: list[tuple[AppVersion, bool]] = []
-    for platform, bundle in bundles.items():
-        existing = AppVersion.objects.filter(app=app, version=manifest.version, platform=platform).first()
+    for (platform, runtime), bundle in bundles.items():
+        existing = AppVersion.objects.filter(
+            app=app, version=manifest.version, platform=platform, runtime=runtime
+        ).first()
         if existing is not None:
             if existing.bundle_sha256 != hashlib.sha256(bundle).hexdigest():
                 where = "" if platform == "any" else f" for {platform}"
@@ -115,7 +127,7 @@ def _register(module: ModuleType, bundles: dict[str, bytes], *, signing_key: Sig
             signing_key=signing_key,
             max_output_bytes=manifest.max_output_bytes,
             platform=platform,
-            runtime=manifest.runtime,
+            runtime=runtime,
             python=manifest.python_for(platform),  # the scheduler sends it to hosts of that Python only
         )
         versions.append((version, True))

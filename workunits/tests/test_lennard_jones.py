@@ -8,8 +8,11 @@ import hashlib
 import io
 import json
 import math
+import platform
 import shutil
 import struct
+import sys
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -17,6 +20,7 @@ from pathlib import Path
 import pytest
 import wasmtime
 from tessera_client import wasm_nan
+from tessera_client.sandbox import AppProcess, Limits
 
 import workunits
 from coordinator.work import bundles
@@ -320,6 +324,52 @@ def test_the_module_is_built_with_its_nan_guards_and_published_with_them(module)
     assert given.read("lennard_jones.wasm") == module
     with pytest.raises(ValueError, match="not every float store, reinterpretation or copysign is guarded"):
         bundles.build_wasm_bundle(lennard_jones, plain + wasm_nan.marker_section())
+
+
+ELF_MACHINE = {"x86_64-pc-linux-gnu": 0x3E, "aarch64-unknown-linux-gnu": 0xB7}
+
+
+@pytest.mark.parametrize("platform", sorted(ELF_MACHINE))
+def test_the_native_versions_are_static_executables_for_their_platforms(platform):
+    bundle = zipfile.ZipFile(io.BytesIO(bundles.build_native_bundle(lennard_jones, platform)))
+    manifest = json.loads(bundle.read("tessera-app.json"))
+    binary = bundle.read(manifest["entrypoint"])
+
+    assert manifest == {"api": 1, "runtime": "native", "entrypoint": "bin/lennard_jones"}
+    assert binary[:4] == b"\x7fELF" and binary[18] == ELF_MACHINE[platform]
+    assert b"ld-linux" not in binary  # static: no dynamic loader to find on the volunteer's Linux
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or platform.machine() != "x86_64",
+    reason="the x86-64 Linux native version runs only on x86-64 Linux",
+)
+def test_the_native_version_writes_the_modules_bytes_through_the_clients_sandbox(module, tmp_path):
+    """The native app version, run as the client runs a native app (its own slot, the sandbox's
+    limits, no exit 75: it goes on after each checkpoint), gives the bytes the module gives."""
+    bundle = zipfile.ZipFile(io.BytesIO(bundles.build_native_bundle(lennard_jones, "x86_64-pc-linux-gnu")))
+    binary = tmp_path / "app" / "bin" / "lennard_jones"
+    binary.parent.mkdir(parents=True)
+    binary.write_bytes(bundle.read("bin/lennard_jones"))
+    binary.chmod(0o555)
+    text = GAS + "checkpoint_steps 50\n"
+    native_slot, wasm_slot = slot_with(tmp_path, "native", text), slot_with(tmp_path, "wasm", text)
+    limits = Limits(
+        cpu_seconds=60,
+        memory_bytes=256 << 20,
+        file_bytes=16 << 20,
+        processes=8,
+        wall_deadline=time.time() + 60,
+    )
+
+    app = AppProcess.start(entrypoint=binary, slot=native_slot, limits=limits, native=True)
+    outcome = app.wait(60)
+    runs = run_module(module, wasm_slot)
+
+    assert outcome is not None and outcome.status == "success", outcome
+    assert (native_slot / "output").read_bytes() == (wasm_slot / "output").read_bytes()
+    assert (native_slot / "checkpoint").is_file()  # it checkpointed, and went on
+    assert len(runs) == 4 and (native_slot / "output").read_bytes() == simulate(GAS)
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on PATH for the native build")

@@ -1,6 +1,7 @@
 """`manage.py publish_app`: the bundle built from workunits/, signed, registered once."""
 
 import base64
+import dataclasses
 import io
 import json
 import zipfile
@@ -115,3 +116,28 @@ def test_a_wasm_module_with_a_foreign_import_is_not_published(signing_key, monke
     with pytest.raises(InvalidInput, match=r"env\.foo"):
         publish_app(name="lennard_jones", signing_key=signing_key)
     assert not App.objects.exists()
+
+
+def test_a_wasm_app_with_native_platforms_gets_a_native_version_for_each(signing_key, monkeypatch):
+    app = workunits.load("lennard_jones")
+    native = dataclasses.replace(
+        app.MANIFEST, native_platforms=("x86_64-pc-linux-gnu", "aarch64-unknown-linux-gnu")
+    )
+    monkeypatch.setattr(app, "MANIFEST", native)
+
+    published = publish_app(name="lennard_jones", signing_key=signing_key)
+
+    kinds = {(v.platform, v.runtime, v.plan_class) for v, created in published.versions if created}
+    assert kinds == {
+        ("any", "wasm", "cpu"),
+        ("x86_64-pc-linux-gnu", "native", "cpu"),
+        ("aarch64-unknown-linux-gnu", "native", "cpu"),
+    }
+    arm = AppVersion.objects.get(app__name="lennard_jones", platform="aarch64-unknown-linux-gnu")
+    message = bundle_message(
+        app="lennard_jones", version=arm.version, platform=arm.platform, sha256=arm.bundle_sha256
+    )
+    assert signature_is_valid(bytes(signing_key.verify_key), message, base64.b64decode(arm.signature))
+    manifest = json.loads(zipfile.ZipFile(io.BytesIO(arm.bundle.read())).read("tessera-app.json"))
+    assert manifest == {"api": 1, "runtime": "native", "entrypoint": "bin/lennard_jones"}
+    assert not publish_app(name="lennard_jones", signing_key=signing_key).created  # the same code again

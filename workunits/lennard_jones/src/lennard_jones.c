@@ -15,7 +15,10 @@
  * checkpoint_steps steps writes "checkpoint" (the whole state, binary) and exits with 75 so
  * the client runs it again; on start it resumes from "checkpoint" when there is one.
  *
- * Run natively as `lennard_jones DIR` it works on DIR/input, DIR/output, ... instead of /input.
+ * Built natively it works on DIR/input, DIR/output, ... for `lennard_jones DIR`, else in the
+ * folder it runs in (a native app's slot). Built with -DTESSERA_NATIVE_APP (the native app
+ * versions, docs/apps.md "Native apps") it keeps running after each checkpoint, as a native
+ * app does; without it (the speed comparison of bench.wasm) it exits 75 like the module.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -55,6 +58,11 @@ typedef struct {
     double *x, *y, *z, *vx, *vy, *vz, *fx, *fy, *fz;
 } System;
 
+#ifdef __wasi__
+#define BASE_DIR "" /* the slot is preopened at / */
+#else
+#define BASE_DIR "." /* a native app runs in its slot */
+#endif
 static char base_dir[4096];
 
 static const char *path(const char *name, char *buffer, size_t size) {
@@ -400,7 +408,7 @@ static void write_output(const System *sys) {
 }
 
 int main(int argc, char **argv) {
-    if (argc > 1) snprintf(base_dir, sizeof base_dir, "%s", argv[1]);
+    snprintf(base_dir, sizeof base_dir, "%s", argc > 1 ? argv[1] : BASE_DIR);
     System sys;
     memset(&sys, 0, sizeof sys);
     sys.in = read_input();
@@ -421,7 +429,9 @@ int main(int argc, char **argv) {
         }
         if (sys.s.step % every == 0 && sys.s.step < total) {
             write_checkpoint(&sys);
+#ifndef TESSERA_NATIVE_APP
             return EXIT_CHECKPOINT;
+#endif
         }
     }
     write_output(&sys);
