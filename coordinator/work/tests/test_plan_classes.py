@@ -9,6 +9,7 @@ from coordinator.work.plan_classes import (
     CPU,
     GPU,
     MT,
+    STANDARD,
     Gpu,
     HostResources,
     Refusal,
@@ -26,17 +27,7 @@ from coordinator.work.plan_classes import (
 GIB = 1024**3
 LINUX = ("x86_64-pc-linux-gnu", "i686-pc-linux-gnu")
 H100 = Gpu("nvidia", "cuda", "NVIDIA H100 80GB HBM3", 1, 80 * GIB, "550.54.15", "9.0")
-CUDA = Spec(
-    "cuda",
-    GPU,
-    gpu_vendor="nvidia",
-    gpu_api="cuda",
-    min_gpu_memory_bytes=2 * GIB,
-    min_driver_version="525",
-    min_compute_capability="5.0",
-    gpu_speedup=20.0,
-)
-OPENCL = Spec("opencl", GPU, gpu_api="opencl", min_gpu_memory_bytes=GIB, gpu_speedup=10.0)
+CUDA, OPENCL = STANDARD["cuda"], STANDARD["opencl"]  # 2 GiB, driver 525, capability 5.0; 1 GiB
 
 
 def host(**change) -> HostResources:
