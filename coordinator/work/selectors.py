@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from django.db.models import Count
+from django.db.models import Count, Max
 
 from coordinator.work import lifecycle, plan_classes
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
@@ -96,14 +96,17 @@ CACHE_SECONDS = 30.0  # other processes see an admin's edit or a publish within 
 
 class ProcessCache:
     """A value read from the database at most every CACHE_SECONDS in this process, and again at
-    once after this process changed its rows (``forget``, wired to the models' signals)."""
+    once after this process changed its rows (``forget``, wired to the models' signals) or
+    when ``fingerprint`` (a cheap query) changes: another process published a version."""
 
-    def __init__(self, read: Callable[[], Any]) -> None:
-        self.read, self.value, self.read_at = read, None, -math.inf
+    def __init__(self, read: Callable[[], Any], fingerprint: Callable[[], Any] | None = None) -> None:
+        self.read, self.fingerprint = read, fingerprint
+        self.value, self.read_at, self.seen = None, -math.inf, None
 
     def get(self) -> Any:
-        if time.monotonic() - self.read_at > CACHE_SECONDS:
-            self.value, self.read_at = self.read(), time.monotonic()
+        seen = self.fingerprint() if self.fingerprint is not None else None
+        if time.monotonic() - self.read_at > CACHE_SECONDS or seen != self.seen:
+            self.value, self.read_at, self.seen = self.read(), time.monotonic(), seen
         return self.value
 
     def forget(self, *args: Any, **kwargs: Any) -> None:
@@ -124,7 +127,11 @@ def newest_versions(versions: Iterable[AppVersion]) -> list[AppVersion]:
 PLAN_SPECS = ProcessCache(
     lambda: {**plan_classes.STANDARD, **{row.name: spec_of(row) for row in PlanClass.objects.all()}}
 )
-LIVE_VERSIONS = ProcessCache(lambda: newest_versions(AppVersion.objects.select_related("app")))
+LIVE_VERSIONS = ProcessCache(
+    lambda: newest_versions(AppVersion.objects.select_related("app")),
+    # A version published by another process (publish_app) is sent at once: one index-only read.
+    fingerprint=lambda: tuple(AppVersion.objects.aggregate(n=Count("id"), last=Max("id")).values()),
+)
 
 
 def plan_specs() -> dict[str, Spec]:

@@ -13,9 +13,10 @@ pytestmark = pytest.mark.django_db
 
 # Signature check and nonce (2), reports (4), claim (8: the volunteer's lock; one statement
 # for what limits the claim, that is the host's figures, its tasks in progress, reserved work
-# and its quota rows; the app versions; the candidates; last contact; the quota used; the
-# units; the assignment), the credit standing in the reply (1), the called-off check of the
-# tasks still held (1), plus savepoints or BEGIN/COMMIT.
+# and its quota rows; the app versions' fingerprint (the list itself is cached); the
+# candidates; last contact; the quota used; the units; the assignment), the credit standing
+# in the reply (1), the called-off check of the tasks still held (1), plus savepoints or
+# BEGIN/COMMIT.
 MAX_STATEMENTS = 20
 
 
