@@ -274,8 +274,7 @@ class Daemon:
             runtime.usage_time = now
 
     def start_tasks(self, prefs: Preferences, now: float) -> None:
-        """Start waiting tasks on the free cores, in the order the shares give; a task on N
-        cores (an ``mt`` version) takes N of them."""
+        """Start waiting tasks on the free cores, in the shares' order (an ``mt`` task takes N)."""
         total, in_use = prefs.cpus(self.n_cores), self.apps_running.cores_in_use()
         for record in self.runnable(now):
             cores = scheduling.task_cores(record.task, host_cores=total)
@@ -393,8 +392,7 @@ class Daemon:
         return self.journal.disk_usage() + apps
 
     def host_info_due(self, link: ProjectLink) -> dict[str, Any]:
-        """What this computer is and how fast, when this project has not heard it since the client
-        started, or it changed (:mod:`tessera_client.host_info`)."""
+        """What this computer is and how fast, if this project has not heard it yet (host_info)."""
         info = self.host.current(self.effective_prefs(), self._host_info, self.disk_used)
         measured_at = float(self._host_info.get("measured_at") or 0)
         return host_info.due(

@@ -34,6 +34,7 @@ from coordinator.scheduler.dispatch_sql import (
     claim_context,
     too_big,
 )
+from coordinator.scheduler.homogeneity import hold_alike
 from coordinator.scheduler.versions import Chosen, resources, usable_versions
 from coordinator.standing.models import HostAppReputation, HostAppVersion
 from coordinator.standing.reputation import Reputation, send_single
@@ -208,65 +209,6 @@ def _alone(host: Host, chosen: list[Candidate], established: bool) -> set[int]:
     return {replica_id for replica_id, unit_id in alone.items() if unit_id not in shared}
 
 
-def _homogeneous(chosen: list[Candidate], filters: list[AppFilter], now: datetime) -> list[Candidate]:
-    """Keep the chosen units of HR apps to this host's class (and those of apps that pin a
-    version to its version), and drop those another class or version holds. A unit already
-    held for this host's kind long enough is left alone; the others are locked in id order
-    (as reports lock units: no deadlock), checked again and held for two delay bounds, so
-    every replica sent while a unit is held has its deadline inside the hold."""
-    rules = {item.app_id: item for item in filters if item.hr_class or item.pinned_version is not None}
-    unit_ids = [c.unit_id for c in chosen if c.app_id in rules]
-    if not unit_ids:
-        return chosen
-    app_of = {c.unit_id: c.app_id for c in chosen}
-    fields = ("id", "hr_class", "pinned_version_id", "homogeneous_until", "delay_bound")
-    to_hold = [
-        c.unit_id
-        for c in chosen
-        if c.app_id in rules
-        and _hold(rules[c.app_id], c.hr_class, c.pinned_version, c.held_until, c.delay_bound, now=now)
-        != "kept"
-    ]
-    lost: set[int] = set()
-    held: dict[tuple[int, int], list[int]] = {}
-    for unit_id, *rest in (
-        WorkUnit.objects.select_for_update().filter(id__in=to_hold).order_by("id").values_list(*fields)
-    ):
-        verdict = _hold(rules[app_of[unit_id]], *rest, now=now)
-        if verdict == "lost":
-            lost.add(unit_id)
-        else:
-            held.setdefault((app_of[unit_id], rest[-1]), []).append(unit_id)
-    for (app_id, delay), ids in held.items():
-        rule = rules[app_id]
-        WorkUnit.objects.filter(id__in=ids).update(
-            hr_class=rule.hr_class,
-            pinned_version=rule.pinned_version,
-            homogeneous_until=now + timedelta(seconds=2 * delay),
-        )
-    return [c for c in chosen if c.unit_id not in lost]
-
-
-def _hold(
-    rule: AppFilter,
-    hr_class: str,
-    pinned: int | None,
-    until: datetime | None,
-    delay: int,
-    *,
-    now: datetime,
-) -> str:
-    """ "kept": the unit is held for this host's kind for at least a delay bound more; "lost":
-    another kind holds it; "hold": it is free (or its hold is ending) and this claim takes it."""
-    free = until is None or until < now
-    ours = (not rule.hr_class or hr_class == rule.hr_class) and (
-        rule.pinned_version is None or pinned == rule.pinned_version
-    )
-    if ours and not free and until is not None and until >= now + timedelta(seconds=delay):
-        return "kept"
-    return "hold" if ours or free else "lost"
-
-
 def _assign(
     host: Host, chosen: list[Candidate], versions: dict[int, Chosen], alone: set[int], now: datetime
 ) -> list[Assignment]:
@@ -351,7 +293,7 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     if choice.limit > 0 and any(choice.quota.values()):
         _choose(host, choice, context, established=established, waited=waited)
     Host.objects.filter(pk=host.pk).update(last_contact=now)
-    chosen = _homogeneous(choice.chosen, choice.filters, now)
+    chosen = hold_alike(choice.chosen, choice.filters, now)
     if not chosen:
         return []
     choice.chosen = chosen
