@@ -162,7 +162,13 @@ class _Choice:
 
 
 def _pick(
-    *, host: Host, holder: Holder, reserved: bool, choice: _Choice, made_before: datetime | None = None
+    *,
+    host: Host,
+    holder: Holder,
+    reserved: bool,
+    choice: _Choice,
+    made_before: datetime | None = None,
+    holds_waived_before: datetime | None = None,
 ) -> None:
     open_apps = {app for app, version in choice.version_of_app.items() if choice.quota[version] > 0}
     apps = [item for item in choice.filters if item.app_id in open_apps]
@@ -177,6 +183,7 @@ def _pick(
             apps=apps,
             count=(choice.limit - len(choice.chosen)) * CANDIDATES_PER_TASK,
             made_before=made_before,
+            holds_waived_before=holds_waived_before,
         )
     )
 
@@ -257,12 +264,20 @@ def _choose(
     host: Host, choice: _Choice, context: ClaimContext, *, established: bool, waited: datetime
 ) -> None:
     """Disputes first, for established hosts only (or any host, for those none took within
-    DISPUTE_WAIT_SECONDS: a young project has no established host), then fresh work."""
+    DISPUTE_WAIT_SECONDS: a young project has no established host; those also no longer wait
+    for a host of their unit's HR kind), then fresh work."""
     holder = _holder(host)
     if established and context.reserved_waiting:
-        _pick(host=host, holder=holder, reserved=True, choice=choice)
+        _pick(host=host, holder=holder, reserved=True, choice=choice, holds_waived_before=waited)
     elif context.reserved_waited:
-        _pick(host=host, holder=holder, reserved=True, choice=choice, made_before=waited)
+        _pick(
+            host=host,
+            holder=holder,
+            reserved=True,
+            choice=choice,
+            made_before=waited,
+            holds_waived_before=waited,
+        )
     _pick(host=host, holder=holder, reserved=False, choice=choice)
 
 

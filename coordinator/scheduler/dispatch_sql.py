@@ -178,21 +178,29 @@ class AppFilter:
     now: str | None = None  # the database's form of now: a class or version holds until homogeneous_until
 
 
-def app_condition(filters: list[AppFilter]) -> tuple[str, list[Any]]:
-    """SQL true for a unit ``u`` of one of these apps that this host may get."""
+def app_condition(
+    filters: list[AppFilter], *, holds_waived_before: str | None = None
+) -> tuple[str, list[Any]]:
+    """SQL true for a unit ``u`` of one of these apps that this host may get. With
+    ``holds_waived_before`` (reserved replicas), a replica ``r`` made by then ignores its
+    unit's homogeneous-redundancy hold: an audit or a dispute waits that long for a host of
+    the unit's kind, then goes to any host that may take it, so a kind of host made up by
+    colluders cannot keep their units from being checked (docs/platforms.md)."""
     parts: list[str] = []
     params: list[Any] = []
+    waived = " OR r.created <= %s" if holds_waived_before is not None else ""
     for item in filters:
         tests = ["u.app_id = %s", "u.fpops_estimate <= %s * u.delay_bound"]
         params += [item.app_id, item.speed * DEADLINE_SHARE]
         if item.hr_class:
-            tests.append("(u.hr_class IN ('', %s) OR u.homogeneous_until < %s)")
-            params += [item.hr_class, item.now]
+            tests.append(f"(u.hr_class IN ('', %s) OR u.homogeneous_until < %s{waived})")
+            params += [item.hr_class, item.now, *([holds_waived_before] if waived else [])]
         if item.pinned_version is not None:
             tests.append(
-                "(u.pinned_version_id IS NULL OR u.pinned_version_id = %s OR u.homogeneous_until < %s)"
+                "(u.pinned_version_id IS NULL OR u.pinned_version_id = %s"
+                f" OR u.homogeneous_until < %s{waived})"
             )
-            params += [item.pinned_version, item.now]
+            params += [item.pinned_version, item.now, *([holds_waived_before] if waived else [])]
         parts.append(f"({' AND '.join(tests)})")
     return f"({' OR '.join(parts)})", params
 
@@ -206,13 +214,16 @@ def candidates(
     apps: list[AppFilter],
     count: int,
     made_before: datetime | None = None,
+    holds_waived_before: datetime | None = None,
 ) -> list[Candidate]:
     """Up to ``count`` unsent replicas, reserved or not, of these apps that fit in
     ``memory_bytes`` and ``disk_bytes`` (None: not known), by priority then dispatch key,
     locked (``FOR UPDATE SKIP LOCKED``: concurrent claims pass over each other's); reserved
-    ones only if made by ``made_before``."""
+    ones only if made by ``made_before``, and free of HR holds if made by ``holds_waived_before``."""
     not_for, not_for_params = unit_not_for(holder, reserved=reserved)
-    condition, condition_params = app_condition(apps)
+    adapt = connection.ops.adapt_datetimefield_value
+    waived = None if holds_waived_before is None else adapt(holds_waived_before)
+    condition, condition_params = app_condition(apps, holds_waived_before=waived)
     extra = ""
     params: list[Any] = [ReplicaState.UNSENT.value, memory_bytes, *condition_params]
     if disk_bytes is not None:

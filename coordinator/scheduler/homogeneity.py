@@ -20,18 +20,20 @@ def hold_alike(chosen: list[Candidate], filters: list[AppFilter], now: datetime)
     version to its version), and drop those another class or version holds. A unit already
     held for this host's kind long enough is left alone; the others are locked in id order
     (as reports lock units: no deadlock), checked again and held for two delay bounds, so
-    every replica sent while a unit is held has its deadline inside the hold."""
+    every replica sent while a unit is held has its deadline inside the hold. A reserved
+    replica (an audit, a dispute) neither takes nor extends a hold: the SQL let it through,
+    of this kind or past its wait, and a host of a kind made up to hold units must not be able
+    to keep its checks from others."""
     rules = {item.app_id: item for item in filters if item.hr_class or item.pinned_version is not None}
-    unit_ids = [c.unit_id for c in chosen if c.app_id in rules]
-    if not unit_ids:
+    held_kind = [c for c in chosen if c.app_id in rules and not c.reserved]
+    if not held_kind:
         return chosen
-    app_of = {c.unit_id: c.app_id for c in chosen}
+    app_of = {c.unit_id: c.app_id for c in held_kind}
     fields = ("id", "hr_class", "pinned_version_id", "homogeneous_until", "delay_bound")
     to_hold = [
         c.unit_id
-        for c in chosen
-        if c.app_id in rules
-        and _hold(rules[c.app_id], c.hr_class, c.pinned_version, c.held_until, c.delay_bound, now=now)
+        for c in held_kind
+        if _hold(rules[c.app_id], c.hr_class, c.pinned_version, c.held_until, c.delay_bound, now=now)
         != "kept"
     ]
     lost: set[int] = set()

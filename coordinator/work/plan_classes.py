@@ -180,10 +180,38 @@ def hr_class(host: HostResources, level: int) -> str:
     unit of an HR app go only to hosts of one class; "" for level 0."""
     if level <= 0:
         return ""
-    parts = [host.os_name or "?", host.cpu_vendor or "?"]
+    parts = [_known(host.os_name, HR_SYSTEMS), _known(host.cpu_vendor, HR_VENDORS)]
     if level >= 2:
         parts += [host.cpu_family or "?", host.cpu_model or "?"]
     return f"{level}:" + "/".join(part.replace("/", "_") for part in parts)[:120]
+
+
+# The coarse HR vocabulary (BOINC's ``sched/hr.cpp`` has a fixed list too): a host's own
+# spelling is mapped onto one of these, and anything else is "other", so the coarse classes
+# stay few and a made-up vendor does not make a class of its own.
+HR_SYSTEMS = {
+    "linux": "Linux",
+    "windows": "Windows",
+    "darwin": "Darwin",
+    "mac": "Darwin",
+    "freebsd": "FreeBSD",
+}
+HR_VENDORS = {
+    "genuineintel": "GenuineIntel",
+    "intel": "GenuineIntel",
+    "authenticamd": "AuthenticAMD",
+    "amd": "AuthenticAMD",
+    "apple": "Apple",
+    "qualcomm": "Qualcomm",
+    "ampere": "Ampere",
+    "arm": "ARM",
+}
+
+
+def _known(value: str, vocabulary: dict[str, str]) -> str:
+    """The vocabulary's name for the first of its words that ``value`` contains, else "other"."""
+    lowered = value.lower()
+    return next((name for word, name in vocabulary.items() if word in lowered), "other")
 
 
 def features(names: Iterable[str]) -> frozenset[str]:

@@ -4,8 +4,11 @@ that hold whatever a host claims."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from tessera_client.protocol import Report
 
 from coordinator.scheduler import dispatch
@@ -176,6 +179,33 @@ def test_an_hr_unit_whose_class_gives_up_is_finished_by_another_class(django_cap
     assert unit.hr_class == ""
     [retry] = amd.rpc(tasks=1).json()["tasks"]
     assert retry["workunit"] == unit.name
+
+
+def test_hosts_of_a_made_up_kind_cannot_keep_their_units_from_audits(settings):
+    """Colluders describing one odd kind of host get a unit's replicas to themselves, as HR
+    must allow; the audit of their agreed output waits for a host of their kind only
+    DISPUTE_WAIT_SECONDS, then goes to an established host of another kind, and does not hold
+    the unit for that kind either."""
+    app = make_app()
+    App.objects.filter(pk=app.pk).update(hr_level=2)
+    [unit] = make_units(app, 1, min_quorum=2, target_nresults=2)
+    odd = {"os_name": "Linux", "cpu_vendor": "GenuineIntel", "cpu_family": "6", "cpu_model": "Ours Only"}
+    first, second = host(**odd), host(**odd)
+    assert len(first.rpc(tasks=1).json()["tasks"]) == 1
+    assert len(second.rpc(tasks=1).json()["tasks"]) == 1
+    unit.refresh_from_db()
+    held = (unit.hr_class, unit.homogeneous_until)
+    audit = Replica.objects.create(workunit=unit, reserved=True)
+    auditor = host(established=True, os_name="Linux", cpu_vendor="AuthenticAMD")
+
+    assert auditor.rpc(tasks=1).json()["tasks"] == [], "it waits for a host of the unit's kind first"
+    wait = settings.TESSERA["DISPUTE_WAIT_SECONDS"]
+    Replica.objects.filter(pk=audit.pk).update(created=timezone.now() - timedelta(seconds=wait + 1))
+    [task] = auditor.rpc(tasks=1).json()["tasks"]
+
+    assert task["replica"] == audit.pk
+    unit.refresh_from_db()
+    assert (unit.hr_class, unit.homogeneous_until) == held
 
 
 @override_settings()

@@ -111,6 +111,9 @@ def test_homogeneous_redundancy_classes():
     assert hr_class(intel, 1) == "1:Linux/GenuineIntel"
     assert hr_class(intel, 2) == "2:Linux/GenuineIntel/6/Xeon Gold 6130"
     assert hr_class(host(os_name="Linux", cpu_vendor="AuthenticAMD"), 1) != hr_class(intel, 1)
+    assert hr_class(host(os_name="linux", cpu_vendor="Intel"), 1) == "1:Linux/GenuineIntel"
+    assert hr_class(host(os_name="Linux", cpu_vendor="MyOwnVendor 9000"), 1) == "1:Linux/other"
+    assert hr_class(host(os_name="macOS", cpu_vendor="Apple"), 1) == "1:Darwin/Apple"
 
 
 # -- properties ------------------------------------------------------------------------------
