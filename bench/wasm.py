@@ -17,7 +17,7 @@ figures are medians:
   the other load rather than the module.
 * **native**: the same C built by the system's gcc -O2 (``build_native``) and run on its own
   slot again while it exits 75 (``run_native``): it checkpoints and restarts as often.
-* **python**: ``simulate`` from ``workunits/tests/test_lennard_jones.py``, the independent
+* **python**: ``simulate`` from ``workunits/lennard_jones/reference.py``, the independent
   pure-Python simulation the tests hold the module to, bit for bit. It is far slower, so it
   runs the same system (same particles, density, temperature and seed) for a few steps: its
   time per MD step is the time of a run of ``1 + --python-steps`` steps less that of a
@@ -90,7 +90,7 @@ from tessera_client.wasm_tasks import RUNNER
 from bench.cpu import machine_cpu
 from bench.report import Table, print_json_line, print_pairs
 from workunits import lennard_jones, wasm_build
-from workunits.tests.test_lennard_jones import simulate
+from workunits.lennard_jones.reference import simulate
 
 TARGETS = {"wasm_to_native": 0.6, "speedup_over_python": 20.0, "start_ms_cached": 50.0}
 PROBE = {"n_cells": 2, "points": [{"density": 0.25, "temperature": 2.0}], "dt": 0.005, "seed": 1}

@@ -214,6 +214,9 @@ TESSERA = {
     "MAX_IN_PROGRESS_PER_GPU": env.int("MAX_IN_PROGRESS_PER_GPU", default=8),
     "MAX_IN_PROGRESS_PER_HOST": env.int("MAX_IN_PROGRESS_PER_HOST", default=200),
     "MAX_IN_PROGRESS_PER_VOLUNTEER": env.int("MAX_IN_PROGRESS_PER_VOLUNTEER", default=500),
+    # How often a host gets a version of an app it has not measured yet, instead of the fastest
+    # it has (docs/platforms.md): 1 measures every version first, 0 never explores.
+    "VERSION_EXPLORE_PROBABILITY": env.float("VERSION_EXPLORE_PROBABILITY", default=0.1),
     # What a host may claim to be, and how many hosts a volunteer may register a day.
     "MAX_HOST_CPUS": env.int("MAX_HOST_CPUS", default=256),
     "MAX_HOST_FLOPS": env.float("MAX_HOST_FLOPS", default=5e10),  # per core

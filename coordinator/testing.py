@@ -78,7 +78,8 @@ def make_scientist(name: str | None = None) -> tuple[Any, str]:
     return user, issue_scientist_token(user=user, now=timezone.now())
 
 
-def make_app(name: str | None = None, *, max_output_bytes: int = 1024 * 1024) -> App:
+def make_app(name: str | None = None, *, max_output_bytes: int = 1024 * 1024, runtime: str = "python") -> App:
+    """An app with one version for every platform, of ``runtime``."""
     app = App.objects.create(name=name or f"app{next(_serial)}")
     register_app_version(
         app=app,
@@ -86,6 +87,7 @@ def make_app(name: str | None = None, *, max_output_bytes: int = 1024 * 1024) ->
         bundle=b"bundle of " + app.name.encode(),
         signing_key=CODE_SIGNING_KEY,
         max_output_bytes=max_output_bytes,
+        runtime=runtime,
     )
     return app
 

@@ -46,6 +46,7 @@ def describe_host(data: DataDir, suggested: dict[str, Any] | None) -> dict[str, 
         limit_bytes=prefs.disk_max_gb * 1e9,
         used_bytes=hardware.bytes_under(data.root),
         use_gpus=prefs.use_gpus,
+        native_apps=prefs.native_apps,
     )
 
 

@@ -35,6 +35,7 @@ from tessera_client.running_apps import Running, RunningApps, progress_display
 from tessera_client.signing import b64decode
 from tessera_client.state import DataDir
 from tessera_client.task_record import RECEIVED, REPORTED, RUNNING, TaskRecord
+from tessera_client.wakeup import Wakeup
 
 MAX_BUNDLE_BYTES = 256 * 1024 * 1024
 
@@ -53,8 +54,7 @@ class Daemon:
         backoff_cap: float = 4 * 3600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.data = data.ensure()
-        self.console = console or Console(stderr=True)
+        self.data, self.console = data.ensure(), console or Console(stderr=True)
         self.exit_when_idle = exit_when_idle
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
         self.clock = clock
@@ -74,6 +74,7 @@ class Daemon:
         self.apps_running = RunningApps(
             self.journal, self.progress, self.log, clock, isolate_network=isolate_network
         )
+        self.apps_running.native_allowed = lambda: self.effective_prefs().native_apps
 
     @property
     def running(self) -> dict[tuple[str, int], Running]:
@@ -90,15 +91,13 @@ class Daemon:
                 self.console.print("No project attached: run `tessera attach URL --token TOKEN` first.")
                 return 1
             self.recover()
-            with self.progress:
+            with self.progress, Wakeup() as wakeup:  # an app that ends wakes the loop at once
                 while not self.stopping:
                     wake = self.step()
                     if self.exit_when_idle and self.idle():
                         self.log("nothing left to do: every result is reported and no work is offered")
                         break
-                    delay = wake - self.clock()
-                    if delay > 0:
-                        time.sleep(min(delay, 1.0))
+                    wakeup.sleep(min(wake - self.clock(), 1.0))
         finally:
             self.shutdown()
             for sig, handler in previous.items():

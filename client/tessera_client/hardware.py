@@ -248,11 +248,14 @@ def os_version() -> str:
     return clean(version, VERSION_CHARS)
 
 
-def describe(folder: Path, *, limit_bytes: float, used_bytes: int, use_gpus: bool) -> dict[str, Any]:
+def describe(
+    folder: Path, *, limit_bytes: float, used_bytes: int, use_gpus: bool, native_apps: bool = True
+) -> dict[str, Any]:
     """The host description sent at registration and in the scheduler RPC's ``host_info``
     (client/README.md lists the fields). ``folder``: where the client keeps its data;
     ``limit_bytes``, ``used_bytes``: the volunteer's disk limit and what the client uses now.
-    With ``use_gpus`` false no GPU is named (and no GPU tool runs)."""
+    With ``use_gpus`` false no GPU is named (and no GPU tool runs); with ``native_apps`` false
+    the runtimes leave out native programs."""
     cpu = cpu_info()
     return {
         "platforms": platforms(),
@@ -267,6 +270,6 @@ def describe(folder: Path, *, limit_bytes: float, used_bytes: int, use_gpus: boo
         "disk_free_bytes": disk_free_bytes(folder, limit_bytes, used_bytes),
         "gpus": [gpu.to_json() for gpu in gpu_list()] if use_gpus else [],
         "use_gpus": bool(use_gpus),
-        "runtimes": runtimes(),
+        "runtimes": [kind for kind in runtimes() if native_apps or kind != "native"],
         "python_version": "{}.{}.{}".format(*sys.version_info[:3]),  # never "3.13.0rc1"
     }

@@ -3,7 +3,7 @@ and when: the host description (:func:`tessera_client.hardware.describe`) with t
 benchmark's speed, once per client start and again whenever it changes.
 
 The description is made once and kept: again only when a preference it reflects changes
-(``use_gpus``, ``disk_max_gb``), when ``tessera benchmark`` ran (the hardware is read again
+(``use_gpus``, ``native_apps``, ``disk_max_gb``), when ``tessera benchmark`` ran (the hardware is read again
 then), or after :data:`DESCRIBE_SECONDS`, as the free disk moves. An unchanged description is
 not sent twice to a project in one run of the client.
 """
@@ -39,7 +39,7 @@ class HostDescription:
         """The ``host_info`` to send now. ``benchmark``: the last benchmark's figures (none
         yet: no ``flops``, so the project keeps its estimate); ``used_bytes``: what the client
         keeps on disk (asked only when the description is made, as it walks the folders)."""
-        made_for = (prefs.use_gpus, prefs.disk_max_gb)
+        made_for = (prefs.use_gpus, prefs.native_apps, prefs.disk_max_gb)
         stale = self.clock() - self._made_at >= DESCRIBE_SECONDS
         if self._info is None or made_for != self._made_for or stale:
             info = hardware.describe(
@@ -47,6 +47,7 @@ class HostDescription:
                 limit_bytes=prefs.disk_max_gb * 1e9,
                 used_bytes=used_bytes(),
                 use_gpus=prefs.use_gpus,
+                native_apps=prefs.native_apps,
             )
             if benchmark.get("flops"):
                 info["flops"] = float(benchmark["flops"])

@@ -27,6 +27,7 @@ FIELDS = {
     "start_hour": "crunch from this local time (HH:MM)",
     "end_hour": "until this local time (HH:MM; equal to start: always; before start: past midnight)",
     "use_gpus": "use this computer's GPUs (no: the projects are told of none)",
+    "native_apps": "run apps built as native programs (no: only Python and WebAssembly ones)",
 }
 
 
@@ -48,6 +49,8 @@ class Preferences:
     start_hour: str = "00:00"  # working hours, local time: crunch only from start to end;
     end_hour: str = "00:00"  # equal means always, end before start wraps past midnight
     use_gpus: bool = True  # False: the host description names no GPU, so no GPU work comes
+    native_apps: bool = True  # False: the host description names no native runtime, so new
+    # work comes only as Python and WebAssembly (a volunteer who trusts only wasm's sandbox)
 
     def cpus(self, n_cores: int) -> int:
         """How many tasks may run at once on a computer with ``n_cores``."""
@@ -109,6 +112,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "start_hour": _clock,
     "end_hour": _clock,
     "use_gpus": _boolean,
+    "native_apps": _boolean,
 }
 
 

@@ -73,6 +73,9 @@ class RunningApps:
         self.clock = clock
         self.isolate_network = isolate_network
         self.said_network_open = False  # the volunteer hears once that apps keep the network
+        # The volunteer's ``native_apps`` preference: a native program is never run against it,
+        # even one sent before the preference changed (or by a project that did not listen).
+        self.native_allowed: Callable[[], bool] = lambda: True
         self.running: dict[tuple[str, int], Running] = {}
 
     def launch(self, record: TaskRecord, entrypoint: Path, limits: Limits, now: float) -> None:
@@ -82,6 +85,10 @@ class RunningApps:
         if not (slot / "input").exists():
             shutil.copyfile(self.journal.input_path(record), slot / "input")
         runtime = runtime_of(entrypoint)
+        if runtime == NATIVE and not self.native_allowed():
+            refused = "this computer runs no native apps (the volunteer's preference native_apps)"
+            self.finish(record, Outcome("client_error", 0, 0.0, refused))
+            return
         wasm = runtime == WASM
         if wasm:
             try:

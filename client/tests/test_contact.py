@@ -325,6 +325,10 @@ def test_the_computer_is_described_once_per_start_and_again_when_it_changes(daem
     third = rpc_with_host_info(daemon, coordinator)["host_info"]
     assert (third["use_gpus"], third["gpus"]) == (False, [])
 
+    PreferenceStore(daemon.data.prefs_file).set("native_apps", "no")
+    fourth = rpc_with_host_info(daemon, coordinator)["host_info"]
+    assert "native" not in fourth["runtimes"] and "python" in fourth["runtimes"]
+
 
 def test_a_new_benchmark_is_sent_with_the_description(daemon, coordinator):
     rpc_with_host_info(daemon, coordinator)

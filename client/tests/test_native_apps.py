@@ -377,6 +377,27 @@ def test_an_mt_task_gets_its_cores_and_reports_the_cpu_of_all_its_threads(tmp_pa
     pytest.skip(f"other processes kept this computer's cores busy (CPU/wall, their cores): {runs}")
 
 
+def test_a_volunteer_who_turned_native_apps_off_never_has_one_run(tmp_path, executable):
+    """Even a task sent before the preference changed (or by a project that did not listen)
+    ends as an error without its program starting."""
+    data = native_bundle(executable)
+    version = signed(data)
+    entrypoint = AppCache(tmp_path / "apps").install(version, data, PINNED)
+    journal = Journal(tmp_path / "tasks", owner=True)
+    apps = RunningApps(
+        journal, progress_display(Console(file=io.StringIO())), print, time.time, isolate_network=True
+    )
+    apps.native_allowed = lambda: False
+    record = journal.receive("p", task(1, version), b"4 50", time.time())
+
+    apps.launch(record, entrypoint, limits(), time.time())
+
+    done = journal.get("p", 1)
+    assert apps.running == {} and done is not None and done.state == DONE and done.outcome is not None
+    assert done.outcome["status"] == "client_error" and "native_apps" in done.outcome["message"]
+    assert not journal.slot(done).joinpath("output").exists()
+
+
 def test_a_python_task_on_two_cores_is_told_so_and_a_single_core_one_keeps_its_environment(tmp_path):
     app_dir = tmp_path / "app"
     app_dir.mkdir()

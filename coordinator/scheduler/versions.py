@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from coordinator.accounts.models import Host
 from coordinator.work import plan_classes
 from coordinator.work.models import AppVersion
@@ -20,7 +22,7 @@ from coordinator.work.plan_classes import HostResources, Refusal, Spec, Usage, V
 from coordinator.work.selectors import live_versions, plan_specs
 
 MIN_SPEED_SAMPLES = 3  # results on a version before its measured speed replaces the projection
-EXPLORE_PROBABILITY = 0.1  # how often an unmeasured version is tried when a measured one is faster
+EXPLORE_PROBABILITY = 0.1  # how often an unmeasured version is tried (VERSION_EXPLORE_PROBABILITY)
 DEFAULT_FLOPS = 1e9  # assumed speed per core of a host that has not measured itself
 # What a client that does not say (one from before platforms) can run: every client since
 # WebAssembly apps installs wasmtime; native executables need a client that says so.
@@ -53,13 +55,13 @@ class Chosen:
     speed: float
 
 
-def choose(options: list[Option], draw: float) -> Option | None:
-    """The fastest option; with probability EXPLORE_PROBABILITY (``draw`` below it) the least
+def choose(options: list[Option], draw: float, explore: float = EXPLORE_PROBABILITY) -> Option | None:
+    """The fastest option; with probability ``explore`` (``draw`` below it) the least
     measured one instead, while some option is not measured yet."""
     if not options:
         return None
     unmeasured = [option for option in options if not option.measured]
-    if unmeasured and draw < EXPLORE_PROBABILITY:
+    if unmeasured and draw < explore:
         return min(unmeasured, key=lambda option: (option.samples, -option.usage.projected_flops))
     return max(options, key=lambda option: (option.speed, option.version_id))
 
@@ -132,8 +134,9 @@ def usable_versions(
         options.setdefault(version.app_id, []).append(Option(version.pk, why, measured, samples))
         versions[version.pk] = version
     chosen: dict[int, Chosen] = {}
+    explore = settings.TESSERA["VERSION_EXPLORE_PROBABILITY"]
     for app_id, app_options in options.items():
-        best = choose(app_options, draw())
+        best = choose(app_options, draw(), explore)
         if best is not None:
             chosen[app_id] = Chosen(versions[best.version_id], best.usage, best.speed)
             refusals.pop(app_id, None)

@@ -1,5 +1,11 @@
-"""How much a valid replica is credited: from measured CPU time for Python apps, from the
-fuel its quorum settled for wasm apps (``fuel``; docs/validation.md)."""
+"""How much a valid replica is credited: from measured CPU time for Python and native
+versions, from the fuel its quorum settled for wasm apps (``fuel``; docs/validation.md).
+
+An app may have wasm and native (or Python) versions live at once (docs/platforms.md), so one
+unit's quorum can mix them. Only wasm replicas measure fuel: a unit is credited from fuel when
+its wasm replicas settled it, and from its claims under the app's grant cap otherwise; fuel
+one wasm replica claimed alone is credited no more than that cap either.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +20,28 @@ MICRO = Decimal("0.000001")
 
 
 def is_fuel_metered(unit: WorkUnit) -> bool:
-    """A wasm app's unit: it carries a fuel bound, and its credit comes from fuel."""
+    """A wasm app's unit: it carries a fuel bound, and its wasm replicas' fuel is judged."""
     return unit.fuel_bound is not None
+
+
+def measures_fuel(replica: Replica) -> bool:
+    """A replica that ran a wasm version (the version the scheduler chose, not what the host
+    says); one sent before versions were recorded measured fuel if it reported some."""
+    version = replica.app_version
+    if version is None:
+        return replica.fuel is not None
+    return version.runtime == "wasm"
+
+
+def _fuel_credited(unit: WorkUnit) -> bool:
+    return unit.fuel_bound is not None and unit.fuel is not None
 
 
 def claim(unit: WorkUnit, replica: Replica) -> float:
     """A replica's claim from figures bounded by what is plausible: the project's largest
     speed per core, and no more CPU time than it held the task on every core; for a wasm
     replica, its fuel (never past the unit's bound)."""
-    if is_fuel_metered(unit):
+    if is_fuel_metered(unit) and measures_fuel(replica):
         return float(fuel_credit(unit, replica.fuel or 0))
     host = replica.host
     assert host is not None  # a reported replica was sent to a host
@@ -50,27 +69,34 @@ def fuel_credit(unit: WorkUnit, fuel: int) -> Decimal:
 
 def first_grant(unit: WorkUnit, newly_valid: list[Replica]) -> None:
     """The unit's grant, from its first verdict's claims, bounded by the app's grant cap; a
-    wasm unit's is the credit of its settled fuel."""
+    wasm unit's is the credit of its settled fuel, under that cap too when a single wasm
+    replica measured it (a trusted host alone, or the one wasm replica of a mixed quorum)."""
     claims = {r.pk: claim(unit, r) for r in newly_valid}
     for replica in newly_valid:
         replica.claimed_credit = claims[replica.pk]
-    if is_fuel_metered(unit):
-        unit.granted_credit = fuel_credit(unit, unit.fuel or 0)
-        return
     cap = credit.grant_cap(fpops_estimate=unit.fpops_estimate, credit_ratio=unit.app.credit_ratio)
+    if _fuel_credited(unit):
+        grant = fuel_credit(unit, unit.fuel or 0)
+        measured = [r for r in newly_valid if measures_fuel(r) and r.fuel == unit.fuel]
+        unit.granted_credit = grant if len(measured) >= 2 else min(grant, _micro(cap))
+        return
     if len(newly_valid) == 1:  # accepted alone: never more than the app's own estimate
         cap = min(cap, credit.credit_for_flops(unit.fpops_estimate))
-    grant = min(credit.granted_credit(list(claims.values())), cap)
-    unit.granted_credit = Decimal(grant).quantize(MICRO, ROUND_DOWN)
+    unit.granted_credit = _micro(min(credit.granted_credit(list(claims.values())), cap))
+
+
+def _micro(amount: float) -> Decimal:
+    return Decimal(amount).quantize(MICRO, ROUND_DOWN)
 
 
 def replica_grant(
     unit: WorkUnit, replica: Replica, credited_fuel: dict[int, int]
 ) -> tuple[Decimal, int | None]:
     """What one valid replica is granted, and the fuel it is granted for: the unit's grant;
-    for wasm, the credit of its own claim when that is below the settled fuel."""
+    for wasm, the credit of its own claim when that is below the settled fuel (a native
+    replica of a unit credited from fuel is granted for the settled fuel)."""
     assert unit.granted_credit is not None  # the unit's first verdict set it
-    if not is_fuel_metered(unit):
+    if not _fuel_credited(unit):
         return unit.granted_credit, None
     fuel = credited_fuel.get(replica.pk, unit.fuel or 0)
     return min(fuel_credit(unit, fuel), unit.granted_credit), fuel

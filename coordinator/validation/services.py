@@ -161,8 +161,12 @@ def _judge_fuel(
     unit: WorkUnit, replicas: list[Replica], verdict: Verdict, work: _Pass, host_of: dict[int, int]
 ) -> Verdict:
     """A wasm unit's fuel claims, once outputs agree (``fuel``): an inflated claim makes its
-    replica invalid, unless no established host vouched for the fuel it is measured against."""
-    claims = {r.pk: r.fuel for r in replicas if r.pk in verdict.valid}
+    replica invalid, unless no established host vouched for the fuel it is measured against.
+    Only replicas that ran a wasm version are judged; without one, the unit is credited from
+    its claims (``grants``), and a unit granted so keeps that grant."""
+    claims = {r.pk: r.fuel for r in replicas if r.pk in verdict.valid and grants.measures_fuel(r)}
+    if not claims or (unit.granted_credit is not None and unit.fuel is None):
+        return verdict
     waited = _waited_for_established_hosts(unit, work.now)
     vouched = lambda ids: work.judges.vouched([host_of[i] for i in ids])  # noqa: E731
     judged = fuel.settle(
@@ -343,7 +347,7 @@ def validate_units(*, unit_ids: list[int], now: datetime) -> int:
         successes = list(
             Replica.objects.filter(workunit__in=units, outcome=Outcome.SUCCESS)
             .exclude(validate_state=ValidateState.INVALID)
-            .select_related("host")
+            .select_related("host", "app_version")
             .order_by("received_at", "id")
         )
         for replica in successes:

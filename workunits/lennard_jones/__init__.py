@@ -36,7 +36,8 @@ from workunits.lennard_jones.plot import isotherms_png
 MAX_PAIR_STEPS = 3_000_000_000
 MANIFEST = Manifest(
     name="lennard_jones",
-    version=3,  # 2: the module carries its NaN guards; 3: the source builds natively too
+    version=4,  # 2: the module carries its NaN guards; 3: the source builds natively too; 4: and
+    # is published as native versions for Linux
     title="Lennard-Jones fluid: equation of state by molecular dynamics",
     compare="bitwise",
     memory_bytes=16 * 1024 * 1024,
@@ -58,10 +59,10 @@ MANIFEST = Manifest(
     deterministic=True,
     fuel_bound=1_000_000_000_000,
     wasm_source="src/lennard_jones.c",
-    # No native versions published yet: a native replica reports no fuel, and credit for a
-    # unit whose replicas ran as wasm and as native is not settled yet (docs/platforms.md);
-    # the bundles build and run (workunits/tests/test_lennard_jones.py).
-    native_platforms=(),
+    # Native versions for Linux too (zig builds static executables): the kernel's IEEE
+    # operations give the wasm module's bits, so mixed quorums compare bitwise, and only the
+    # wasm replicas' fuel is credited (docs/validation.md, "Mixed versions").
+    native_platforms=("x86_64-pc-linux-gnu", "aarch64-unknown-linux-gnu"),
 )
 CUTOFF = 2.5  # sigma; the box must be at least twice as wide for the minimum image
 WHOLE = {"n_cells": (2, 8), "equilibration_steps": (0, 200_000), "production_steps": (1, 200_000)}

@@ -27,7 +27,7 @@ BOUND = 10**14
 
 
 def wasm_unit(**policy: int) -> WorkUnit:
-    return make_units(make_app(), 1, fuel_bound=BOUND, **policy)[0]
+    return make_units(make_app(runtime="wasm"), 1, fuel_bound=BOUND, **policy)[0]
 
 
 def crunch(host: SignedHost, fuel: int | None, output: bytes = b"the same answer") -> int:
