@@ -55,9 +55,8 @@ class Daemon:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.data, self.console = data.ensure(), console or Console(stderr=True)
-        self.exit_when_idle = exit_when_idle
+        self.exit_when_idle, self.clock = exit_when_idle, clock
         self.backoff_base, self.backoff_cap = backoff_base, backoff_cap
-        self.clock = clock
         self.journal = Journal(data.tasks, owner=True)
         self.apps = AppCache(data.apps)
         self.prefs = PreferenceStore(data.prefs_file)
@@ -118,6 +117,7 @@ class Daemon:
         if reason is None:
             self.start_tasks(prefs, now)
         self.elapsed.count(self.running)  # before the throttle changes which apps run
+        self.host.time.tick(now, computing=reason is None)
         wake = min(now + 1.0, self.apply_throttle(prefs, reason, now))
         for link in list(self.links.values()):
             if link.due(now):
@@ -140,6 +140,7 @@ class Daemon:
         """Stop the apps (their checkpoints stay) and close connections; nothing is lost."""
         self.elapsed.count(self.running)
         self.elapsed.save(self.running, everything=True)
+        self.host.time.save(self.clock())
         self.apps_running.stop_all()
         for link in self.links.values():
             link.close()

@@ -1,6 +1,7 @@
 """What the daemon tells each project about this computer in the scheduler RPC's ``host_info``,
 and when: the host description (:func:`tessera_client.hardware.describe`) with the last
-benchmark's speed, once per client start and again whenever it changes.
+benchmark's speed and the share of time it crunches (:mod:`tessera_client.time_stats`), once
+per client start and again whenever it changes.
 
 The description is made once and kept: again only when a preference it reflects changes
 (``use_gpus``, ``native_apps``, ``disk_max_gb``), when ``tessera benchmark`` ran (the hardware is read again
@@ -16,6 +17,7 @@ from typing import Any, Callable
 
 from tessera_client import hardware
 from tessera_client.prefs import Preferences
+from tessera_client.time_stats import TimeStats
 
 DESCRIBE_SECONDS = 3600.0
 
@@ -29,6 +31,7 @@ class HostDescription:
         self._info: dict[str, Any] | None = None
         self._made_for: tuple[Any, ...] = ()
         self._made_at = 0.0
+        self.time = TimeStats(self.folder / "time_stats.json")  # how much of the time it crunches
 
     def forget(self) -> None:
         """A benchmark ran: read the hardware again at the next look."""
@@ -52,7 +55,7 @@ class HostDescription:
             if benchmark.get("flops"):
                 info["flops"] = float(benchmark["flops"])
             self._info, self._made_for, self._made_at = info, made_for, self.clock()
-        return self._info
+        return {**self._info, **self.time.to_json()}
 
 
 def due(info: dict[str, Any], *, described: dict[str, Any], measured_at: float, sent_at: float) -> dict:

@@ -276,6 +276,7 @@ DESCRIPTION_KEYS = {
     "platforms", "os_name", "os_version", "cpu_vendor", "cpu_model", "cpu_family", "cpu_features", "n_cpus",
     "memory_bytes", "disk_free_bytes", "gpus", "use_gpus", "runtimes", "python_version",
 }  # fmt: skip
+TIME_KEYS = {"on_fraction", "active_fraction"}  # sent by the daemon, not at attach
 
 
 def test_a_report_says_how_long_the_app_ran(daemon, coordinator, tmp_path):
@@ -317,7 +318,7 @@ def test_the_computer_is_described_once_per_start_and_again_when_it_changes(daem
     first = rpc_with_host_info(daemon, coordinator)["host_info"]
     second = rpc_with_host_info(daemon, coordinator)
 
-    assert set(first) == DESCRIPTION_KEYS  # no benchmark yet: no flops
+    assert set(first) == DESCRIPTION_KEYS | TIME_KEYS  # no benchmark yet: no flops
     assert first["platforms"] == hardware.platforms() and first["use_gpus"] is True
     assert "host_info" not in second  # the project has it
 
@@ -337,7 +338,7 @@ def test_a_new_benchmark_is_sent_with_the_description(daemon, coordinator):
 
     sent = rpc_with_host_info(daemon, coordinator)["host_info"]
 
-    assert sent["flops"] == 2.5e8 and set(sent) == DESCRIPTION_KEYS | {"flops"}
+    assert sent["flops"] == 2.5e8 and set(sent) == DESCRIPTION_KEYS | TIME_KEYS | {"flops"}
     assert daemon.links["p"].runtime.host_info_sent == 1234.0
     assert "host_info" not in rpc_with_host_info(daemon, coordinator)
 

@@ -60,13 +60,26 @@ class HostDescriptionSerializer(serializers.Serializer):
         child=serializers.ChoiceField(choices=RUNTIMES), max_length=len(RUNTIMES), required=False
     )
     python_version = serializers.RegexField(r"^\d{1,2}\.\d{1,3}(\.\d{1,3})?$", required=False)
+    # BOINC's time_stats: the share of wall time the client runs, and of that the share it may
+    # crunch. The deadline check counts on them; a host that overstates them misses deadlines.
+    on_fraction = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
+    active_fraction = serializers.FloatField(min_value=0.0, max_value=1.0, required=False)
 
 
 def host_fields(data: dict[str, Any], *, platform: str | None = None) -> dict[str, Any]:
     """The Host fields a validated description sets (only those it carried). ``platforms``
     starts with ``platform`` (the host's primary one) when both are given."""
     fields: dict[str, Any] = {}
-    for name in ("os_name", "os_version", "cpu_vendor", "cpu_model", "cpu_family", "python_version"):
+    for name in (
+        "os_name",
+        "os_version",
+        "cpu_vendor",
+        "cpu_model",
+        "cpu_family",
+        "python_version",
+        "on_fraction",
+        "active_fraction",
+    ):
         if name in data:
             fields[name] = data[name]
     if "platforms" in data or platform:

@@ -101,6 +101,9 @@ class Host(CreditTotals):
     use_gpus = models.BooleanField(default=True, db_default=True)
     runtimes = models.JSONField(default=list, db_default=Value([], JSONField()), blank=True)
     python_version = models.CharField(max_length=16, blank=True, default="", db_default="")
+    # BOINC's time_stats as the client measures them (docs/platforms.md): 1 until it says.
+    on_fraction = models.FloatField(default=1.0, db_default=1.0)
+    active_fraction = models.FloatField(default=1.0, db_default=1.0)
     created = models.DateTimeField(auto_now_add=True)
     last_contact = models.DateTimeField(null=True, blank=True)
     # The daily quota each of this host's app versions starts with (validation.HostAppVersion

@@ -47,6 +47,7 @@ from coordinator.work.plan_classes import Usage
 # The candidate read rules out the volunteer's units and related holders' itself; only a
 # unit's two replicas in one read, or a spent quota, waste a candidate: read twice as many.
 CANDIDATES_PER_TASK = 2
+MIN_AVAILABILITY = 0.01  # a host that says it never crunches still gets the smallest units
 ONE_CORE = Usage(cores=1.0)
 # Spot checks are drawn at random; tests may replace this with a seeded generator.
 draw = random.random
@@ -134,6 +135,8 @@ class _Choice:
     filters: list[AppFilter]
     chosen: list[Candidate]
     seconds: float = 0.0
+    cores_wanted: float = 0.0  # a request for n tasks asks for n cores' worth (an mt task fills several)
+    cores_taken: float = 0.0
 
     @property
     def version_of_app(self) -> dict[int, int]:
@@ -141,8 +144,10 @@ class _Choice:
 
     @property
     def full(self) -> bool:
-        return len(self.chosen) >= self.limit or (
-            self.seconds_wanted > 0 and self.seconds >= self.seconds_wanted
+        return (
+            len(self.chosen) >= self.limit
+            or (self.seconds_wanted > 0 and self.seconds >= self.seconds_wanted)
+            or (self.cores_wanted > 0 and self.cores_taken >= self.cores_wanted)
         )
 
     def take(self, candidates: list[Candidate]) -> None:
@@ -157,6 +162,7 @@ class _Choice:
             units.add(candidate.unit_id)
             self.quota[version_id] -= 1
             self.chosen.append(candidate)
+            self.cores_taken += chosen.usage.cores
             # Seconds of the host's whole computer: a task on c of its n cores fills c/n of it.
             self.seconds += candidate.fpops / chosen.speed * min(1.0, chosen.usage.cores / self.cores)
 
@@ -303,6 +309,7 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
         quota=quota_left(host, versions, context.quotas, today),
         filters=app_filters(host, versions, now),
         chosen=[],
+        cores_wanted=float(max(0, request.tasks)),
     )
     established = host_is_established(host, now)
     if choice.limit > 0 and any(choice.quota.values()):
@@ -321,8 +328,9 @@ def _speeds(quotas: dict[int, QuotaRow]) -> dict[int, tuple[float, int]]:
 
 
 def app_filters(host: Host, versions: dict[int, Chosen], now: datetime) -> list[AppFilter]:
-    """Per app: the chosen version's speed (for deadlines), and the host's HR class or the
-    version when the app keeps a unit's replicas alike (docs/platforms.md)."""
+    """Per app: the chosen version's speed at the host's availability (for deadlines), and
+    the host's HR class or the version when the app keeps a unit's replicas alike
+    (docs/platforms.md)."""
     described = resources(host)
     filters = []
     for app_id, chosen in versions.items():
@@ -330,7 +338,7 @@ def app_filters(host: Host, versions: dict[int, Chosen], now: datetime) -> list[
         filters.append(
             AppFilter(
                 app_id=app_id,
-                speed=chosen.speed,
+                speed=chosen.speed * availability(host),
                 hr_class=plan_classes.hr_class(described, app.hr_level),
                 pinned_version=chosen.version.pk if app.homogeneous_app_version else None,
                 now=connection.ops.adapt_datetimefield_value(now),
@@ -339,19 +347,34 @@ def app_filters(host: Host, versions: dict[int, Chosen], now: datetime) -> list[
     return filters
 
 
+def availability(host: Host) -> float:
+    """The share of wall-clock time the host crunches (BOINC's on_frac x active_frac, as its
+    client measures them; 1 until it says), never taken below MIN_AVAILABILITY."""
+    return max(MIN_AVAILABILITY, min(1.0, host.on_fraction * host.active_fraction))
+
+
 def why_no_work(host: Host) -> list[str]:
     """What to tell a host that asked for work and got none, when it is something about the
-    host: no version it can run, or units that need more memory or disk than it has."""
+    host: no version it can run, or units that need more memory, disk or time than it has."""
     usable = usable_versions(host, speeds={}, beta_ok=host.volunteer.beta_work, draw=lambda: 1.0)
     messages = sorted(set(usable.refusals.values())) if not usable.chosen else []
-    memory, disk = too_big(
-        app_ids=list(usable.chosen), memory_bytes=host.memory_bytes, disk_bytes=host.disk_free_bytes
+    fastest = max((chosen.speed for chosen in usable.chosen.values()), default=0.0)
+    lacks = too_big(
+        app_ids=list(usable.chosen),
+        memory_bytes=host.memory_bytes,
+        disk_bytes=host.disk_free_bytes,
+        speed=fastest * availability(host),
     )
-    if memory:
+    if lacks.memory:
         messages.append(f"some work needs more memory than this computer has ({host.memory_bytes >> 20} MiB)")
-    if disk:
+    if lacks.disk:
         free = (host.disk_free_bytes or 0) >> 20
         messages.append(f"some work needs more disk space than this computer lets us use ({free} MiB free)")
+    if lacks.speed:
+        messages.append(
+            "some work could not finish by its deadline on this computer, at its speed and the "
+            f"share of the time it crunches ({availability(host):.0%})"
+        )
     return messages
 
 

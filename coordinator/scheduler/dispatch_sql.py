@@ -249,22 +249,36 @@ def candidates(
         ]
 
 
-def too_big(*, app_ids: list[int], memory_bytes: int, disk_bytes: int | None) -> tuple[bool, bool]:
-    """Whether the next units in the queue of these apps need more memory, or more disk, than
-    the host has: to tell a host that got nothing why. It reads the head of the queue only
-    (PROBE_UNITS, in dispatch order, by the index every claim uses), so a host that asks again
-    and again cannot make it scan the queue."""
+@dataclass(frozen=True)
+class TooBig:
+    """What the head of the queue needs that this host lacks."""
+
+    memory: bool
+    disk: bool
+    speed: bool  # it could not finish them by their deadlines
+
+
+def too_big(*, app_ids: list[int], memory_bytes: int, disk_bytes: int | None, speed: float) -> TooBig:
+    """Whether the next units in the queue of these apps need more memory, more disk, or more
+    speed (``speed``: the host's operations per second towards deadlines, its fastest version
+    at its availability) than the host has: to tell a host that got nothing why. It reads the
+    head of the queue only (PROBE_UNITS, in dispatch order, by the index every claim uses), so
+    a host that asks again and again cannot make it scan the queue."""
     if not app_ids:
-        return False, False
+        return TooBig(False, False, False)
     apps = ", ".join(["%s"] * len(app_ids))
     sql = f"""
-        SELECT MAX(head.memory_bytes), MAX(head.disk_bytes) FROM (
-            SELECT u.memory_bytes, u.disk_bytes
+        SELECT MAX(head.memory_bytes), MAX(head.disk_bytes), MIN(head.rate) FROM (
+            SELECT u.memory_bytes, u.disk_bytes, u.fpops_estimate / u.delay_bound AS rate
             FROM {REPLICAS} r JOIN {UNITS} u ON u.id = r.workunit_id
             WHERE r.state = %s AND u.app_id IN ({apps})
             ORDER BY r.priority DESC, r.dispatch_key
             LIMIT %s) head"""
     with connection.cursor() as cursor:
         cursor.execute(sql, [ReplicaState.UNSENT.value, *app_ids, PROBE_UNITS])
-        memory, disk = cursor.fetchone()
-    return (memory or 0) > memory_bytes, disk_bytes is not None and (disk or 0) > disk_bytes
+        memory, disk, rate = cursor.fetchone()
+    return TooBig(
+        memory=(memory or 0) > memory_bytes,
+        disk=disk_bytes is not None and (disk or 0) > disk_bytes,
+        speed=rate is not None and rate > speed * DEADLINE_SHARE,
+    )

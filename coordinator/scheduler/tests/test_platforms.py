@@ -102,6 +102,22 @@ def test_a_host_too_small_for_the_work_gets_nothing_and_is_told_why():
     assert len(big["tasks"]) == 4
 
 
+def test_a_host_that_crunches_a_small_share_of_the_time_gets_only_what_it_can_finish_in_time():
+    """A unit of 2e12 operations due in a day needs 23 MFLOPS of crunching: a 1 GFLOPS host
+    that runs 1% of the time cannot make it (the scheduler counts half of its time, as margin)."""
+    make_units(make_app(), 2, fpops_estimate=2e12, delay_bound=86400)
+    seldom = host()
+    assert seldom.rpc(host_info={"on_fraction": 0.1, "active_fraction": 0.1}).status_code == 200
+
+    reply = seldom.rpc(tasks=2).json()
+
+    assert reply["tasks"] == []
+    assert any("could not finish by its deadline" in m and "(1%)" in m for m in reply["messages"]), reply
+    often = host()
+    assert often.rpc(host_info={"on_fraction": 0.5, "active_fraction": 0.9}).status_code == 200
+    assert len(often.rpc(tasks=2).json()["tasks"]) == 2
+
+
 def test_a_host_without_a_version_for_its_platform_is_told_so():
     app = make_app()
     AppVersion.objects.filter(app=app).delete()
@@ -121,11 +137,13 @@ def test_a_multithreaded_version_gets_its_cores_and_never_goes_to_a_host_with_to
     make_units(app, 4, min_quorum=1, target_nresults=1)
 
     one_core = host(n_cpus=1).rpc(tasks=1).json()
-    eight = host(n_cpus=8).rpc(tasks=1).json()
+    eight = host(n_cpus=8).rpc(tasks=8).json()  # a task per idle core: one mt task fills them
 
     assert one_core["tasks"] == [] and one_core["messages"] == ["mt needs 2 cores; this computer has 1"]
-    assert eight["tasks"][0]["app_version"]["cores"] == 8.0
+    assert len(eight["tasks"]) == 1 and eight["tasks"][0]["app_version"]["cores"] == 8.0
     assert eight["tasks"][0]["app_version"]["plan_class"] == "mt"
+    four = host(n_cpus=4).rpc(tasks=8).json()  # more than its cores: two 4-core tasks
+    assert [task["app_version"]["cores"] for task in four["tasks"]] == [4.0, 4.0]
 
 
 def test_beta_versions_go_only_to_volunteers_who_asked_for_them():
@@ -237,10 +255,14 @@ def test_a_host_description_is_checked_and_stored():
         "use_gpus": False,
         "runtimes": ["python", "wasm"],
         "python_version": "3.11.2",
+        "on_fraction": 0.75,
+        "active_fraction": 0.5,
     }
 
     assert machine.rpc(host_info=description).status_code == 200
     machine.host.refresh_from_db()
+    assert (machine.host.on_fraction, machine.host.active_fraction) == (0.75, 0.5)
+    assert machine.rpc(host_info={"on_fraction": 1.5}).status_code == 400
     assert (machine.host.platform, machine.host.platforms[1]) == (ARM, "arm-unknown-linux-gnueabihf")
     assert machine.host.cpu_features == ["asimd", "neon"] and machine.host.disk_free_bytes == 5 * GIB
     bad = machine.rpc(host_info={"gpus": [{"vendor": "nvidia", "api": "cuda", "count": 10_000}]})
