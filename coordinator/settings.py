@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "coordinator.scheduler",
     "coordinator.science",
     "coordinator.web",
+    "coordinator.boinc",
 ]
 
 MIDDLEWARE = [
@@ -126,6 +127,12 @@ with contextlib.suppress(OSError):  # whitenoise warns about a missing STATIC_RO
 # The project's Ed25519 signing key (seals the credit ledger): a file outside the database,
 # made by `manage.py keys create` (see coordinator/core/keys.py).
 PROJECT_KEY_FILE = env.path("PROJECT_KEY_FILE", default=VAR_DIR / "project-signing.key")
+# The BOINC code-signing key (coordinator.boinc.keys): RSA-1024, as stock BOINC clients need,
+# kept apart from the Ed25519 key; its public half may be given instead to processes without it.
+BOINC_KEY_FILE = env.path("BOINC_KEY_FILE", default=VAR_DIR / "boinc-code-sign.pem")
+BOINC_PUBLIC_KEY = env.str("BOINC_PUBLIC_KEY", default="").replace("\\n", "\n")
+# Outputs BOINC clients are still uploading (coordinator.boinc.transfers): whole, they go to storage.
+BOINC_UPLOAD_DIR = env.path("BOINC_UPLOAD_DIR", default=VAR_DIR / "boinc-uploads")
 # Web processes need only the public half: set it here to keep the private key file off them.
 PROJECT_PUBLIC_KEY = env.str("PROJECT_PUBLIC_KEY", default="")
 # What `GET /api/v1/project` tells clients as they attach.
@@ -230,6 +237,8 @@ TESSERA = {
     # A dispute that no established host settled within this many seconds is open to any host
     # unrelated to the unit's holders; its verdict then punishes nobody and is audited later.
     "DISPUTE_WAIT_SECONDS": env.int("DISPUTE_WAIT_SECONDS", default=3600),
+    # Whether anyone may make an account (the sign-up API, and BOINC's create_account.php).
+    "SIGNUP_OPEN": env.bool("SIGNUP_OPEN", default=True),
     # Accounts signed up within the same window of this many seconds are related (0: off).
     "SIGNUP_BURST_SECONDS": env.int("SIGNUP_BURST_SECONDS", default=60),
     # Replicas are queued by blocks of this many consecutive units, in random order within one.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -19,7 +20,7 @@ from coordinator.accounts.host_description import PLATFORM, HostDescriptionSeria
 from coordinator.accounts.limits import record_signup
 from coordinator.accounts.models import Volunteer
 from coordinator.accounts.relation import network_of
-from coordinator.core.errors import AuthenticationRejected
+from coordinator.core.errors import AuthenticationRejected, PermissionRefused
 from coordinator.core.throttles import AddressRateThrottle, client_address
 
 
@@ -81,11 +82,14 @@ class SignupView(APIView):
         responses={
             201: AccountTokenSerializer,
             400: OpenApiResponse(description="invalid"),
+            403: OpenApiResponse(description="sign-up is closed (SIGNUP_OPEN)"),
             409: OpenApiResponse(description="name taken"),
             429: OpenApiResponse(description="slow down"),
         },
     )
     def post(self, request: Request) -> Response:
+        if not settings.TESSERA["SIGNUP_OPEN"]:
+            raise PermissionRefused("this project takes no new accounts now", code="signup_closed")
         incoming = SignupSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         now = timezone.now()

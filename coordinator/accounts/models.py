@@ -104,6 +104,9 @@ class Host(CreditTotals):
     # BOINC's time_stats as the client measures them (docs/platforms.md): 1 until it says.
     on_fraction = models.FloatField(default=1.0, db_default=1.0)
     active_fraction = models.FloatField(default=1.0, db_default=1.0)
+    # Made by a stock BOINC client (coordinator.boinc): it proves itself with a bearer account
+    # key, not a host key, so it is never trusted alone and the ledger says so.
+    bearer = models.BooleanField(default=False, db_default=False)
     created = models.DateTimeField(auto_now_add=True)
     last_contact = models.DateTimeField(null=True, blank=True)
     # The daily quota each of this host's app versions starts with (validation.HostAppVersion

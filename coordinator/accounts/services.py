@@ -33,18 +33,22 @@ def hash_token(token: str) -> str:
 
 @transaction.atomic
 def create_volunteer(
-    *, username: str, password: str, email: str = "", now: datetime
+    *, username: str, password: str | None, email: str = "", now: datetime
 ) -> tuple[Volunteer, str]:
-    """Make a volunteer account and its first account token (shown once)."""
+    """Make a volunteer account and its first account token (shown once). ``password`` None:
+    an account without a Tessera password yet (made by a BOINC client, coordinator.boinc)."""
     User = get_user_model()
     skeleton = names.name_skeleton(username)
     _refuse_taken_name(username, skeleton)
     user = User(username=username, email=email)
-    try:
-        validate_password(password, user)
-    except ValidationError as error:
-        raise InvalidInput(" ".join(error.messages), code="weak_password") from error
-    user.set_password(password)
+    if password is None:
+        user.set_unusable_password()
+    else:
+        try:
+            validate_password(password, user)
+        except ValidationError as error:
+            raise InvalidInput(" ".join(error.messages), code="weak_password") from error
+        user.set_password(password)
     try:
         with transaction.atomic():
             user.save()

@@ -209,8 +209,9 @@ def _sent_elsewhere(unit_ids: list[int], chosen: list[int]) -> set[int]:
 
 def _alone(host: Host, chosen: list[Candidate], established: bool) -> set[int]:
     """The chosen replicas that go out as their unit's only one (adaptive replication): never
-    a reserved one, and only from an established host that earned trust on the app."""
-    if not established:
+    a reserved one, and only from an established host that earned trust on the app; never
+    from a BOINC client's host, which proves itself with a bearer key only (``Host.bearer``)."""
+    if not established or host.bearer:
         return set()
     reputations = _reputations_of(host)
     alone = {

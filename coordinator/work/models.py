@@ -55,6 +55,8 @@ RUNTIMES = [
     ("python", "Python"),
     ("wasm", "WebAssembly (WASI preview 1)"),
     ("native", "native executable"),
+    # A native executable under our launcher, as the stock BOINC client runs it (coordinator.boinc).
+    ("boinc", "for BOINC clients"),
 ]
 
 

@@ -4,6 +4,8 @@ An app with pinned wheels gets one version per platform its manifest lists, each
 holding that platform's wheels, fetched and checked against their pins before anything is
 written (``work.wheels``); an app without wheels gets one version for every platform ("any"),
 and a wasm app one more native version for each of its ``native_platforms`` (docs/platforms.md).
+When the project has a BOINC key, each native version gets its BOINC twin too
+(``boinc.publishing``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from django.db import transaction
 from nacl.signing import SigningKey
 
 import workunits
+from coordinator.boinc.publishing import publish_for_boinc
 from coordinator.core.errors import Conflict, InvalidInput, NotFound
 from coordinator.work import wheels
 from coordinator.work.bundles import build_app_bundle, build_native_bundle
@@ -78,7 +81,15 @@ def publish_app(
     except LookupError as error:
         raise NotFound(str(error), code="unknown_app") from error
     bundles = _bundles(module, find_links=find_links, wheel_cache=wheel_cache)
-    return _register(module, bundles, signing_key=signing_key)
+    published = _register(module, bundles, signing_key=signing_key)
+    twins = publish_for_boinc(
+        app=published.version.app, version=module.MANIFEST.version, signing_key=signing_key
+    )
+    if not twins:
+        return published
+    return Published(
+        published.version, True, versions=(*published.versions, *((twin, True) for twin in twins))
+    )
 
 
 @transaction.atomic
@@ -95,8 +106,10 @@ def _register(module: ModuleType, bundles: dict[Target, bytes], *, signing_key: 
             "rel_tolerance": manifest.rel_tolerance,
         },
     )
-    published = set(
-        AppVersion.objects.filter(app=app, version=manifest.version).values_list("platform", "runtime")
+    published = set(  # BOINC's versions of them (coordinator.boinc.publishing) are not the app's own
+        AppVersion.objects.filter(app=app, version=manifest.version)
+        .exclude(runtime="boinc")
+        .values_list("platform", "runtime")
     )
     elsewhere = sorted(f"{platform} ({runtime})" for platform, runtime in published - set(bundles))
     if elsewhere:  # "any" before the app had wheels, or a platform it no longer lists

@@ -76,7 +76,7 @@ def register_app_version(
         beta=beta,
         python=python,
     )
-    name = f"{app.name}-{version}-{platform}-{plan_class}.zip"
+    name = f"{app.name}-{version}-{platform}-{plan_class}-{runtime}.zip"  # one name per version
     app_version.bundle.save(name, ContentFile(bundle), save=False)
     app_version.save()
     return app_version
