@@ -7,7 +7,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/tessera
 PY39 ?= $(firstword $(foreach p,python3.9 $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9),$(shell $(p) -V >/dev/null 2>&1 && echo $(p))))
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-sqlite test-postgres test-client-py39 lint chromium screenshots demo-hosts bench-dispatch clean
+.PHONY: run test test-sqlite test-postgres test-client-py39 lint chromium boinc-client screenshots demo-hosts bench-dispatch clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,18 @@ screenshots: $(VENV)/.installed chromium
 	env -u DATABASE_URL TESSERA_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/test_browser.py
 
 ## test: lint, migrations check, then the whole suite on SQLite and on PostgreSQL
-test: lint chromium test-sqlite test-postgres test-client-py39
+test: lint chromium boinc-client test-sqlite test-postgres test-client-py39
+
+# Debian's stock BOINC client for tests/test_boinc_client.py, run there as a plain process (its
+# service is never started); installed as the browser is, else those tests skip (and fail under CI).
+boinc-client:
+	@if [ -x /usr/bin/boinc ] && [ -x /usr/bin/boinccmd ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's boinc-client for the BOINC tests"; \
+		apt-get install -y -q boinc-client >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q boinc-client >/dev/null; }; \
+	else \
+		echo "NOTE: boinc-client is missing and apt-get needs root: the BOINC client tests will skip"; \
+	fi
 
 # Debian's Chromium for the browser tests (tests/test_browser.py): installed with apt when it
 # is missing and we may (root); otherwise those tests skip saying why, and fail under CI.

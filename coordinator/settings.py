@@ -47,8 +47,8 @@ INSTALLED_APPS = [
     "coordinator.validation",
     "coordinator.scheduler",
     "coordinator.science",
-    "coordinator.web",
     "coordinator.boinc",
+    "coordinator.web",
 ]
 
 MIDDLEWARE = [
@@ -237,6 +237,10 @@ TESSERA = {
     # A dispute that no established host settled within this many seconds is open to any host
     # unrelated to the unit's holders; its verdict then punishes nobody and is audited later.
     "DISPUTE_WAIT_SECONDS": env.int("DISPUTE_WAIT_SECONDS", default=3600),
+    # Down for maintenance: when set, every scheduler request (ours and BOINC's) is answered
+    # with this message and asked to come back in MAINTENANCE_RETRY_SECONDS; nothing changes.
+    "MAINTENANCE": env.str("MAINTENANCE", default=""),
+    "MAINTENANCE_RETRY_SECONDS": env.int("MAINTENANCE_RETRY_SECONDS", default=1800),
     # Whether anyone may make an account (the sign-up API, and BOINC's create_account.php).
     "SIGNUP_OPEN": env.bool("SIGNUP_OPEN", default=True),
     # Accounts signed up within the same window of this many seconds are related (0: off).

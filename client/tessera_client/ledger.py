@@ -24,10 +24,13 @@ from typing import Any
 
 from tessera_client.signing import b64decode, signature_is_valid
 
-# v2 added reversal records; a v1 file (grants only) still verifies, its hashes are the same.
-FORMAT = "tessera-ledger-v3"
-FORMATS = ("tessera-ledger-v1", "tessera-ledger-v2", FORMAT)
-REVERSAL_FORMATS = ("tessera-ledger-v2", FORMAT)  # v2 added reversals, v3 a grant's fuel
+# v2 added reversals (a v1 file, grants only, still verifies), v3 a wasm grant's fuel, v4 the
+# "trust": "bearer" of a stock BOINC client's host's grants (docs/ledger.md).
+FORMAT = "tessera-ledger-v4"
+FORMATS = ("tessera-ledger-v1", "tessera-ledger-v2", "tessera-ledger-v3", FORMAT)
+REVERSAL_FORMATS = ("tessera-ledger-v2", "tessera-ledger-v3", FORMAT)
+FUEL_FORMATS = ("tessera-ledger-v3", FORMAT)
+BEARER = "bearer"
 GENESIS_HASH = "0" * 64
 ENTRY_FIELDS = ("seq", "volunteer", "host", "replica", "unit", "credit", "granted_at")
 REVERSAL_FIELDS = (*ENTRY_FIELDS, "reverses")
@@ -48,10 +51,12 @@ def _digest(body: dict[str, Any]) -> str:
 
 def entry_hash(entry: dict[str, Any], prev_hash: str) -> str:
     """SHA-256 over a grant's fields, its fuel when it has one (a wasm replica's, from
-    v3), and the previous hash."""
+    v3), its host's trust when that is a bearer key's (from v4), and the previous hash."""
     body = {name: entry[name] for name in ENTRY_FIELDS}
     if entry.get("fuel") is not None:
         body["fuel"] = entry["fuel"]
+    if entry.get("trust") is not None:  # from v4: a BOINC client's host, "bearer"
+        body["trust"] = entry["trust"]
     body["prev"] = prev_hash
     return _digest(body)
 
@@ -112,13 +117,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_fuel(record: dict[str, Any], format_: str, line: int) -> None:
-    """A grant's fuel (a wasm replica's, from v3 on) is a whole number of at least 0."""
-    if "fuel" not in record:
-        return
-    fuel = record["fuel"]
-    if format_ != FORMAT or not _is_int(fuel) or fuel < 0:
-        raise _Bad(None, f"a grant's fuel must be a whole number, in a {FORMAT} file (line {line})")
+def _check_extras(record: dict[str, Any], format_: str, line: int) -> None:
+    """A grant's fuel (a wasm replica's, from v3 on) is a whole number of at least 0, and its
+    trust (from v4 on) is only ever "bearer" (a BOINC client's host)."""
+    fuel = record.get("fuel", 0)
+    if "fuel" in record and (format_ not in FUEL_FORMATS or not _is_int(fuel) or fuel < 0):
+        raise _Bad(None, f"a grant's fuel must be a whole number, in a v3 or v4 file (line {line})")
+    if "trust" in record and (format_ != FORMAT or record["trust"] != BEARER):
+        raise _Bad(None, f'a grant\'s trust must be "{BEARER}", in a {FORMAT} file (line {line})')
 
 
 def _amount(text: Any, seq: int | None) -> Decimal:
@@ -234,7 +240,7 @@ def _check(
         kind = record.get("kind")
         try:
             if kind == "entry":
-                _check_fuel(record, format_, line)
+                _check_extras(record, format_, line)
                 chain.add(record, reversal=False)
             elif kind == "reversal":
                 if format_ not in REVERSAL_FORMATS:

@@ -295,7 +295,7 @@ def test_a_chain_resealed_by_a_forger_passes_on_its_own_header_but_not_against_t
         (
             [],
             "the first line must be a ledger header "
-            "(tessera-ledger-v1, tessera-ledger-v2, tessera-ledger-v3)",
+            "(tessera-ledger-v1, tessera-ledger-v2, tessera-ledger-v3, tessera-ledger-v4)",
         ),
         ([{"kind": "header", "format": "other-v9"}], "the first line must be a ledger header"),
         ([[1]], "the first line must be a ledger header"),
@@ -710,3 +710,24 @@ else:  # pragma: no cover - the Python 3.9 pass
 
     def test_a_changed_field_or_an_extra_line_gives_a_verification():
         pytest.skip("hypothesis is not installed")
+
+
+def test_a_boinc_hosts_grant_is_marked_bearer_in_the_chain_from_v4_on():
+    marked = entry(build(), 2)
+    records = build()
+    entry(records, 2)["trust"] = "bearer"
+    reseal(records)
+
+    assert verify_records(records, public(PROJECT_KEY)).ok
+    assert entry(records, 2)["hash"] != marked["hash"], "the mark is hashed"
+    quietly_dropped = [dict(r) for r in records]
+    del entry(quietly_dropped, 2)["trust"]
+    assert not verify_records(quietly_dropped, public(PROJECT_KEY)).ok
+    other = [dict(r) for r in records]
+    entry(other, 2)["trust"] = "trusted"
+    reseal(other)
+    assert 'trust must be "bearer"' in verify_records(other, public(PROJECT_KEY)).problem
+    older = build(header_format="tessera-ledger-v3")
+    entry(older, 2)["trust"] = "bearer"
+    reseal(older)
+    assert "in a tessera-ledger-v4 file" in verify_records(older, public(PROJECT_KEY)).problem

@@ -65,6 +65,13 @@ class Volunteer(CreditTotals):
     signup_burst = models.CharField(max_length=32, blank=True, default="", db_default="")
     # BOINC's "run test applications?": app versions marked beta go only to those who said yes.
     beta_work = models.BooleanField(default=False, db_default=False)
+    # Off: left out of the stats export (coordinator.boinc.stats), hosts included.
+    listed = models.BooleanField(
+        default=True, db_default=True, help_text="shown on leaderboards and in stats exports"
+    )
+    # BOINC's cross-project id: random hex, made by the first stats export that needs it and
+    # kept, so the exported CPID (its md5 with the email) stays the same between exports.
+    cross_project_id = models.CharField(max_length=32, blank=True, default="", db_default="")
 
     class Meta:
         indexes = [

@@ -5,3 +5,11 @@ class BoincConfig(AppConfig):
     name = "coordinator.boinc"
     label = "boinc"
     verbose_name = "BOINC clients"
+
+    def ready(self) -> None:
+        from coordinator.boinc.publishing import twins_of_published
+        from coordinator.work.signals import app_published
+
+        # publish_app (below this app) tells of each app it published: native versions get
+        # their BOINC twins when the project has a BOINC key.
+        app_published.connect(twins_of_published, dispatch_uid="boinc.twins_of_published")

@@ -10,6 +10,7 @@ step per scheduler reply.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -22,6 +23,12 @@ from coordinator.boinc import crypt
 
 class BoincKeyMissing(crypt.BoincKeyError):
     """No BOINC key file where ``BOINC_KEY_FILE`` points."""
+
+
+# The public text of the key file last read, by the SHA-256 of the file's bytes: loading the
+# RSA key takes milliseconds and every scheduler reply needs the text; a rotation changes the
+# bytes, so the text is never stale.
+_public_texts: dict[bytes, str] = {}
 
 
 def key_path() -> Path:
@@ -100,9 +107,16 @@ def public_text() -> str:
     if settings.BOINC_PUBLIC_KEY:
         return settings.BOINC_PUBLIC_KEY
     try:
-        return crypt.public_key_text(load_key())
-    except BoincKeyMissing:
+        data = key_path().read_bytes()
+    except FileNotFoundError:
         return ""
+    digest = hashlib.sha256(data).digest()
+    text = _public_texts.get(digest)
+    if text is None:
+        text = crypt.public_key_text(crypt.load_private_key_pem(data))
+        _public_texts.clear()
+        _public_texts[digest] = text
+    return text
 
 
 def key_for_client(client_key: str) -> tuple[str, str]:

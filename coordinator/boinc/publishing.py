@@ -71,6 +71,13 @@ def publish_for_boinc(*, app: App, version: int, signing_key: SigningKey) -> lis
     return made
 
 
+def twins_of_published(
+    sender: object, *, app: App, version: int, signing_key: SigningKey, **_: object
+) -> list:
+    """The ``work.signals.app_published`` receiver: the BOINC twins made for this publish."""
+    return publish_for_boinc(app=app, version=version, signing_key=signing_key)
+
+
 @transaction.atomic
 def _register(
     native: AppVersion,

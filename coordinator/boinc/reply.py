@@ -74,6 +74,7 @@ def render_reply(
     messages: Iterable[str] = (),
     code_sign_key: str = "",
     code_sign_key_signature: str = "",
+    down: bool = False,
 ) -> bytes:
     """The reply; ``reply`` None for a request refused before it reached a host (the
     ``messages`` say why)."""
@@ -83,6 +84,7 @@ def render_reply(
         master_url=project.master_url,
         project_name=project.name,
         request_delay=delay,
+        project_is_down=down,  # BOINC's "project is down for maintenance"
     )
     for text in messages:
         note = ET.SubElement(root, "message", priority="low")

@@ -25,7 +25,13 @@ from coordinator.boinc.request import BoincRequest, ReportedResult
 from coordinator.core import objects
 from coordinator.scheduler.dispatch import Assignment, WorkRequest
 from coordinator.scheduler.reports import ReportIn, is_called_off, is_reportable
-from coordinator.scheduler.rpc import HostInfo, RpcResult, SchedulerRequest, handle_scheduler_request
+from coordinator.scheduler.rpc import (
+    HostInfo,
+    RpcResult,
+    SchedulerRequest,
+    handle_scheduler_request,
+    refuse_if_down,
+)
 from coordinator.scheduler.uploads import output_key, upload_key
 from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import Replica
@@ -75,6 +81,7 @@ def boinc_host(request: BoincRequest, *, network: str, now: datetime) -> tuple[H
         BoincHost.objects.filter(pk=known.pk).update(
             rpc_seqno=request.rpc_seqno, client_version=request.client_version
         )
+        known.volunteer = volunteer  # read with the key, its user too: two queries fewer later
         return known, False
     return _new_host(request, volunteer, key, network=network, now=now), True
 
@@ -114,7 +121,8 @@ def _new_host(
 
 
 def handle(request: BoincRequest, *, network: str, now: datetime) -> BoincReply:
-    """The whole request, for a client that passed authentication."""
+    """The whole request: nothing at all while the project is down for maintenance."""
+    refuse_if_down()
     host, created = boinc_host(request, network=network, now=now)
     reports = _reports(host, request.results)
     in_progress = [rid for name in request.other_results if (rid := replica_of(name)) is not None]

@@ -25,11 +25,11 @@ from typing import Any, BinaryIO
 from django.conf import settings
 from django.core import signing
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.views.decorators.csrf import csrf_exempt
 
-from coordinator.accounts.models import Host
 from coordinator.boinc.models import BoincAppFile
 from coordinator.boinc.reply import read_upload_token
 from coordinator.boinc.xml import element, render
@@ -114,9 +114,10 @@ def _reply(status: int, message: str = "", **values: object) -> HttpResponse:
     return HttpResponse(render(root), content_type="text/xml; charset=utf-8")
 
 
-def _partial(replica_id: int) -> Path:
+def _partial(replica_id: int, *, make_folder: bool = False) -> Path:
     folder = Path(os.fspath(settings.BOINC_UPLOAD_DIR))
-    folder.mkdir(parents=True, exist_ok=True)
+    if make_folder:
+        folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{replica_id}.part"
 
 
@@ -158,20 +159,28 @@ def _upload(request: HttpRequest, header: str, first: bytes) -> HttpResponse:
         return _reply(-1, "the upload certificate is for another file")
     if not 0 <= offset <= nbytes or nbytes > most:
         return _reply(-1, f"the file is over its limit of {most} bytes")
-    replica = Replica.objects.filter(REPORTABLE, pk=replica_id).values_list("workunit_id", "host_id").first()
-    if replica is None or not Host.objects.filter(pk=replica[1], bearer=True).exists():
+    unit_id = (
+        Replica.objects.filter(REPORTABLE, pk=replica_id, host__bearer=True)
+        .values_list("workunit_id", flat=True)
+        .first()
+    )
+    if unit_id is None:
         return _reply(-1, "this task is not expected to upload anything now")
-    partial = _partial(replica_id)
+    key, md5_hex = upload_key(unit_id, replica_id), _field(header, "md5_cksum")
+    if offset == 0 and len(first) >= nbytes:  # the whole file came with the header: no partial file
+        return _store_whole(replica_id, first[:nbytes], key, md5_hex)
+    partial = _partial(replica_id, make_folder=True)
     have = partial.stat().st_size if partial.exists() else 0
     if offset > have:
         return _reply(1, "the offset is past what the server has; ask its size again")
     with partial.open("r+b" if partial.exists() else "wb") as handle:
-        handle.truncate(offset)
+        if have > offset:  # only when there is something to drop: ext4 flushes a file truncated to 0
+            handle.truncate(offset)
         handle.seek(offset)
         written = _copy(request, first, handle, nbytes - offset)
     if offset + written < nbytes:
         return _reply(1, "the upload was cut short; resume it")
-    return _finish(partial, upload_key(replica[0], replica_id), _field(header, "md5_cksum"))
+    return _finish(partial, key, md5_hex)
 
 
 def _copy(request: HttpRequest, first: bytes, handle: BinaryIO, most: int) -> int:
@@ -183,6 +192,17 @@ def _copy(request: HttpRequest, first: bytes, handle: BinaryIO, most: int) -> in
         written += len(piece)
         chunk = request.read(CHUNK)
     return written
+
+
+def _store_whole(replica_id: int, data: bytes, key: str, md5_hex: str) -> HttpResponse:
+    """A file uploaded whole in one request, as ``_finish`` stores a partial one once complete;
+    what an earlier, interrupted try left is dropped, as this upload replaces it."""
+    _partial(replica_id).unlink(missing_ok=True)
+    if md5_hex and hashlib.md5(data, usedforsecurity=False).hexdigest() != md5_hex.strip().lower():
+        return _reply(-1, "the file's MD5 does not match its md5_cksum")
+    default_storage.delete(key)
+    default_storage.save(key, ContentFile(data))
+    return _reply(0)
 
 
 def _finish(partial: Path, key: str, md5_hex: str) -> HttpResponse:

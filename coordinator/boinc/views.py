@@ -29,6 +29,7 @@ from coordinator.core.errors import (
     DomainError,
     InvalidInput,
     PermissionRefused,
+    Unavailable,
 )
 from coordinator.core.throttles import client_address
 from coordinator.work.models import AppVersion
@@ -149,6 +150,11 @@ def scheduler_rpc(request: HttpRequest) -> HttpResponse:
         outcome = scheduler.handle(boinc_request, network=network_of(client_address(request)), now=now)
     except AuthenticationRejected:
         return _refused(about, BAD_KEY, delay=3600)
+    except Unavailable as error:  # down for maintenance: the client shows it and waits
+        body = reply.render_reply(
+            None, project=about, delay=error.retry_after or 3600, messages=[error.message], down=True
+        )
+        return HttpResponse(body, content_type=XML)
     except DomainError as error:
         logger.info("a BOINC request was refused: %s", error.message)
         return _refused(about, f"The project refused the request: {error.message}", delay=600)

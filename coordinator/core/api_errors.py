@@ -48,7 +48,7 @@ def handle_api_exception(exc: Exception, context: dict[str, Any]) -> Response | 
                 view.get_authenticate_header(request) if view is not None and request is not None else None
             )
             reply["WWW-Authenticate"] = scheme or 'Tessera-Ed25519 realm="api"'
-        if isinstance(exc, LimitReached) and exc.retry_after > 0:
+        if isinstance(exc, (LimitReached, Unavailable)) and exc.retry_after > 0:
             reply["Retry-After"] = str(exc.retry_after)
         return reply
     if isinstance(exc, Http404):

@@ -60,6 +60,11 @@ class PayloadTooLarge(DomainError):
 
 
 class Unavailable(DomainError):
-    """The coordinator is not set up to answer this yet (an operator must act)."""
+    """The coordinator cannot answer this now: not set up yet (an operator must act), or down
+    for maintenance (``retry_after`` seconds)."""
 
     code = "unavailable"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after: int = 0) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after

@@ -18,7 +18,7 @@ from django.db import transaction
 
 from coordinator.accounts.limits import check_host_figures
 from coordinator.accounts.models import Host
-from coordinator.core.errors import InvalidInput
+from coordinator.core.errors import InvalidInput, Unavailable
 from coordinator.core.hints import hint
 from coordinator.core.metrics import DISPATCHED, REPORTED
 from coordinator.scheduler.dispatch import Assignment, WorkRequest, claim_work, why_no_work
@@ -80,7 +80,9 @@ class RpcResult:
 
 def handle_scheduler_request(*, host: Host, request: SchedulerRequest, now: datetime) -> RpcResult:
     """The whole request: uploads checked outside the transaction, the transaction, then the
-    hosts' upload copies dropped, the touched units' transitions hinted, the counters."""
+    hosts' upload copies dropped, the touched units' transitions hinted, the counters. Down
+    for maintenance (``MAINTENANCE``), nothing is read or written."""
+    refuse_if_down()
     uploaded = check_uploads(host=host, reports=request.reports)
     result = scheduler_rpc(
         host=host,
@@ -99,6 +101,16 @@ def handle_scheduler_request(*, host: Host, request: SchedulerRequest, now: date
     for ack in result.acks:
         REPORTED.labels(ack.status).inc()
     return result
+
+
+def refuse_if_down() -> None:
+    """Unavailable, with a retry delay, while the project is down for maintenance."""
+    if settings.TESSERA["MAINTENANCE"]:
+        raise Unavailable(
+            f"the project is down for maintenance: {settings.TESSERA['MAINTENANCE']}",
+            code="maintenance",
+            retry_after=settings.TESSERA["MAINTENANCE_RETRY_SECONDS"],
+        )
 
 
 def _apply_host_changes(host: Host, host_info: HostInfo | None, network: str | None) -> None:

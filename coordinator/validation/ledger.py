@@ -14,10 +14,10 @@ from typing import Any
 
 from django.db import transaction
 from nacl.signing import SigningKey
-from tessera_client.ledger import FORMAT, GENESIS_HASH, entry_hash, reversal_hash, seal_message
+from tessera_client.ledger import BEARER, FORMAT, GENESIS_HASH, entry_hash, reversal_hash, seal_message
 from tessera_client.signing import b64encode
 
-from coordinator.accounts.models import Volunteer
+from coordinator.accounts.models import Host, Volunteer
 from coordinator.standing.services import Grant
 from coordinator.validation.models import LedgerEntry, LedgerHead, LedgerSeal
 
@@ -43,6 +43,8 @@ def entry_fields(entry: LedgerEntry) -> dict[str, Any]:
     }
     if entry.fuel is not None:  # a wasm grant: anyone with the module can check its fuel
         fields["fuel"] = entry.fuel
+    if entry.trust is not None:  # a BOINC client's host: trusted less, and the chain says so
+        fields["trust"] = entry.trust
     return fields
 
 
@@ -75,6 +77,9 @@ def append(grants: list[Grant], *, now: datetime) -> None:
     if not grants:
         return
     head = _locked_head()
+    bearer = set(
+        Host.objects.filter(pk__in={g.host_id for g in grants}, bearer=True).values_list("pk", flat=True)
+    )
     _chain(
         head,
         [
@@ -87,6 +92,7 @@ def append(grants: list[Grant], *, now: datetime) -> None:
                 credit=grant.credit,
                 granted_at=now,
                 fuel=grant.fuel,
+                trust=BEARER if grant.host_id in bearer else None,
             )
             for grant in grants
         ],

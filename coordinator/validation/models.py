@@ -26,6 +26,11 @@ class LedgerEntry(models.Model):
     granted_at = models.DateTimeField()  # for a reversal, when the credit was taken back
     # The fuel a wasm replica's grant was computed from (hashed into the chain), else null.
     fuel = models.PositiveBigIntegerField(null=True, blank=True)
+    # "bearer" when granted to a stock BOINC client's host, which proves itself with a bearer
+    # account key only (accounts.Host.bearer), hashed into the chain; else null. (Nullable
+    # without a default, so that SQLite adds the column without remaking the table and its
+    # append-only triggers.)
+    trust = models.CharField(max_length=8, null=True, blank=True)
     # The grant a reversal takes back, by its seq (``reverses_id`` holds that seq), as the
     # exported chain names it.
     reverses = models.OneToOneField(

@@ -19,6 +19,7 @@ from coordinator.core.throttles import PageRateThrottle, client_address
 from coordinator.standing.credit import rac_now
 from coordinator.validation.models import LedgerEntry
 from coordinator.validation.selectors import credit_history
+from coordinator.web.boinc_views import boinc_context
 from coordinator.web.charts import bar_chart
 from coordinator.web.forms import SignupForm, TeamForm
 from coordinator.web.selectors import team_credit_per_day
@@ -95,6 +96,7 @@ def account(request: HttpRequest) -> HttpResponse:
             label_every=5,
         ),
     }
+    context["boinc"] = boinc_context(request, volunteer.pk)
     return render(request, "web/account.html", context)
 
 

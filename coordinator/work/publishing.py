@@ -4,8 +4,8 @@ An app with pinned wheels gets one version per platform its manifest lists, each
 holding that platform's wheels, fetched and checked against their pins before anything is
 written (``work.wheels``); an app without wheels gets one version for every platform ("any"),
 and a wasm app one more native version for each of its ``native_platforms`` (docs/platforms.md).
-When the project has a BOINC key, each native version gets its BOINC twin too
-(``boinc.publishing``).
+Apps above are told (``signals.app_published``): with a BOINC key, the boinc app makes each
+native version's BOINC twin.
 """
 
 from __future__ import annotations
@@ -14,18 +14,19 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import cast
 
 from django.db import transaction
 from nacl.signing import SigningKey
 
 import workunits
-from coordinator.boinc.publishing import publish_for_boinc
 from coordinator.core.errors import Conflict, InvalidInput, NotFound
 from coordinator.work import wheels
 from coordinator.work.bundles import build_app_bundle, build_native_bundle
 from coordinator.work.comparison import CompareMode
 from coordinator.work.models import App, AppVersion
 from coordinator.work.services import register_app_version
+from coordinator.work.signals import app_published
 from workunits.wasm_build import WasmBuildError
 
 
@@ -82,9 +83,15 @@ def publish_app(
         raise NotFound(str(error), code="unknown_app") from error
     bundles = _bundles(module, find_links=find_links, wheel_cache=wheel_cache)
     published = _register(module, bundles, signing_key=signing_key)
-    twins = publish_for_boinc(
-        app=published.version.app, version=module.MANIFEST.version, signing_key=signing_key
+    replies = app_published.send(
+        sender=publish_app,
+        app=published.version.app,
+        version=module.MANIFEST.version,
+        signing_key=signing_key,
     )
+    twins: list[AppVersion] = []
+    for _, made in replies:  # each receiver's further versions
+        twins.extend(cast("list[AppVersion]", made) or [])
     if not twins:
         return published
     return Published(
@@ -106,11 +113,8 @@ def _register(module: ModuleType, bundles: dict[Target, bytes], *, signing_key: 
             "rel_tolerance": manifest.rel_tolerance,
         },
     )
-    published = set(  # BOINC's versions of them (coordinator.boinc.publishing) are not the app's own
-        AppVersion.objects.filter(app=app, version=manifest.version)
-        .exclude(runtime="boinc")
-        .values_list("platform", "runtime")
-    )
+    mine = AppVersion.objects.filter(app=app, version=manifest.version).exclude(runtime="boinc")  # not twins
+    published = set(mine.values_list("platform", "runtime"))
     elsewhere = sorted(f"{platform} ({runtime})" for platform, runtime in published - set(bundles))
     if elsewhere:  # "any" before the app had wheels, or a platform it no longer lists
         raise Conflict(

@@ -1,7 +1,12 @@
-"""What the transitioner tells the layers above it, without importing them.
+"""What the work app tells the layers above it, without importing them.
 
 ``replicas_timed_out`` is sent inside the transitioner's transaction with ``timed_out`` (a
 list of :class:`TimedOut`) and ``now``; the standing app counts each as its host's error.
+
+``app_published`` is sent by ``publishing.publish_app`` once an app's versions are registered,
+with ``app``, ``version`` (the number) and ``signing_key``; a receiver returns the further
+versions it made (the boinc app: the BOINC versions of the native ones), which the publish
+reports with the others.
 """
 
 from __future__ import annotations
@@ -21,3 +26,4 @@ class TimedOut:
 
 
 replicas_timed_out = Signal()
+app_published = Signal()

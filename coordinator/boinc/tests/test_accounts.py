@@ -129,3 +129,24 @@ def test_the_sign_up_api_follows_the_same_setting(client: Client, settings):
     )
 
     assert response.status_code == 403 and response.json()["error"] == "signup_closed"
+
+
+def test_the_account_page_turns_boinc_access_on_shows_a_key_once_and_turns_it_off():
+    volunteer, _ = make_volunteer()
+    page = Client()
+    page.force_login(volunteer.user)
+
+    refused = page.post("/account/boinc", {"action": "enable", "password": "wrong"}, follow=True)
+    assert "BOINC access is still off" in refused.content.decode() and not BoincAccess.objects.exists()
+    page.post("/account/boinc", {"action": "enable", "password": PASSWORD})
+    shown = page.get("/account").content.decode()
+    again = page.get("/account").content.decode()
+
+    command = next(line for line in shown.splitlines() if "boinccmd --project_attach" in line)
+    key = command.split()[-1].split("<")[0]
+    assert accounts.key_holder(key).volunteer == volunteer
+    assert "boinccmd --project_attach" not in again, "shown once"
+    page.post("/account/boinc", {"action": "disable"})
+    with pytest.raises(Exception, match="account key"):
+        accounts.key_holder(key)
+    assert not BoincAccess.objects.exists()

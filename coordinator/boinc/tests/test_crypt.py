@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import multiprocessing
 import os
 import shutil
 import struct
 import subprocess
+import traceback
 from pathlib import Path
 
 import pytest
@@ -377,6 +379,31 @@ def test_load_private_key_pem_refuses_what_it_cannot_use(key: rsa.RSAPrivateKey)
 # --- BOINC's own code --------------------------------------------------------------------------
 
 
+def _in_child(check, *args) -> None:  # type: ignore[no-untyped-def]
+    """Run ``check`` in a forked process: Debian's libboinc is built with -ffast-math, and
+    loading it turns on flush-to-zero for the whole process, which would change every later
+    test's floating point (hypothesis notices)."""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+
+    def run() -> None:
+        try:
+            check(*args)
+            sender.send(("ok", ""))
+        except pytest.skip.Exception as skipped:
+            sender.send(("skip", str(skipped)))
+        except BaseException:  # the parent reports it
+            sender.send(("fail", traceback.format_exc()))
+
+    child = context.Process(target=run)
+    child.start()
+    outcome, text = receiver.recv() if receiver.poll(120) else ("fail", "the check did not answer")
+    child.join(10)
+    if outcome == "skip":
+        pytest.skip(text)
+    assert outcome == "ok", text
+
+
 def _libboinc_crypt():
     """BOINC 7.x's lib/crypt.cpp as Debian ships it (libboinc7), or a skip saying why not."""
     try:
@@ -428,6 +455,10 @@ def _boinc_private_key(key: rsa.RSAPrivateKey) -> bytes:
 
 
 def test_boinc_library_verifies_our_signatures(key: rsa.RSAPrivateKey, other_key: rsa.RSAPrivateKey) -> None:
+    _in_child(_library_verifies, key, other_key)
+
+
+def _library_verifies(key: rsa.RSAPrivateKey, other_key: rsa.RSAPrivateKey) -> None:
     boinc = _libboinc_crypt()
     key_text = crypt.public_key_text(key)
     md5_hex = hashlib.md5(APP_FILE).hexdigest()
@@ -446,6 +477,10 @@ def test_boinc_library_verifies_our_signatures(key: rsa.RSAPrivateKey, other_key
 
 
 def test_boinc_library_writes_what_we_write(key: rsa.RSAPrivateKey, tmp_path: Path) -> None:
+    _in_child(_library_writes, key, tmp_path)
+
+
+def _library_writes(key: rsa.RSAPrivateKey, tmp_path: Path) -> None:
     boinc = _libboinc_crypt()
     # generate_signature with the same key makes the same text, byte for byte.
     private = ctypes.create_string_buffer(_boinc_private_key(key))

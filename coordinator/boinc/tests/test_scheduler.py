@@ -260,3 +260,25 @@ def test_a_bearer_host_is_never_trusted_with_a_unit_alone(boinc_app, monkeypatch
 
     assert len(assigned) == 3
     assert not Replica.objects.filter(host=host, trusted_single=True).exists()
+
+
+def test_down_for_maintenance_both_clients_are_told_to_come_back_later(
+    client: Client, boinc_volunteer, settings
+):
+    from coordinator.testing import SignedHost
+
+    settings.TESSERA = {
+        **settings.TESSERA,
+        "MAINTENANCE": "moving to a new database",
+        "MAINTENANCE_RETRY_SECONDS": 900,
+    }
+    ours = SignedHost(*make_host())
+
+    reply = read(post(client, request_xml(boinc_volunteer.key, work_seconds=100)))
+    refused = ours.rpc(tasks=1)
+
+    assert reply.find("project_is_down") is not None and reply.findtext("request_delay") == "900"
+    assert "moving to a new database" in reply.findtext("message")
+    assert not Host.objects.filter(bearer=True).exists()
+    assert refused.status_code == 503 and refused["Retry-After"] == "900"
+    assert refused.json()["error"] == "maintenance"

@@ -185,7 +185,7 @@ def test_export_to_standard_output_keeps_the_summary_out_of_the_data(project_key
 def test_an_empty_ledger_exports_but_does_not_verify(project_key, tmp_path):
     records = export(tmp_path / "empty.jsonl")
     assert [r["kind"] for r in records] == ["header", "totals"]
-    assert records[0]["format"] == "tessera-ledger-v3"
+    assert records[0]["format"] == "tessera-ledger-v4"
     with pytest.raises(CommandError, match="no entries: the file holds no ledger entry"):
         verify_command(tmp_path / "empty.jsonl")
 

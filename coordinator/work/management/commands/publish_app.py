@@ -38,8 +38,8 @@ class Command(BaseCommand):
         signer = keys.fingerprint(keys.public_key_b64(signing_key))
         for version, created in published.versions or ((published.version, published.created),):
             state = "published" if created else "already published, unchanged"
-            native = ", native" if version.runtime == "native" else ""
-            where = "" if version.platform == "any" else f" ({version.platform}{native})"
+            kind = {"native": ", native", "boinc": ", for BOINC clients"}.get(version.runtime, "")
+            where = "" if version.platform == "any" else f" ({version.platform}{kind})"
             self.stdout.write(
                 f"{version.app.name} v{version.version}{where}: {state}; {version.bundle_size} bytes, "
                 f"SHA-256 {version.bundle_sha256}, signed by {signer}"
