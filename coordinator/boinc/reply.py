@@ -9,6 +9,7 @@ inputs ``tin_<unit>``, outputs ``tout_<replica>``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -113,7 +114,15 @@ def _standing(root: ET.Element, reply: BoincReply) -> None:
         host_total_credit=float(credit.host_total) if credit else 0.0,
         host_expavg_credit=float(credit.host_rac) if credit else 0.0,
         hostid=host.pk if reply.created else None,  # only when the host is new: the client resets its seqno
+        cross_project_id=host.volunteer.cross_project_id or None,
+        email_hash=_email_hash(host.volunteer.user.email) or None,
     )
+
+
+def _email_hash(email: str) -> str:
+    """BOINC's email_hash: the MD5 of the lowercased address, for the client's account managers."""
+    address = email.strip().lower()
+    return hashlib.md5(address.encode(), usedforsecurity=False).hexdigest() if address else ""
 
 
 def _tasks(root: ET.Element, assignments: list[Assignment], project: Project) -> None:

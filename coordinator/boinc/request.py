@@ -50,6 +50,7 @@ class BoincRequest:
     results: list[ReportedResult] = field(default_factory=list)
     other_results: list[str] = field(default_factory=list)  # results the client still holds
     code_sign_key: str = ""  # the key the client has pinned, if any
+    cross_project_id: str = ""  # the volunteer's id across BOINC projects, as the client knows it
 
 
 def read_request(root: ET.Element) -> BoincRequest:
@@ -83,7 +84,13 @@ def read_request(root: ET.Element) -> BoincRequest:
             for node in _limited(root.find("other_results"), "other_result", MAX_OTHER_RESULTS)
         ],
         code_sign_key=text(root, "code_sign_key", max_length=2048),
+        cross_project_id=_cross_project_id(text(root, "cross_project_id", max_length=64)),
     )
+
+
+def _cross_project_id(value: str) -> str:
+    """32 hex characters, or "" for anything else (a client's own, never trusted further)."""
+    return value.lower() if re.fullmatch(r"[0-9a-fA-F]{32}", value) else ""
 
 
 def _limited(parent: ET.Element | None, tag: str, most: int) -> list[ET.Element]:

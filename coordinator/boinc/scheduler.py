@@ -124,6 +124,7 @@ def handle(request: BoincRequest, *, network: str, now: datetime) -> BoincReply:
     """The whole request: nothing at all while the project is down for maintenance."""
     refuse_if_down()
     host, created = boinc_host(request, network=network, now=now)
+    _adopt_cross_project_id(host.volunteer, request.cross_project_id)
     reports = _reports(host, request.results)
     in_progress = [rid for name in request.other_results if (rid := replica_of(name)) is not None]
     rpc = handle_scheduler_request(
@@ -149,6 +150,15 @@ def handle(request: BoincRequest, *, network: str, now: datetime) -> BoincReply:
     holding = set(by_id) | {r.replica for r in reports} | {a.replica_id for a in rpc.assignments}
     reply.resent = lost_results(host, holding=holding, now=now)
     return reply
+
+
+def _adopt_cross_project_id(volunteer: Volunteer, theirs: str) -> None:
+    """BOINC's cross-project id follows a volunteer from project to project, so that stats
+    sites add up their credit (the CPID of the stats export): a volunteer without one yet
+    takes the one their client brings; one we have already published stays."""
+    if theirs and not volunteer.cross_project_id:
+        Volunteer.objects.filter(pk=volunteer.pk, cross_project_id="").update(cross_project_id=theirs)
+        volunteer.cross_project_id = theirs
 
 
 def _reports(host: Host, results: list[ReportedResult]) -> list[ReportIn]:

@@ -72,6 +72,9 @@ def account(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and "new_token" in request.POST:
         request.session[NEW_TOKEN] = issue_account_token(volunteer=volunteer, now=timezone.now())
         return redirect("account")
+    if request.method == "POST" and "listed" in request.POST:  # the stats export (docs/boinc.md)
+        Volunteer.objects.filter(pk=volunteer.pk).update(listed=request.POST["listed"] == "yes")
+        return redirect("account")
     now = timezone.now()
     context = {
         "nav": "account",

@@ -22,6 +22,7 @@ from coordinator.work.models import App, AppVersion
 from coordinator.work.services import register_app_version
 
 X86 = "x86_64-pc-linux-gnu"
+CROSS_PROJECT_ID = "00112233445566778899aabbccddeeff"
 PROGRAM = b"#!/bin/sh\necho done > output\n"  # the app's executable as its native bundle holds it
 
 
@@ -100,7 +101,8 @@ def request_xml(
     <cpu_req_secs>{work_seconds:f}</cpu_req_secs>
     <cpu_req_instances>0.000000</cpu_req_instances>
     <platform_name>{X86}</platform_name>
-    {sign}<time_stats>
+    {sign}<cross_project_id>{CROSS_PROJECT_ID}</cross_project_id>
+    <time_stats>
         <on_frac>0.950000</on_frac>
         <connected_frac>1.000000</connected_frac>
         <active_frac>0.900000</active_frac>

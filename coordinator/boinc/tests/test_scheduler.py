@@ -14,7 +14,7 @@ from coordinator.accounts.models import Host
 from coordinator.boinc import crypt, keys
 from coordinator.boinc.models import BoincAppFile, BoincHost
 from coordinator.boinc.reply import read_upload_token
-from coordinator.boinc.tests.conftest import X86, post, read, request_xml
+from coordinator.boinc.tests.conftest import CROSS_PROJECT_ID, X86, post, read, request_xml
 from coordinator.boinc.views import BAD_KEY
 from coordinator.scheduler import dispatch as scheduler_dispatch
 from coordinator.scheduler.dispatch import WorkRequest, claim_work
@@ -37,6 +37,8 @@ def test_a_first_request_makes_a_bearer_host_and_gets_signed_work(client: Client
     assert (host.on_fraction, host.active_fraction, host.n_cpus) == (0.95, 0.9, 4)
     assert BoincHost.objects.get(host=host).host_cpid == "0123456789abcdef0123456789abcdef"
     assert reply.findtext("project_name") and reply.findtext("master_url") == "http://testserver/boinc/"
+    host.volunteer.refresh_from_db()
+    assert reply.findtext("cross_project_id") == host.volunteer.cross_project_id == CROSS_PROJECT_ID
     [version] = reply.findall("app_version")
     assert (version.findtext("app_name"), version.findtext("version_num")) == (boinc_app.name, "100")
     refs = {ref.findtext("open_name"): ref for ref in version.findall("file_ref")}
