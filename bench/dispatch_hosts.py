@@ -51,6 +51,10 @@ class HostRecord:
             getattr(self, name).extend(getattr(other, name))
         self.errors.extend(other.errors)
 
+    def window_figures(self, measure_from: float, end: float) -> dict[str, Any]:
+        """Figures of a subclass's own for the measured window, added to the run's JSON (none here)."""
+        return {}
+
 
 def output_for(replica_id: int) -> bytes:
     """The small inline output a simulated host reports for a replica."""

@@ -11,7 +11,8 @@ import multiprocessing as mp
 import queue as queue_module
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -47,6 +48,8 @@ class RunResult:
     queue_low_water: int = 0  # fewest unsent replicas the top-up let the queue fall to
     slowest_topup_s: float = 0.0
     topup_error: str | None = None
+    # Figures a load generator adds of its own (``HostRecord.window_figures``), e.g. uploads.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def own_cores(self) -> float:
@@ -66,6 +69,7 @@ class RunResult:
 
     def as_json(self) -> dict[str, Any]:
         return {
+            **self.extra,
             "replicas_per_s": round(self.replicas_per_s, 1),
             "replicas_per_cpu_s": round(self.replicas_per_cpu_s, 1),
             "other_processes_cores": round(self.other_cores, 2),
@@ -94,7 +98,14 @@ class LoadGenerator:
     """The load processes of one run (spawned, hosts split among them) and what they share."""
 
     def __init__(
-        self, mode: str, target: str, *, hosts: list[BenchHost], opts: Options, version_id: int
+        self,
+        mode: str,
+        target: str,
+        *,
+        hosts: Sequence[BenchHost] | Sequence[Any],
+        opts: Options,
+        version_id: int,
+        load: Callable[..., None] = load_process,
     ) -> None:
         ctx = mp.get_context("spawn")
         self.ready, self.results = ctx.Queue(), ctx.Queue()
@@ -104,7 +115,7 @@ class LoadGenerator:
         shares = [hosts[i :: opts.procs] for i in range(opts.procs)]
         self.procs = [
             ctx.Process(
-                target=load_process,
+                target=load,
                 args=(
                     mode,
                     target,
@@ -145,13 +156,18 @@ class LoadGenerator:
         return [p.pid for p in self.procs if p.pid]
 
     def collect(self) -> HostRecord:
-        """Every process's merged record, once its hosts have stopped."""
-        merged = HostRecord()
+        """Every process's merged record, once its hosts have stopped (of the records' own
+        class, which may carry more than ``HostRecord``)."""
+        merged: HostRecord | None = None
         for _ in self.procs:
             part = self.results.get(timeout=RPC_TIMEOUT + 60)
-            if part is not None:
+            if part is None:
+                continue
+            if merged is None:
+                merged = part
+            else:
                 merged.merge(part)
-        return merged
+        return merged if merged is not None else HostRecord()
 
     def stop(self) -> None:
         """Join every process that started; terminate one that lingers."""
@@ -189,17 +205,51 @@ def timed_run(
     queue: int,
     cpu_groups: dict[str, list[int]],
     app_ids: tuple[int, ...] = (),
+    load_target: Callable[..., None] = load_process,
+    hosts: Sequence[Any] | None = None,
 ) -> RunResult:
     """Drive all hosts for warm-up + measured seconds on a queue of ``queue`` units.
 
     Throughput counts the RPCs that complete inside the measured window; latencies are theirs.
+    ``load_target`` and ``hosts`` replace the simulated hosts (``dispatch_hosts.load_process``
+    with the fixture's hosts) by another kind of client with the same arguments.
     """
-    load = LoadGenerator(mode, target, hosts=fixture.hosts, opts=opts, version_id=fixture.app_version_id)
+    load = LoadGenerator(
+        mode,
+        target,
+        hosts=fixture.hosts if hosts is None else hosts,
+        opts=opts,
+        version_id=fixture.app_version_id,
+        load=load_target,
+    )
     topup = QueueTopUp(
         opts.database_url, app_ids=app_ids or (fixture.app_id,), next_unit=queue + 1, dispatched=load.counter
     )
     with psycopg.connect(opts.database_url, autocommit=True) as conn:
         sent_before = replicas_sent(conn)
+    window, cpu, merged = _drive(load, topup, opts, cpu_groups)
+    with psycopg.connect(opts.database_url, autocommit=True) as conn:
+        sent_after = replicas_sent(conn)
+    return _figures(
+        mode,
+        queue,
+        merged,
+        window,
+        cpu,
+        # Replicas the database sent that no client saw (an RPC that timed out after committing).
+        unaccounted=(sent_after - sent_before) - len(merged.replica_ids),
+        queue_low_water=2 * queue - topup.largest_deficit,
+        slowest_topup_s=topup.slowest_insert,
+        topup_error=repr(topup.error) if topup.error else None,
+    )
+
+
+def _drive(
+    load: LoadGenerator, topup: QueueTopUp, opts: Options, cpu_groups: dict[str, list[int]]
+) -> tuple[tuple[float, float], dict[str, float], HostRecord]:
+    """Start the load and the top-up, sleep through the warm-up and the measured window, and
+    collect what the hosts saw; both are stopped whatever happens. Returns the window, the
+    cores each group used in it, and the merged record."""
     try:
         load.start()
         start = time.monotonic() + 0.5
@@ -213,20 +263,7 @@ def timed_run(
     finally:
         load.stop()
         topup.stop()
-    with psycopg.connect(opts.database_url, autocommit=True) as conn:
-        sent_after = replicas_sent(conn)
-    return _figures(
-        mode,
-        queue,
-        merged,
-        (measure_from, end),
-        cpu,
-        # Replicas the database sent that no client saw (an RPC that timed out after committing).
-        unaccounted=(sent_after - sent_before) - len(merged.replica_ids),
-        queue_low_water=2 * queue - topup.largest_deficit,
-        slowest_topup_s=topup.slowest_insert,
-        topup_error=repr(topup.error) if topup.error else None,
-    )
+    return (measure_from, end), cpu, merged
 
 
 def _measure_cpu(
@@ -269,6 +306,7 @@ def _figures(
         mode=mode,
         queue=queue,
         seconds=seconds,
+        extra=merged.window_figures(measure_from, end),
         rpcs=len(in_window),
         replicas_per_s=dispatched / seconds,
         reported_per_s=reported / seconds,

@@ -209,16 +209,22 @@ flipped = data[:-1] + bytes([data[-1] ^ 1])
 changed = values["data"].encode("latin-1") if values["data"] is not None else flipped
 default_storage.delete(row.storage_name)
 default_storage.save(row.storage_name, ContentFile(changed))
-result = data.decode("latin-1")
+program = BoincAppFile.objects.get(main_program=False, app_version__platform="x86_64-pc-linux-gnu")
+if values["data"] is None:  # and the app's own executable sent unsigned
+    values["signature"] = program.signature
+    BoincAppFile.objects.filter(pk=program.pk).update(signature="")
+else:
+    BoincAppFile.objects.filter(pk=program.pk).update(signature=values["signature"])
+result = [data.decode("latin-1"), values["signature"]]
 """
 
 
-def test_a_tampered_app_file_is_refused_by_the_client(coordinator, tmp_path):
+def test_a_tampered_or_unsigned_app_file_is_refused_by_the_client(coordinator, tmp_path):
     key = coordinator.django(BOINC_VOLUNTEER, username="rosalind")
     batches = Batches(coordinator.url, coordinator.django(MAKE_SCIENTIST, username="mary"))
     batch = batches.submit("lennard_jones", "tampered", parameters=LJ, min_quorum=1, target_nresults=1)
     wait_for(lambda: batches.get(batch["id"])["state"] == "running", 30, "the batch split")
-    original = coordinator.django(TAMPER, data=None)  # one bit of the launcher flipped
+    original, signature = coordinator.django(TAMPER, data=None, signature="")  # a flipped bit, no signature
     boinc = BoincClient(tmp_path / "boinc").start()
     try:
         boinc.cmd("--project_attach", f"{coordinator.url}/boinc/", key)
@@ -232,8 +238,12 @@ def test_a_tampered_app_file_is_refused_by_the_client(coordinator, tmp_path):
             120,
             "the refused tasks' reports",
         )
+        said = boinc.messages()  # both files' refusals, by now
     finally:
         boinc.stop()
-        coordinator.django(TAMPER, data=original)
+        coordinator.django(TAMPER, data=original, signature=signature)
     assert not app_processes(Path(boinc.root)), "nothing of it ran"
-    assert "tessera_launcher" in said
+    assert "Signature verification failed for tessera_launcher" in said
+    assert "missing signature" in said.lower() or "Signature verification failed for lennard_jones" in said, (
+        said
+    )

@@ -24,7 +24,7 @@ from coordinator.boinc.models import BoincAccountKey, BoincHost
 from coordinator.boinc.request import BoincRequest, ReportedResult
 from coordinator.core import objects
 from coordinator.scheduler.dispatch import Assignment, WorkRequest
-from coordinator.scheduler.reports import ReportIn, is_called_off, is_reportable
+from coordinator.scheduler.reports import ReportIn, Uploaded, is_called_off, is_reportable
 from coordinator.scheduler.rpc import (
     HostInfo,
     RpcResult,
@@ -125,7 +125,8 @@ def handle(request: BoincRequest, *, network: str, now: datetime) -> BoincReply:
     refuse_if_down()
     host, created = boinc_host(request, network=network, now=now)
     _adopt_cross_project_id(host.volunteer, request.cross_project_id)
-    reports = _reports(host, request.results)
+    uploaded: Uploaded = {}
+    reports = _reports(host, request.results, uploaded)
     in_progress = [rid for name in request.other_results if (rid := replica_of(name)) is not None]
     rpc = handle_scheduler_request(
         host=host,
@@ -140,6 +141,7 @@ def handle(request: BoincRequest, *, network: str, now: datetime) -> BoincReply:
             ),
             in_progress=in_progress,
             network=network,
+            uploaded=uploaded,
         ),
         now=now,
     )
@@ -161,15 +163,20 @@ def _adopt_cross_project_id(volunteer: Volunteer, theirs: str) -> None:
         volunteer.cross_project_id = theirs
 
 
-def _reports(host: Host, results: list[ReportedResult]) -> list[ReportIn]:
+def _reports(host: Host, results: list[ReportedResult], uploaded: Uploaded) -> list[ReportIn]:
     """The results this host may still report, as ``ReportIn``; the others (unknown, another
-    host's, already reported or called off) are only acknowledged."""
+    host's, already reported or called off) are only acknowledged. The outputs sealed on the
+    way go into ``uploaded``, as ``uploads.check_uploads`` would have made it."""
     wanted = {rid: result for result in results if (rid := replica_of(result.name)) is not None}
     rows = Replica.objects.filter(pk__in=wanted, host=host).select_related("app_version")
-    return [_report(row, wanted[row.pk]) for row in rows if is_reportable(row) and not is_called_off(row)]
+    return [
+        _report(row, wanted[row.pk], uploaded)
+        for row in rows
+        if is_reportable(row) and not is_called_off(row)
+    ]
 
 
-def _report(row: Replica, result: ReportedResult) -> ReportIn:
+def _report(row: Replica, result: ReportedResult, uploaded: Uploaded) -> ReportIn:
     """A finished BOINC result: a success only when it exited 0 and its output went up, with
     the output as sealed by the upload handler's file (measured here, not claimed)."""
     message = result.stderr[-1000:]
@@ -183,6 +190,7 @@ def _report(row: Replica, result: ReportedResult) -> ReportIn:
             sealed = None
             message = "the uploaded output is over its limit"
         if sealed is not None:
+            uploaded[row.pk] = sealed
             return ReportIn(
                 replica=row.pk,
                 status=Outcome.SUCCESS,

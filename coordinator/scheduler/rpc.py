@@ -55,6 +55,9 @@ class SchedulerRequest:
     host_info: HostInfo | None = None
     in_progress: list[int] = field(default_factory=list)  # replicas it still crunches
     network: str | None = None  # where it came from (accounts.relation.network_of)
+    # The outputs already checked and sealed by the caller (the BOINC endpoint seals them as
+    # it reads the reports); None: ``uploads.check_uploads`` does it here.
+    uploaded: Uploaded | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,11 @@ def handle_scheduler_request(*, host: Host, request: SchedulerRequest, now: date
     hosts' upload copies dropped, the touched units' transitions hinted, the counters. Down
     for maintenance (``MAINTENANCE``), nothing is read or written."""
     refuse_if_down()
-    uploaded = check_uploads(host=host, reports=request.reports)
+    uploaded = (
+        request.uploaded
+        if request.uploaded is not None
+        else check_uploads(host=host, reports=request.reports)
+    )
     result = scheduler_rpc(
         host=host,
         reports=request.reports,
