@@ -48,6 +48,7 @@ from bench.boinc_clients import ClientOptions, boinc_load_process
 from bench.boinc_seed import BOINC_COLUMNS, BoincFixture, seed_boinc
 from bench.cpu import children
 from bench.database import admin_url, check_schema, coordinator_env, database_name, migrate, recreate_database
+from bench.dispatch import problems
 from bench.dispatch_run import RunResult, timed_run
 from bench.dispatch_seed import SEEDED_COLUMNS, Fixture, empty_queue, fill_queue, seed_fixture
 from bench.report import Table, print_json_line
@@ -299,22 +300,6 @@ def summarize(opts: Options, results: list[RunResult]) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "runs": {mode: result.as_json() for mode, result in runs.items()},
     }
-
-
-def problems(result: RunResult) -> list[str]:
-    """What went wrong in one run, in words (nothing when it went well)."""
-    found = []
-    if result.errors:
-        found.append(f"errors {result.errors}")
-    if result.duplicates:
-        found.append(f"{result.duplicates} replicas handed out twice")
-    if result.unaccounted:
-        found.append(f"{result.unaccounted} replicas sent that no client saw")
-    if result.topup_error:
-        found.append(f"queue top-up failed: {result.topup_error}")
-    if result.other_cores > 0.2:
-        found.append(f"other processes took {result.other_cores:.2f} cores; compare replicas per cpu-s")
-    return found
 
 
 def print_summary(summary: dict[str, Any], results: list[RunResult], log_tail: str) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.volunteers import wait_for
+
 BOINC, BOINCCMD = shutil.which("boinc"), shutil.which("boinccmd")
 PASSWORD = "tessera-test"
 CC_CONFIG = """<cc_config>
@@ -95,13 +97,11 @@ class BoincClient:
         return self.cmd("--get_messages", "0", check=False).stdout
 
     def wait_for(self, check, timeout: float, what: str):  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = check()
-            if found:
-                return found
-            time.sleep(0.5)
-        raise AssertionError(f"timed out waiting for {what}; the client said:\n{self.messages()[-6000:]}")
+        """``tests.volunteers.wait_for``, saying on a timeout what the client logged."""
+        try:
+            return wait_for(check, timeout, what)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; the client said:\n{self.messages()[-6000:]}") from None
 
     def stop(self) -> None:
         if self.process is None:

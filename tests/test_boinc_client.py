@@ -13,19 +13,12 @@ import pytest
 
 from tests.boinc_client import BoincClient, app_processes, cpu_seconds, need_boinc
 from tests.coordinator_process import MAKE_SCIENTIST, CoordinatorProcess
+from tests.test_science_end_to_end import LJ as SCIENCE_LJ
 from tests.test_science_end_to_end import direct_result
 from tests.test_versions_end_to_end import Batches
 from tests.volunteers import attach, wait_for
 
-LJ = {
-    "n_cells": 3,
-    "densities": [0.3, 0.8],
-    "temperatures": [1.5],
-    "dt": 0.005,
-    "equilibration_steps": 50,
-    "production_steps": 100,
-    "seed": 5,
-}
+LJ = {**SCIENCE_LJ, "seed": 5}  # two small state points, as the science test's
 BOINC_VOLUNTEER = """
 from django.utils import timezone
 from coordinator.accounts.services import create_volunteer
