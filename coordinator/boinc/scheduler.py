@@ -113,7 +113,7 @@ def _new_host(
         BoincHost.objects.create(
             host=host,
             host_cpid=request.host_cpid,
-            rpc_seqno=request.rpc_seqno,
+            rpc_seqno=0,  # the client starts counting again from 0 when it gets its hostid
             key=key,
             client_version=request.client_version,
         )

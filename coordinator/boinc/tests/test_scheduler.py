@@ -89,8 +89,11 @@ def test_a_known_host_is_found_by_its_id_and_a_copied_client_becomes_a_new_host(
     first = read(post(client, request_xml(boinc_volunteer.key, seqno=5)))
     hostid = int(first.findtext("hostid"))
 
+    restarted = read(post(client, request_xml(boinc_volunteer.key, hostid=hostid, seqno=0)))
     again = read(post(client, request_xml(boinc_volunteer.key, hostid=hostid, seqno=6)))
     copied = read(post(client, request_xml(boinc_volunteer.key, hostid=hostid, seqno=2)))
+
+    assert restarted.find("hostid") is None, "a client counts from 0 again once it has its hostid"
 
     assert again.find("hostid") is None, "hostid is sent only for a new host"
     assert int(copied.findtext("hostid")) != hostid
