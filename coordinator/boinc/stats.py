@@ -15,9 +15,10 @@ is listed; ``nusers`` counts its listed, active members.
 The CPID is BOINC's: ``md5(cross_project_id + email)`` for a user, and for a host made by a
 stock BOINC client ``md5(host_cpid + email)`` as BOINC's scheduler stores it (Tessera keeps the
 client's own ``host_cpid``); Tessera's own hosts have none. The email is lowercased, as BOINC
-stores it. A volunteer without a cross-project id gets a random one, kept, so the CPID is the
-same in every export. (The scheduler does not yet adopt the cross-project id a BOINC client
-brings from its other projects, so CPIDs do not yet match across projects.)
+stores it. A volunteer without a cross-project id takes the one their BOINC client brings
+from its other projects (``scheduler._adopt_cross_project_id``), so stats sites match the CPIDs
+across projects; one who has none gets a random one here, kept, so the CPID is the same in
+every export.
 
 Rows are read with ``.iterator()`` in one snapshot and written record by record into gzip
 files under temporary names, renamed into place only once all four are complete.
