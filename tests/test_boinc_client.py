@@ -64,9 +64,11 @@ def test_a_stock_boinc_client_and_a_tessera_client_crunch_one_batch_and_validate
         "lennard_jones", "boinc and tessera", parameters=LJ, min_quorum=2, target_nresults=2
     )
     wait_for(lambda: batches.get(batch["id"])["state"] == "running", 30, "the batch split")
+    tessera = attach(coordinator, tmp_path, "ada")
     boinc = BoincClient(tmp_path / "boinc").start()
     try:
         boinc.cmd("--project_attach", f"{coordinator.url}/boinc/", key)
+        tessera.start("--exit-when-idle")  # side by side: one replica of each unit each
         boinc.wait_for(
             lambda: (
                 sum(
@@ -81,8 +83,6 @@ def test_a_stock_boinc_client_and_a_tessera_client_crunch_one_batch_and_validate
         messages = boinc.messages()
     finally:
         boinc.stop()
-    tessera = attach(coordinator, tmp_path, "ada")
-    tessera.start("--exit-when-idle")
     assert tessera.wait(180) == 0, tessera.output()
 
     done = batches.wait(batch["id"], poll=0.5, timeout=60, progress=False)

@@ -101,7 +101,7 @@ def world() -> World:
     Volunteer.objects.filter(pk=bob.pk).update(team=bobs_team)
     Volunteer.objects.filter(pk=carol.pk).update(listed=False)
     hosts = {
-        "alice": signed(alice, cpu_vendor="AuthenticAMD", cpu_model="Ryzen\x00 <9> & 7950X"),
+        "alice": signed(alice, cpu_vendor="AuthenticAMD", cpu_model="Ryzen\x0b <9> & 7950X"),
         "alice_boinc": signed(alice, os_name="Linux", os_version="6.8"),
         "bob": signed(bob),
         "carol": signed(carol),
