@@ -31,7 +31,7 @@ from coordinator.core.errors import (
     PermissionRefused,
     Unavailable,
 )
-from coordinator.core.throttles import client_address
+from coordinator.core.throttles import FailedSigninThrottle, PageRateThrottle, client_address
 from coordinator.work.models import AppVersion
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,10 @@ XML = "text/xml; charset=utf-8"
 MAX_SCHEDULER_BYTES = 4 * 1024 * 1024
 # BOINC's error numbers (lib/error_numbers.h) for the web RPCs, which the client turns into words.
 ERR_NOT_FOUND, ERR_NOT_UNIQUE, ERR_BAD_EMAIL, ERR_BAD_PASSWD, ERR_NO_SIGNUP = -136, -137, -205, -206, -208
+ERR_GENERIC = -1
 BAD_KEY = "Invalid or missing account key. To fix, remove and add this project."
+TOO_MANY_TRIES = "Too many wrong passwords from your address lately; try again later."
+TOO_MANY_ACCOUNTS = "Too many accounts were made from your address lately; try again later."
 
 
 def project(request: HttpRequest) -> reply.Project:
@@ -105,11 +108,22 @@ def lookup_account(request: HttpRequest) -> HttpResponse:
     if not incoming.is_valid():
         return HttpResponse(error_reply(ERR_BAD_PASSWD, _first_error(incoming)), content_type=XML)
     data = incoming.validated_data
-    return _account_reply(
-        lambda: accounts.lookup_account(
-            email=data["email_addr"], hashed=data["passwd_hash"], now=timezone.now()
-        )
-    )
+    # Wrong passwords per address share the sign-in pages' and the token API's allowance
+    # (THROTTLE_TOKEN): the password hash cannot be guessed here any faster than there.
+    throttle = FailedSigninThrottle()
+    if not throttle.allow_request(request, None):
+        return HttpResponse(error_reply(ERR_BAD_PASSWD, TOO_MANY_TRIES), content_type=XML)
+
+    def attempt() -> str:
+        try:
+            return accounts.lookup_account(
+                email=data["email_addr"], hashed=data["passwd_hash"], now=timezone.now()
+            )
+        except AuthenticationRejected:
+            throttle.record_failure()
+            raise
+
+    return _account_reply(attempt)
 
 
 def create_account(request: HttpRequest) -> HttpResponse:
@@ -117,6 +131,8 @@ def create_account(request: HttpRequest) -> HttpResponse:
     incoming = CreateSerializer(data=request.GET.dict())
     if not incoming.is_valid():
         return HttpResponse(error_reply(ERR_BAD_EMAIL, _first_error(incoming)), content_type=XML)
+    if not PageRateThrottle("signup").allow_request(request, None):  # as the sign-up API and page
+        return HttpResponse(error_reply(ERR_GENERIC, TOO_MANY_ACCOUNTS), content_type=XML)
     data = incoming.validated_data
     return _account_reply(
         lambda: accounts.create_account(

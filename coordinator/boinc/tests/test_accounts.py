@@ -162,3 +162,21 @@ def test_a_volunteer_can_leave_the_stats_export_from_the_account_page():
     assert "List me in the stats export" in page.get("/account").content.decode()
     page.post("/account", {"listed": "yes"})
     assert Volunteer.objects.get(pk=volunteer.pk).listed
+
+
+def test_guessing_passwords_through_lookup_is_limited_per_address_as_on_the_sign_in_pages(
+    client: Client, settings
+):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "token": "3/hour"},
+    }
+    enabled_volunteer()
+    for guess in ("one", "two", "three"):
+        assert lookup(client, EMAIL, accounts.passwd_hash(guess, EMAIL)).findtext("error_num") == "-206"
+
+    right = lookup(client, EMAIL, accounts.passwd_hash(PASSWORD, EMAIL))
+
+    assert right.tag == "error" and "Too many wrong passwords" in right.findtext("error_msg")
+    elsewhere = Client(REMOTE_ADDR="198.51.100.7")
+    assert lookup(elsewhere, EMAIL, accounts.passwd_hash(PASSWORD, EMAIL)).tag == "account_out"
