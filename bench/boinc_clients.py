@@ -10,9 +10,11 @@ names the tasks it still holds in ``<other_results>`` (none), and asks for
 reply's ``<hostid>`` is sent from then on, with an increasing ``rpc_seqno``. Every body is
 labelled form-urlencoded, as the client labels it.
 
-In the ``boinc-err`` mode nothing is uploaded and the results are reported as errors: the
-scheduler path alone, a secondary figure. What each client saw comes back as a
-:class:`BoincRecord`: a ``HostRecord`` per scheduler request, and the uploads beside them.
+In the ``boinc-rpc`` mode (the headline) the outputs go where a separate upload server would
+put them, the coordinator's storage, so the coordinator serves only the scheduler requests, as
+a BOINC project that runs its upload handler on a data server of its own. What each client saw
+comes back as a :class:`BoincRecord`: a ``HostRecord`` per scheduler request, and the uploads
+beside them.
 """
 
 from __future__ import annotations
@@ -53,8 +55,10 @@ def work_seconds(batch: int) -> float:
 @dataclass(frozen=True)
 class ClientOptions:
     pinned_key: str  # the code-signing key the clients hold (so the reply does not repeat it)
-    uploads: bool = True  # False: report every result as an error, upload nothing
     size_query: bool = False  # ask the file's size first even when BOINC would not (small files)
+    # Where a separate upload server would put the outputs (the coordinator's MEDIA_ROOT): set,
+    # each output is written there instead of going through /boinc/file_upload_handler.
+    upload_server_root: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class Task:
 
     name: str
     replica_id: int
+    unit_id: int
     output: str
     token: str
     max_nbytes: int
@@ -199,6 +204,10 @@ def read_reply(body: bytes) -> tuple[int | None, list[Task], int, list[str]]:
         for info in root.iter("file_info")
         if info.find("xml_signature") is not None
     }
+    inputs = {  # the unit's name: its input file, tin_<unit id>
+        unit.findtext("name", ""): unit.find("file_ref").findtext("file_name", "")
+        for unit in root.iter("workunit")
+    }
     tasks = []
     for result in root.iter("result"):
         name = result.findtext("name", "")
@@ -208,6 +217,7 @@ def read_reply(body: bytes) -> tuple[int | None, list[Task], int, list[str]]:
             Task(
                 name=name,
                 replica_id=int(RESULT_ID.search(name).group(1)),
+                unit_id=int(inputs[result.findtext("wu_name", "")].removeprefix("tin_")),
                 output=output,
                 token=info.findtext("xml_signature", "").strip(),
                 max_nbytes=int(info.findtext("max_nbytes", "0")),
@@ -251,25 +261,37 @@ class ClientState:
     streak: int = 0  # scheduler requests failed in a row
 
 
+def store_output(root: str, task: Task) -> None:
+    """The output where an upload server sharing the coordinator's storage would write it (the
+    replica's upload key, ``scheduler.uploads.upload_key``)."""
+    folder = os.path.join(root, "uploads", str(task.unit_id))
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, str(task.replica_id)), "wb") as handle:
+        handle.write(output_for(task.replica_id))
+
+
 def _upload_held(
     session: Any, base_url: str, state: ClientState, record: BoincRecord, options: ClientOptions
 ) -> str:
-    """Upload every held task's output (or none, reporting errors); the ``<result>`` elements."""
+    """Upload every held task's output (to the coordinator, or as a separate upload server
+    would); the ``<result>`` elements."""
     results = []
     for task in state.held:
-        uploaded = False
-        if options.uploads:
-            began = time.monotonic()
-            try:
+        began = time.monotonic()
+        try:
+            if options.upload_server_root:
+                store_output(options.upload_server_root, task)
+                uploaded, made, why = True, 0, ""
+            else:
                 uploaded, made, why = upload_output(
                     session, f"{base_url}/boinc/file_upload_handler", task, options.size_query
                 )
-            except Exception as error:  # connection refused or reset, timeout: counted, never fatal
-                uploaded, made, why = False, 1, type(error).__name__
-            if uploaded:
-                record.upload(began, time.monotonic(), made)
-            else:
-                record.errors.append((time.monotonic(), why))
+        except Exception as error:  # connection refused or reset, timeout: counted, never fatal
+            uploaded, made, why = False, 1, type(error).__name__
+        if not uploaded:
+            record.errors.append((time.monotonic(), why))
+        elif made:  # an upload to the coordinator (not one left to the upload server)
+            record.upload(began, time.monotonic(), made)
         results.append(result_xml(task, uploaded=uploaded))
     return "".join(results)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ from django.core import signing
 
 from coordinator.boinc.models import BoincAppFile
 from coordinator.boinc.scheduler import BoincReply, result_name
-from coordinator.boinc.xml import add, element, render
+from coordinator.boinc.xml import Writer
 from coordinator.scheduler.dispatch import Assignment
 from coordinator.work.models import AppVersion
 
@@ -47,15 +46,30 @@ def output_name(replica_id: int) -> str:
     return f"tout_{replica_id}"
 
 
-def upload_token(*, name: str, max_nbytes: int, replica_id: int) -> str:
+def upload_token(*, name: str, max_nbytes: int, replica_id: int, unit_id: int, expires: int) -> str:
     """Our upload certificate: signed with the SECRET_KEY, echoed back by the client in every
-    upload (it never reads it), checked by the upload handler."""
-    return signing.dumps({"n": name, "m": max_nbytes, "r": replica_id}, salt=UPLOAD_SALT)
+    upload (it never reads it), checked by the upload handler. It names the replica, its unit
+    and the most bytes, and lasts until ``expires`` (a Unix time), so the handler needs no
+    query: like the presigned policy a ``tessera`` client gets, it can only ever write this
+    replica's upload object, and only the report reads that."""
+    fields = {"n": name, "m": max_nbytes, "r": replica_id, "u": unit_id, "e": expires}
+    return signing.dumps(fields, salt=UPLOAD_SALT)
 
 
-def read_upload_token(token: str) -> dict:
-    """The token's fields, or ``signing.BadSignature``."""
-    return signing.loads(token, salt=UPLOAD_SALT)
+def read_upload_token(token: str, *, now: float) -> dict:
+    """The token's fields, or ``signing.BadSignature`` (``SignatureExpired`` once it has expired)."""
+    fields = signing.loads(token, salt=UPLOAD_SALT)
+    if not isinstance(fields, dict) or not isinstance(fields.get("e"), int):
+        raise signing.BadSignature("not an upload certificate")
+    if fields["e"] < now:
+        raise signing.SignatureExpired("the upload certificate has expired")
+    return fields
+
+
+def upload_expiry(assignment: Assignment) -> int:
+    """A late result is still welcome (until its unit is settled): its upload may come as long
+    after the deadline as the task had before it."""
+    return int(assignment.deadline.timestamp()) + int(assignment.unit.delay_bound)
 
 
 def version_num(version: AppVersion) -> int:
@@ -79,8 +93,8 @@ def render_reply(
 ) -> bytes:
     """The reply; ``reply`` None for a request refused before it reached a host (the
     ``messages`` say why)."""
-    root = element(
-        "scheduler_reply",
+    out = Writer().open("scheduler_reply")
+    out.add(
         scheduler_version=SCHEDULER_VERSION,
         master_url=project.master_url,
         project_name=project.name,
@@ -88,25 +102,23 @@ def render_reply(
         project_is_down=down,  # BOINC's "project is down for maintenance"
     )
     for text in messages:
-        note = ET.SubElement(root, "message", priority="low")
-        note.text = text
+        out.attributed("message", text, priority="low")
     if reply is not None:
-        _standing(root, reply)
-        _tasks(root, [*(reply.rpc.assignments if reply.rpc else []), *reply.resent], project)
+        _standing(out, reply)
+        _tasks(out, [*(reply.rpc.assignments if reply.rpc else []), *reply.resent], project)
         for name in reply.acks:
-            root.append(element("result_ack", name=name))
+            out.open("result_ack").add(name=name).close("result_ack")
         for name in reply.aborts:
-            root.append(element("result_abort", name=name))
+            out.open("result_abort").add(name=name).close("result_abort")
     if code_sign_key:  # only to a client without it, or with the key it replaces (keys.key_for_client)
-        add(root, code_sign_key=code_sign_key, code_sign_key_signature=code_sign_key_signature or None)
-    return render(root)
+        out.add(code_sign_key=code_sign_key, code_sign_key_signature=code_sign_key_signature or None)
+    return out.close("scheduler_reply").render()
 
 
-def _standing(root: ET.Element, reply: BoincReply) -> None:
+def _standing(out: Writer, reply: BoincReply) -> None:
     """The volunteer's and the host's credit, all a BOINC client knows of it."""
     host, credit = reply.host, reply.rpc.credit if reply.rpc else None
-    add(
-        root,
+    out.add(
         userid=host.volunteer_id,
         user_name=host.volunteer.user.get_username(),
         user_total_credit=float(credit.volunteer_total) if credit else 0.0,
@@ -125,99 +137,93 @@ def _email_hash(email: str) -> str:
     return hashlib.md5(address.encode(), usedforsecurity=False).hexdigest() if address else ""
 
 
-def _tasks(root: ET.Element, assignments: list[Assignment], project: Project) -> None:
+def _tasks(out: Writer, assignments: list[Assignment], project: Project) -> None:
     versions = {a.app_version.pk: a.app_version for a in assignments}
     files: dict[int, list[BoincAppFile]] = {}
     for row in BoincAppFile.objects.filter(app_version_id__in=versions):
         files.setdefault(row.app_version_id, []).append(row)
     for app in {v.app_id: v.app for v in versions.values()}.values():
-        root.append(element("app", name=app.name, user_friendly_name=app.title or app.name))
+        out.open("app").add(name=app.name, user_friendly_name=app.title or app.name).close("app")
     for version in versions.values():
         for row in files.get(version.pk, []):
-            root.append(_app_file_info(row, project))
-        root.append(_app_version(version, files.get(version.pk, [])))
+            _app_file_info(out, row, project)
+        _app_version(out, version, files.get(version.pk, []))
     for assignment in assignments:
-        _task(root, assignment, project)
+        _task(out, assignment, project)
 
 
-def _app_file_info(row: BoincAppFile, project: Project) -> ET.Element:
-    info = element(
-        "file_info",
+def _app_file_info(out: Writer, row: BoincAppFile, project: Project) -> None:
+    out.open("file_info").add(
         name=row.name,
         url=f"{project.master_url}download/{row.name}",
         executable=True,
         nbytes=row.size,
         md5_cksum=row.md5,
-    )
-    return add(info, file_signature="\n" + row.signature)
+        file_signature="\n" + row.signature,
+    ).close("file_info")
 
 
-def _app_version(version: AppVersion, files: list[BoincAppFile]) -> ET.Element:
-    refs = [
-        element(
-            "file_ref",
-            file_name=row.name,
-            open_name=row.open_name,
-            main_program=row.main_program,
-            copy_file=True,
-        )
-        for row in files
-    ]
-    return element(
-        "app_version",
-        *refs,
+def _app_version(out: Writer, version: AppVersion, files: list[BoincAppFile]) -> None:
+    out.open("app_version").add(
         app_name=version.app.name,
         version_num=version_num(version),
         platform=version.platform,
         plan_class=plan_class(version) or None,
         api_version=API_VERSION,
     )
+    for row in files:
+        out.open("file_ref").add(
+            file_name=row.name, open_name=row.open_name, main_program=row.main_program, copy_file=True
+        ).close("file_ref")
+    out.close("app_version")
 
 
-def _task(root: ET.Element, assignment: Assignment, project: Project) -> None:
+def _task(out: Writer, assignment: Assignment, project: Project) -> None:
+    """A task's input and output ``<file_info>``, its ``<workunit>`` and its ``<result>``."""
     unit, version = assignment.unit, assignment.app_version
-    name = result_name(UNSAFE.sub("_", unit.name)[:200], assignment.replica_id)
+    unit_name = UNSAFE.sub("_", unit.name)[:200]
     tin, tout = input_name(unit.pk), output_name(assignment.replica_id)
-    max_nbytes = version.max_output_bytes
-    root.append(
-        element("file_info", name=tin, url=f"{project.master_url}download/{tin}", nbytes=unit.input_size)
+    out.open("file_info").add(
+        name=tin, url=f"{project.master_url}download/{tin}", nbytes=unit.input_size
+    ).close("file_info")
+    _output_info(out, assignment, tout, project)
+    fpops = max(float(unit.fpops_estimate), 1.0)
+    out.open("workunit").add(
+        name=unit_name,
+        app_name=version.app.name,
+        rsc_fpops_est=fpops,
+        rsc_fpops_bound=fpops * 100,
+        rsc_memory_bound=float(max(unit.memory_bytes, MIN_MEMORY_BOUND)),
+        rsc_disk_bound=float(max(unit.disk_bytes, MIN_DISK_BOUND)),
     )
-    output = element(
-        "file_info",
+    out.open("file_ref").add(file_name=tin, open_name="input", copy_file=True).close("file_ref")
+    out.close("workunit").open("result").add(
+        name=result_name(unit_name, assignment.replica_id),
+        wu_name=unit_name,
+        report_deadline=int(assignment.deadline.timestamp()),
+        platform=version.platform,
+        version_num=version_num(version),
+        plan_class=plan_class(version) or None,
+    )
+    out.open("file_ref").add(file_name=tout, open_name="output", copy_file=True).close("file_ref")
+    out.close("result")
+
+
+def _output_info(out: Writer, assignment: Assignment, tout: str, project: Project) -> None:
+    """The output's ``<file_info>``: uploaded to our handler, with our upload token."""
+    max_nbytes = assignment.app_version.max_output_bytes
+    token = upload_token(
+        name=tout,
+        max_nbytes=max_nbytes,
+        replica_id=assignment.replica_id,
+        unit_id=assignment.unit.pk,
+        expires=upload_expiry(assignment),
+    )
+    out.open("file_info").add(
         name=tout,
         generated_locally=True,
         upload_when_present=True,
         max_nbytes=max_nbytes,
         url=f"{project.master_url}file_upload_handler",
-    )
-    root.append(
-        add(
-            output,
-            xml_signature=upload_token(name=tout, max_nbytes=max_nbytes, replica_id=assignment.replica_id),
-        )
-    )
-    fpops = max(float(unit.fpops_estimate), 1.0)
-    root.append(
-        element(
-            "workunit",
-            element("file_ref", file_name=tin, open_name="input", copy_file=True),
-            name=UNSAFE.sub("_", unit.name)[:200],
-            app_name=version.app.name,
-            rsc_fpops_est=fpops,
-            rsc_fpops_bound=fpops * 100,
-            rsc_memory_bound=float(max(unit.memory_bytes, MIN_MEMORY_BOUND)),
-            rsc_disk_bound=float(max(unit.disk_bytes, MIN_DISK_BOUND)),
-        )
-    )
-    root.append(
-        element(
-            "result",
-            element("file_ref", file_name=tout, open_name="output", copy_file=True),
-            name=name,
-            wu_name=UNSAFE.sub("_", unit.name)[:200],
-            report_deadline=int(assignment.deadline.timestamp()),
-            platform=version.platform,
-            version_num=version_num(version),
-            plan_class=plan_class(version) or None,
-        )
-    )
+        xml_signature=token,
+    ).close("file_info")

@@ -65,25 +65,35 @@ class BoincReply:
 
 
 def boinc_host(request: BoincRequest, *, network: str, now: datetime) -> tuple[Host, bool]:
-    """The host this request comes from: the one named by ``hostid`` if it is this volunteer's
-    BOINC host and its ``rpc_seqno`` did not go back (BOINC's sign of a copied client: a new
-    host then), else a new bearer host."""
-    key = accounts.key_holder(request.authenticator)
-    volunteer = key.volunteer
-    known = (
-        Host.objects.filter(pk=request.hostid, volunteer=volunteer, bearer=True)
-        .select_related("boinc")
-        .first()
-        if request.hostid
-        else None
-    )
+    """The host this request comes from: the one named by ``hostid`` if it is the BOINC host
+    of a volunteer this live key belongs to and its ``rpc_seqno`` did not go back (BOINC's
+    sign of a copied client: a new host then), else a new bearer host."""
+    known = _known_host(request) if request.hostid else None
     if known is not None and request.rpc_seqno >= known.boinc.rpc_seqno:
         BoincHost.objects.filter(pk=known.pk).update(
             rpc_seqno=request.rpc_seqno, client_version=request.client_version
         )
-        known.volunteer = volunteer  # read with the key, its user too: two queries fewer later
         return known, False
-    return _new_host(request, volunteer, key, network=network, now=now), True
+    key = accounts.key_holder(request.authenticator)
+    return _new_host(request, key.volunteer, key, network=network, now=now), True
+
+
+def _known_host(request: BoincRequest) -> Host | None:
+    """The named bearer host with its volunteer and user, in one query joined on a live key of
+    that volunteer (the hot path: a known host's every request)."""
+    if not request.authenticator or len(request.authenticator) > accounts.MAX_KEY_LENGTH:
+        return None
+    return (
+        Host.objects.filter(
+            pk=request.hostid,
+            bearer=True,
+            volunteer__boinc_keys__key_hash=accounts.hash_key(request.authenticator),
+            volunteer__boinc_keys__revoked=None,
+            volunteer__user__is_active=True,
+        )
+        .select_related("boinc", "volunteer__user")
+        .first()
+    )
 
 
 def _new_host(
@@ -168,7 +178,11 @@ def _reports(host: Host, results: list[ReportedResult], uploaded: Uploaded) -> l
     host's, already reported or called off) are only acknowledged. The outputs sealed on the
     way go into ``uploaded``, as ``uploads.check_uploads`` would have made it."""
     wanted = {rid: result for result in results if (rid := replica_of(result.name)) is not None}
-    rows = Replica.objects.filter(pk__in=wanted, host=host).select_related("app_version")
+    rows = (
+        Replica.objects.filter(pk__in=wanted, host=host)
+        .select_related("app_version")
+        .only("id", "workunit_id", "state", "outcome", "app_version__max_output_bytes")
+    )
     return [
         _report(row, wanted[row.pk], uploaded)
         for row in rows
@@ -212,11 +226,20 @@ def _report(row: Replica, result: ReportedResult, uploaded: Uploaded) -> ReportI
 def lost_results(host: Host, *, holding: set[int], now: datetime) -> list[Assignment]:
     """Tasks this host holds by our records but not by its own request (BOINC's
     ``resend_lost_results``): sent again while their deadline is ahead."""
-    lost = (
-        Replica.objects.filter(host=host, state=ReplicaState.IN_PROGRESS, deadline__gt=now)
+    lost_ids = list(  # ids first, by the volunteer's in-progress index: cheap, and nearly always none
+        Replica.objects.filter(
+            volunteer_id=host.volunteer_id, host=host, state=ReplicaState.IN_PROGRESS, deadline__gt=now
+        )
         .exclude(pk__in=holding)
+        .order_by("deadline")
+        .values_list("pk", flat=True)[:MAX_RESENDS]
+    )
+    if not lost_ids:
+        return []
+    lost = (
+        Replica.objects.filter(pk__in=lost_ids)
         .select_related("workunit__app", "app_version__app")
-        .order_by("deadline")[:MAX_RESENDS]
+        .order_by("deadline")
     )
     return [
         Assignment(replica.pk, replica.workunit, replica.app_version, replica.deadline)

@@ -7,10 +7,11 @@ the reply), so they name the file, not a presigned object.
 Uploads: BOINC's ``file_upload_handler`` protocol. A size query (``get_file_size``) lets a
 client resume; an upload is an XML header, then the bytes from an offset. Its
 ``xml_signature`` is our upload token (``reply.upload_token``), which binds the file's name,
-its most bytes and the replica, so a client can only write its own task's output, never more
-than the app allows. A partial upload waits in ``BOINC_UPLOAD_DIR``; once whole it goes to the
-storage at the replica's upload key, where the report's check (``scheduler._report``) reads it
-as it reads a ``tessera`` client's upload.
+its most bytes, the replica and its unit, and expires, so a client can only write its own
+task's output, never more than the app allows, and no query is needed (an upload is one
+request per output file, the hot path). A partial upload waits in ``BOINC_UPLOAD_DIR``; once
+whole it goes to the storage at the replica's upload key, where the report's check
+(``scheduler._report``) reads it as it reads a ``tessera`` client's upload.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -33,7 +35,6 @@ from django.views.decorators.csrf import csrf_exempt
 from coordinator.boinc.models import BoincAppFile
 from coordinator.boinc.reply import read_upload_token
 from coordinator.boinc.xml import element, render
-from coordinator.scheduler.reports import REPORTABLE
 from coordinator.scheduler.uploads import upload_key
 from coordinator.work.lifecycle import ReplicaState
 from coordinator.work.models import Replica, WorkUnit
@@ -149,23 +150,18 @@ def _upload(request: HttpRequest, header: str, first: bytes) -> HttpResponse:
     the storage. Nothing is written for a refused upload."""
     name = _field(header, "name")
     try:
-        token = read_upload_token(_field(header, "xml_signature"))
+        token = read_upload_token(_field(header, "xml_signature"), now=time.time())
         nbytes, offset = int(_field(header, "nbytes")), int(_field(header, "offset") or 0)
+    except signing.SignatureExpired:
+        return _reply(-1, "the upload certificate has expired: the task is too late")
     except (signing.BadSignature, ValueError):
         return _reply(-1, "the upload certificate or the sizes are not valid")
-    replica_id, most = int(token["r"]), int(token["m"])
+    replica_id, unit_id, most = int(token["r"]), int(token["u"]), int(token["m"])
     named = OUTPUT_NAME.match(name)
     if token["n"] != name or named is None or int(named.group(1)) != replica_id:
         return _reply(-1, "the upload certificate is for another file")
     if not 0 <= offset <= nbytes or nbytes > most:
         return _reply(-1, f"the file is over its limit of {most} bytes")
-    unit_id = (
-        Replica.objects.filter(REPORTABLE, pk=replica_id, host__bearer=True)
-        .values_list("workunit_id", flat=True)
-        .first()
-    )
-    if unit_id is None:
-        return _reply(-1, "this task is not expected to upload anything now")
     key, md5_hex = upload_key(unit_id, replica_id), _field(header, "md5_cksum")
     if offset == 0 and len(first) >= nbytes:  # the whole file came with the header: no partial file
         return _store_whole(replica_id, first[:nbytes], key, md5_hex)

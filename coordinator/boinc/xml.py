@@ -3,8 +3,8 @@
 Everything a BOINC client sends is untrusted: ``parse`` refuses a body over its cap, any DTD or
 entity (defusedxml: no billion laughs, no external entities) and nesting deeper than
 MAX_DEPTH, with an ``XmlRefused`` that says which. ``text``, ``number`` and ``integer`` read one
-child's text with its own bounds. Replies are built with ElementTree, so every value is
-escaped.
+child's text with its own bounds. Small replies are built with ElementTree; the scheduler's
+reply, on the hot path, with ``Writer``. Both escape every value.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 from io import BytesIO
+from xml.sax.saxutils import escape
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
@@ -111,3 +112,46 @@ def render(root: ET.Element) -> bytes:
 def error_reply(code: int, message: str) -> bytes:
     """BOINC's web RPC error (``xml_error`` in html/inc/util_basic.inc)."""
     return render(element("error", error_num=code, error_msg=message))
+
+
+class Writer:
+    """XML written straight to text, indented as ElementTree would: several times faster than
+    building a tree, for the scheduler's reply (hundreds of elements, one per task field).
+    Tags are ours; every value is escaped."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.depth = 0
+
+    def open(self, tag: str) -> Writer:
+        self.parts.append(f"{'  ' * self.depth}<{tag}>\n")
+        self.depth += 1
+        return self
+
+    def close(self, tag: str) -> Writer:
+        self.depth -= 1
+        self.parts.append(f"{'  ' * self.depth}</{tag}>\n")
+        return self
+
+    def add(self, **values: object) -> Writer:
+        """One child element per keyword, as ``add`` makes them: None or False leaves it out,
+        True makes an empty flag element, a float has six decimals."""
+        indent = "  " * self.depth
+        for name, value in values.items():
+            if value is None or value is False:
+                continue
+            if value is True:
+                self.parts.append(f"{indent}<{name} />\n")
+                continue
+            shown = f"{value:.6f}" if isinstance(value, float) else escape(str(value))
+            self.parts.append(f"{indent}<{name}>{shown}</{name}>\n")
+        return self
+
+    def attributed(self, tag: str, value: str, **attributes: str) -> Writer:
+        """One element with attributes and text, such as ``<message priority="low">``."""
+        said = "".join(f' {name}="{escape(text, {chr(34): "&quot;"})}"' for name, text in attributes.items())
+        self.parts.append(f"{'  ' * self.depth}<{tag}{said}>{escape(value)}</{tag}>\n")
+        return self
+
+    def render(self) -> bytes:
+        return "".join(self.parts).encode()

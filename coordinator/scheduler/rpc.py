@@ -123,9 +123,11 @@ def refuse_if_down() -> None:
 def _apply_host_changes(host: Host, host_info: HostInfo | None, network: str | None) -> None:
     """Before dispatch, so the new speed, memory size and network shape the work handed out
     now; implausible figures refuse the request."""
-    changes: dict[str, object] = dict(host_info.changes()) if host_info is not None else {}
+    said = host_info.changes() if host_info is not None else {}
     if host_info is not None:
         check_host_figures(n_cpus=host_info.n_cpus, flops=host_info.flops)
+    # Only what differs: most clients say the same each time, and an unchanged row costs an UPDATE.
+    changes: dict[str, object] = {name: value for name, value in said.items() if getattr(host, name) != value}
     if network is not None and network != host.network:
         changes["network"] = network
     if changes:

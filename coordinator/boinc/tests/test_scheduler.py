@@ -4,14 +4,18 @@ services as ours, answered as BOINC's client reads it; hostile input refused wit
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
 from coordinator.accounts.models import Host
 from coordinator.boinc import crypt, keys
+from coordinator.boinc import reply as reply_module
 from coordinator.boinc.models import BoincAppFile, BoincHost
 from coordinator.boinc.reply import read_upload_token
 from coordinator.boinc.tests.conftest import CROSS_PROJECT_ID, X86, post, read, request_xml
@@ -57,8 +61,14 @@ def test_a_first_request_makes_a_bearer_host_and_gets_signed_work(client: Client
     assert result.findtext("name") == f"{unit.name}_r{replica.pk}" and replica.host == host
     assert result.findtext("version_num") == "100" and result.findtext("platform") == X86
     output = infos[f"tout_{replica.pk}"]
-    token = read_upload_token(output.findtext("xml_signature"))
-    assert token == {"n": f"tout_{replica.pk}", "m": replica.app_version.max_output_bytes, "r": replica.pk}
+    token = read_upload_token(output.findtext("xml_signature"), now=time.time())
+    assert token == {
+        "n": f"tout_{replica.pk}",
+        "m": replica.app_version.max_output_bytes,
+        "r": replica.pk,
+        "u": unit.pk,
+        "e": int(replica.deadline.timestamp()) + unit.delay_bound,  # a late result may still go up
+    }
     assert "file_upload_handler" in output.findtext("url") and output.findtext("max_nbytes")
     downloaded = client.get(f"/boinc/download/tin_{unit.pk}")
     assert downloaded.content == b"x" and int(infos[f"tin_{unit.pk}"].findtext("nbytes")) == 1
@@ -225,13 +235,25 @@ def test_uploads_with_a_forged_or_borrowed_token_or_over_the_limit_are_refused(
     }
     (mine, token), (other, _) = sorted(tokens.items())
 
+    fields = read_upload_token(token, now=time.time())
+    expired = reply_module.upload_token(
+        name=mine,
+        max_nbytes=fields["m"],
+        replica_id=fields["r"],
+        unit_id=fields["u"],
+        expires=int(time.time()) - 1,
+    )
+
     forged = upload(client, mine, token[:-2] + "xx", b"data")
     borrowed = upload(client, other, token, b"data")
     too_big = upload(client, mine, token, b"x", whole=b"x" * (2 * 1024 * 1024))  # the app allows 1 MiB
+    too_late = upload(client, mine, expired, b"data")
 
-    assert [r.findtext("status") for r in (forged, borrowed, too_big)] == ["-1", "-1", "-1"]
+    assert [r.findtext("status") for r in (forged, borrowed, too_big, too_late)] == ["-1"] * 4
     assert "certificate" in forged.findtext("message") and "limit" in too_big.findtext("message")
+    assert "expired" in too_late.findtext("message")
     assert not list((keys.key_path().parent / "uploads").glob("*"))
+    assert not list(Path(settings.MEDIA_ROOT).rglob("uploads/*/*")), "nothing reached the storage"
 
 
 def test_a_result_the_client_lost_is_sent_again_and_one_called_off_is_aborted(
