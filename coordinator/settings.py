@@ -237,6 +237,21 @@ TESSERA = {
     # A dispute that no established host settled within this many seconds is open to any host
     # unrelated to the unit's holders; its verdict then punishes nobody and is audited later.
     "DISPUTE_WAIT_SECONDS": env.int("DISPUTE_WAIT_SECONDS", default=3600),
+    # Tail acceleration (docs/batches.md): once this share of a batch's units are finished,
+    # a replica out longer than TAIL_OVERDUE_FACTOR times its host's usual turnaround (or,
+    # unmeasured, TAIL_UNMEASURED_SHARE of its time to the deadline) gets a backup.
+    "TAIL_FRACTION": env.float("TAIL_FRACTION", default=0.9),
+    "TAIL_OVERDUE_FACTOR": env.float("TAIL_OVERDUE_FACTOR", default=2.0),
+    "TAIL_UNMEASURED_SHARE": env.float("TAIL_UNMEASURED_SHARE", default=0.5),
+    # A reliable host (BOINC's reliable_*): this many valid results in a row, and a usual
+    # turnaround on the version of at most RELIABLE_MAX_TURNAROUND seconds. Reissues and tail
+    # work wait for one ACCELERATED_WAIT_SHARE of their unit's delay bound, at most
+    # ACCELERATED_WAIT_SECONDS; its deadline is then RELIABLE_DEADLINE_SHARE of the delay bound.
+    "RELIABLE_MIN_CONSECUTIVE_VALID": env.int("RELIABLE_MIN_CONSECUTIVE_VALID", default=5),
+    "RELIABLE_MAX_TURNAROUND": env.float("RELIABLE_MAX_TURNAROUND", default=24 * 3600.0),
+    "RELIABLE_DEADLINE_SHARE": env.float("RELIABLE_DEADLINE_SHARE", default=0.5),
+    "ACCELERATED_WAIT_SECONDS": env.int("ACCELERATED_WAIT_SECONDS", default=300),
+    "ACCELERATED_WAIT_SHARE": env.float("ACCELERATED_WAIT_SHARE", default=0.1),
     # Down for maintenance: when set, every scheduler request (ours and BOINC's) is answered
     # with this message and asked to come back in MAINTENANCE_RETRY_SECONDS; nothing changes.
     "MAINTENANCE": env.str("MAINTENANCE", default=""),

@@ -24,7 +24,8 @@ from django.db import connection
 
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.accounts.relation import Holder
-from coordinator.core.errors import Conflict
+from coordinator.scheduler import acceleration
+from coordinator.scheduler.assign import Assignment, Sending, assign
 from coordinator.scheduler.dispatch_sql import (
     AppFilter,
     Candidate,
@@ -41,14 +42,12 @@ from coordinator.standing.reputation import Reputation, send_single
 from coordinator.standing.services import host_is_established
 from coordinator.work import plan_classes
 from coordinator.work.lifecycle import ReplicaState
-from coordinator.work.models import AppVersion, Replica, WorkUnit
-from coordinator.work.plan_classes import Usage
+from coordinator.work.models import Replica
 
 # The candidate read rules out the volunteer's units and related holders' itself; only a
 # unit's two replicas in one read, or a spent quota, waste a candidate: read twice as many.
 CANDIDATES_PER_TASK = 2
 MIN_AVAILABILITY = 0.01  # a host that says it never crunches still gets the smallest units
-ONE_CORE = Usage(cores=1.0)
 # Spot checks are drawn at random; tests may replace this with a seeded generator.
 draw = random.random
 
@@ -61,17 +60,6 @@ class WorkRequest:
     @property
     def wants_work(self) -> bool:
         return self.tasks > 0 or self.seconds > 0
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """A replica handed to a host, with everything it needs to run it."""
-
-    replica_id: int
-    unit: WorkUnit
-    app_version: AppVersion
-    deadline: datetime
-    usage: Usage = ONE_CORE  # the cores (and GPU) one task of that version uses here
 
 
 def in_progress_room(host: Host, context: ClaimContext) -> int:
@@ -137,6 +125,7 @@ class _Choice:
     seconds: float = 0.0
     cores_wanted: float = 0.0  # a request for n tasks asks for n cores' worth (an mt task fills several)
     cores_taken: float = 0.0
+    unreliable_at: datetime | None = None  # now, for a host that is not reliable (else None)
 
     @property
     def version_of_app(self) -> dict[int, int]:
@@ -190,6 +179,7 @@ def _pick(
             count=(choice.limit - len(choice.chosen)) * CANDIDATES_PER_TASK,
             made_before=made_before,
             holds_waived_before=holds_waived_before,
+            unreliable_at=choice.unreliable_at,
         )
     )
 
@@ -221,39 +211,6 @@ def _alone(host: Host, chosen: list[Candidate], established: bool) -> set[int]:
     }
     shared = _sent_elsewhere(list(alone.values()), [c.replica_id for c in chosen])
     return {replica_id for replica_id, unit_id in alone.items() if unit_id not in shared}
-
-
-def _assign(
-    host: Host, chosen: list[Candidate], versions: dict[int, Chosen], alone: set[int], now: datetime
-) -> list[Assignment]:
-    units = WorkUnit.objects.in_bulk([c.unit_id for c in chosen])
-    groups: dict[tuple[int, int, bool], list[int]] = {}
-    for candidate in chosen:
-        unit = units[candidate.unit_id]
-        key = (unit.delay_bound, versions[unit.app_id].version.pk, candidate.replica_id in alone)
-        groups.setdefault(key, []).append(candidate.replica_id)
-    unit_of = {c.replica_id: units[c.unit_id] for c in chosen}
-    assignments: list[Assignment] = []
-    for (delay_bound, version_id, single), replica_ids in groups.items():
-        deadline = now + timedelta(seconds=delay_bound)
-        updated = Replica.objects.filter(id__in=replica_ids, state=ReplicaState.UNSENT).update(
-            state=ReplicaState.IN_PROGRESS,
-            host=host,
-            volunteer_id=host.volunteer_id,
-            app_version_id=version_id,
-            sent_at=now,
-            deadline=deadline,
-            trusted_single=single,
-        )
-        if updated != len(replica_ids):
-            raise Conflict("work was claimed concurrently; ask again", code="retry")
-        for replica_id in replica_ids:
-            unit = unit_of[replica_id]
-            chosen_version = versions[unit.app_id]
-            assignments.append(
-                Assignment(replica_id, unit, chosen_version.version, deadline, chosen_version.usage)
-            )
-    return assignments
 
 
 def _holder(host: Host) -> Holder:
@@ -313,6 +270,12 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
         cores_wanted=float(max(0, request.tasks)),
     )
     established = host_is_established(host, now)
+    rules = acceleration.Rules.of(settings.TESSERA)
+    turnarounds = [row.turnaround for row in context.quotas.values()]
+    reliable = acceleration.is_reliable(
+        consecutive_valid=host.consecutive_valid, turnarounds=turnarounds, rules=rules
+    )
+    choice.unreliable_at = None if reliable else now
     if choice.limit > 0 and any(choice.quota.values()):
         _choose(host, choice, context, established=established, waited=waited)
     Host.objects.filter(pk=host.pk).update(last_contact=now)
@@ -321,7 +284,8 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
         return []
     choice.chosen = chosen
     _record_quota_use(host, _count_by_version(choice), context.quotas, today)
-    return _assign(host, chosen, versions, _alone(host, chosen, established), now)
+    sending = Sending(versions, _alone(host, chosen, established), context.quotas, reliable, rules)
+    return assign(host, chosen, sending, now)
 
 
 def _speeds(quotas: dict[int, QuotaRow]) -> dict[int, tuple[float, int]]:

@@ -40,7 +40,8 @@ SELECT h.n_cpus, h.flops, h.memory_bytes, h.daily_quota, h.independent_valid,
        load.by_host, load.by_volunteer,
        EXISTS (SELECT 1 FROM {REPLICAS} WHERE state = %s AND reserved),
        EXISTS (SELECT 1 FROM {REPLICAS} WHERE state = %s AND reserved AND created <= %s),
-       q.app_version_id, q.daily_quota, q.quota_day, q.quota_used, q.speed_flops, q.speed_samples
+       q.app_version_id, q.daily_quota, q.quota_day, q.quota_used, q.speed_flops, q.speed_samples,
+       q.turnaround
 FROM {HOSTS} h
 CROSS JOIN (SELECT COUNT(*) FILTER (WHERE host_id = %s) AS by_host, COUNT(*) AS by_volunteer
             FROM {REPLICAS} WHERE state = %s AND volunteer_id = %s) load
@@ -56,6 +57,7 @@ class QuotaRow:
     used: int
     speed_flops: float = 0.0  # the host's measured speed on the version
     speed_samples: int = 0
+    turnaround: float = 0.0  # the host's usual seconds from sending to a success on the version
 
     def left(self, today: date) -> int:
         return max(0, self.daily_quota - (self.used if self.day == today.isoformat() else 0))
@@ -91,8 +93,10 @@ def claim_context(host: Host, *, waited: datetime) -> ClaimContext:
     first = rows[0]
     host.n_cpus, host.flops, host.memory_bytes, host.daily_quota, host.independent_valid = first[:5]
     quotas = {
-        version_id: QuotaRow(daily, str(day) if day is not None else "", used, speed or 0.0, samples or 0)
-        for *_, version_id, daily, day, used, speed, samples in rows
+        version_id: QuotaRow(
+            daily, str(day) if day is not None else "", used, speed or 0.0, samples or 0, turnaround or 0.0
+        )
+        for *_, version_id, daily, day, used, speed, samples, turnaround in rows
         if version_id is not None
     }
     return ClaimContext(first[5], first[6], bool(first[7]), bool(first[8]), quotas)
@@ -155,6 +159,7 @@ class Candidate:
     pinned_version: int | None = None
     held_until: datetime | None = None
     delay_bound: int = 0
+    accelerated: bool = False  # a reissue or tail work (scheduler.acceleration)
 
 
 def as_datetime(value: Any) -> datetime | None:
@@ -215,11 +220,14 @@ def candidates(
     count: int,
     made_before: datetime | None = None,
     holds_waived_before: datetime | None = None,
+    unreliable_at: datetime | None = None,
 ) -> list[Candidate]:
     """Up to ``count`` unsent replicas, reserved or not, of these apps that fit in
     ``memory_bytes`` and ``disk_bytes`` (None: not known), by priority then dispatch key,
     locked (``FOR UPDATE SKIP LOCKED``: concurrent claims pass over each other's); reserved
-    ones only if made by ``made_before``, and free of HR holds if made by ``holds_waived_before``."""
+    ones only if made by ``made_before``, and free of HR holds if made by ``holds_waived_before``.
+    For a host that is not reliable, ``unreliable_at`` is now: accelerated replicas only once
+    they have waited for a reliable host (``Replica.reliable_until``)."""
     not_for, not_for_params = unit_not_for(holder, reserved=reserved)
     adapt = connection.ops.adapt_datetimefield_value
     waived = None if holds_waived_before is None else adapt(holds_waived_before)
@@ -231,11 +239,15 @@ def candidates(
         params.append(disk_bytes)
     if made_before is not None:
         extra += " AND r.created <= %s"
-        params.append(connection.ops.adapt_datetimefield_value(made_before))
+        params.append(adapt(made_before))
+    if unreliable_at is not None:
+        extra += " AND (r.reliable_until IS NULL OR r.reliable_until <= %s)"
+        params.append(adapt(unreliable_at))
     lock = " FOR UPDATE OF r SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     sql = f"""
         SELECT r.id, r.workunit_id, u.app_id, u.fpops_estimate,
-               u.hr_class, u.pinned_version_id, u.homogeneous_until, u.delay_bound
+               u.hr_class, u.pinned_version_id, u.homogeneous_until, u.delay_bound,
+               r.reliable_until IS NOT NULL
         FROM {REPLICAS} r JOIN {UNITS} u ON u.id = r.workunit_id
         WHERE r.state = %s AND {"r.reserved" if reserved else "NOT r.reserved"}
           AND u.memory_bytes <= %s AND {condition}{extra} AND {not_for}
@@ -244,8 +256,8 @@ def candidates(
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *not_for_params, count])
         return [
-            Candidate(r, u, a, f, reserved, hr, pinned, as_datetime(until), delay)
-            for r, u, a, f, hr, pinned, until, delay in cursor.fetchall()
+            Candidate(r, u, a, f, reserved, hr, pinned, as_datetime(until), delay, bool(fast))
+            for r, u, a, f, hr, pinned, until, delay, fast in cursor.fetchall()
         ]
 
 

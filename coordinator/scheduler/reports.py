@@ -19,7 +19,7 @@ from coordinator.core import objects
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PermissionRefused
 from coordinator.scheduler.report_writer import ReportRow, write_reports
 from coordinator.standing.reputation import Event
-from coordinator.standing.services import HostEvent, record_speeds
+from coordinator.standing.services import HostEvent, Sample, record_speeds
 from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import Replica, WorkUnit
 
@@ -196,20 +196,22 @@ def record_reports(
         if report.status != Outcome.SUCCESS
     ]
     WorkUnit.objects.filter(id__in=unit_ids).update(transition_time=now)
-    record_speeds(host=host, samples=_speed_samples(to_record, fpops_of))
+    record_speeds(host=host, samples=_speed_samples(to_record, fpops_of, now))
     return Recorded(acks, unit_ids, errors)
 
 
 def _speed_samples(
-    to_record: list[tuple[Replica, ReportIn]], fpops_of: dict[int, float]
-) -> dict[int, list[float]]:
-    """Floating-point operations per second of each success that says how long it ran, by
-    app version (clamped: a host's claim only steers what it gets itself)."""
-    samples: dict[int, list[float]] = {}
+    to_record: list[tuple[Replica, ReportIn]], fpops_of: dict[int, float], now: datetime
+) -> dict[int, list[Sample]]:
+    """By app version, for each success that says how long it ran: its floating-point
+    operations per second (clamped: a host's claim only steers what it gets itself), and the
+    seconds from sending to this report (measured here, not claimed)."""
+    samples: dict[int, list[Sample]] = {}
     ceiling = settings.TESSERA["MAX_HOST_FLOPS"] * MAX_SPEEDUP
     for row, report in to_record:
         if report.status != Outcome.SUCCESS or not report.elapsed or row.app_version_id is None:
             continue
         speed = fpops_of[row.workunit_id] / max(report.elapsed, MIN_ELAPSED)
-        samples.setdefault(row.app_version_id, []).append(min(speed, ceiling))
+        turnaround = max(0.0, (now - row.sent_at).total_seconds()) if row.sent_at else 0.0
+        samples.setdefault(row.app_version_id, []).append(Sample(min(speed, ceiling), turnaround))
     return samples

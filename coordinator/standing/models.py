@@ -36,6 +36,9 @@ class HostAppVersion(models.Model):
     # results per second of elapsed time, a running mean), BOINC's host_app_version.et.
     speed_flops = models.FloatField(default=0.0, db_default=0.0)
     speed_samples = models.PositiveIntegerField(default=0, db_default=0)
+    # Seconds from sending to a successful report, a running mean over the same samples
+    # (BOINC's host_app_version.turnaround): what makes a host reliable and a replica overdue.
+    turnaround = models.FloatField(default=0.0, db_default=0.0)
 
     class Meta:
         db_table = "validation_hostappversion"  # kept from the validation app

@@ -252,16 +252,28 @@ def record_timeouts(sender: object, *, timed_out: list[TimedOut], now: datetime,
 SPEED_MEMORY = 19  # the running mean of a host's speed weighs the past as this many samples
 
 
-def record_speeds(*, host: Host, samples: dict[int, list[float]]) -> None:
-    """Fold measured speeds into the host's rows per app version (BOINC's host_app_version
-    elapsed-time statistics): a running mean that forgets slowly, one statement per version."""
-    for version_id, speeds in samples.items():
+@dataclass(frozen=True)
+class Sample:
+    """One success's figures for its host and version: speed (floating-point operations per
+    second of elapsed time) and turnaround (seconds from sending to its report)."""
+
+    flops: float
+    turnaround: float
+
+
+def record_speeds(*, host: Host, samples: dict[int, list[Sample]]) -> None:
+    """Fold measured speeds and turnarounds into the host's rows per app version (BOINC's
+    host_app_version elapsed-time and turnaround statistics): running means that forget
+    slowly, one statement per version."""
+    for version_id, measured in samples.items():
         weight = Case(
             When(speed_samples__lt=SPEED_MEMORY, then=F("speed_samples")), default=Value(SPEED_MEMORY)
         )
-        mean = sum(speeds) / len(speeds)
+        count = len(measured)
+        speed = sum(sample.flops for sample in measured) / count
+        turnaround = sum(sample.turnaround for sample in measured) / count
         HostAppVersion.objects.filter(host=host, app_version_id=version_id).update(
-            speed_flops=(F("speed_flops") * weight + Value(mean * len(speeds)))
-            / (weight + Value(len(speeds))),
-            speed_samples=F("speed_samples") + len(speeds),
+            speed_flops=(F("speed_flops") * weight + Value(speed * count)) / (weight + Value(count)),
+            turnaround=(F("turnaround") * weight + Value(turnaround * count)) / (weight + Value(count)),
+            speed_samples=F("speed_samples") + count,
         )

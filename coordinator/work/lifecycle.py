@@ -94,6 +94,9 @@ class UnitView:
     cancelled: bool = False  # its batch was cancelled by the scientist
     disputed: bool = False  # two outputs disagreed at some point
     audit_wanted: bool = False  # an established host should check the canonical result
+    # Its batch is nearly done (TAIL_FRACTION): an overdue replica gets a backup, the first
+    # valid result wins (docs/batches.md, "Tail acceleration").
+    tail: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,9 @@ class ReplicaView:
     deadline: datetime | None = None
     trusted_single: bool = False  # sent alone to a trusted host (adaptive replication)
     reserved: bool = False  # for an established host only (a dispute or an audit)
+    # Later than its host usually takes from then on (set when it is sent): in a batch's
+    # tail, a replica still out by then gets a backup.
+    overdue_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,9 @@ class Transition:
     timed_out: tuple[int, ...] = ()  # IN_PROGRESS -> OVER / NO_REPLY
     not_needed: tuple[int, ...] = ()  # UNSENT -> OVER / DIDNT_NEED
     aborted: tuple[int, ...] = ()  # IN_PROGRESS -> OVER / DIDNT_NEED; the host is told to abort
+    # New replicas are reissues or tail work, not reserved: reliable hosts first, with a
+    # shorter deadline.
+    accelerate_new: bool = False
     need_validate: bool = False
     failure: FailureReason | None = None
     state: UnitState | None = None  # the unit's new state; None: it stays
@@ -230,14 +239,13 @@ def _changes(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tran
         if r.state is ReplicaState.IN_PROGRESS and r.deadline is not None and r.deadline <= now
     }
     tally = _tally(replicas, timed_out)
-    deadlines = [r.deadline for r in tally.in_progress if r.deadline is not None]
-    next_transition = min(deadlines) if deadlines else None
+    next_transition = _next_transition(unit, tally, now)
 
     if unit.cancelled:
         return cancel(unit, tally, timed_out)
 
     if unit.state is not UnitState.ACTIVE:
-        return _finished(unit, tally, timed_out, next_transition)
+        return _finished(unit, tally, timed_out, next_transition, now)
 
     policy = effective_policy(unit.policy, replicas, timed_out)
     if tally.errors > policy.max_error_results:
@@ -250,7 +258,7 @@ def _changes(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tran
 
     need_validate = tally.unchecked_successes > 0 and tally.alive_successes >= policy.min_quorum
     pending = len(tally.unsent) + len(tally.in_progress)
-    wanted = wanted_replicas(policy, tally)
+    wanted = wanted_replicas(policy, tally) + len(overdue(unit, tally, now))  # one backup each
     missing = max(0, wanted - pending - tally.alive_successes)
     create = min(missing, max(0, policy.max_total_results - tally.total))
     # More unsent replicas than wanted (a trusted host took the unit alone): cancel the newest.
@@ -262,9 +270,12 @@ def _changes(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tran
             failure=FailureReason.TOO_MANY_TOTAL,
             next_transition=next_transition,
         )
+    reserve = create > 0 and (unit.disputed or tally.inconclusive > 0)
     return Transition(
         create_replicas=create,
-        reserve_new=create > 0 and (unit.disputed or tally.inconclusive > 0),
+        reserve_new=reserve,
+        # A reserved replica has its own hosts (established ones) and its own wait.
+        accelerate_new=create > 0 and not reserve and (unit.tail or tally.total > 0),
         timed_out=tuple(sorted(timed_out)),
         not_needed=cancelled,
         need_validate=need_validate,
@@ -272,20 +283,43 @@ def _changes(unit: UnitView, replicas: list[ReplicaView], now: datetime) -> Tran
     )
 
 
+def _next_transition(unit: UnitView, tally: _Tally, now: datetime) -> datetime | None:
+    """The first deadline of a replica out; in a batch's tail, also when one becomes
+    overdue, to back it up then."""
+    times = [r.deadline for r in tally.in_progress if r.deadline is not None]
+    if unit.tail:
+        times += [r.overdue_at for r in tally.in_progress if r.overdue_at is not None and r.overdue_at > now]
+    return min(times) if times else None
+
+
+def overdue(unit: UnitView, tally: _Tally, now: datetime) -> list[ReplicaView]:
+    """In a batch's tail, the replicas out past the time their hosts usually take: each is
+    backed up by one more replica, and whichever valid result comes first counts."""
+    if not unit.tail:
+        return []
+    return [r for r in tally.in_progress if r.overdue_at is not None and r.overdue_at <= now]
+
+
 def _finished(
-    unit: UnitView, tally: _Tally, timed_out: set[int], next_transition: datetime | None
+    unit: UnitView, tally: _Tally, timed_out: set[int], next_transition: datetime | None, now: datetime
 ) -> Transition:
     """A finished unit: cancel what was never sent, but an audit's replica; replicas still
     out may report late and are then compared with the canonical one, so they keep running
-    until their deadline."""
+    until their deadline; but in a batch's tail an overdue one is aborted, its backup or
+    another having won (it is never credited: a late report of it is only acknowledged)."""
     late = unit.has_canonical and tally.unchecked_successes > 0
     audit = _audit_replicas(unit, tally, timed_out)
     kept = tally.unsent_reserved[:1] if unit.audit_wanted and unit.has_canonical else []
+    beaten = {r.id for r in overdue(unit, tally, now) if unit.has_canonical and not r.reserved}
+    if beaten:  # what is called off is no longer awaited
+        running = [r for r in tally.in_progress if r.id not in beaten]
+        next_transition = _next_transition(unit, replace(tally, in_progress=running), now)
     return Transition(
         create_replicas=audit,
         reserve_new=audit > 0,
         timed_out=tuple(sorted(timed_out)),
         not_needed=tuple(r for r in tally.unsent if r not in kept),
+        aborted=tuple(sorted(beaten)),
         need_validate=late,
         next_transition=next_transition,
     )

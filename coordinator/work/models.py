@@ -140,6 +140,9 @@ class Batch(models.Model):
     # again. ``revision`` counts the results made after the first.
     reassimilate = models.BooleanField(default=False, db_default=False)
     revision = models.PositiveIntegerField(default=0, db_default=0)
+    # When TAIL_FRACTION of its units were finished: from then on its overdue replicas get
+    # backups and its new replicas go to reliable hosts first (docs/batches.md).
+    tail_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "batches"
@@ -303,6 +306,9 @@ class Replica(models.Model):
     # Made to settle a dispute: only an established host unrelated to the unit's others may
     # take it, never simply whoever asks next.
     reserved = models.BooleanField(default=False, db_default=False)
+    # Set for a reissue or a batch's tail work (accelerated, as BOINC's retries): only reliable
+    # hosts may take it until then, and one gets a shorter deadline (docs/batches.md).
+    reliable_until = models.DateTimeField(null=True, blank=True)
 
     host = models.ForeignKey(Host, null=True, blank=True, on_delete=models.PROTECT, related_name="replicas")
     volunteer = models.ForeignKey(
@@ -313,6 +319,8 @@ class Replica(models.Model):
     )
     sent_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(null=True, blank=True)
+    # Later than its host usually takes (set when sent): in a batch's tail, a backup goes out.
+    overdue_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(null=True, blank=True)
 
     # What the host reported, and what it uploaded before reporting.

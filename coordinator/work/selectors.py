@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 
 from coordinator.work import lifecycle, plan_classes
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
@@ -36,7 +36,7 @@ def replica_counts() -> dict[str, int]:
     return {state.value: counts.get(state.value, 0) for state in ReplicaState}
 
 
-def unit_view(unit: WorkUnit, *, cancelled: bool = False) -> lifecycle.UnitView:
+def unit_view(unit: WorkUnit, *, cancelled: bool = False, tail: bool = False) -> lifecycle.UnitView:
     return lifecycle.UnitView(
         id=unit.pk,
         policy=lifecycle.Policy(
@@ -52,20 +52,46 @@ def unit_view(unit: WorkUnit, *, cancelled: bool = False) -> lifecycle.UnitView:
         cancelled=cancelled,
         disputed=unit.disputed,
         audit_wanted=unit.audit_wanted,
+        tail=tail,
     )
 
 
-def cancelled_batches(units: list[WorkUnit]) -> set[int]:
-    """The cancelled batches among ``units``' batches (one query, none without batches)."""
+def batch_flags(units: list[WorkUnit]) -> tuple[set[int], set[int]]:
+    """The cancelled batches and those in their tail among ``units``' batches (one query,
+    none without batches)."""
     batch_ids = {unit.batch_id for unit in units if unit.batch_id is not None}
     if not batch_ids:
-        return set()
-    return set(
-        Batch.objects.filter(pk__in=batch_ids, state=BatchState.CANCELLED).values_list("pk", flat=True)
-    )
+        return set(), set()
+    rows = Batch.objects.filter(
+        Q(state=BatchState.CANCELLED) | Q(tail_since__isnull=False), pk__in=batch_ids
+    ).values_list("pk", "state", "tail_since")
+    cancelled, tail = set(), set()
+    for pk, state, tail_since in rows:
+        if state == BatchState.CANCELLED:
+            cancelled.add(pk)
+        elif tail_since is not None:
+            tail.add(pk)
+    return cancelled, tail
 
 
-REPLICA_VIEW_FIELDS = ("id", "state", "outcome", "validate_state", "deadline", "trusted_single", "reserved")
+def tail_reached(batch: Batch, *, fraction: float) -> bool:
+    """Whether ``fraction`` of the batch's units are finished: it reads at most the share
+    still active that would mean it is (one index range, however large the batch)."""
+    room = batch.units_created - math.ceil(batch.units_created * fraction - 1e-9)  # active it may have
+    active = WorkUnit.objects.filter(batch=batch, state=UnitState.ACTIVE).values("id")[: room + 1].count()
+    return batch.units_created > 0 and active <= room
+
+
+REPLICA_VIEW_FIELDS = (
+    "id",
+    "state",
+    "outcome",
+    "validate_state",
+    "deadline",
+    "trusted_single",
+    "reserved",
+    "overdue_at",
+)
 
 
 def replica_view(row: dict) -> lifecycle.ReplicaView:
@@ -78,6 +104,7 @@ def replica_view(row: dict) -> lifecycle.ReplicaView:
         deadline=row["deadline"],
         trusted_single=row["trusted_single"],
         reserved=row["reserved"],
+        overdue_at=row["overdue_at"],
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -17,12 +17,22 @@ from coordinator.core.bulk import insert_rows, update_rows
 from coordinator.core.errors import InvalidInput
 from coordinator.work import lifecycle, plan_classes
 from coordinator.work.lifecycle import Outcome, ReplicaState
-from coordinator.work.models import App, AppVersion, Batch, PlanClass, Replica, WorkUnit, dispatch_key
+from coordinator.work.models import (
+    App,
+    AppVersion,
+    Batch,
+    BatchState,
+    PlanClass,
+    Replica,
+    WorkUnit,
+    dispatch_key,
+)
 from coordinator.work.selectors import (
     REPLICA_VIEW_FIELDS,
-    cancelled_batches,
+    batch_flags,
     due_unit_ids,
     replica_view,
+    tail_reached,
     unit_view,
 )
 from coordinator.work.signals import TimedOut, replicas_timed_out
@@ -206,7 +216,7 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
     for row in rows:
         by_unit[row["workunit_id"]].append(replica_view(row))
 
-    cancelled = cancelled_batches(units)
+    cancelled, tail = batch_flags(units)
     block = settings.TESSERA["DISPATCH_BLOCK_UNITS"]
     timed_out: list[int] = []
     not_needed: list[int] = []
@@ -215,7 +225,7 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
     changed_units: list[WorkUnit] = []
     released: list[int] = []
     for unit in units:
-        view = unit_view(unit, cancelled=unit.batch_id in cancelled)
+        view = unit_view(unit, cancelled=unit.batch_id in cancelled, tail=unit.batch_id in tail)
         result = lifecycle.transition(view, by_unit[unit.pk], now)
         timed_out.extend(result.timed_out)
         not_needed.extend(result.not_needed)
@@ -227,6 +237,7 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
                 workunit=unit,
                 priority=priority,
                 reserved=result.reserve_new,
+                reliable_until=reliable_until(unit, now) if result.accelerate_new else None,
                 dispatch_key=dispatch_key(unit.pk, block),
             )
             for _ in range(result.create_replicas)
@@ -243,6 +254,14 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
         update_rows(WorkUnit, changed_units, ["need_validate", "transition_time", "state", "failure_reason"])
     WorkUnit.objects.filter(id__in=released).update(hr_class="", pinned_version=None, homogeneous_until=None)
     return len(changed_units)
+
+
+def reliable_until(unit: WorkUnit, now: datetime) -> datetime:
+    """How long an accelerated replica of ``unit`` waits for a reliable host: a share of its
+    delay bound, at most ACCELERATED_WAIT_SECONDS (docs/batches.md)."""
+    tessera = settings.TESSERA
+    wait = min(tessera["ACCELERATED_WAIT_SECONDS"], tessera["ACCELERATED_WAIT_SHARE"] * unit.delay_bound)
+    return now + timedelta(seconds=wait)
 
 
 def _lets_go_of_homogeneity(
@@ -268,8 +287,26 @@ def transition_units(*, unit_ids: list[int], now: datetime) -> tuple[int, int]:
         return len(units), (apply_transitions(units, now=now) if units else 0)
 
 
+def mark_batch_tails(*, now: datetime) -> list[int]:
+    """Running batches that just reached their tail (``TAIL_FRACTION`` of their units
+    finished): marked, and their active units due now, so the transitioner backs up what
+    is overdue (docs/batches.md). Returns the batches marked."""
+    fraction = settings.TESSERA["TAIL_FRACTION"]
+    marked = []
+    for batch in Batch.objects.filter(state=BatchState.RUNNING, tail_since=None):
+        # Conditional, so that of two sweeps at once only one marks it.
+        if tail_reached(batch, fraction=fraction) and (
+            Batch.objects.filter(pk=batch.pk, tail_since=None).update(tail_since=now)
+        ):
+            WorkUnit.objects.filter(batch=batch, state=lifecycle.UnitState.ACTIVE).update(transition_time=now)
+            marked.append(batch.pk)
+    return marked
+
+
 def transition_due_units(*, now: datetime, chunk: int = 500, max_chunks: int = 100) -> int:
-    """The transitioner's sweep: every due unit, a chunk per transaction."""
+    """The transitioner's sweep: batches reaching their tail marked, then every due unit, a
+    chunk per transaction."""
+    mark_batch_tails(now=now)
     changed = 0
     for _ in range(max_chunks):
         ids = due_unit_ids(now=now, limit=chunk)

@@ -1,0 +1,69 @@
+"""Which hosts are reliable, and when a replica sent now is due and overdue (docs/batches.md).
+
+BOINC sends retries and a batch's last units to reliable hosts first, with a shorter
+deadline (``reliable_max_avg_turnaround``, ``reliable_reduced_delay_bound``). Here a host is
+reliable when its last RELIABLE_MIN_CONSECUTIVE_VALID results were valid and its usual
+turnaround on every version it was measured on is at most RELIABLE_MAX_TURNAROUND; an
+accelerated replica (``Replica.accelerated``: a reissue, or a batch's tail work) waits
+ACCELERATED_WAIT_SECONDS for such a host, then goes to anyone. Pure functions: the claim reads
+the figures (``dispatch_sql.claim_context``) and writes what these say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The settings these functions read (``settings.TESSERA``), as one value."""
+
+    min_consecutive_valid: int = 5
+    max_turnaround: float = 24 * 3600.0
+    deadline_share: float = 0.5
+    overdue_factor: float = 2.0
+    unmeasured_share: float = 0.5
+
+    @classmethod
+    def of(cls, tessera: dict[str, Any]) -> Rules:
+        return cls(
+            min_consecutive_valid=tessera["RELIABLE_MIN_CONSECUTIVE_VALID"],
+            max_turnaround=tessera["RELIABLE_MAX_TURNAROUND"],
+            deadline_share=tessera["RELIABLE_DEADLINE_SHARE"],
+            overdue_factor=tessera["TAIL_OVERDUE_FACTOR"],
+            unmeasured_share=tessera["TAIL_UNMEASURED_SHARE"],
+        )
+
+
+def is_reliable(*, consecutive_valid: int, turnarounds: Iterable[float], rules: Rules) -> bool:
+    """Valid of late, and quick to return on every version it has returned work of (a host
+    never measured is not reliable yet: it has to show it first)."""
+    measured = [t for t in turnarounds if t > 0]
+    return (
+        consecutive_valid >= rules.min_consecutive_valid
+        and bool(measured)
+        and max(measured) <= rules.max_turnaround
+    )
+
+
+@dataclass(frozen=True)
+class Timing:
+    deadline: datetime
+    overdue_at: datetime
+
+
+def timing(
+    *, now: datetime, delay_bound: int, accelerated: bool, reliable: bool, turnaround: float, rules: Rules
+) -> Timing:
+    """The deadline of a replica sent now (shorter for an accelerated replica a reliable host
+    takes), and when it is overdue: ``overdue_factor`` times the host's usual turnaround on
+    the version, or ``unmeasured_share`` of the time to the deadline when it has none;
+    never after the deadline."""
+    seconds = float(delay_bound)
+    if accelerated and reliable:
+        seconds = max(1.0, seconds * rules.deadline_share)
+    overdue = rules.overdue_factor * turnaround if turnaround > 0 else rules.unmeasured_share * seconds
+    return Timing(now + timedelta(seconds=seconds), now + timedelta(seconds=min(seconds, overdue)))

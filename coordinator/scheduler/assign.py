@@ -1,0 +1,88 @@
+"""The claim's last step: the chosen replicas written as sent, with their deadlines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from coordinator.accounts.models import Host
+from coordinator.core.errors import Conflict
+from coordinator.scheduler import acceleration
+from coordinator.scheduler.dispatch_sql import Candidate, QuotaRow
+from coordinator.scheduler.versions import Chosen
+from coordinator.work.lifecycle import ReplicaState
+from coordinator.work.models import AppVersion, Replica, WorkUnit
+from coordinator.work.plan_classes import Usage
+
+ONE_CORE = Usage(cores=1.0)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A replica handed to a host, with everything it needs to run it."""
+
+    replica_id: int
+    unit: WorkUnit
+    app_version: AppVersion
+    deadline: datetime
+    usage: Usage = ONE_CORE  # the cores (and GPU) one task of that version uses here
+
+
+@dataclass(frozen=True)
+class Sending:
+    """How the chosen replicas go out: each app's version, those sent alone, and what sets
+    their deadlines (``acceleration.timing``)."""
+
+    versions: dict[int, Chosen]
+    alone: set[int]
+    quotas: dict[int, QuotaRow]
+    reliable: bool
+    rules: acceleration.Rules
+
+
+def assign(host: Host, chosen: list[Candidate], sent: Sending, now: datetime) -> list[Assignment]:
+    """Write the chosen replicas as sent to ``host``, a statement per kind (deadline, version,
+    alone or not, accelerated or not); a replica someone else took meanwhile refuses it all."""
+    units = WorkUnit.objects.in_bulk([c.unit_id for c in chosen])
+    groups: dict[tuple[int, int, bool, bool], list[int]] = {}
+    for candidate in chosen:
+        unit = units[candidate.unit_id]
+        version_id = sent.versions[unit.app_id].version.pk
+        key = (unit.delay_bound, version_id, candidate.replica_id in sent.alone, candidate.accelerated)
+        groups.setdefault(key, []).append(candidate.replica_id)
+    unit_of = {c.replica_id: units[c.unit_id] for c in chosen}
+    assignments: list[Assignment] = []
+    for (delay_bound, version_id, single, accelerated), replica_ids in groups.items():
+        usual = sent.quotas[version_id].turnaround if version_id in sent.quotas else 0.0
+        timing = acceleration.timing(
+            now=now,
+            delay_bound=delay_bound,
+            accelerated=accelerated,
+            reliable=sent.reliable,
+            turnaround=usual,
+            rules=sent.rules,
+        )
+        updated = Replica.objects.filter(id__in=replica_ids, state=ReplicaState.UNSENT).update(
+            state=ReplicaState.IN_PROGRESS,
+            host=host,
+            volunteer_id=host.volunteer_id,
+            app_version_id=version_id,
+            sent_at=now,
+            deadline=timing.deadline,
+            overdue_at=timing.overdue_at,
+            trusted_single=single,
+        )
+        if updated != len(replica_ids):
+            raise Conflict("work was claimed concurrently; ask again", code="retry")
+        for replica_id in replica_ids:
+            chosen_version = sent.versions[unit_of[replica_id].app_id]
+            assignments.append(
+                Assignment(
+                    replica_id,
+                    unit_of[replica_id],
+                    chosen_version.version,
+                    timing.deadline,
+                    chosen_version.usage,
+                )
+            )
+    return assignments
