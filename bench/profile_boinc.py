@@ -35,7 +35,7 @@ from bench.boinc_seed import BoincClient
 from bench.database import setup_django
 from bench.dispatch_hosts import output_for
 from bench.dispatch_seed import fill_queue
-from bench.profile_rpc import StatementTimer
+from bench.profile_rpc import StatementTimer, probe_table, refuse_unless_bench
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/tessera_bench_profile_boinc"
 
@@ -108,8 +108,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="clients taking turns")
     parser.add_argument("--cycles", type=int, default=100)
     args = parser.parse_args(argv)
-    if "bench" not in args.database_url.rsplit("/", 1)[-1]:
-        parser.error("the database is dropped; its name must contain 'bench'")
+    refuse_unless_bench(parser, args.database_url)
     return args
 
 
@@ -176,13 +175,8 @@ def print_profile(clients: list[ProfiledClient], cycles: int) -> None:
     profiler.disable()
     stats = pstats.Stats(profiler)
     print(f"\n# under cProfile, {cycles} cycles (cumulative ms per cycle; the profiler inflates Python time)")
-    for label, fragment, name in PROBES:
-        cumulative, calls = 0.0, 0
-        for (filename, _, funcname), (_, ncalls, _, ct, _) in stats.stats.items():
-            if funcname == name and filename.endswith(fragment):
-                cumulative += ct
-                calls += ncalls
-        print(f"  {label:<40} {1000 * cumulative / cycles:8.2f} ms  {round(calls / cycles):4d} calls")
+    for label, ms, calls in probe_table(stats, cycles, PROBES):
+        print(f"  {label:<40} {ms:8.2f} ms  {calls:4d} calls")
     print("\n# top functions by own time")
     stats.sort_stats("tottime").print_stats(20)
 

@@ -88,10 +88,12 @@ class ProfiledHost:
         return reply
 
 
-def probe_table(stats: pstats.Stats, rpcs: int) -> list[tuple[str, float, int]]:
+def probe_table(
+    stats: pstats.Stats, rpcs: int, probes: list[tuple[str, str, str]] = PROBES
+) -> list[tuple[str, float, int]]:
     """(label, ms per RPC, calls per RPC) for each probe, from cumulative times."""
     rows = []
-    for label, fragment, name in PROBES:
+    for label, fragment, name in probes:
         cumulative, calls = 0.0, 0
         for (filename, _, funcname), (_, ncalls, _, ct, _) in stats.stats.items():
             if funcname == name and filename.endswith(fragment):
@@ -150,9 +152,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hosts", type=int, default=8, help="hosts taking turns (siblings get taken)")
     parser.add_argument("--rpcs", type=int, default=300)
     args = parser.parse_args(argv)
-    if "bench" not in args.database_url.rsplit("/", 1)[-1]:
-        parser.error("the database is dropped; its name must contain 'bench'")
+    refuse_unless_bench(parser, args.database_url)
     return args
+
+
+def refuse_unless_bench(parser: argparse.ArgumentParser, url: str) -> None:
+    """Exit with a usage error unless the database's name says it is a benchmark's to drop."""
+    if "bench" not in url.rsplit("/", 1)[-1]:
+        parser.error("the database is dropped; its name must contain 'bench'")
 
 
 def prepare(args: argparse.Namespace) -> Fixture:
