@@ -33,6 +33,7 @@ ROW_FIELDS = (
     "output_sha256",
     "output_size",
     "app_version_id",
+    "sent_at",  # for the turnaround measured at report
 )
 
 # replica id → its uploaded output, measured and sealed by the coordinator (``uploads``)

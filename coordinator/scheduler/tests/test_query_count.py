@@ -11,13 +11,14 @@ from coordinator.work.models import Replica
 
 pytestmark = pytest.mark.django_db
 
-# Signature check and nonce (2), reports (4), claim (8: the volunteer's lock; one statement
+# Signature check and nonce (2), reports (5: the last the speed and turnaround of the
+# version they ran, one statement per version), claim (8: the volunteer's lock; one statement
 # for what limits the claim, that is the host's figures, its tasks in progress, reserved work
 # and its quota rows; the app versions' fingerprint (the list itself is cached); the
 # candidates; last contact; the quota used; the units; the assignment), the credit standing
 # in the reply (1), the called-off check of the tasks still held (1), plus savepoints or
 # BEGIN/COMMIT.
-MAX_STATEMENTS = 20
+MAX_STATEMENTS = 21
 
 
 def statements_for_one_rpc(batch: int) -> int:
@@ -29,7 +30,10 @@ def statements_for_one_rpc(batch: int) -> int:
     host = SignedHost(*make_host(n_cpus=16))  # room for 2 x 50 tasks in progress
     tasks = host.rpc(tasks=2 * batch).json()["tasks"]
     finished, held = tasks[:batch], [t["replica"] for t in tasks[batch:]]
-    reports = [Report(replica=t["replica"], status="success", cpu_time=1, output=b"out") for t in finished]
+    reports = [  # with elapsed, as clients send it: the speed and turnaround are measured too
+        Report(replica=t["replica"], status="success", cpu_time=1, output=b"out", elapsed=1.0)
+        for t in finished
+    ]
     with CaptureQueriesContext(connection) as captured:
         reply = host.rpc(reports=reports, tasks=batch, in_progress=held)
     assert reply.status_code == 200
