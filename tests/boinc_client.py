@@ -27,8 +27,10 @@ CC_CONFIG = """<cc_config>
 </cc_config>
 """
 # Crunch whatever the machine does: a shared test machine's load or an idle keyboard must not
-# suspend the tasks under test.
+# suspend the tasks under test. A suspended task stays in memory (BOINC's default quits one
+# that has checkpointed, which the suspend test would see as its process gone).
 PREFS = """<global_preferences>
+  <leave_apps_in_memory>1</leave_apps_in_memory>
   <run_on_batteries>1</run_on_batteries><run_if_user_active>1</run_if_user_active>
   <run_gpu_if_user_active>1</run_gpu_if_user_active><suspend_cpu_usage>0</suspend_cpu_usage>
   <cpu_usage_limit>100</cpu_usage_limit><max_ncpus_pct>100</max_ncpus_pct>
