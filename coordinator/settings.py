@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_prometheus",
     "coordinator.accounts",
+    "coordinator.shares",
     "coordinator.work",
     "coordinator.standing",
     "coordinator.validation",
@@ -252,6 +253,13 @@ TESSERA = {
     "RELIABLE_DEADLINE_SHARE": env.float("RELIABLE_DEADLINE_SHARE", default=0.5),
     "ACCELERATED_WAIT_SECONDS": env.int("ACCELERATED_WAIT_SECONDS", default=300),
     "ACCELERATED_WAIT_SHARE": env.float("ACCELERATED_WAIT_SHARE", default=0.1),
+    # Fair share (docs/batches.md): shares are ranked by the work sent for them in the last
+    # FAIR_SHARE_WINDOW_SECONDS against their weight; a scientist's own share starts at
+    # FAIR_SHARE_DEFAULT_WEIGHT; claims add their use to one of FAIR_SHARE_SLOTS rows a minute.
+    "FAIR_SHARE_WINDOW_SECONDS": env.int("FAIR_SHARE_WINDOW_SECONDS", default=600),
+    "FAIR_SHARE_DEFAULT_WEIGHT": env.int("FAIR_SHARE_DEFAULT_WEIGHT", default=100),
+    "FAIR_SHARE_SLOTS": env.int("FAIR_SHARE_SLOTS", default=8),
+    "FAIR_SHARE_KEEP_DAYS": env.int("FAIR_SHARE_KEEP_DAYS", default=2),
     # Down for maintenance: when set, every scheduler request (ours and BOINC's) is answered
     # with this message and asked to come back in MAINTENANCE_RETRY_SECONDS; nothing changes.
     "MAINTENANCE": env.str("MAINTENANCE", default=""),

@@ -16,7 +16,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "coordinator"
 
 # Bottom to top: an app may import its own modules and those of the apps before it.
-LAYERS = ("core", "accounts", "work", "standing", "validation", "scheduler", "science", "boinc", "web")
+LAYERS = (
+    "core",
+    "accounts",
+    "shares",
+    "work",
+    "standing",
+    "validation",
+    "scheduler",
+    "science",
+    "boinc",
+    "web",
+)
 DOMAIN_APPS = LAYERS[1:]
 
 # Imports that go up today, as (importer module, imported module). Fix one and delete its

@@ -26,6 +26,7 @@ SWEEPS = [
     "coordinator.science.tasks.split_sweep",
     "coordinator.science.tasks.assimilation_sweep",
     "coordinator.science.tasks.cleanup_sweep",
+    "coordinator.shares.tasks.forget_use_sweep",
 ]
 
 

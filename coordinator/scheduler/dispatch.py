@@ -24,12 +24,13 @@ from django.db import connection
 
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.accounts.relation import Holder
-from coordinator.scheduler import acceleration
+from coordinator.scheduler import acceleration, fairshare
 from coordinator.scheduler.assign import Assignment, Sending, assign
 from coordinator.scheduler.dispatch_sql import (
     AppFilter,
     Candidate,
     ClaimContext,
+    Queue,
     QuotaRow,
     candidates,
     claim_context,
@@ -37,6 +38,7 @@ from coordinator.scheduler.dispatch_sql import (
 )
 from coordinator.scheduler.homogeneity import hold_alike
 from coordinator.scheduler.versions import Chosen, resources, usable_versions
+from coordinator.shares.policy import rank
 from coordinator.standing.models import HostAppReputation, HostAppVersion
 from coordinator.standing.reputation import Reputation, send_single
 from coordinator.standing.services import host_is_established
@@ -164,6 +166,7 @@ def _pick(
     choice: _Choice,
     made_before: datetime | None = None,
     holds_waived_before: datetime | None = None,
+    queue: Queue | None = None,
 ) -> None:
     open_apps = {app for app, version in choice.version_of_app.items() if choice.quota[version] > 0}
     apps = [item for item in choice.filters if item.app_id in open_apps]
@@ -180,6 +183,7 @@ def _pick(
             made_before=made_before,
             holds_waived_before=holds_waived_before,
             unreliable_at=choice.unreliable_at,
+            queue=queue,
         )
     )
 
@@ -225,11 +229,12 @@ def _holder(host: Host) -> Holder:
 
 
 def _choose(
-    host: Host, choice: _Choice, context: ClaimContext, *, established: bool, waited: datetime
+    host: Host, choice: _Choice, context: ClaimContext, *, established: bool, waited: datetime, now: datetime
 ) -> None:
     """Disputes first, for established hosts only (or any host, for those none took within
     DISPUTE_WAIT_SECONDS: a young project has no established host; those also no longer wait
-    for a host of their unit's HR kind), then fresh work."""
+    for a host of their unit's HR kind), then fresh work, share by share in fair-share order
+    (``shares.policy``), until the host has what it asked for."""
     holder = _holder(host)
     if established and context.reserved_waiting:
         _pick(host=host, holder=holder, reserved=True, choice=choice, holds_waived_before=waited)
@@ -242,7 +247,12 @@ def _choose(
             made_before=waited,
             holds_waived_before=waited,
         )
-    _pick(host=host, holder=holder, reserved=False, choice=choice)
+    if choice.full:
+        return
+    for share_id in rank(fairshare.standings(now)):
+        _pick(host=host, holder=holder, reserved=False, choice=choice, queue=Queue(share_id))
+        if choice.full:
+            return
 
 
 def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assignment]:
@@ -277,13 +287,14 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     )
     choice.unreliable_at = None if reliable else now
     if choice.limit > 0 and any(choice.quota.values()):
-        _choose(host, choice, context, established=established, waited=waited)
+        _choose(host, choice, context, established=established, waited=waited, now=now)
     Host.objects.filter(pk=host.pk).update(last_contact=now)
     chosen = hold_alike(choice.chosen, choice.filters, now)
     if not chosen:
         return []
     choice.chosen = chosen
     _record_quota_use(host, _count_by_version(choice), context.quotas, today)
+    fairshare.charge(host_id=host.pk, sent=_use_by_share(chosen), now=now)
     sending = Sending(versions, _alone(host, chosen, established), context.quotas, reliable, rules)
     return assign(host, chosen, sending, now)
 
@@ -341,6 +352,16 @@ def why_no_work(host: Host) -> list[str]:
             f"share of the time it crunches ({availability(host):.0%})"
         )
     return messages
+
+
+def _use_by_share(chosen: list[Candidate]) -> dict[int, tuple[int, float]]:
+    """Replicas and estimated operations sent per share (the project's own work is not counted)."""
+    use: dict[int, tuple[int, float]] = {}
+    for candidate in chosen:
+        if candidate.share_id is not None:
+            replicas, fpops = use.get(candidate.share_id, (0, 0.0))
+            use[candidate.share_id] = (replicas + 1, fpops + candidate.fpops)
+    return use
 
 
 def _count_by_version(choice: _Choice) -> dict[int, int]:

@@ -160,6 +160,7 @@ class Candidate:
     held_until: datetime | None = None
     delay_bound: int = 0
     accelerated: bool = False  # a reissue or tail work (scheduler.acceleration)
+    share_id: int | None = None  # its batch's share (shares.policy); None: the project's own
 
 
 def as_datetime(value: Any) -> datetime | None:
@@ -210,6 +211,37 @@ def app_condition(
     return f"({' OR '.join(parts)})", params
 
 
+def _narrowing(
+    disk_bytes: int | None, made_before: datetime | None, unreliable_at: datetime | None, queue: Queue | None
+) -> tuple[str, list[Any]]:
+    """The candidates' optional conditions (see ``candidates``), with their parameters."""
+    adapt = connection.ops.adapt_datetimefield_value
+    extra = ""
+    params: list[Any] = []
+    if disk_bytes is not None:
+        extra += " AND u.disk_bytes <= %s"
+        params.append(disk_bytes)
+    if made_before is not None:
+        extra += " AND r.created <= %s"
+        params.append(adapt(made_before))
+    if unreliable_at is not None:
+        extra += " AND (r.reliable_until IS NULL OR r.reliable_until <= %s)"
+        params.append(adapt(unreliable_at))
+    if queue is not None and queue.share_id is None:
+        extra += " AND r.share_id IS NULL"
+    elif queue is not None:
+        extra += " AND r.share_id = %s"
+        params.append(queue.share_id)
+    return extra, params
+
+
+@dataclass(frozen=True)
+class Queue:
+    """One share's unsent replicas (fair share reads them share by share)."""
+
+    share_id: int | None  # None: work outside batches, the project's own
+
+
 def candidates(
     *,
     holder: Holder,
@@ -221,43 +253,39 @@ def candidates(
     made_before: datetime | None = None,
     holds_waived_before: datetime | None = None,
     unreliable_at: datetime | None = None,
+    queue: Queue | None = None,
 ) -> list[Candidate]:
     """Up to ``count`` unsent replicas, reserved or not, of these apps that fit in
     ``memory_bytes`` and ``disk_bytes`` (None: not known), by priority then dispatch key,
     locked (``FOR UPDATE SKIP LOCKED``: concurrent claims pass over each other's); reserved
     ones only if made by ``made_before``, and free of HR holds if made by ``holds_waived_before``.
     For a host that is not reliable, ``unreliable_at`` is now: accelerated replicas only once
-    they have waited for a reliable host (``Replica.reliable_until``)."""
+    they have waited for a reliable host (``Replica.reliable_until``). With ``queue``, only
+    that share's replicas, by its index (``shares.policy`` chooses the order of shares)."""
     not_for, not_for_params = unit_not_for(holder, reserved=reserved)
     adapt = connection.ops.adapt_datetimefield_value
     waived = None if holds_waived_before is None else adapt(holds_waived_before)
     condition, condition_params = app_condition(apps, holds_waived_before=waived)
-    extra = ""
     params: list[Any] = [ReplicaState.UNSENT.value, memory_bytes, *condition_params]
-    if disk_bytes is not None:
-        extra += " AND u.disk_bytes <= %s"
-        params.append(disk_bytes)
-    if made_before is not None:
-        extra += " AND r.created <= %s"
-        params.append(adapt(made_before))
-    if unreliable_at is not None:
-        extra += " AND (r.reliable_until IS NULL OR r.reliable_until <= %s)"
-        params.append(adapt(unreliable_at))
+    extra, extra_params = _narrowing(disk_bytes, made_before, unreliable_at, queue)
+    params += extra_params
+    # A share's queue is read in its index's order (the share first, fixed by the test above).
+    order = "r.share_id, r.priority DESC, r.dispatch_key" if queue else "r.priority DESC, r.dispatch_key"
     lock = " FOR UPDATE OF r SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     sql = f"""
         SELECT r.id, r.workunit_id, u.app_id, u.fpops_estimate,
                u.hr_class, u.pinned_version_id, u.homogeneous_until, u.delay_bound,
-               r.reliable_until IS NOT NULL
+               r.reliable_until IS NOT NULL, r.share_id
         FROM {REPLICAS} r JOIN {UNITS} u ON u.id = r.workunit_id
         WHERE r.state = %s AND {"r.reserved" if reserved else "NOT r.reserved"}
           AND u.memory_bytes <= %s AND {condition}{extra} AND {not_for}
-        ORDER BY r.priority DESC, r.dispatch_key
+        ORDER BY {order}
         LIMIT %s{lock}"""
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *not_for_params, count])
         return [
-            Candidate(r, u, a, f, reserved, hr, pinned, as_datetime(until), delay, bool(fast))
-            for r, u, a, f, hr, pinned, until, delay, fast in cursor.fetchall()
+            Candidate(r, u, a, f, reserved, hr, pinned, as_datetime(until), delay, bool(fast), share)
+            for r, u, a, f, hr, pinned, until, delay, fast, share in cursor.fetchall()
         ]
 
 
@@ -274,8 +302,8 @@ def too_big(*, app_ids: list[int], memory_bytes: int, disk_bytes: int | None, sp
     """Whether the next units in the queue of these apps need more memory, more disk, or more
     speed (``speed``: the host's operations per second towards deadlines, its fastest version
     at its availability) than the host has: to tell a host that got nothing why. It reads the
-    head of the queue only (PROBE_UNITS, in dispatch order, by the index every claim uses), so
-    a host that asks again and again cannot make it scan the queue."""
+    head of the queue only (PROBE_UNITS, share by share in dispatch order, by the index every
+    claim uses), so a host that asks again and again cannot make it scan the queue."""
     if not app_ids:
         return TooBig(False, False, False)
     apps = ", ".join(["%s"] * len(app_ids))
@@ -283,8 +311,8 @@ def too_big(*, app_ids: list[int], memory_bytes: int, disk_bytes: int | None, sp
         SELECT MAX(head.memory_bytes), MAX(head.disk_bytes), MIN(head.rate) FROM (
             SELECT u.memory_bytes, u.disk_bytes, u.fpops_estimate / u.delay_bound AS rate
             FROM {REPLICAS} r JOIN {UNITS} u ON u.id = r.workunit_id
-            WHERE r.state = %s AND u.app_id IN ({apps})
-            ORDER BY r.priority DESC, r.dispatch_key
+            WHERE r.state = %s AND NOT r.reserved AND u.app_id IN ({apps})
+            ORDER BY r.share_id, r.priority DESC, r.dispatch_key
             LIMIT %s) head"""
     with connection.cursor() as cursor:
         cursor.execute(sql, [ReplicaState.UNSENT.value, *app_ids, PROBE_UNITS])

@@ -116,7 +116,9 @@ class BatchSubmitSerializer(serializers.Serializer):
         default=7 * 24 * 3600,
         help_text="seconds a host has per task",
     )
-    priority = serializers.IntegerField(min_value=-100, max_value=100, default=0)
+    priority = serializers.IntegerField(
+        min_value=-100, max_value=100, default=0, help_text="higher is sent first among your own batches"
+    )
 
 
 class UnitCountsSerializer(serializers.Serializer):

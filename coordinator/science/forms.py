@@ -63,7 +63,7 @@ class BatchSubmitForm(forms.ModelForm):
         help_texts = {
             "min_quorum": "how many agreeing results make a unit's result valid",
             "target_nresults": "how many copies of each unit go out at first",
-            "priority": "-100 to 100; higher is sent first",
+            "priority": "-100 to 100; higher is sent first among your own batches",
         }
 
     def __init__(self, *args: Any, owner: Any = None, **kwargs: Any) -> None:

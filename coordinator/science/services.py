@@ -27,6 +27,7 @@ from coordinator.core.errors import Conflict, InvalidInput, NotFound, Permission
 from coordinator.science.access import is_scientist
 from coordinator.science.parameters import locate_in_table
 from coordinator.science.selectors import canonical_outputs, science_app
+from coordinator.shares.services import share_of
 from coordinator.work.lifecycle import Policy, UnitState
 from coordinator.work.models import App, Batch, BatchState, WorkUnit
 from coordinator.work.services import UnitSpec, apply_transitions, create_work_units
@@ -108,6 +109,7 @@ def record_batch(submission: Submission) -> Batch:
         name=submission.name,
         app=submission.app,
         owner=submission.owner,
+        share=share_of(submission.owner),
         state=BatchState.SPLITTING,
         parameters=submission.parameters,
         units_planned=submission.planned,

@@ -7,11 +7,12 @@ Rules that can live in the database do: redundancy bounds, state/field agreement
 import secrets
 from enum import Enum
 
-from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
 from coordinator.accounts.models import Host, Volunteer
+from coordinator.work.batch_model import Batch as Batch  # one of this app's models
+from coordinator.work.batch_model import BatchState as BatchState
 from coordinator.work.comparison import CompareMode
 from coordinator.work.lifecycle import FailureReason, Outcome, ReplicaState, UnitState, ValidateState
 from coordinator.work.plan_class_model import PlanClass as PlanClass  # one of this app's models
@@ -94,67 +95,6 @@ class AppVersion(models.Model):
     def __str__(self) -> str:
         plan = "" if self.plan_class == "cpu" else f" {self.plan_class}"
         return f"{self.app.name} v{self.version} ({self.platform}{plan})"
-
-
-class BatchState(models.TextChoices):
-    SPLITTING = "splitting"  # units are being made, chunk by chunk
-    RUNNING = "running"  # every unit exists; volunteers crunch them
-    DONE = "done"
-    CANCELLED = "cancelled"
-
-
-class Batch(models.Model):
-    """A scientist's set of work units, submitted together and split in the background."""
-
-    name = models.CharField(max_length=200)
-    app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="batches")
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="batches"
-    )
-    created = models.DateTimeField(auto_now_add=True)
-    state = models.CharField(
-        max_length=16, choices=BatchState.choices, default=BatchState.RUNNING, db_default=BatchState.RUNNING
-    )
-    parameters = models.JSONField(default=dict, blank=True, help_text="what the app's splitter reads")
-    units_planned = models.PositiveIntegerField(default=0, db_default=0)
-    units_created = models.PositiveIntegerField(default=0, db_default=0)
-    # The redundancy and priority every unit of the batch gets.
-    min_quorum = models.PositiveSmallIntegerField(default=2, db_default=2)
-    target_nresults = models.PositiveSmallIntegerField(default=2, db_default=2)
-    max_error_results = models.PositiveSmallIntegerField(default=3, db_default=3)
-    max_total_results = models.PositiveSmallIntegerField(default=6, db_default=6)
-    delay_bound = models.PositiveIntegerField(default=7 * 24 * 3600, db_default=7 * 24 * 3600)
-    priority = models.SmallIntegerField(default=0, db_default=0)
-    finished = models.DateTimeField(null=True, blank=True)
-    result = models.FileField(
-        upload_to="results/", blank=True, max_length=300, help_text="the assimilated result"
-    )
-    units_failed = models.PositiveIntegerField(default=0, db_default=0)
-    # Why the app's assimilator could not make a result from the canonical outputs ("" when it could).
-    assimilation_error = models.TextField(blank=True, default="", db_default="")
-    # Clean-up: the outputs of non-canonical replicas go once the batch is assimilated; every
-    # input and output (not the result) goes BATCH_RETENTION_DAYS after it finished.
-    cleaned = models.BooleanField(default=False, db_default=False)
-    purged = models.DateTimeField(null=True, blank=True)
-    # A unit's canonical result was corrected after the batch was assimilated: assimilate
-    # again. ``revision`` counts the results made after the first.
-    reassimilate = models.BooleanField(default=False, db_default=False)
-    revision = models.PositiveIntegerField(default=0, db_default=0)
-    # When TAIL_FRACTION of its units were finished: from then on its overdue replicas get
-    # backups and its new replicas go to reliable hosts first (docs/batches.md).
-    tail_since = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        verbose_name_plural = "batches"
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(units_created__lte=F("units_planned")), name="batch_created_within_plan"
-            ),
-        ]
-        indexes = [models.Index(fields=["state"], name="batch_by_state")]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class WorkUnit(models.Model):
@@ -303,6 +243,10 @@ class Replica(models.Model):
     priority = models.SmallIntegerField(default=0)
     # Dispatch order within a priority (see dispatch_key); 0 only for rows older than it.
     dispatch_key = models.BigIntegerField(default=0, db_default=0)
+    # Its batch's share, copied so that dispatch reads each share's queue by one index.
+    share = models.ForeignKey(
+        "shares.Share", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     # Made to settle a dispute: only an established host unrelated to the unit's others may
     # take it, never simply whoever asks next.
     reserved = models.BooleanField(default=False, db_default=False)
@@ -371,13 +315,14 @@ class Replica(models.Model):
             ),
         ]
         indexes = [
-            # Dispatch: the best unsent replicas first, read in index order; the reserved ones
-            # (disputes) have their own, read only for established hosts.
+            # Dispatch: each share's best unsent replicas first, read in index order; the
+            # reserved ones (disputes) have their own, read only for established hosts.
             models.Index(
+                "share",
                 F("priority").desc(),
                 "dispatch_key",
                 condition=Q(state=ReplicaState.UNSENT, reserved=False),
-                name="replica_dispatch",
+                name="replica_dispatch_by_share",
             ),
             models.Index(
                 F("priority").desc(),

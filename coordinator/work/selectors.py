@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max
 
 from coordinator.work import lifecycle, plan_classes
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
@@ -56,22 +57,30 @@ def unit_view(unit: WorkUnit, *, cancelled: bool = False, tail: bool = False) ->
     )
 
 
-def batch_flags(units: list[WorkUnit]) -> tuple[set[int], set[int]]:
-    """The cancelled batches and those in their tail among ``units``' batches (one query,
-    none without batches)."""
+@dataclass(frozen=True)
+class BatchFlags:
+    """What the transitioner needs of ``units``' batches."""
+
+    cancelled: set[int]
+    tail: set[int]  # in their tail (docs/batches.md)
+    share_of: dict[int, int | None]  # batch id -> the share its new replicas carry
+
+
+def batch_flags(units: list[WorkUnit]) -> BatchFlags:
+    """The cancelled batches, those in their tail, and every batch's share, among ``units``'
+    batches (one query, none without batches)."""
     batch_ids = {unit.batch_id for unit in units if unit.batch_id is not None}
+    flags = BatchFlags(set(), set(), {})
     if not batch_ids:
-        return set(), set()
-    rows = Batch.objects.filter(
-        Q(state=BatchState.CANCELLED) | Q(tail_since__isnull=False), pk__in=batch_ids
-    ).values_list("pk", "state", "tail_since")
-    cancelled, tail = set(), set()
-    for pk, state, tail_since in rows:
+        return flags
+    rows = Batch.objects.filter(pk__in=batch_ids).values_list("pk", "state", "tail_since", "share_id")
+    for pk, state, tail_since, share_id in rows:
+        flags.share_of[pk] = share_id
         if state == BatchState.CANCELLED:
-            cancelled.add(pk)
+            flags.cancelled.add(pk)
         elif tail_since is not None:
-            tail.add(pk)
-    return cancelled, tail
+            flags.tail.add(pk)
+    return flags
 
 
 def tail_reached(batch: Batch, *, fraction: float) -> bool:

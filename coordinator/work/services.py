@@ -216,8 +216,7 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
     for row in rows:
         by_unit[row["workunit_id"]].append(replica_view(row))
 
-    cancelled, tail = batch_flags(units)
-    block = settings.TESSERA["DISPATCH_BLOCK_UNITS"]
+    batches = batch_flags(units)
     timed_out: list[int] = []
     not_needed: list[int] = []
     aborted: list[int] = []
@@ -225,23 +224,16 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
     changed_units: list[WorkUnit] = []
     released: list[int] = []
     for unit in units:
-        view = unit_view(unit, cancelled=unit.batch_id in cancelled, tail=unit.batch_id in tail)
+        view = unit_view(
+            unit, cancelled=unit.batch_id in batches.cancelled, tail=unit.batch_id in batches.tail
+        )
         result = lifecycle.transition(view, by_unit[unit.pk], now)
         timed_out.extend(result.timed_out)
         not_needed.extend(result.not_needed)
         aborted.extend(result.aborted)
-        # A unit that already had replicas gets its new ones ahead of fresh work.
-        priority = unit.priority + (RETRY_PRIORITY if by_unit[unit.pk] else 0)
-        new_replicas.extend(
-            Replica(
-                workunit=unit,
-                priority=priority,
-                reserved=result.reserve_new,
-                reliable_until=reliable_until(unit, now) if result.accelerate_new else None,
-                dispatch_key=dispatch_key(unit.pk, block),
-            )
-            for _ in range(result.create_replicas)
-        )
+        share_id = batches.share_of.get(unit.batch_id) if unit.batch_id is not None else None
+        retry = bool(by_unit[unit.pk])
+        new_replicas.extend(_new_replicas(unit, result, retry=retry, share_id=share_id, now=now))
         if _apply_to_unit(unit, result):
             changed_units.append(unit)
         if _lets_go_of_homogeneity(unit, by_unit[unit.pk], result):
@@ -254,6 +246,25 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
         update_rows(WorkUnit, changed_units, ["need_validate", "transition_time", "state", "failure_reason"])
     WorkUnit.objects.filter(id__in=released).update(hr_class="", pinned_version=None, homogeneous_until=None)
     return len(changed_units)
+
+
+def _new_replicas(
+    unit: WorkUnit, result: lifecycle.Transition, *, retry: bool, share_id: int | None, now: datetime
+) -> list[Replica]:
+    """The replicas the lifecycle asked for; a unit that already had replicas gets its new
+    ones ahead of fresh work (within its share)."""
+    block = settings.TESSERA["DISPATCH_BLOCK_UNITS"]
+    return [
+        Replica(
+            workunit=unit,
+            priority=unit.priority + (RETRY_PRIORITY if retry else 0),
+            reserved=result.reserve_new,
+            reliable_until=reliable_until(unit, now) if result.accelerate_new else None,
+            dispatch_key=dispatch_key(unit.pk, block),
+            share_id=share_id,
+        )
+        for _ in range(result.create_replicas)
+    ]
 
 
 def reliable_until(unit: WorkUnit, now: datetime) -> datetime:

@@ -5,20 +5,21 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from tessera_client.protocol import Report
 
+from coordinator.shares.models import Share
 from coordinator.testing import SignedHost, make_app, make_host, make_units
 from coordinator.work.lifecycle import Outcome, ReplicaState
-from coordinator.work.models import Replica
+from coordinator.work.models import Batch, Replica
 
 pytestmark = pytest.mark.django_db
 
 # Signature check and nonce (2), reports (5: the last the speed and turnaround of the
-# version they ran, one statement per version), claim (8: the volunteer's lock; one statement
+# version they ran, one statement per version), claim (10: the volunteer's lock; one statement
 # for what limits the claim, that is the host's figures, its tasks in progress, reserved work
-# and its quota rows; the app versions' fingerprint (the list itself is cached); the
-# candidates; last contact; the quota used; the units; the assignment), the credit standing
-# in the reply (1), the called-off check of the tasks still held (1), plus savepoints or
-# BEGIN/COMMIT.
-MAX_STATEMENTS = 21
+# and its quota rows; the app versions' fingerprint (the list itself is cached); the shares
+# with work waiting and their use; the candidates; last contact; the quota used; the share's
+# use; the units; the assignment), the credit standing in the reply (1), the called-off
+# check of the tasks still held (1), plus savepoints or BEGIN/COMMIT.
+MAX_STATEMENTS = 23
 
 
 def statements_for_one_rpc(batch: int) -> int:
@@ -26,7 +27,9 @@ def statements_for_one_rpc(batch: int) -> int:
     Replica.objects.filter(state=ReplicaState.UNSENT).update(
         state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED
     )
-    make_units(make_app(), 4 * batch, min_quorum=1, target_nresults=1)
+    app = make_app()
+    scientist = Batch.objects.create(name="b", app=app, share=Share.objects.get_or_create(name="s")[0])
+    make_units(app, 4 * batch, min_quorum=1, target_nresults=1, batch=scientist)
     host = SignedHost(*make_host(n_cpus=16))  # room for 2 x 50 tasks in progress
     tasks = host.rpc(tasks=2 * batch).json()["tasks"]
     finished, held = tasks[:batch], [t["replica"] for t in tasks[batch:]]
