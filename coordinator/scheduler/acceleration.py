@@ -56,14 +56,26 @@ class Timing:
 
 
 def timing(
-    *, now: datetime, delay_bound: int, accelerated: bool, reliable: bool, turnaround: float, rules: Rules
+    *,
+    now: datetime,
+    delay_bound: int,
+    accelerated: bool,
+    reliable: bool,
+    turnaround: float,
+    rules: Rules,
+    expected: float = 0.0,
 ) -> Timing:
     """The deadline of a replica sent now (shorter for an accelerated replica a reliable host
     takes), and when it is overdue: ``overdue_factor`` times the host's usual turnaround on
-    the version, or ``unmeasured_share`` of the time to the deadline when it has none;
-    never after the deadline."""
+    the version, or, when it has none, times ``expected`` (the seconds the host's own figures
+    say it needs: the tasks it holds per core and this one, at its speed and availability),
+    at most ``unmeasured_share`` of the time to the deadline; never after the deadline."""
     seconds = float(delay_bound)
     if accelerated and reliable:
         seconds = max(1.0, seconds * rules.deadline_share)
-    overdue = rules.overdue_factor * turnaround if turnaround > 0 else rules.unmeasured_share * seconds
+    if turnaround > 0:
+        overdue = rules.overdue_factor * turnaround
+    else:
+        unmeasured = rules.unmeasured_share * seconds
+        overdue = min(unmeasured, rules.overdue_factor * expected) if expected > 0 else unmeasured
     return Timing(now + timedelta(seconds=seconds), now + timedelta(seconds=min(seconds, overdue)))

@@ -38,22 +38,26 @@ class Sending:
     quotas: dict[int, QuotaRow]
     reliable: bool
     rules: acceleration.Rules
+    availability: float = 1.0  # the share of the time the host crunches (dispatch.availability)
+    queued_per_core: float = 0.0  # tasks it holds per core, this claim's included (one at least)
 
 
 def assign(host: Host, chosen: list[Candidate], sent: Sending, now: datetime) -> list[Assignment]:
     """Write the chosen replicas as sent to ``host``, a statement per kind (deadline, version,
     alone or not, accelerated or not); a replica someone else took meanwhile refuses it all."""
     units = WorkUnit.objects.in_bulk([c.unit_id for c in chosen])
-    groups: dict[tuple[int, int, bool, bool], list[int]] = {}
+    groups: dict[tuple[int, int, bool, bool, float], list[int]] = {}
     for candidate in chosen:
         unit = units[candidate.unit_id]
         version_id = sent.versions[unit.app_id].version.pk
-        key = (unit.delay_bound, version_id, candidate.replica_id in sent.alone, candidate.accelerated)
+        single, fast = candidate.replica_id in sent.alone, candidate.accelerated
+        key = (unit.delay_bound, version_id, single, fast, unit.fpops_estimate)
         groups.setdefault(key, []).append(candidate.replica_id)
     unit_of = {c.replica_id: units[c.unit_id] for c in chosen}
     assignments: list[Assignment] = []
-    for (delay_bound, version_id, single, accelerated), replica_ids in groups.items():
+    for (delay_bound, version_id, single, accelerated, fpops), replica_ids in groups.items():
         usual = sent.quotas[version_id].turnaround if version_id in sent.quotas else 0.0
+        speed = sent.versions[unit_of[replica_ids[0]].app_id].speed * sent.availability
         timing = acceleration.timing(
             now=now,
             delay_bound=delay_bound,
@@ -61,6 +65,7 @@ def assign(host: Host, chosen: list[Candidate], sent: Sending, now: datetime) ->
             reliable=sent.reliable,
             turnaround=usual,
             rules=sent.rules,
+            expected=fpops / speed * max(1.0, sent.queued_per_core) if speed > 0 else 0.0,
         )
         updated = Replica.objects.filter(id__in=replica_ids, state=ReplicaState.UNSENT).update(
             state=ReplicaState.IN_PROGRESS,

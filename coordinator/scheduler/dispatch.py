@@ -295,7 +295,9 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     choice.chosen = chosen
     _record_quota_use(host, _count_by_version(choice), context.quotas, today)
     fairshare.charge(host_id=host.pk, sent=_use_by_share(chosen), now=now)
-    sending = Sending(versions, _alone(host, chosen, established), context.quotas, reliable, rules)
+    queued = (context.held_by_host + len(chosen)) / max(1, host.n_cpus)
+    alone = _alone(host, chosen, established)
+    sending = Sending(versions, alone, context.quotas, reliable, rules, availability(host), queued)
     return assign(host, chosen, sending, now)
 
 

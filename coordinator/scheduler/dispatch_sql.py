@@ -104,7 +104,8 @@ def claim_context(host: Host, *, waited: datetime) -> ClaimContext:
 
 # A candidate's unit is not for this host when one of the unit's other replicas is the
 # volunteer's own; or is a trusted host's lone replica whose result is neither invalid nor
-# disputed (adaptive replication; a disputed one needs others to settle it); or is held by a
+# disputed (adaptive replication; a disputed one needs others to settle it), unless the
+# candidate is accelerated (a backup or a reissue the lifecycle asked for); or is held by a
 # host related to this one (accounts.relation). One index probe per candidate reads the
 # unit's replicas once for all three; "LIMIT 1 OFFSET 0" keeps it a probe: without it
 # PostgreSQL may turn NOT EXISTS into an anti-join that reads every replica the volunteer
@@ -128,7 +129,9 @@ def unit_not_for(holder: Holder, *, reserved: bool) -> tuple[str, list[Any]]:
     tests: list[str] = [MINE]
     params: list[Any] = [holder.volunteer_id]
     if not reserved:
-        tests.append(OUT_ALONE)
+        # Not for an accelerated replica: the lifecycle made it to back up (or replace) the
+        # lone replica, which may be on a host that went away.
+        tests.append(f"(r.reliable_until IS NULL AND {OUT_ALONE})")
         params.extend(OUT_ALONE_PARAMS)
     related, related_params = related_sql(holder, host="kin_host", volunteer="kin_volunteer")
     if related:

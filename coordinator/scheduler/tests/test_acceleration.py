@@ -47,6 +47,40 @@ def test_a_host_never_measured_is_overdue_halfway_to_its_deadline_and_never_afte
     assert slow.overdue_at == slow.deadline == T + timedelta(seconds=1000)
 
 
+def test_a_host_never_measured_is_overdue_by_its_own_figures_when_they_say_less():
+    plain = {"now": T, "delay_bound": 1000, "accelerated": False, "reliable": False, "rules": RULES}
+
+    assert timing(**plain, turnaround=0.0, expected=100.0).overdue_at == T + timedelta(seconds=200)
+    assert timing(**plain, turnaround=0.0, expected=400.0).overdue_at == T + timedelta(seconds=500), (
+        "at most half"
+    )
+    assert timing(**plain, turnaround=50.0, expected=400.0).overdue_at == T + timedelta(seconds=100), (
+        "measured"
+    )
+
+
+@pytest.mark.django_db
+def test_a_backup_of_a_lone_replica_goes_out_though_the_unit_is_out_alone():
+    """Found by bench.simulate: a trusted host's lone replica kept every other replica of its
+    unit from going out, the backup the lifecycle made for it included, until its deadline."""
+    app = make_app()
+    [unit] = create_work_units(
+        app=app, specs=[UnitSpec("alone", b"x")], now=timezone.now(), fpops_estimate=1e9
+    )
+    lone, spare = unit.replicas.order_by("pk")
+    trusted = SignedHost(*make_host())
+    Replica.objects.filter(pk=spare.pk).update(state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED)
+    assert [t["replica"] for t in trusted.rpc(tasks=1).json()["tasks"]] == [lone.pk]
+    Replica.objects.filter(pk=lone.pk).update(trusted_single=True)
+    plain = Replica.objects.create(workunit=unit, dispatch_key=1)
+    other = SignedHost(*make_host())
+    assert other.rpc(tasks=1).json()["tasks"] == [], "a plain replica is surplus while the unit is out alone"
+
+    Replica.objects.filter(pk=plain.pk).update(reliable_until=timezone.now() - timedelta(seconds=1))
+
+    assert [t["replica"] for t in other.rpc(tasks=1).json()["tasks"]] == [plain.pk], "a backup goes out"
+
+
 # --- end to end through the RPC -------------------------------------------------------------
 
 OUTPUT = b"the answer"
