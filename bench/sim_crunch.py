@@ -11,13 +11,24 @@ from bench.sim_world import BACKOFF, BUFFER_PER_CORE, RANDOM_SPEEDUP, WAKE, WAKE
 from coordinator.work.lifecycle import UnitState
 
 TOGGLE, FETCH, DONE, SUBMIT = 3, 4, 5, 6
+LOW_WATER_PER_CORE = 1  # a client asks for work when it holds this many tasks per core or fewer
 
 
 class Crunching:
     """Hosts' events on a ``World``: each handler takes the event's two integers."""
 
-    def __init__(self, world: World, availability: list[Availability], leaves_at: list[float]) -> None:
+    def __init__(
+        self,
+        world: World,
+        availability: list[Availability],
+        leaves_at: list[float],
+        *,
+        backoff: tuple[float, float] = BACKOFF,
+        overhead: float = 0.0,
+    ) -> None:
         self.world, self.availability, self.leaves_at = world, availability, leaves_at
+        self.backoff = backoff  # a host that got nothing asks again after this, doubling up to the most
+        self.overhead = overhead  # seconds per task beyond crunching: download, start, upload, report
         self.pending_batches: list[Batch] = []
 
     def handlers(self) -> dict[int, Callable[[int, int], None]]:
@@ -101,9 +112,9 @@ class Crunching:
         host.holds -= want
         if not got:
             world.at_time(world.now + world.backoff[index], FETCH, index)
-            world.backoff[index] = min(BACKOFF[1], world.backoff[index] * 2)
+            world.backoff[index] = min(self.backoff[1], world.backoff[index] * 2)
             return
-        world.backoff[index] = BACKOFF[0]
+        world.backoff[index] = self.backoff[0]
         host.holds += len(got)
         world.waiting[index].extend(rep.id for rep in got)
         self.start_tasks(index)
@@ -119,6 +130,7 @@ class Crunching:
             seconds = rep.unit.batch.fpops / host.flops
             if host.kind == "random":
                 seconds /= RANDOM_SPEEDUP
+            seconds += self.overhead
             running[rep.id] = (seconds, world.now)
             world.at_time(world.now + seconds, DONE, index, rep.id)
 
@@ -136,4 +148,5 @@ class Crunching:
             host, rep, rep.unit.batch.fpops / host.flops / (RANDOM_SPEEDUP if host.kind == "random" else 1.0)
         )
         self.start_tasks(index)
-        self.fetch(index, 0)
+        if host.holds <= host.cores * LOW_WATER_PER_CORE:  # its buffer ran low: fill it again
+            self.fetch(index, 0)

@@ -73,7 +73,11 @@ class Batch:
     units: int
     submitted: float
     finished: int = 0
+    unsent: int = 0  # replicas of its last block's units in the dispatch queue
+    last_block: int = 0  # the first unit of its last DISPATCH_BLOCK_UNITS
+    created: int = 0  # its units made so far
     tail: bool = False
+    tail_turnaround: float = 0.0  # the usual turnaround its tail was last held to
     done_at: float | None = None
     percent99_at: float | None = None
 
@@ -234,9 +238,15 @@ def standings(queues: Queues, usage: Usage, weights: dict[int, float], now: floa
     return rank(waiting)
 
 
-def reliable(host: Host, knobs: Knobs) -> bool:
+def reliable(host: Host, knobs: Knobs, typical: float) -> bool:
     turnarounds = [host.turnaround] if host.samples else []
-    return is_reliable(consecutive_valid=host.consecutive_valid, turnarounds=turnarounds, rules=knobs.rules)
+    return is_reliable(
+        consecutive_valid=host.consecutive_valid,
+        turnarounds=turnarounds,
+        rules=knobs.rules,
+        typical=typical,
+        availability=host.on_fraction,
+    )
 
 
 def established(host: Host, now: float, knobs: Knobs) -> bool:
@@ -263,13 +273,21 @@ def may_send_alone(host: Host, now: float, knobs: Knobs, draw: float) -> bool:
 
 
 def deadline_of(
-    *, now: float, batch: Batch, accelerated: bool, is_reliable_host: bool, host: Host, knobs: Knobs
+    *,
+    now: float,
+    batch: Batch,
+    accelerated: bool,
+    is_reliable_host: bool,
+    host: Host,
+    knobs: Knobs,
+    typical: float,
 ) -> tuple[float, float]:
     """The replica's deadline and overdue time (``acceleration.timing``, as ``assign`` calls
     it), in seconds."""
     queued = max(1.0, host.holds / host.cores)
     when = timing(
         expected=batch.fpops / (host.benchmark * host.on_fraction) * queued,
+        typical=typical,
         now=at(now),
         delay_bound=batch.policy.delay_bound,
         accelerated=accelerated,

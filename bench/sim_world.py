@@ -35,12 +35,14 @@ from coordinator.standing.credit import claimed_credit, granted_credit
 from coordinator.standing.reputation import Event
 from coordinator.validation.quorum import Candidate, find_quorum, judge_against
 from coordinator.work.lifecycle import Outcome, UnitState, ValidateState, effective_policy, transition
+from coordinator.work.tails import RECAP_SHARE
 
 BUFFER_PER_CORE = 2  # tasks a host keeps per core (its work buffer)
 MAX_TASKS_PER_RPC = 100
 CANDIDATES_PER_TASK = 2  # as dispatch: read twice what is wanted
 BACKOFF = (60.0, 3600.0)  # a host that got nothing asks again after this, doubling up to the most
-RANDOM_SPEEDUP = 20.0  # a random cheater returns garbage this many times faster
+RANDOM_SPEEDUP = 20.0
+TYPICAL_EVERY = 600.0  # a random cheater returns garbage this many times faster
 
 
 def _eq(a: object, b: object) -> bool:
@@ -77,6 +79,7 @@ class World:
         self.fetching = [False] * len(hosts)
         self.figures = Figures()
         self.open_units = 0
+        self.typical, self.typical_at = 0.0, -TYPICAL_EVERY
 
     # --- the clock ------------------------------------------------------------------------
 
@@ -96,10 +99,12 @@ class World:
 
     def submit(self, batch: Batch) -> None:
         batch.first_unit = len(self.units)
+        batch.last_block = batch.first_unit + max(0, batch.units - self.knobs.block_units)
         self.batches.append(batch)
         for _ in range(batch.units):
             unit = Unit(len(self.units), batch)
             self.units.append(unit)
+            batch.created += 1
             self.touch(unit)
         self.open_units += batch.units
 
@@ -109,6 +114,8 @@ class World:
         rep = Rep(len(self.reps), unit, self.now, reserved, self.now + wait if accelerated else 0.0)
         self.reps.append(rep)
         unit.replicas.append(rep.id)
+        if unit.id >= unit.batch.last_block:
+            unit.batch.unsent += 1
         self.queues.push(rep, unit.batch.share, unit.batch.priority + (knobs.retry_priority if retry else 0))
 
     # --- the transitioner and the validator -------------------------------------------------
@@ -128,6 +135,8 @@ class World:
             rep = by_id[rep_id]
             rep.state, rep.outcome = OVER, Outcome.NO_REPLY
             self.verdict(rep, Event.ERROR)
+        if unit.id >= unit.batch.last_block:
+            unit.batch.unsent -= len(result.not_needed)
         for rep_id in result.not_needed + result.aborted:
             by_id[rep_id].state, by_id[rep_id].outcome = OVER, Outcome.DIDNT_NEED
         retry = bool(reps)
@@ -158,10 +167,42 @@ class World:
         if batch.finished >= batch.units and batch.done_at is None:
             batch.done_at = self.now
         if not batch.tail and batch.finished >= self.knobs.tail_fraction * batch.units:
-            batch.tail = True  # mark_batch_tails: its active units are due now
-            for unit_id in range(batch.first_unit, batch.first_unit + batch.units):
-                if self.units[unit_id].state is UnitState.ACTIVE:
-                    self.at_time(self.now, WAKE_TAIL, unit_id)
+            self.start_tail(batch)
+
+    def start_tail(self, batch: Batch) -> None:
+        """``tails.mark_batch_tails``: its unsent replicas wait for reliable hosts first, its
+        active units are due now, and its replicas out are held to the usual time."""
+        batch.tail = True
+        wait = min(self.knobs.accelerated_wait, self.knobs.accelerated_wait_share * batch.policy.delay_bound)
+        for unit_id in range(batch.first_unit, batch.first_unit + batch.units):
+            unit = self.units[unit_id]
+            if unit.state is UnitState.ACTIVE:
+                self.at_time(self.now, WAKE_TAIL, unit_id)
+                for rep_id in unit.replicas:
+                    rep = self.reps[rep_id]
+                    if rep.state is UNSENT and not rep.reserved and rep.reliable_until == 0.0:
+                        rep.reliable_until = self.now + wait
+        self.hold_to_usual_time(batch)
+
+    def hold_to_usual_time(self, batch: Batch) -> None:
+        """``tails.hold_to_usual_time``: the tail's replicas out are overdue by the app's usual
+        turnaround at the latest, once it is known, and again when it falls."""
+        usual, held = self.typical, batch.tail_turnaround
+        if usual <= 0 or (held > 0 and usual >= RECAP_SHARE * held):
+            return
+        latest = self.knobs.rules.overdue_factor * usual
+        batch.tail_turnaround = usual
+        for unit_id in range(batch.first_unit, batch.first_unit + batch.units):
+            unit = self.units[unit_id]
+            if unit.state is not UnitState.ACTIVE:
+                continue
+            moved = False
+            for rep_id in unit.replicas:
+                rep = self.reps[rep_id]
+                if rep.state is IN_PROGRESS and rep.overdue_at > rep.sent_at + latest:
+                    rep.overdue_at, moved = rep.sent_at + latest, True
+            if moved:
+                self.at_time(self.now, WAKE_TAIL, unit_id)
 
     def validate(self, unit: Unit, reps: list[Rep]) -> bool:
         """The validator's pass (``validation.quorum``): whether anything changed."""
@@ -239,7 +280,7 @@ class World:
         want = min(want, MAX_TASKS_PER_RPC, max(0, host.quota - host.quota_used))
         if want <= 0:
             return []
-        is_reliable_host = reliable(host, knobs)
+        is_reliable_host = reliable(host, knobs, self.typical_turnaround())
         is_established = established(host, now, knobs)
         chosen: list[Rep] = []
         units: set[int] = set()
@@ -270,7 +311,9 @@ class World:
         leave it for others."""
         skipped = []
         budget = (want - len(chosen)) * CANDIDATES_PER_TASK + 8
-        speed = host.benchmark * self.knobs.deadline_share
+        speed = (
+            host.benchmark * host.on_fraction * self.knobs.deadline_share
+        )  # app_filters: at its availability
         while heap and len(chosen) < want and budget > 0:
             entry = heapq.heappop(heap)
             rep = self.reps[entry[2]]
@@ -283,7 +326,7 @@ class World:
                 or (made_before is not None and rep.created > made_before)
                 or (rep.reliable_until > self.now and not is_reliable_host)
                 or unit.batch.fpops > speed * unit.batch.policy.delay_bound
-                or self.not_for(unit, host.index, rep.reliable_until > 0)
+                or self.not_for(unit, host.index, rep.reserved or rep.reliable_until > 0)
             ):
                 skipped.append(entry)
                 continue
@@ -291,15 +334,16 @@ class World:
             chosen.append(rep)
         self.queues.again(share, skipped)
 
-    def not_for(self, unit: Unit, host_index: int, accelerated: bool) -> bool:
+    def not_for(self, unit: Unit, host_index: int, alone_ok: bool) -> bool:
         """``dispatch_sql.unit_not_for``: the host holds one of its replicas, or it is out alone
-        (unless the candidate is accelerated: a backup the lifecycle asked for)."""
+        (unless the candidate is reserved, to check a result, or accelerated: a backup the
+        lifecycle asked for)."""
         for rep_id in unit.replicas:
             rep = self.reps[rep_id]
             if rep.host == host_index:
                 return True
             if (
-                not accelerated
+                not alone_ok
                 and rep.trusted_single
                 and (
                     rep.state is IN_PROGRESS
@@ -312,6 +356,19 @@ class World:
                 return True
         return False
 
+    def typical_turnaround(self) -> float:
+        """The app's usual turnaround: the median of the hosts' measured ones, refreshed every
+        TYPICAL_EVERY seconds (as the validation sweep refreshes the app's figures)."""
+        if self.now - self.typical_at >= TYPICAL_EVERY:
+            proven = self.knobs.establishment.min_independent_valid  # refresh_turnarounds' hosts
+            measured = sorted(h.turnaround for h in self.hosts if h.samples and h.independent_valid >= proven)
+            self.typical = measured[len(measured) // 2] if measured else 0.0
+            self.typical_at = self.now
+            for batch in self.batches:  # the transitioner's sweep runs mark_batch_tails each time
+                if batch.tail and batch.done_at is None:
+                    self.hold_to_usual_time(batch)
+        return self.typical
+
     def send(self, rep: Rep, host: Host, is_reliable_host: bool) -> None:
         unit = rep.unit
         accelerated = rep.reliable_until > 0
@@ -322,8 +379,13 @@ class World:
             is_reliable_host=is_reliable_host,
             host=host,
             knobs=self.knobs,
+            typical=self.typical_turnaround(),
         )
         rep.state, rep.host, rep.sent_at = IN_PROGRESS, host.index, self.now
+        if unit.id >= unit.batch.last_block:  # last_block_sent: its fresh work is all out
+            unit.batch.unsent -= 1
+            if not unit.batch.tail and unit.batch.unsent == 0 and unit.batch.units == unit.batch.created:
+                self.start_tail(unit.batch)
         if unit.first_sent is None:
             unit.first_sent = self.now
         alone = (

@@ -26,9 +26,13 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import django
+
+RPC_DELAY_NO_WORK = 5.0  # bench.scenario's setting: a host that got nothing asks again after this
+TASK_OVERHEAD = 0.0  # calibrated against bench.scenario (docs/benchmarks.md)
 
 
 def knobs_from_settings():
@@ -71,23 +75,69 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scientists", type=int, default=2, help="equal shares; the first submits the big batch"
     )
     parser.add_argument(
-        "--small-batches", type=int, default=10, help="the others' batches, 1%% of the units each"
+        "--small-batches",
+        type=int,
+        default=10,
+        help="the other scientists' batches, submitted while the first runs",
+    )
+    parser.add_argument(
+        "--small-share", type=float, default=0.05, help="each of those batches' share of the units"
     )
     parser.add_argument("--quorum", type=int, default=2)
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="veterans start with up to this many valid results in a row (trusted: adaptive replication)",
+    )
+    parser.add_argument(
+        "--population",
+        choices=["volunteers", "scenario"],
+        default="volunteers",
+        help="hosts from published models, or bench.scenario's (to calibrate against the real stack)",
+    )
+    parser.add_argument(
+        "--scenario-mix", default=None, help="with --population scenario: bench.scenario's --mix"
+    )
+    parser.add_argument("--task-seconds", type=float, default=1.0, help="with --population scenario")
+    parser.add_argument("--slow-factor", type=float, default=4.0, help="with --population scenario")
+    parser.add_argument("--delay-bound", type=int, default=60, help="with --population scenario: seconds")
+    parser.add_argument(
+        "--task-overhead",
+        type=float,
+        default=TASK_OVERHEAD,
+        help="with --population scenario: seconds the real stack adds per task (docs/benchmarks.md)",
+    )
     args = parser.parse_args(argv)
+    if args.scenario_mix is None:
+        from bench.sim_scenario import DEFAULT_MIX
+
+        args.scenario_mix = DEFAULT_MIX
     if args.hosts < 1 or args.units < 1 or args.scientists < 1 or not 0 <= args.leaving < 1:
         parser.error("--hosts, --units and --scientists must be positive, --leaving in [0, 1)")
     return args
 
 
-def build(args: argparse.Namespace):
-    from bench.sim_crunch import SUBMIT, Crunching
-    from bench.sim_engine import Batch, Host
-    from bench.sim_population import Availability, Mix, mean_on_fraction, population
-    from bench.sim_world import World
-    from coordinator.work.lifecycle import Policy
+@dataclass(frozen=True)
+class Population:
+    hosts: list
+    availability: list
+    leaves_at: list[float]
+    capacity: float  # operations per second of the hosts that return right answers and stay
+    error_rates: list[float]
+    wrong_rates: list[float]
+    fpops: float  # a unit's operations
+    delay_bound: int
+    backoff: tuple[float, float] = (60.0, 3600.0)  # a client's wait after no work, doubling to the most
+    overhead: float = 0.0  # seconds per task beyond crunching (the network is otherwise instant)
 
-    knobs = knobs_from_settings()
+
+def volunteers(args: argparse.Namespace, quota_cap: int) -> Population:
+    """Hosts drawn from published models of volunteer hosts (docs/simulator-hosts.md)."""
+    from bench.sim_engine import Host
+    from bench.sim_population import Availability, Mix, mean_on_fraction, population
+    from coordinator.standing.reputation import Reputation
+
     specs = population(args.hosts, seed=args.seed, mix=Mix.parse(args.mix))
     rng = random.Random(f"{args.seed}:run")
     hosts, availability, leaves_at = [], [], []
@@ -102,36 +152,86 @@ def build(args: argparse.Namespace):
                 benchmark=spec.flops * rng.lognormvariate(0.0, 0.1),
                 established_from=-30 * 86400.0 if old else 0.0,
                 independent_valid=100 if old else 0,
-                quota=knobs.quota_cap if old else 10,
+                quota=quota_cap if old else 10,
                 on_fraction=mean_on_fraction(spec),
+                reputation=history(spec, rng, args.history) if old and args.history else Reputation(),
             )
         )
         availability.append(Availability(spec, random.Random(f"{args.seed}:on:{spec.index}")))
         leaves_at.append(rng.expovariate(1 / 86400.0) if rng.random() < args.leaving else math.inf)
-    median_flops = statistics.median(spec.flops for spec in specs)
-    fpops = median_flops * args.task_hours * 3600
     capacity = sum(
         s.flops * s.cores * mean_on_fraction(s)
-        for s, h in zip(specs, hosts, strict=True)
-        if s.kind in ("honest", "erring") and leaves_at[h.index] == math.inf
+        for s in specs
+        if s.kind in ("honest", "erring") and leaves_at[s.index] == math.inf
     )
-    ideal = args.units * args.quorum * fpops / capacity
+    fpops = statistics.median(spec.flops for spec in specs) * args.task_hours * 3600
+    errors, wrongs = [s.error_rate for s in specs], [s.wrong_rate for s in specs]
+    return Population(
+        hosts, availability, leaves_at, capacity, errors, wrongs, fpops, int(args.delay_days * 86400)
+    )
+
+
+def history(spec, rng: random.Random, most: int):
+    """A veteran's standing when the run starts: valid results in a row since its last error or
+    wrong one, as a project that has run for a while would know it (at most ``most``)."""
+    from coordinator.standing.reputation import Reputation
+
+    broken = min(0.99, spec.error_rate + spec.wrong_rate)
+    streak = most if broken <= 0 else min(most, int(math.log(1 - rng.random()) / math.log(1 - broken)))
+    return Reputation(consecutive_valid=streak, valid=most, error_rate=spec.error_rate)
+
+
+def scenario_hosts(args: argparse.Namespace) -> Population:
+    """``bench.scenario``'s hosts, for calibration (``bench.sim_scenario``)."""
+    from bench import sim_scenario
+
+    vanish_within = max(
+        10.0, args.units * args.quorum * args.task_seconds / args.hosts / 2
+    )  # as the scenario
+    made = sim_scenario.fleet(
+        count=args.hosts,
+        mix=sim_scenario.parse_mix(args.scenario_mix),
+        seed=args.seed,
+        slow_factor=args.slow_factor,
+        vanish_within=vanish_within,
+    )
+    fpops = sim_scenario.FLOPS * args.task_seconds
+    return Population(
+        made.hosts, made.availability, made.leaves_at, made.capacity, made.error_rates, made.wrong_rates,
+        fpops, args.delay_bound, (RPC_DELAY_NO_WORK, RPC_DELAY_NO_WORK), args.task_overhead,
+    )  # fmt: skip
+
+
+def build(args: argparse.Namespace):
+    from bench.sim_crunch import SUBMIT, Crunching
+    from bench.sim_engine import Batch
+    from bench.sim_world import World
+    from coordinator.work.lifecycle import Policy
+
+    knobs = knobs_from_settings()
+    if args.population == "scenario":  # as bench.scenario sets it: no newcomer gets established
+        knobs = replace(knobs, establishment=replace(knobs.establishment, min_age_seconds=7 * 86400))
+        people = scenario_hosts(args)
+    else:
+        people = volunteers(args, knobs.quota_cap)
+    ideal = args.units * args.quorum * people.fpops / people.capacity
     weights = {share: 100.0 for share in range(1, args.scientists + 1)}
-    world = World(knobs=knobs, hosts=hosts, weights=weights, seed=args.seed)
-    world.specs_error = [s.error_rate for s in specs]
-    world.specs_wrong = [s.wrong_rate for s in specs]
-    crunching = Crunching(world, availability, leaves_at)
-    policy = Policy(args.quorum, args.quorum, 3, 2 * args.quorum + 4, int(args.delay_days * 86400))
-    small = max(1, args.units // 100) if args.scientists > 1 else 0
+    world = World(knobs=knobs, hosts=people.hosts, weights=weights, seed=args.seed)
+    world.specs_error, world.specs_wrong = people.error_rates, people.wrong_rates
+    crunching = Crunching(
+        world, people.availability, people.leaves_at, backoff=people.backoff, overhead=people.overhead
+    )
+    policy = Policy(args.quorum, args.quorum, 3, 2 * args.quorum + 4, people.delay_bound)
+    small = max(1, int(args.units * args.small_share)) if args.scientists > 1 else 0
     smalls = min(args.small_batches, args.units // max(1, small) - 1) if small else 0
     plan = [(0.0, 1, args.units - small * smalls)]
     for i in range(smalls):  # the other scientists' batches arrive while the big one runs
-        plan.append((ideal * (0.1 + 0.6 * i / max(1, smalls)), 2 + i % (args.scientists - 1), small))
+        plan.append((ideal * (0.05 + 0.5 * i / max(1, smalls)), 2 + i % (args.scientists - 1), small))
     for when, share, units in plan:
-        batch = Batch(len(crunching.pending_batches), share, policy, 0, fpops, 0, units, when)
+        batch = Batch(len(crunching.pending_batches), share, policy, 0, people.fpops, 0, units, when)
         world.at_time(when, SUBMIT, len(crunching.pending_batches))
         crunching.pending_batches.append(batch)
-    return world, crunching, ideal, capacity
+    return world, crunching, ideal, people.capacity
 
 
 def report(world, ideal: float, args: argparse.Namespace, wall: float) -> dict:
@@ -158,8 +258,8 @@ def report(world, ideal: float, args: argparse.Namespace, wall: float) -> dict:
         "units": len(world.units),
         "replicas": len(world.reps),
         "seed": args.seed,
-        "makespan_hours": round(end / 3600, 2),
-        "ideal_hours": round(ideal / 3600, 2),
+        "makespan_seconds": round(end, 1),
+        "ideal_seconds": round(ideal, 1),
         "makespan_ratio": round(end / ideal, 3),
         "tail_ratio": round(((big.done_at or end) - (big.percent99_at or end)) / median_unit, 3)
         if median_unit

@@ -251,6 +251,7 @@ TESSERA = {
     "RELIABLE_MIN_CONSECUTIVE_VALID": env.int("RELIABLE_MIN_CONSECUTIVE_VALID", default=5),
     "RELIABLE_MAX_TURNAROUND": env.float("RELIABLE_MAX_TURNAROUND", default=24 * 3600.0),
     "RELIABLE_DEADLINE_SHARE": env.float("RELIABLE_DEADLINE_SHARE", default=0.5),
+    "RELIABLE_MIN_AVAILABILITY": env.float("RELIABLE_MIN_AVAILABILITY", default=0.9),
     "ACCELERATED_WAIT_SECONDS": env.int("ACCELERATED_WAIT_SECONDS", default=300),
     "ACCELERATED_WAIT_SHARE": env.float("ACCELERATED_WAIT_SHARE", default=0.1),
     # Fair share (docs/batches.md): shares are ranked by the work sent for them in the last

@@ -42,6 +42,29 @@ class Sending:
     queued_per_core: float = 0.0  # tasks it holds per core, this claim's included (one at least)
 
 
+def _timing(
+    sent: Sending,
+    running: Chosen,
+    version_id: int,
+    delay_bound: int,
+    accelerated: bool,
+    fpops: float,
+    now: datetime,
+) -> acceleration.Timing:
+    """Deadline and overdue time (``acceleration.timing``) from the host's figures on the version."""
+    speed = running.speed * sent.availability
+    return acceleration.timing(
+        now=now,
+        delay_bound=delay_bound,
+        accelerated=accelerated,
+        reliable=sent.reliable,
+        turnaround=sent.quotas[version_id].turnaround if version_id in sent.quotas else 0.0,
+        rules=sent.rules,
+        expected=fpops / speed * max(1.0, sent.queued_per_core) if speed > 0 else 0.0,
+        typical=running.version.app.turnaround,
+    )
+
+
 def assign(host: Host, chosen: list[Candidate], sent: Sending, now: datetime) -> list[Assignment]:
     """Write the chosen replicas as sent to ``host``, a statement per kind (deadline, version,
     alone or not, accelerated or not); a replica someone else took meanwhile refuses it all."""
@@ -56,17 +79,8 @@ def assign(host: Host, chosen: list[Candidate], sent: Sending, now: datetime) ->
     unit_of = {c.replica_id: units[c.unit_id] for c in chosen}
     assignments: list[Assignment] = []
     for (delay_bound, version_id, single, accelerated, fpops), replica_ids in groups.items():
-        usual = sent.quotas[version_id].turnaround if version_id in sent.quotas else 0.0
-        speed = sent.versions[unit_of[replica_ids[0]].app_id].speed * sent.availability
-        timing = acceleration.timing(
-            now=now,
-            delay_bound=delay_bound,
-            accelerated=accelerated,
-            reliable=sent.reliable,
-            turnaround=usual,
-            rules=sent.rules,
-            expected=fpops / speed * max(1.0, sent.queued_per_core) if speed > 0 else 0.0,
-        )
+        running = sent.versions[unit_of[replica_ids[0]].app_id]
+        timing = _timing(sent, running, version_id, delay_bound, accelerated, fpops, now)
         updated = Replica.objects.filter(id__in=replica_ids, state=ReplicaState.UNSENT).update(
             state=ReplicaState.IN_PROGRESS,
             host=host,

@@ -283,7 +283,11 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     rules = acceleration.Rules.of(settings.TESSERA)
     turnarounds = [row.turnaround for row in context.quotas.values()]
     reliable = acceleration.is_reliable(
-        consecutive_valid=host.consecutive_valid, turnarounds=turnarounds, rules=rules
+        consecutive_valid=host.consecutive_valid,
+        turnarounds=turnarounds,
+        rules=rules,
+        typical=max((chosen.version.app.turnaround for chosen in versions.values()), default=0.0),
+        availability=availability(host),
     )
     choice.unreliable_at = None if reliable else now
     if choice.limit > 0 and any(choice.quota.values()):

@@ -24,9 +24,10 @@ def validate_units(unit_ids: list[int]) -> None:
 @dramatiq.actor(max_retries=0, time_limit=300_000)
 def validation_sweep() -> None:
     """Every unit marked for validation, whatever message was lost; then each app's
-    credit ratio from its latest vouched results."""
+    credit ratio from its latest vouched results, and its hosts' usual turnaround."""
     services.validate_due_units(now=timezone.now())
     credit_ratios.refresh_credit_ratios()
+    credit_ratios.refresh_turnarounds()
 
 
 @dramatiq.actor(max_retries=0, time_limit=300_000)

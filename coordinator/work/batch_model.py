@@ -57,6 +57,8 @@ class Batch(models.Model):
     # When TAIL_FRACTION of its units were finished: from then on its overdue replicas get
     # backups and its new replicas go to reliable hosts first (docs/batches.md).
     tail_since = models.DateTimeField(null=True, blank=True)
+    # The app's usual turnaround its tail's replicas out were last held to (work.tails).
+    tail_turnaround = models.FloatField(default=0.0, db_default=0.0)
 
     class Meta:
         verbose_name_plural = "batches"

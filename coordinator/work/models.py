@@ -40,6 +40,10 @@ class App(models.Model):
     # refreshed by the validation sweep): the most any valid replica earns is the estimate
     # times this (standing.credit.grant_cap).
     credit_ratio = models.FloatField(default=1.0, db_default=1.0)
+    # Its hosts' usual turnaround (the median of their running means, refreshed by the
+    # validation sweep; 0 until measured): in a batch's tail no replica is overdue later than
+    # TAIL_OVERDUE_FACTOR times this, however slow its host (docs/batches.md).
+    turnaround = models.FloatField(default=0.0, db_default=0.0)
     # Homogeneous redundancy (docs/platforms.md): replicas of one unit only on hosts of one
     # class (1: OS and CPU vendor; 2: also CPU family and model), or only of one app version.
     hr_level = models.PositiveSmallIntegerField(

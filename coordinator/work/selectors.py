@@ -91,6 +91,17 @@ def tail_reached(batch: Batch, *, fraction: float) -> bool:
     return batch.units_created > 0 and active <= room
 
 
+def last_block_sent(batch: Batch, *, block_units: int) -> bool:
+    """Whether none of the batch's last ``block_units`` units has a replica waiting to be sent:
+    dispatch hands a share's fresh work out block by block, so then all of it is out, and the
+    batch only waits for what hosts hold (one bounded read, however large the batch)."""
+    start = max(0, batch.units_created - block_units)
+    waiting = Replica.objects.filter(
+        workunit__batch=batch, workunit__batch_index__gte=start, state=lifecycle.ReplicaState.UNSENT
+    )
+    return batch.units_created > 0 and not waiting.exists()
+
+
 REPLICA_VIEW_FIELDS = (
     "id",
     "state",

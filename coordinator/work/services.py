@@ -15,13 +15,12 @@ from tessera_client.signing import b64encode, bundle_message
 
 from coordinator.core.bulk import insert_rows, update_rows
 from coordinator.core.errors import InvalidInput
-from coordinator.work import lifecycle, plan_classes
+from coordinator.work import lifecycle, plan_classes, tails
 from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import (
     App,
     AppVersion,
     Batch,
-    BatchState,
     PlanClass,
     Replica,
     WorkUnit,
@@ -32,7 +31,6 @@ from coordinator.work.selectors import (
     batch_flags,
     due_unit_ids,
     replica_view,
-    tail_reached,
     unit_view,
 )
 from coordinator.work.signals import TimedOut, replicas_timed_out
@@ -298,26 +296,10 @@ def transition_units(*, unit_ids: list[int], now: datetime) -> tuple[int, int]:
         return len(units), (apply_transitions(units, now=now) if units else 0)
 
 
-def mark_batch_tails(*, now: datetime) -> list[int]:
-    """Running batches that just reached their tail (``TAIL_FRACTION`` of their units
-    finished): marked, and their active units due now, so the transitioner backs up what
-    is overdue (docs/batches.md). Returns the batches marked."""
-    fraction = settings.TESSERA["TAIL_FRACTION"]
-    marked = []
-    for batch in Batch.objects.filter(state=BatchState.RUNNING, tail_since=None):
-        # Conditional, so that of two sweeps at once only one marks it.
-        if tail_reached(batch, fraction=fraction) and (
-            Batch.objects.filter(pk=batch.pk, tail_since=None).update(tail_since=now)
-        ):
-            WorkUnit.objects.filter(batch=batch, state=lifecycle.UnitState.ACTIVE).update(transition_time=now)
-            marked.append(batch.pk)
-    return marked
-
-
 def transition_due_units(*, now: datetime, chunk: int = 500, max_chunks: int = 100) -> int:
     """The transitioner's sweep: batches reaching their tail marked, then every due unit, a
     chunk per transaction."""
-    mark_batch_tails(now=now)
+    tails.mark_batch_tails(now=now)
     changed = 0
     for _ in range(max_chunks):
         ids = due_unit_ids(now=now, limit=chunk)

@@ -31,6 +31,15 @@ def test_a_reliable_host_is_valid_of_late_and_quick_on_every_version_it_ran():
     assert not is_reliable(consecutive_valid=50, turnarounds=[0.0], rules=RULES), "never measured"
 
 
+def test_a_reliable_host_is_no_slower_than_the_apps_usual_and_mostly_on():
+    quick = {"consecutive_valid": 9, "turnarounds": [600.0], "rules": RULES}
+
+    assert is_reliable(**quick, typical=900.0, availability=0.95)
+    assert not is_reliable(**quick, typical=500.0, availability=0.95), "slower than the usual host"
+    assert not is_reliable(**quick, typical=900.0, availability=0.5), "off half the time, holding its tasks"
+    assert is_reliable(**quick), "the app's usual turnaround not known yet"
+
+
 def test_an_accelerated_replica_has_a_shorter_deadline_only_on_a_reliable_host():
     fast = timing(now=T, delay_bound=1000, accelerated=True, reliable=True, turnaround=100.0, rules=RULES)
     other = timing(now=T, delay_bound=1000, accelerated=True, reliable=False, turnaround=100.0, rules=RULES)

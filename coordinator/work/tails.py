@@ -1,0 +1,73 @@
+"""A batch's tail (docs/batches.md, "Tail acceleration"): when it begins, and what it does to
+the batch's replicas then and while it lasts. The transitioner's sweep calls this first."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import F
+
+from coordinator.work import lifecycle
+from coordinator.work.lifecycle import ReplicaState
+from coordinator.work.models import Batch, BatchState, Replica, WorkUnit
+from coordinator.work.selectors import last_block_sent, tail_reached
+
+# A tail's replicas out are held to the app's usual turnaround again when it has fallen
+# below this share of the one they were held to (or when none was known then).
+RECAP_SHARE = 0.8
+
+
+def mark_batch_tails(*, now: datetime) -> list[int]:
+    """Running batches that just reached their tail (``TAIL_FRACTION`` of their units
+    finished, or their fresh work all sent): marked, their unsent replicas accelerated, and
+    their active units due now, so the transitioner backs up what is overdue. Batches in
+    their tail are held to the app's usual turnaround once it is known or has fallen (see
+    ``hold_to_usual_time``). Returns the batches marked."""
+    fraction = settings.TESSERA["TAIL_FRACTION"]
+    block = settings.TESSERA["DISPATCH_BLOCK_UNITS"]
+    marked = []
+    for batch in Batch.objects.filter(state=BatchState.RUNNING).select_related("app"):
+        if batch.tail_since is not None:
+            hold_to_usual_time(batch, now)
+            continue
+        in_tail = tail_reached(batch, fraction=fraction) or last_block_sent(batch, block_units=block)
+        # Conditional, so that of two sweeps at once only one marks it.
+        if in_tail and Batch.objects.filter(pk=batch.pk, tail_since=None).update(tail_since=now):
+            _active_replicas(batch).filter(
+                state=ReplicaState.UNSENT, reserved=False, reliable_until=None
+            ).update(reliable_until=now + timedelta(seconds=_reliable_wait(batch)))
+            WorkUnit.objects.filter(batch=batch, state=lifecycle.UnitState.ACTIVE).update(transition_time=now)
+            hold_to_usual_time(batch, now)
+            marked.append(batch.pk)
+    return marked
+
+
+def hold_to_usual_time(batch: Batch, now: datetime) -> bool:
+    """Make the tail's replicas out overdue, at the latest, TAIL_OVERDUE_FACTOR times the
+    app's usual turnaround after they were sent (``App.turnaround``), so a replica on a slow
+    host, or one sent before anything was measured, is backed up when a usual one would be.
+    Done when the tail begins and again when the usual turnaround is first known or falls
+    below RECAP_SHARE of the one used (``Batch.tail_turnaround``). Whether it was done."""
+    usual, held = batch.app.turnaround, batch.tail_turnaround
+    if usual <= 0 or (held > 0 and usual >= RECAP_SHARE * held):
+        return False
+    latest = timedelta(seconds=settings.TESSERA["TAIL_OVERDUE_FACTOR"] * usual)
+    moved = (
+        _active_replicas(batch)
+        .filter(state=ReplicaState.IN_PROGRESS, overdue_at__gt=F("sent_at") + latest)
+        .update(overdue_at=F("sent_at") + latest)
+    )
+    Batch.objects.filter(pk=batch.pk).update(tail_turnaround=usual)
+    if moved:  # their units look again now (a backup is due at once for those now overdue)
+        WorkUnit.objects.filter(batch=batch, state=lifecycle.UnitState.ACTIVE).update(transition_time=now)
+    return True
+
+
+def _active_replicas(batch: Batch):
+    return Replica.objects.filter(workunit__batch=batch, workunit__state=lifecycle.UnitState.ACTIVE)
+
+
+def _reliable_wait(batch: Batch) -> float:
+    tessera = settings.TESSERA
+    return min(tessera["ACCELERATED_WAIT_SECONDS"], tessera["ACCELERATED_WAIT_SHARE"] * batch.delay_bound)
