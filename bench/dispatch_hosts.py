@@ -117,12 +117,13 @@ FROM unnest(%s::bigint[], %s::text[], %s::bytea[]) AS v(id, sha256, data)
 WHERE r.id = v.id AND r.host_id = %s AND r.state = 'in_progress'
 """
 # The filters of claim_work, as plain SQL: the volunteer holds no replica of the unit, and no
-# trusted host has the unit out alone (adaptive replication). OFFSET 0 keeps each NOT EXISTS
+# trusted host has the unit out alone (adaptive replication); read from one share's queue in
+# its index's order, as dispatch reads it (the benchmark's units are the project's own). OFFSET 0 keeps each NOT EXISTS
 # a per-row index probe: without it PostgreSQL may plan an anti-join that reads every replica
 # the volunteer ever held, or the whole table (see docs/benchmarks.md).
 RAW_CLAIM = """
 SELECT r.id, r.workunit_id FROM work_replica AS r
-WHERE r.state = 'unsent' AND NOT r.reserved
+WHERE r.state = 'unsent' AND NOT r.reserved AND r.share_id IS NULL
   AND NOT EXISTS (
       SELECT 1 FROM work_replica AS mine
       WHERE mine.workunit_id = r.workunit_id AND mine.volunteer_id = %s OFFSET 0)
@@ -131,7 +132,7 @@ WHERE r.state = 'unsent' AND NOT r.reserved
       WHERE alone.workunit_id = r.workunit_id AND alone.trusted_single
         AND (alone.state = 'in_progress' OR (alone.outcome = 'success' AND alone.validate_state <> 'invalid'))
       OFFSET 0)
-ORDER BY r.priority DESC, r.dispatch_key
+ORDER BY r.share_id, r.priority DESC, r.dispatch_key
 LIMIT %s
 FOR UPDATE SKIP LOCKED
 """

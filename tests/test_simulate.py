@@ -7,6 +7,7 @@ import pytest
 
 from bench import simulate
 from bench.sim_population import Mix, population
+from bench.sim_scenario import MAKESPAN_TOLERANCE, REAL_STACK, WRONG_TOLERANCE
 
 SMALL = ["--hosts", "150", "--units", "600", "--task-hours", "0.5"]
 
@@ -33,6 +34,21 @@ def test_honest_hosts_alone_get_every_unit_right_and_equal_credit_for_equal_work
     assert figures["wrong_accepted"] == 0 and figures["failed"] == 0
     assert figures["makespan_ratio"] >= 1.0, "nothing beats the ideal"
     assert figures["credit_spread"] < 0.2, "claims differ only by the hosts' benchmark noise"
+
+
+def test_it_agrees_with_bench_scenario_on_the_real_stack_within_the_stated_tolerance():
+    """The scenario's hosts (``--population scenario``), against what bench.scenario measured
+    on the real stack (``sim_scenario.REAL_STACK``, docs/benchmarks.md "Calibration")."""
+    runs = [
+        simulate.main(["--population", "scenario", "--hosts", "100", "--units", "2000", "--scientists", "1",
+                       "--seed", str(seed)])
+        for seed in (1, 2, 3)
+    ]  # fmt: skip
+    ratio = sum(run["makespan_ratio"] for run in runs) / len(runs)
+
+    assert abs(ratio - REAL_STACK["makespan_ratio"]) <= MAKESPAN_TOLERANCE, ratio
+    for run in runs:
+        assert abs(run["wrong_accepted"] - REAL_STACK["wrong_accepted_before_correction"]) <= WRONG_TOLERANCE
 
 
 def test_the_population_has_the_mix_asked_for_and_refuses_a_bad_one():
