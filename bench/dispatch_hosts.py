@@ -118,9 +118,10 @@ WHERE r.id = v.id AND r.host_id = %s AND r.state = 'in_progress'
 """
 # The filters of claim_work, as plain SQL: the volunteer holds no replica of the unit, and no
 # trusted host has the unit out alone (adaptive replication); read from one share's queue in
-# its index's order, as dispatch reads it (the benchmark's units are the project's own). OFFSET 0 keeps each NOT EXISTS
-# a per-row index probe: without it PostgreSQL may plan an anti-join that reads every replica
-# the volunteer ever held, or the whole table (see docs/benchmarks.md).
+# its index's order, as dispatch reads it (the benchmark's units are the project's own).
+# OFFSET 0 keeps each NOT EXISTS a per-row index probe: without it PostgreSQL may plan an
+# anti-join that reads every replica the volunteer ever held, or the whole table (see
+# docs/benchmarks.md).
 RAW_CLAIM = """
 SELECT r.id, r.workunit_id FROM work_replica AS r
 WHERE r.state = 'unsent' AND NOT r.reserved AND r.share_id IS NULL

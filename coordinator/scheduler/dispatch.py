@@ -50,6 +50,9 @@ from coordinator.work.models import Replica
 # unit's two replicas in one read, or a spent quota, waste a candidate: read twice as many.
 CANDIDATES_PER_TASK = 2
 MIN_AVAILABILITY = 0.01  # a host that says it never crunches still gets the smallest units
+# Shares whose queues one claim reads, in fair-share order: a host that fits none of their
+# work (its memory, say) and asks again and again costs at most this many reads a request.
+SHARES_PER_CLAIM = 16
 # Spot checks are drawn at random; tests may replace this with a seeded generator.
 draw = random.random
 
@@ -249,7 +252,7 @@ def _choose(
         )
     if choice.full:
         return
-    for share_id in rank(fairshare.standings(now)):
+    for share_id in rank(fairshare.standings(now))[:SHARES_PER_CLAIM]:
         _pick(host=host, holder=holder, reserved=False, choice=choice, queue=Queue(share_id))
         if choice.full:
             return
