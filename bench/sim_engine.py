@@ -53,8 +53,6 @@ class Knobs:
     establishment: Establishment
     retry_priority: int
     tail_fraction: float
-    accelerated_wait: float
-    accelerated_wait_share: float
     window: float  # FAIR_SHARE_WINDOW_SECONDS
     dispute_wait: float
     deadline_share: float  # dispatch's DEADLINE_SHARE

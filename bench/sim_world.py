@@ -35,7 +35,7 @@ from coordinator.standing.credit import claimed_credit, granted_credit
 from coordinator.standing.reputation import Event
 from coordinator.validation.quorum import Candidate, find_quorum, judge_against
 from coordinator.work.lifecycle import Outcome, UnitState, ValidateState, effective_policy, transition
-from coordinator.work.tails import RECAP_SHARE
+from coordinator.work.tails import RECAP_SHARE, reliable_until
 
 BUFFER_PER_CORE = 2  # tasks a host keeps per core (its work buffer)
 MAX_TASKS_PER_RPC = 100
@@ -109,14 +109,15 @@ class World:
         self.open_units += batch.units
 
     def new_replica(self, unit: Unit, *, reserved: bool, accelerated: bool, retry: bool) -> None:
-        knobs = self.knobs
-        wait = min(knobs.accelerated_wait, knobs.accelerated_wait_share * unit.batch.policy.delay_bound)
-        rep = Rep(len(self.reps), unit, self.now, reserved, self.now + wait if accelerated else 0.0)
+        until = self.reliable_until(unit.batch) if accelerated else 0.0
+        rep = Rep(len(self.reps), unit, self.now, reserved, until)
         self.reps.append(rep)
         unit.replicas.append(rep.id)
         if unit.id >= unit.batch.last_block:
             unit.batch.unsent += 1
-        self.queues.push(rep, unit.batch.share, unit.batch.priority + (knobs.retry_priority if retry else 0))
+        self.queues.push(
+            rep, unit.batch.share, unit.batch.priority + (self.knobs.retry_priority if retry else 0)
+        )
 
     # --- the transitioner and the validator -------------------------------------------------
 
@@ -169,11 +170,15 @@ class World:
         if not batch.tail and batch.finished >= self.knobs.tail_fraction * batch.units:
             self.start_tail(batch)
 
+    def reliable_until(self, batch: Batch) -> float:
+        """``tails.reliable_until``, in virtual seconds."""
+        return seconds_of(reliable_until(batch.policy.delay_bound, at(self.now)))
+
     def start_tail(self, batch: Batch) -> None:
         """``tails.mark_batch_tails``: its unsent replicas wait for reliable hosts first, its
         active units are due now, and its replicas out are held to the usual time."""
         batch.tail = True
-        wait = min(self.knobs.accelerated_wait, self.knobs.accelerated_wait_share * batch.policy.delay_bound)
+        until = self.reliable_until(batch)
         for unit_id in range(batch.first_unit, batch.first_unit + batch.units):
             unit = self.units[unit_id]
             if unit.state is UnitState.ACTIVE:
@@ -181,7 +186,7 @@ class World:
                 for rep_id in unit.replicas:
                     rep = self.reps[rep_id]
                     if rep.state is UNSENT and not rep.reserved and rep.reliable_until == 0.0:
-                        rep.reliable_until = self.now + wait
+                        rep.reliable_until = until
         self.hold_to_usual_time(batch)
 
     def hold_to_usual_time(self, batch: Batch) -> None:

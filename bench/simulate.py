@@ -53,8 +53,6 @@ def knobs_from_settings():
         establishment=Establishment(tessera["ESTABLISHED_AGE_SECONDS"], tessera["ESTABLISHED_MIN_VALID"]),
         retry_priority=RETRY_PRIORITY,
         tail_fraction=tessera["TAIL_FRACTION"],
-        accelerated_wait=tessera["ACCELERATED_WAIT_SECONDS"],
-        accelerated_wait_share=tessera["ACCELERATED_WAIT_SHARE"],
         window=tessera["FAIR_SHARE_WINDOW_SECONDS"],
         dispute_wait=tessera["DISPUTE_WAIT_SECONDS"],
         deadline_share=DEADLINE_SHARE,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -257,20 +257,12 @@ def _new_replicas(
             workunit=unit,
             priority=unit.priority + (RETRY_PRIORITY if retry else 0),
             reserved=result.reserve_new,
-            reliable_until=reliable_until(unit, now) if result.accelerate_new else None,
+            reliable_until=tails.reliable_until(unit.delay_bound, now) if result.accelerate_new else None,
             dispatch_key=dispatch_key(unit.pk, block),
             share_id=share_id,
         )
         for _ in range(result.create_replicas)
     ]
-
-
-def reliable_until(unit: WorkUnit, now: datetime) -> datetime:
-    """How long an accelerated replica of ``unit`` waits for a reliable host: a share of its
-    delay bound, at most ACCELERATED_WAIT_SECONDS (docs/batches.md)."""
-    tessera = settings.TESSERA
-    wait = min(tessera["ACCELERATED_WAIT_SECONDS"], tessera["ACCELERATED_WAIT_SHARE"] * unit.delay_bound)
-    return now + timedelta(seconds=wait)
 
 
 def _lets_go_of_homogeneity(

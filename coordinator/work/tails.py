@@ -36,7 +36,7 @@ def mark_batch_tails(*, now: datetime) -> list[int]:
         if in_tail and Batch.objects.filter(pk=batch.pk, tail_since=None).update(tail_since=now):
             _active_replicas(batch).filter(
                 state=ReplicaState.UNSENT, reserved=False, reliable_until=None
-            ).update(reliable_until=now + timedelta(seconds=_reliable_wait(batch)))
+            ).update(reliable_until=reliable_until(batch.delay_bound, now))
             WorkUnit.objects.filter(batch=batch, state=lifecycle.UnitState.ACTIVE).update(transition_time=now)
             hold_to_usual_time(batch, now)
             marked.append(batch.pk)
@@ -68,6 +68,9 @@ def _active_replicas(batch: Batch):
     return Replica.objects.filter(workunit__batch=batch, workunit__state=lifecycle.UnitState.ACTIVE)
 
 
-def _reliable_wait(batch: Batch) -> float:
+def reliable_until(delay_bound: int, now: datetime) -> datetime:
+    """Until when an accelerated replica (a reissue, or tail work) waits for a reliable host:
+    a share of its unit's delay bound, at most ACCELERATED_WAIT_SECONDS (docs/batches.md)."""
     tessera = settings.TESSERA
-    return min(tessera["ACCELERATED_WAIT_SECONDS"], tessera["ACCELERATED_WAIT_SHARE"] * batch.delay_bound)
+    wait = min(tessera["ACCELERATED_WAIT_SECONDS"], tessera["ACCELERATED_WAIT_SHARE"] * delay_bound)
+    return now + timedelta(seconds=wait)
