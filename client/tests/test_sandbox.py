@@ -526,7 +526,9 @@ def test_the_app_dies_when_the_client_is_killed(tmp_path):
         assert wait_for(lambda: (tmp_path / "pid").exists(), timeout=10), "the helper client did not start"
         pid = int((tmp_path / "pid").read_text())
         assert not gone(pid)
-        assert f"TESSERA_SLOT={tmp_path / 'slot'}".encode() in Path(f"/proc/{pid}/environ").read_bytes()
+        # The launcher reports before it execs the app; mid-exec the kernel shows an empty environ.
+        slot_variable = f"TESSERA_SLOT={tmp_path / 'slot'}".encode()
+        assert wait_for(lambda: slot_variable in Path(f"/proc/{pid}/environ").read_bytes(), timeout=5)
         cgroup = _pids_cgroup_of(pid)
     finally:
         client.send_signal(signal.SIGKILL)
