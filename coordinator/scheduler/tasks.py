@@ -4,17 +4,18 @@ the units it touched, then the validator for the units that transition marked.""
 import dramatiq
 from django.utils import timezone
 
-from coordinator.core.hints import hint
-from coordinator.validation.tasks import validate_units
+from coordinator.validation import services as validator
 from coordinator.work import services as transitioner
 from coordinator.work.selectors import marked_for_validation
 
 
 @dramatiq.actor(max_retries=3, time_limit=60_000)
 def after_reports(unit_ids: list[int]) -> None:
-    """Apply the lifecycle to units a report just touched, and wake the validator for them.
-    Safe to run twice; the sweeps find the same work if this message is lost."""
+    """Apply the lifecycle to units a report just touched, then judge those it marked, with
+    whatever else waits for the validator (in this message: a second one would cost a broker
+    round trip and a task per report). Safe to run twice; the sweeps find the same work if
+    this message is lost."""
     transitioner.transition_units(unit_ids=unit_ids, now=timezone.now())
     ready = marked_for_validation(unit_ids)
     if ready:
-        hint(validate_units, ready)
+        validator.validate_units_and_waiting(unit_ids=ready, now=timezone.now())

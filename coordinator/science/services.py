@@ -23,13 +23,14 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import Q
 
+from coordinator.core import statistics
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PermissionRefused
 from coordinator.science.access import is_scientist
 from coordinator.science.parameters import locate_in_table
 from coordinator.science.selectors import canonical_outputs, science_app
 from coordinator.shares.services import share_of
 from coordinator.work.lifecycle import Policy, UnitState
-from coordinator.work.models import App, Batch, BatchState, WorkUnit
+from coordinator.work.models import App, Batch, BatchState, Replica, WorkUnit
 from coordinator.work.services import UnitSpec, apply_transitions, create_work_units
 
 logger = logging.getLogger(__name__)
@@ -246,6 +247,7 @@ def split_batch(*, batch_id: int, now: datetime, budget_seconds: float = 60.0) -
         if step == 0:
             break
         made += step
+        statistics.refresh_if_grown((WorkUnit, Replica))  # dispatch plans on them meanwhile
     return made
 
 

@@ -128,3 +128,29 @@ def test_one_splitting_run_goes_through_the_splitter_once(published, monkeypatch
     assert split_due_batches(now=timezone.now()) == 25
     assert len(calls) == 2  # the check at submission, then one pass for all seven chunks
     assert sorted(batch.units.values_list("batch_index", flat=True)) == list(range(25))
+
+
+def _planner_rows(table: str) -> float:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [table])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_a_split_that_outgrows_the_planners_statistics_refreshes_them(published):
+    """Dispatch plans on these tables while the batch splits; with the statistics of the empty
+    tables PostgreSQL planned it as a loop over every unit (100 times slower)."""
+    from coordinator.core.statistics import stale_tables
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE work_workunit, work_replica")
+    assert _planner_rows("work_workunit") <= 0
+    parameters = {"seed": 3, "units": 2000, "samples_per_unit": 1}
+    batch = submit(parameters, policy=Policy(min_quorum=2, target_nresults=2))
+
+    assert split_due_batches(now=timezone.now()) == 2000
+
+    assert batch.units.count() == 2000
+    assert _planner_rows("work_workunit") >= 1000  # analyzed after a chunk at least
+    assert _planner_rows("work_replica") >= 2000
+    assert stale_tables((WorkUnit, Replica)) == []  # and not stale once the split ended
