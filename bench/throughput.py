@@ -7,8 +7,9 @@ gunicorn coordinators, two dramatiq workers, the scheduler), publishes the Monte
 and makes one volunteer per simulated host. The hosts (threads in a few processes, half on
 each coordinator) speak the real signed protocol through the client library and return
 each task's real output at once (units of one sample: computing is instant), asking for
-work again without waiting; a host that got none waits what the reply says (``IDLE_RPC_DELAY``). The clock runs from the batch's submission through the API to
-its assimilated result; every unit is computed twice (quorum 2).
+work again without waiting; a host that got none waits what the reply says
+(``IDLE_RPC_DELAY``). The clock runs from the batch's submission through the API to its
+assimilated result; every unit is computed twice (quorum 2).
 
 The figure is compared with the ceilings measured before on this machine for the parts
 alone (docs/benchmarks.md): dispatch 1,590 replicas/s and validation 2,097 replicas/s, so
