@@ -53,6 +53,7 @@ class Knobs:
     establishment: Establishment
     retry_priority: int
     tail_fraction: float
+    final_fraction: float  # TAIL_FINAL_FRACTION
     window: float  # FAIR_SHARE_WINDOW_SECONDS
     dispute_wait: float
     deadline_share: float  # dispatch's DEADLINE_SHARE
@@ -76,6 +77,7 @@ class Batch:
     created: int = 0  # its units made so far
     tail: bool = False
     tail_turnaround: float = 0.0  # the usual turnaround its tail was last held to
+    final_call: bool = False  # its replicas out were all made overdue (tails.final_call)
     done_at: float | None = None
     percent99_at: float | None = None
 

@@ -169,6 +169,8 @@ class World:
             batch.done_at = self.now
         if not batch.tail and batch.finished >= self.knobs.tail_fraction * batch.units:
             self.start_tail(batch)
+        if batch.tail and not batch.final_call and batch.finished >= self.knobs.final_fraction * batch.units:
+            self.final_call(batch)
 
     def reliable_until(self, batch: Batch) -> float:
         """``tails.reliable_until``, in virtual seconds."""
@@ -188,6 +190,19 @@ class World:
                     if rep.state is UNSENT and not rep.reserved and rep.reliable_until == 0.0:
                         rep.reliable_until = until
         self.hold_to_usual_time(batch)
+
+    def final_call(self, batch: Batch) -> None:
+        """``tails.final_call``: every replica of the batch still out is overdue now, once."""
+        batch.final_call = True
+        for unit_id in range(batch.first_unit, batch.first_unit + batch.units):
+            unit = self.units[unit_id]
+            if unit.state is not UnitState.ACTIVE:
+                continue
+            for rep_id in unit.replicas:
+                rep = self.reps[rep_id]
+                if rep.state is IN_PROGRESS and rep.overdue_at > self.now:
+                    rep.overdue_at = self.now
+            self.at_time(self.now, WAKE_TAIL, unit_id)
 
     def hold_to_usual_time(self, batch: Batch) -> None:
         """``tails.hold_to_usual_time``: the tail's replicas out are overdue by the app's usual

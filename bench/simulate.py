@@ -53,6 +53,7 @@ def knobs_from_settings():
         establishment=Establishment(tessera["ESTABLISHED_AGE_SECONDS"], tessera["ESTABLISHED_MIN_VALID"]),
         retry_priority=RETRY_PRIORITY,
         tail_fraction=tessera["TAIL_FRACTION"],
+        final_fraction=tessera["TAIL_FINAL_FRACTION"],
         window=tessera["FAIR_SHARE_WINDOW_SECONDS"],
         dispute_wait=tessera["DISPUTE_WAIT_SECONDS"],
         deadline_share=DEADLINE_SHARE,

@@ -244,6 +244,8 @@ TESSERA = {
     "TAIL_FRACTION": env.float("TAIL_FRACTION", default=0.9),
     "TAIL_OVERDUE_FACTOR": env.float("TAIL_OVERDUE_FACTOR", default=2.0),
     "TAIL_UNMEASURED_SHARE": env.float("TAIL_UNMEASURED_SHARE", default=0.5),
+    # Once this share is finished, every replica of the batch still out gets a backup at once.
+    "TAIL_FINAL_FRACTION": env.float("TAIL_FINAL_FRACTION", default=0.99),
     # A reliable host (BOINC's reliable_*): this many valid results in a row, and a usual
     # turnaround on the version of at most RELIABLE_MAX_TURNAROUND seconds. Reissues and tail
     # work wait for one ACCELERATED_WAIT_SHARE of their unit's delay bound, at most

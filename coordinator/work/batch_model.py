@@ -59,6 +59,9 @@ class Batch(models.Model):
     tail_since = models.DateTimeField(null=True, blank=True)
     # The app's usual turnaround its tail's replicas out were last held to (work.tails).
     tail_turnaround = models.FloatField(default=0.0, db_default=0.0)
+    # When TAIL_FINAL_FRACTION of its units were finished: every replica out then was made
+    # overdue, so each got one backup (work.tails.final_call).
+    final_call_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "batches"

@@ -13,7 +13,7 @@ from django.utils import timezone
 from coordinator.standing.models import HostAppVersion
 from coordinator.testing import make_app, make_host
 from coordinator.validation.credit_ratios import refresh_turnarounds
-from coordinator.work.lifecycle import Policy, ReplicaState
+from coordinator.work.lifecycle import Policy, ReplicaState, UnitState
 from coordinator.work.models import App, Batch, BatchState, Replica
 from coordinator.work.services import UnitSpec, create_work_units
 from coordinator.work.tails import mark_batch_tails
@@ -95,6 +95,38 @@ def test_a_tail_begun_before_anything_was_measured_is_held_to_the_usual_time_onc
     App.objects.filter(pk=app.pk).update(turnaround=0.9 * HOUR)
     mark_batch_tails(now=later + timedelta(minutes=10))
     assert {r.overdue_at for r in out.all()} == {now + timedelta(hours=2)}, "a small change moves nothing"
+
+
+def test_at_the_final_fraction_every_replica_out_is_backed_up_once(settings):
+    settings.TESSERA = {**settings.TESSERA, "TAIL_FRACTION": 0.5, "TAIL_FINAL_FRACTION": 0.9}
+    app = make_app()
+    batch = batch_of(app, 10)
+    now = timezone.now()
+    host, other = make_host()[0], make_host()[0]
+    send(batch, range(10), host, sent_at=now, overdue_at=now + timedelta(hours=50))
+    send(batch, range(10), other, sent_at=now, overdue_at=now + timedelta(hours=50))
+    batch.units.filter(batch_index__lt=8).update(state=UnitState.DONE)
+    assert mark_batch_tails(now=now) == [batch.pk], "8 of 10 finished: the tail, not the final call"
+    out = Replica.objects.filter(workunit__batch=batch, state=ReplicaState.IN_PROGRESS)
+    assert {r.overdue_at for r in out.filter(workunit__batch_index__gte=8)} == {now + timedelta(hours=50)}
+
+    batch.units.filter(batch_index=8).update(state=UnitState.DONE)
+    later = now + timedelta(minutes=5)
+    mark_batch_tails(now=later)
+    batch.refresh_from_db()
+    assert batch.final_call_since == later
+    [last] = batch.units.filter(state=UnitState.ACTIVE)
+    assert {r.overdue_at for r in last.replicas.filter(state=ReplicaState.IN_PROGRESS)} == {later}
+    assert last.transition_time == later, "the transitioner backs them up now"
+    third = make_host()[0]
+    backup = Replica.objects.create(workunit=last, dispatch_key=1)
+    send(batch, range(9, 10), third, sent_at=later, overdue_at=later + timedelta(hours=9))
+    backup.refresh_from_db()
+    assert backup.host == third
+
+    mark_batch_tails(now=later + timedelta(minutes=5))
+    backup.refresh_from_db()
+    assert backup.overdue_at == later + timedelta(hours=9), "once: a backup is not backed up in turn"
 
 
 def test_the_apps_usual_turnaround_is_the_median_of_its_hosts(settings):
