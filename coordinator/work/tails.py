@@ -23,7 +23,8 @@ def mark_batch_tails(*, now: datetime) -> list[int]:
     finished, or their fresh work all sent): marked, their unsent replicas accelerated, and
     their active units due now, so the transitioner backs up what is overdue. Batches in
     their tail are held to the app's usual turnaround once it is known or has fallen (see
-    ``hold_to_usual_time``). Returns the batches marked."""
+    ``hold_to_usual_time``), and at TAIL_FINAL_FRACTION get the ``final_call``. Returns the
+    batches marked."""
     fraction = settings.TESSERA["TAIL_FRACTION"]
     block = settings.TESSERA["DISPATCH_BLOCK_UNITS"]
     marked = []
