@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, cast
 
 from django.conf import settings
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -200,6 +201,21 @@ class SchedulerReplySerializer(serializers.Serializer):
     )
 
 
+URL_MARKER = 987654321  # an id no URL prefix contains, replaced by "{}" in a URL template
+
+
+def url_of(name: str, pk: int) -> str:
+    """``reverse(name, args=[pk])``, from a template reversed once per URL name and script
+    prefix: a reply names two URLs a task, and reversing each was 7% of an RPC's profile."""
+    return _url_template(name, get_script_prefix()).format(pk)
+
+
+@functools.lru_cache(maxsize=64)
+def _url_template(name: str, prefix: str) -> str:
+    url = reverse(name, args=[URL_MARKER]).replace("{", "{{").replace("}", "}}")
+    return url.replace(str(URL_MARKER), "{}")
+
+
 def task_payload(assignment: Assignment) -> dict[str, Any]:
     unit, version = assignment.unit, assignment.app_version
     inline = unit.input_inline
@@ -211,7 +227,7 @@ def task_payload(assignment: Assignment) -> dict[str, Any]:
             "app": version.app.name,
             "version": version.version,
             "platform": version.platform,
-            "url": reverse("app-version-bundle", args=[version.pk]),
+            "url": url_of("app-version-bundle", version.pk),
             "sha256": version.bundle_sha256,
             "signature": version.signature,
             "size": version.bundle_size,
@@ -231,7 +247,7 @@ def task_payload(assignment: Assignment) -> dict[str, Any]:
         "fuel_bound": unit.fuel_bound,
         "deadline": assignment.deadline.isoformat(),
         "max_output_bytes": version.max_output_bytes,
-        "upload_url": reverse("replica-upload", args=[assignment.replica_id]),
+        "upload_url": url_of("replica-upload", assignment.replica_id),
     }
 
 

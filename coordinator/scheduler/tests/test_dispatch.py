@@ -292,3 +292,19 @@ def test_the_reply_carries_the_host_and_volunteer_credit():
     assert 2.99 < credit["host_rac"] <= 3.0
     assert credit["volunteer_total"] == 40
     assert credit["volunteer_rac"] == 0.0
+
+
+@pytest.mark.parametrize("prefix", ["/", "/project/"])
+def test_a_tasks_urls_are_what_reverse_gives_under_any_script_prefix(prefix):
+    from django.urls import reverse, set_script_prefix
+
+    from coordinator.scheduler.api import url_of
+
+    set_script_prefix(prefix)
+    try:
+        for pk in (1, 7, 987654320, 2**40):
+            assert url_of("replica-upload", pk) == reverse("replica-upload", args=[pk])
+            assert url_of("app-version-bundle", pk) == reverse("app-version-bundle", args=[pk])
+        assert url_of("replica-upload", 7).startswith(prefix)
+    finally:
+        set_script_prefix("/")
