@@ -241,13 +241,15 @@ def split_next_chunk(
 
 def split_batch(*, batch_id: int, now: datetime, budget_seconds: float = 60.0) -> int:
     """Split chunk after chunk for at most ``budget_seconds``; the sweep carries on later."""
-    made, started, cursor = 0, time.monotonic(), SplitCursor()
+    made, unanalyzed, started, cursor = 0, 0, time.monotonic(), SplitCursor()
     while time.monotonic() - started < budget_seconds:
         step = split_next_chunk(batch_id=batch_id, now=now, cursor=cursor)
         if step == 0:
             break
-        made += step
-        statistics.refresh_if_grown((WorkUnit, Replica))  # dispatch plans on them meanwhile
+        made, unanalyzed = made + step, unanalyzed + step
+        # Dispatch plans on these tables while the batch splits.
+        if statistics.refresh_if_outgrown(WorkUnit, unanalyzed, alongside=(Replica,)):
+            unanalyzed = 0
     return made
 
 
