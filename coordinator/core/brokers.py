@@ -251,6 +251,11 @@ def _rabbit_dead_letters(broker: RabbitmqBroker, queue: str, limit: int) -> list
                 if method is None:
                     break
                 described.append(_describe(body, queue=queue, dead_at=_x_death_time(properties)))
+            if described:
+                # Back in place before this returns: left to the channel's close, the broker put
+                # them back a moment later, and a read right after this one found none.
+                channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+                channel.queue_declare(xq_name(queue), passive=True)  # a round trip after the nack
         except pika.exceptions.ChannelClosedByBroker as error:
             if error.reply_code != 404:
                 raise
