@@ -34,6 +34,11 @@ OFFLINE = [
     "--disable-default-apps",
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
+# The pages' queries run on both databases in coordinator/web/tests; the browser sees only HTML.
+pytestmark = pytest.mark.sqlite_pass(
+    "what the browser sees does not depend on the database, and these tests in both passes"
+    " would take CI past its 30 minutes"
+)
 
 
 def browser_missing() -> str | None:
@@ -53,9 +58,7 @@ def site(tmp_path_factory):
         if os.environ.get("CI"):
             pytest.fail(f"the browser tests need a browser: {missing}")
         pytest.skip(f"the browser tests need a browser: {missing}")
-    url = os.environ.get("DATABASE_URL", "")
-    server = url.rsplit("/", 1)[0] if url.startswith(("postgres", "pgsql")) else None
-    with CoordinatorProcess(tmp_path_factory.mktemp("site"), postgres_server=server, DEBUG="0") as running:
+    with CoordinatorProcess(tmp_path_factory.mktemp("site"), DEBUG="0") as running:
         yield running
 
 
