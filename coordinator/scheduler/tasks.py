@@ -1,5 +1,6 @@
 """What a report sets in motion, wired here and nowhere else: the lifecycle's transition of
-the units it touched, then the validator for the units that transition marked."""
+the units it touched, the validator for the units that transition marked, and the word that
+a batch's last unit settled."""
 
 import dramatiq
 from django.utils import timezone
@@ -14,8 +15,9 @@ def after_reports(unit_ids: list[int]) -> None:
     """Apply the lifecycle to units a report just touched, then judge those it marked, with
     whatever else waits for the validator (in this message: a second one would cost a broker
     round trip and a task per report). Safe to run twice; the sweeps find the same work if
-    this message is lost."""
+    this message is lost. A batch whose last active unit settled here is announced, to be
+    assimilated at once rather than at the next sweep."""
     transitioner.transition_units(unit_ids=unit_ids, now=timezone.now())
     ready = marked_for_validation(unit_ids)
-    if ready:
-        validator.validate_units_and_waiting(unit_ids=ready, now=timezone.now())
+    judged = validator.validate_units_and_waiting(unit_ids=ready, now=timezone.now()) if ready else []
+    transitioner.announce_finished_batches(sorted(set(unit_ids).union(judged)))

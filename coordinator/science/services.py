@@ -2,10 +2,11 @@
 
 A batch is checked by running the app's splitter over every unit once, keeping only the
 count (bounded memory, whatever the size), so a bad parameter refuses the batch before
-anything is made. Splitting then makes ``SPLIT_CHUNK`` units per transaction, each table
-written in one statement (``core.bulk.insert_rows``); each chunk advances ``units_created``
-in the same transaction, so a killed worker resumes exactly where the last chunk ended, and
-a unit exists once per index.
+anything is made. Splitting then makes ``SPLIT_CHUNK`` units per transaction (the first
+chunk smaller, so volunteers start at once), each table written in one statement
+(``core.bulk.insert_rows``); each chunk advances ``units_created`` in the same transaction,
+so a killed worker resumes exactly where the last chunk ended, and a unit exists once per
+index.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ from coordinator.work.services import UnitSpec, apply_transitions, create_work_u
 logger = logging.getLogger(__name__)
 
 SPLIT_CHUNK = 1000
+# A batch's first chunk is small: its units are out to volunteers within a fraction of a
+# second, instead of after a whole chunk, while the rest splits at full size (under load the
+# first 1,000 units took about 2 s, and a hundred hosts asked in vain meanwhile).
+SPLIT_FIRST_CHUNK = 100
 # What an assimilator raises when an output it is given is not what it expects. A colluding
 # quorum can make any output canonical, so this ends the batch with the error for the
 # scientist to see instead of failing every sweep. Anything else (storage, database) is
@@ -209,14 +214,15 @@ class SplitCursor:
 def split_next_chunk(
     *, batch_id: int, now: datetime, chunk: int | None = None, cursor: SplitCursor | None = None
 ) -> int:
-    """Make the next ``chunk`` (default ``SPLIT_CHUNK``) units of a splitting batch; returns
-    how many were made."""
+    """Make the next ``chunk`` (default ``SPLIT_CHUNK``, the batch's first ``SPLIT_FIRST_CHUNK``)
+    units of a splitting batch; returns how many were made."""
     batch = Batch.objects.select_for_update().select_related("app").filter(pk=batch_id).first()
     if batch is None or batch.state != BatchState.SPLITTING:
         return 0
     module = science_app(batch.app.name)
     start = batch.units_created
-    inputs = (cursor or SplitCursor()).take(module, batch.parameters, start, chunk or SPLIT_CHUNK)
+    size = chunk or (min(SPLIT_FIRST_CHUNK, SPLIT_CHUNK) if start == 0 else SPLIT_CHUNK)
+    inputs = (cursor or SplitCursor()).take(module, batch.parameters, start, size)
     specs = [
         UnitSpec(f"{batch.app.name}-{batch.pk}-{start + i}", data, start + i) for i, data in enumerate(inputs)
     ]

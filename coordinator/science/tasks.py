@@ -3,6 +3,7 @@
 import dramatiq
 from django.utils import timezone
 
+from coordinator.core.hints import hint
 from coordinator.science import cleanup, services
 
 
@@ -15,6 +16,18 @@ def split_batch(batch_id: int) -> None:
 @dramatiq.actor(max_retries=0, time_limit=120_000)
 def split_sweep() -> None:
     services.split_due_batches(now=timezone.now())
+
+
+@dramatiq.actor(max_retries=3, time_limit=300_000)
+def assimilate_batch(batch_id: int) -> None:
+    """A batch whose last unit just settled: its result now (the sweep does it otherwise)."""
+    services.assimilate_batch(batch_id=batch_id, now=timezone.now())
+
+
+def assimilate_soon(sender: object, batch_ids: list[int], **kwargs: object) -> None:
+    """The ``work.signals.batches_finished`` receiver: a message for each batch."""
+    for batch_id in batch_ids:
+        hint(assimilate_batch, batch_id)
 
 
 @dramatiq.actor(max_retries=0, time_limit=300_000)

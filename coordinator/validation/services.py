@@ -372,12 +372,14 @@ def validate_units(*, unit_ids: list[int], now: datetime) -> int:
         return len(units)
 
 
-def validate_units_and_waiting(*, unit_ids: list[int], now: datetime, chunk: int = 200) -> int:
-    """Judge ``unit_ids`` and, in the same pass, up to ``chunk`` other units waiting. Under load
-    many reports mark units at once: one pass over all of them pays the pass's fixed cost (the
-    ledger head, the bulk writes) once instead of once a report."""
-    waiting = units_awaiting_validation(limit=chunk)
-    return validate_units(unit_ids=sorted(set(unit_ids).union(waiting)), now=now)
+def validate_units_and_waiting(*, unit_ids: list[int], now: datetime, chunk: int = 200) -> list[int]:
+    """Judge ``unit_ids`` and, in the same pass, up to ``chunk`` other units waiting; returns
+    the units it took up (those another pass held are left to it). Under load many reports
+    mark units at once: one pass over all of them pays the pass's fixed cost (the ledger head,
+    the bulk writes) once instead of once a report."""
+    taken = sorted(set(unit_ids).union(units_awaiting_validation(limit=chunk)))
+    validate_units(unit_ids=taken, now=now)
+    return taken
 
 
 def validate_due_units(*, now: datetime, chunk: int = 200, max_chunks: int = 100) -> int:

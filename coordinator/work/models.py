@@ -197,6 +197,13 @@ class WorkUnit(models.Model):
         ]
         indexes = [
             models.Index(fields=["transition_time"], name="unit_transition_due"),
+            # Whether a batch has an active unit left, as one probe: a batch is assimilated as
+            # its last unit settles (work.selectors.finished_batches), however large it is.
+            models.Index(
+                fields=["batch"],
+                condition=Q(state=UnitState.ACTIVE, batch__isnull=False),
+                name="unit_active_by_batch",
+            ),
             models.Index(fields=["id"], condition=Q(need_validate=True), name="unit_need_validate"),
             # Few units are vouched for or reopened: indexes of those alone cost the hot path's
             # unit updates nothing (a full index gains an entry on every one).

@@ -30,10 +30,11 @@ from coordinator.work.selectors import (
     REPLICA_VIEW_FIELDS,
     batch_flags,
     due_unit_ids,
+    finished_batches,
     replica_view,
     unit_view,
 )
-from coordinator.work.signals import TimedOut, replicas_timed_out
+from coordinator.work.signals import TimedOut, batches_finished, replicas_timed_out
 
 # Added to the priority of replicas made after a unit's first ones (a timeout, an error, a
 # disagreement): they go out before fresh work, as with BOINC's accelerated retries, so a
@@ -272,6 +273,15 @@ def _lets_go_of_homogeneity(
     with: any class may take it now (docs/platforms.md)."""
     kept = bool(unit.hr_class or unit.pinned_version_id)
     return kept and not lifecycle.keeps_homogeneity(replicas, result.timed_out)
+
+
+def announce_finished_batches(unit_ids: list[int]) -> list[int]:
+    """Tell the layers above (``signals.batches_finished``) which running batches of these
+    units have no active unit left, so they are assimilated now, not at the next sweep."""
+    finished = finished_batches(unit_ids)
+    if finished:
+        batches_finished.send(sender=Batch, batch_ids=finished)
+    return finished
 
 
 def transition_units(*, unit_ids: list[int], now: datetime) -> tuple[int, int]:

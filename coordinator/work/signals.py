@@ -7,6 +7,9 @@ list of :class:`TimedOut`) and ``now``; the standing app counts each as its host
 with ``app``, ``version`` (the number) and ``signing_key``; a receiver returns the further
 versions it made (the boinc app: the BOINC versions of the native ones), which the publish
 reports with the others.
+
+``batches_finished`` is sent once the last active unit of running batches settled, with
+``batch_ids``; the science app assimilates them now rather than at its next sweep.
 """
 
 from __future__ import annotations
@@ -27,3 +30,4 @@ class TimedOut:
 
 replicas_timed_out = Signal()
 app_published = Signal()
+batches_finished = Signal()

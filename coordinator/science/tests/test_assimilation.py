@@ -3,12 +3,14 @@
 import base64
 import json
 
+import dramatiq
 import pytest
 from django.contrib.admin import AdminSite
 from django.utils import timezone
 from tessera_client.protocol import Report
 
 from coordinator.core import keys
+from coordinator.scheduler.tasks import after_reports
 from coordinator.science import selectors
 from coordinator.science.admin import BatchAdmin
 from coordinator.science.services import assimilate_due_batches, split_due_batches, submit_batch
@@ -18,6 +20,7 @@ from coordinator.validation.services import validate_due_units
 from coordinator.work.lifecycle import Policy
 from coordinator.work.models import Batch, BatchState
 from coordinator.work.publishing import publish_app
+from coordinator.work.selectors import finished_batches
 from coordinator.work.services import transition_due_units
 from workunits import montecarlo_pi
 from workunits.interface import Checkpoint
@@ -88,6 +91,24 @@ def test_failed_units_are_counted_and_the_result_comes_from_the_rest():
     batch = Batch.objects.get(pk=batch.pk)
     assert (batch.state, batch.units_failed) == (BatchState.DONE, 1)
     assert json.loads(batch.result.read())["samples"] == 5 * PARAMETERS["samples_per_unit"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_report_that_settles_a_batchs_last_unit_gets_it_assimilated_without_the_sweep(empty_broker):
+    batch = split_batch_of(PARAMETERS)
+    worker = dramatiq.Worker(empty_broker, worker_timeout=50)
+    worker.start()
+    try:
+        crunch_everything(SignedHost(*make_host()))  # the reports hint after_reports
+        for _ in range(3):  # after_reports, then the assimilation it announced
+            empty_broker.join(after_reports.queue_name, fail_fast=True, timeout=30_000)
+            worker.join()
+    finally:
+        worker.stop()
+
+    batch.refresh_from_db()
+    assert batch.state == BatchState.DONE and batch.result
+    assert finished_batches(batch.units.values_list("pk", flat=True)) == []  # running no more
 
 
 def test_outputs_the_assimilator_cannot_read_end_the_batch_with_the_error_and_spare_the_others():

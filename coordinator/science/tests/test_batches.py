@@ -131,6 +131,18 @@ def test_one_splitting_run_goes_through_the_splitter_once(published, monkeypatch
     assert sorted(batch.units.values_list("batch_index", flat=True)) == list(range(25))
 
 
+def test_a_batchs_first_chunk_is_small_so_volunteers_start_at_once(published, monkeypatch):
+    monkeypatch.setattr("coordinator.science.services.SPLIT_FIRST_CHUNK", 3)
+    monkeypatch.setattr("coordinator.science.services.SPLIT_CHUNK", 10)
+    batch = submit()
+    now = timezone.now()
+
+    made = [split_next_chunk(batch_id=batch.pk, now=now) for _ in range(5)]
+
+    assert made == [3, 10, 10, 2, 0]
+    assert sorted(batch.units.values_list("batch_index", flat=True)) == list(range(25))
+
+
 @pytest.mark.postgres
 def test_a_split_that_outgrows_the_planners_statistics_refreshes_them(published):
     """Dispatch plans on these tables while the batch splits; with the statistics of the empty
