@@ -292,6 +292,22 @@ def candidates(
         ]
 
 
+# Whether any replica waits to be sent, one probe of each dispatch index. A claim never makes
+# replicas, so when none waits no claim can give anything, and a request for work is answered
+# without one (BOINC's scheduler answers from its feeder's empty shared memory so). The
+# state is spelled in the SQL: a partial index matches a literal, not a bound parameter.
+ANY_UNSENT = f"""
+SELECT EXISTS (SELECT 1 FROM {REPLICAS} WHERE state = '{ReplicaState.UNSENT.value}' AND NOT reserved)
+    OR EXISTS (SELECT 1 FROM {REPLICAS} WHERE state = '{ReplicaState.UNSENT.value}' AND reserved)"""
+
+
+def any_unsent() -> bool:
+    """Whether any replica waits to be sent, to anyone."""
+    with connection.cursor() as cursor:
+        cursor.execute(ANY_UNSENT)
+        return bool(cursor.fetchone()[0])
+
+
 @dataclass(frozen=True)
 class TooBig:
     """What the head of the queue needs that this host lacks."""

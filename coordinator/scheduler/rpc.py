@@ -22,6 +22,7 @@ from coordinator.core.errors import InvalidInput, Unavailable
 from coordinator.core.hints import hint
 from coordinator.core.metrics import DISPATCHED, REPORTED
 from coordinator.scheduler.dispatch import Assignment, WorkRequest, claim_work, why_no_work
+from coordinator.scheduler.dispatch_sql import any_unsent
 from coordinator.scheduler.reports import NOTHING_RECORDED, ReportAck, ReportIn, Uploaded, record_reports
 from coordinator.scheduler.tasks import after_reports
 from coordinator.scheduler.uploads import check_uploads, forget_uploads
@@ -159,14 +160,12 @@ def scheduler_rpc(
         if reports
         else NOTHING_RECORDED
     )
-    messages: list[str] = []
-    if work_request.wants_work:
+    if work_request.wants_work and any_unsent():
         assignments = claim_work(host=host, request=work_request, now=now)
-        if not assignments:
-            messages = why_no_work(host)
-    else:
+    else:  # not asking, or nothing waits for anyone (no claim could give anything)
         Host.objects.filter(pk=host.pk).update(last_contact=now)
         assignments = []
+    messages = why_no_work(host) if work_request.wants_work and not assignments else []
     record_events(recorded.error_events, now=now)
     delay = settings.TESSERA[
         "RPC_DELAY_WITH_WORK" if assignments or not work_request.wants_work else "RPC_DELAY_NO_WORK"

@@ -13,12 +13,12 @@ from coordinator.work.models import Batch, Replica
 pytestmark = pytest.mark.django_db
 
 # Signature check and nonce (2), reports (5: the last the speed and turnaround of the
-# version they ran, one statement per version), claim (10: the volunteer's lock; one statement
-# for what limits the claim, that is the host's figures, its tasks in progress, reserved work
-# and its quota rows; the app versions' fingerprint (the list itself is cached); the shares
-# with work waiting and their use; the candidates; last contact; the quota used; the share's
-# use; the units; the assignment), the credit standing in the reply (1), the called-off
-# check of the tasks still held (1), plus savepoints or BEGIN/COMMIT.
+# version they ran, one statement per version), whether any replica waits (1), claim (10:
+# the volunteer's lock; one statement for what limits the claim, that is the host's figures,
+# its tasks in progress, reserved work and its quota rows; the app versions' fingerprint (the
+# list itself is cached); the shares with work waiting and their use; the candidates; last
+# contact; the quota used; the share's use; the units; the assignment), the credit standing
+# in the reply (1), the called-off check of the tasks still held (1), plus savepoints.
 MAX_STATEMENTS = 23
 
 
@@ -50,3 +50,29 @@ def test_reporting_and_fetching_costs_the_same_statements_for_2_or_50_replicas()
 
     assert small == large
     assert large <= MAX_STATEMENTS
+
+
+# Signature check and nonce (2), whether anything waits (1), last contact (1), why nothing
+# came (2: the app versions' fingerprint and the head of the queue), the credit standing (1),
+# plus a savepoint and its release: no volunteer lock, no claim context, no candidates (14
+# statements before there was this probe).
+MAX_STATEMENTS_NOTHING_WAITS = 9
+
+
+def test_asking_when_nothing_waits_for_anyone_costs_no_claim_and_work_still_comes_once_it_waits():
+    app = make_app()
+    host = SignedHost(*make_host())
+    Replica.objects.filter(state=ReplicaState.UNSENT).update(
+        state=ReplicaState.OVER, outcome=Outcome.DIDNT_NEED
+    )
+    host.rpc(tasks=5)  # the process's caches (plan classes, app versions) filled, as in steady state
+
+    with CaptureQueriesContext(connection) as captured:
+        reply = host.rpc(tasks=5)
+
+    assert reply.status_code == 200 and reply.json()["tasks"] == []
+    statements = [query["sql"] for query in captured.captured_queries]
+    assert not any("FOR UPDATE" in sql for sql in statements), statements  # no lock, no claim
+    assert len(statements) <= MAX_STATEMENTS_NOTHING_WAITS, statements
+    make_units(app, 2, min_quorum=1, target_nresults=1)
+    assert len(host.rpc(tasks=5).json()["tasks"]) == 2
