@@ -32,6 +32,7 @@ from coordinator.science.selectors import canonical_outputs, science_app
 from coordinator.shares.services import share_of
 from coordinator.work.lifecycle import Policy, UnitState
 from coordinator.work.models import App, Batch, BatchState, Replica, WorkUnit
+from coordinator.work.selectors import no_active_unit
 from coordinator.work.services import UnitSpec, apply_transitions, create_work_units
 
 logger = logging.getLogger(__name__)
@@ -305,9 +306,9 @@ def assimilate_due_batches(*, now: datetime) -> int:
     batch that fails for a passing reason (storage, database) waits for the next sweep
     without holding up the others."""
     due = Q(state=BatchState.RUNNING) | Q(state=BatchState.DONE, reassimilate=True)
-    running = Batch.objects.filter(due).exclude(units__state=UnitState.ACTIVE)
+    running = Batch.objects.filter(due).filter(no_active_unit())
     finished = 0
-    for pk in running.values_list("pk", flat=True).distinct():
+    for pk in running.values_list("pk", flat=True):
         try:
             finished += assimilate_batch(batch_id=pk, now=now)
         except Exception:

@@ -374,7 +374,7 @@ def validate_units(*, unit_ids: list[int], now: datetime) -> int:
 
 def validate_units_and_waiting(*, unit_ids: list[int], now: datetime, chunk: int = 200) -> list[int]:
     """Judge ``unit_ids`` and, in the same pass, up to ``chunk`` other units waiting; returns
-    the units it took up (those another pass held are left to it). Under load many reports
+    the units it asked for (any another pass held among them are left to that pass). Under load many reports
     mark units at once: one pass over all of them pays the pass's fixed cost (the ledger head,
     the bulk writes) once instead of once a report."""
     taken = sorted(set(unit_ids).union(units_awaiting_validation(limit=chunk)))

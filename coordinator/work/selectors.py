@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from django.db.models import Count, Exists, Max, OuterRef
+from django.db.models import Count, Exists, Expression, Max, OuterRef
 
 from coordinator.work import lifecycle, plan_classes
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
@@ -27,12 +27,16 @@ def units_awaiting_validation() -> int:
     return WorkUnit.objects.filter(need_validate=True).count()
 
 
+def no_active_unit() -> Expression:
+    """A filter on batches: none of its units is active. One probe of ``unit_active_by_batch``
+    per batch, whatever its size."""
+    return ~Exists(WorkUnit.objects.filter(batch=OuterRef("pk"), state=UnitState.ACTIVE))
+
+
 def finished_batches(unit_ids: Iterable[int]) -> list[int]:
-    """The running batches of these units that have no active unit left: ready to assimilate.
-    One statement; each batch is one probe of ``unit_active_by_batch``, whatever its size."""
-    active = WorkUnit.objects.filter(batch=OuterRef("pk"), state=UnitState.ACTIVE)
+    """The running batches of these units that have no active unit left: ready to assimilate."""
     theirs = WorkUnit.objects.filter(id__in=list(unit_ids), batch__isnull=False).values("batch_id")
-    running = Batch.objects.filter(pk__in=theirs, state=BatchState.RUNNING).filter(~Exists(active))
+    running = Batch.objects.filter(no_active_unit(), pk__in=theirs, state=BatchState.RUNNING)
     return sorted(running.values_list("pk", flat=True))
 
 
