@@ -9,7 +9,7 @@ instead, one array per field; elsewhere it is ``bulk_update``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 from django.db import connection
 from django.db.models import Field, Model
@@ -85,3 +85,17 @@ def insert_rows(model: type[Model], rows: Sequence[Model]) -> None:
     for row, pk in zip(rows, ids, strict=True):
         row.pk = pk
         row._state.adding, row._state.db = False, connection.alias
+
+
+def any_of(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """SQL true when ``column`` is one of ``values``, with its parameters: one array on
+    PostgreSQL (one parameter to adapt, one plan whatever the count), a list elsewhere."""
+    if connection.vendor == "postgresql":
+        return f"{column} = ANY(%s)", [list(values)]
+    return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
+
+
+def for_update() -> str:
+    """`` FOR UPDATE`` where the database locks rows that way; SQLite locks the whole
+    database for a write transaction instead."""
+    return " FOR UPDATE" if connection.features.has_select_for_update else ""

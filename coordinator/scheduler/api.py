@@ -28,6 +28,7 @@ from coordinator.scheduler.dispatch import Assignment, WorkRequest
 from coordinator.scheduler.reports import ReportIn
 from coordinator.scheduler.rpc import HostInfo, RpcResult, SchedulerRequest, handle_scheduler_request
 from coordinator.scheduler.uploads import upload_policy
+from coordinator.scheduler.well_formed import plain_report
 from coordinator.work.lifecycle import Outcome
 from coordinator.work.plan_classes import Usage
 
@@ -76,6 +77,12 @@ class ReportSerializer(serializers.Serializer):
     fuel = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, allow_null=True)
     # Seconds the task ran, suspensions excluded: the host's speed on its app version.
     elapsed = serializers.FloatField(min_value=0, max_value=1e8, required=False, allow_null=True)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        """A plainly well-formed report in one pass (``well_formed``); any other through the
+        fields, which say precisely what is wrong."""
+        plain = plain_report(data, self.fields["output_inline"].to_internal_value)
+        return plain if plain is not None else super().to_internal_value(data)
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         has_output = "output_sha256" in data and "output_size" in data

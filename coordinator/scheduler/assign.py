@@ -8,10 +8,10 @@ from datetime import datetime
 from coordinator.accounts.models import Host
 from coordinator.core.errors import Conflict
 from coordinator.scheduler import acceleration
+from coordinator.scheduler.claim_writes import SentAs, mark_sent
 from coordinator.scheduler.dispatch_sql import Candidate, QuotaRow
 from coordinator.scheduler.versions import Chosen
-from coordinator.work.lifecycle import ReplicaState
-from coordinator.work.models import AppVersion, Replica, WorkUnit
+from coordinator.work.models import AppVersion, WorkUnit
 from coordinator.work.plan_classes import Usage
 
 ONE_CORE = Usage(cores=1.0)
@@ -81,15 +81,9 @@ def assign(host: Host, chosen: list[Candidate], sent: Sending, now: datetime) ->
     for (delay_bound, version_id, single, accelerated, fpops), replica_ids in groups.items():
         running = sent.versions[unit_of[replica_ids[0]].app_id]
         timing = _timing(sent, running, version_id, delay_bound, accelerated, fpops, now)
-        updated = Replica.objects.filter(id__in=replica_ids, state=ReplicaState.UNSENT).update(
-            state=ReplicaState.IN_PROGRESS,
-            host=host,
-            volunteer_id=host.volunteer_id,
-            app_version_id=version_id,
-            sent_at=now,
-            deadline=timing.deadline,
-            overdue_at=timing.overdue_at,
-            trusted_single=single,
+        updated = mark_sent(
+            replica_ids,
+            SentAs(host.pk, host.volunteer_id, version_id, now, timing.deadline, timing.overdue_at, single),
         )
         if updated != len(replica_ids):
             raise Conflict("work was claimed concurrently; ask again", code="retry")

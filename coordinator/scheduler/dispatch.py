@@ -22,10 +22,11 @@ from datetime import date, datetime, timedelta
 from django.conf import settings
 from django.db import connection
 
-from coordinator.accounts.models import Host, Volunteer
+from coordinator.accounts.models import Host
 from coordinator.accounts.relation import Holder
 from coordinator.scheduler import acceleration, fairshare
 from coordinator.scheduler.assign import Assignment, Sending, assign
+from coordinator.scheduler.claim_writes import lock_volunteer, set_quota_used, touch_host
 from coordinator.scheduler.dispatch_sql import (
     AppFilter,
     Candidate,
@@ -96,14 +97,13 @@ def _record_quota_use(host: Host, used: dict[int, int], quotas: dict[int, QuotaR
     """Count today's dispatches per app version (quota rows read under the volunteer's lock)."""
     for version_id, count in used.items():
         row = quotas.get(version_id)
-        mine = HostAppVersion.objects.filter(host=host, app_version_id=version_id)
         if row is None:  # the first dispatch of this version to the host makes its row
             made = HostAppVersion(host=host, app_version_id=version_id, daily_quota=host.daily_quota)
             HostAppVersion.objects.bulk_create([made], ignore_conflicts=True)
-            mine.update(quota_day=today, quota_used=count)
+            set_quota_used(host.pk, version_id, today, count)
         else:
             already = row.used if row.day == today.isoformat() else 0
-            mine.update(quota_day=today, quota_used=already + count)
+            set_quota_used(host.pk, version_id, today, already + count)
 
 
 def _reputations_of(host: Host) -> dict[int, Reputation]:
@@ -264,7 +264,7 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     ``scheduler.versions``) and fitting its memory, disk and speed, within the limits on tasks
     in progress and the daily quotas."""
     cap = settings.TESSERA["MAX_TASKS_PER_RPC"]
-    list(Volunteer.objects.select_for_update().filter(pk=host.volunteer_id).values_list("pk"))
+    lock_volunteer(host.volunteer_id)
     waited = now - timedelta(seconds=settings.TESSERA["DISPUTE_WAIT_SECONDS"])
     context = claim_context(host, waited=waited)  # fresh figures, now that the volunteer is locked
     today = now.date()
@@ -295,7 +295,7 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     choice.unreliable_at = None if reliable else now
     if choice.limit > 0 and any(choice.quota.values()):
         _choose(host, choice, context, established=established, waited=waited, now=now)
-    Host.objects.filter(pk=host.pk).update(last_contact=now)
+    touch_host(host.pk, now)
     chosen = hold_alike(choice.chosen, choice.filters, now)
     if not chosen:
         return []

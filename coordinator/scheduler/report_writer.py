@@ -14,10 +14,12 @@ from datetime import datetime
 
 from django.db import connection
 
+from coordinator.core.bulk import any_of, for_update
 from coordinator.work.lifecycle import Outcome, ReplicaState
-from coordinator.work.models import Replica
+from coordinator.work.models import Replica, WorkUnit
 
 TABLE = Replica._meta.db_table
+UNITS = WorkUnit._meta.db_table
 # (replica id, outcome, cpu time, exit code, message, output sha256, output size, inline output,
 #  stored output's name, its SHA-256 as the coordinator measured it, a wasm task's fuel)
 ReportRow = tuple[int, str, float, int, str, str, int | None, bytes | None, str, str, int | None]
@@ -60,3 +62,24 @@ def write_reports(*, host_id: int, rows: Sequence[ReportRow], now: datetime) -> 
                 [[over, received, *row[1:], row[0], host_id, *REPORTABLE_PARAMS] for row in rows],
             )
         return cursor.rowcount
+
+
+def lock_units(unit_ids: Sequence[int]) -> dict[int, tuple[int, float]]:
+    """Lock the reported replicas' units, in id order (as every writer of units does, so two
+    requests never wait on each other in a cycle); returns each one's app and operations."""
+    among, params = any_of("id", unit_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, app_id, fpops_estimate FROM {UNITS} WHERE {among} ORDER BY id{for_update()}", params
+        )
+        return {unit_id: (app_id, fpops) for unit_id, app_id, fpops in cursor.fetchall()}
+
+
+def mark_for_transition(unit_ids: Sequence[int], now: datetime) -> None:
+    """Due for the transitioner now: the units whose replicas were just reported."""
+    among, params = any_of("id", unit_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {UNITS} SET transition_time = %s WHERE {among}",
+            [connection.ops.adapt_datetimefield_value(now), *params],
+        )

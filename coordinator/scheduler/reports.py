@@ -17,11 +17,11 @@ from django.db.models import Q
 from coordinator.accounts.models import Host
 from coordinator.core import objects
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PermissionRefused
-from coordinator.scheduler.report_writer import ReportRow, write_reports
+from coordinator.scheduler.report_writer import ReportRow, lock_units, mark_for_transition, write_reports
 from coordinator.standing.reputation import Event
 from coordinator.standing.services import HostEvent, Sample, record_speeds
 from coordinator.work.lifecycle import Outcome, ReplicaState
-from coordinator.work.models import Replica, WorkUnit
+from coordinator.work.models import Replica
 
 REPORTABLE = Q(state=ReplicaState.IN_PROGRESS) | Q(state=ReplicaState.OVER, outcome=Outcome.NO_REPLY)
 ROW_FIELDS = (
@@ -178,15 +178,9 @@ def record_reports(
     if not to_record:
         return Recorded(acks, [], [])
     unit_ids = sorted({row.workunit_id for row, _ in to_record})
-    units = (
-        WorkUnit.objects.select_for_update()
-        .filter(id__in=unit_ids)
-        .order_by("id")
-        .values_list("id", "app_id", "fpops_estimate")
-    )
-    app_of, fpops_of = {}, {}
-    for unit_id, app_id, fpops in units:
-        app_of[unit_id], fpops_of[unit_id] = app_id, fpops
+    units = lock_units(unit_ids)
+    app_of = {unit_id: app_id for unit_id, (app_id, _) in units.items()}
+    fpops_of = {unit_id: fpops for unit_id, (_, fpops) in units.items()}
     rows_out = [_report_row(report, row, uploaded or {}) for row, report in to_record]
     if write_reports(host_id=host.pk, rows=rows_out, now=now) != len(rows_out):
         raise Conflict("a replica changed while it was being reported; send the reports again", code="retry")
@@ -196,7 +190,7 @@ def record_reports(
         for row, report in to_record
         if report.status != Outcome.SUCCESS
     ]
-    WorkUnit.objects.filter(id__in=unit_ids).update(transition_time=now)
+    mark_for_transition(unit_ids, now)
     record_speeds(host=host, samples=_speed_samples(to_record, fpops_of, now))
     return Recorded(acks, unit_ids, errors)
 

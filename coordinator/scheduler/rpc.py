@@ -21,6 +21,7 @@ from coordinator.accounts.models import Host
 from coordinator.core.errors import InvalidInput, Unavailable
 from coordinator.core.hints import hint
 from coordinator.core.metrics import DISPATCHED, REPORTED
+from coordinator.scheduler.claim_writes import touch_host
 from coordinator.scheduler.dispatch import Assignment, WorkRequest, claim_work, why_no_work
 from coordinator.scheduler.dispatch_sql import any_unsent
 from coordinator.scheduler.reports import NOTHING_RECORDED, ReportAck, ReportIn, Uploaded, record_reports
@@ -163,7 +164,7 @@ def scheduler_rpc(
     if work_request.wants_work and any_unsent():
         assignments = claim_work(host=host, request=work_request, now=now)
     else:  # not asking, or nothing waits for anyone (no claim could give anything)
-        Host.objects.filter(pk=host.pk).update(last_contact=now)
+        touch_host(host.pk, now)
         assignments = []
     messages = why_no_work(host) if work_request.wants_work and not assignments else []
     record_events(recorded.error_events, now=now)
@@ -193,22 +194,12 @@ def called_off(*, host: Host, replica_ids: list[int]) -> list[int]:
 
 
 def credit_standing(*, host: Host, now: datetime) -> CreditStanding:
-    """The host's and its volunteer's credit now, in one query (RAC decayed to ``now``)."""
-    row = (
-        Host.objects.filter(pk=host.pk)
-        .values(
-            "total_credit",
-            "rac",
-            "rac_time",
-            "volunteer__total_credit",
-            "volunteer__rac",
-            "volunteer__rac_time",
-        )
-        .get()
-    )
+    """The host's and its volunteer's credit as authentication read them, this request (RAC
+    decayed to ``now``): nothing in the request grants credit, so no second read."""
+    volunteer = host.volunteer
     return CreditStanding(
-        host_total=row["total_credit"],
-        host_rac=rac_now(row["rac"], row["rac_time"], now),
-        volunteer_total=row["volunteer__total_credit"],
-        volunteer_rac=rac_now(row["volunteer__rac"], row["volunteer__rac_time"], now),
+        host_total=host.total_credit,
+        host_rac=rac_now(host.rac, host.rac_time, now),
+        volunteer_total=volunteer.total_credit,
+        volunteer_rac=rac_now(volunteer.rac, volunteer.rac_time, now),
     )
