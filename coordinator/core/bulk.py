@@ -90,6 +90,8 @@ def insert_rows(model: type[Model], rows: Sequence[Model]) -> None:
 def any_of(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
     """SQL true when ``column`` is one of ``values``, with its parameters: one array on
     PostgreSQL (one parameter to adapt, one plan whatever the count), a list elsewhere."""
+    if not values:  # SQLite refuses "IN ()"
+        return "1 = 0", []
     if connection.vendor == "postgresql":
         return f"{column} = ANY(%s)", [list(values)]
     return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
