@@ -28,6 +28,7 @@ SECONDS_MAX = 1e8
 SURROGATES = re.compile("[\ud800-\udfff]")
 SHA256 = re.compile(SHA256_HEX)
 STATUSES = frozenset({Outcome.SUCCESS.value, Outcome.CLIENT_ERROR.value})
+NO_DEFAULT = object()
 
 
 def _int_in(low: int, high: int) -> Callable[[Any], bool]:
@@ -59,8 +60,7 @@ class Rule:
     plain: Callable[[Any], bool]
     convert: Callable[[Any], Any] = lambda value: value
     required: bool = False
-    default: Any = None  # put in when the field is absent (and not required)
-    has_default: bool = False
+    default: Any = NO_DEFAULT  # put in when the field is absent (and not required)
     nullable: bool = False
 
 
@@ -68,10 +68,10 @@ RULES: dict[str, Rule] = {
     "replica": Rule(_int_in(1, INT64_MAX), required=True),
     "status": Rule(lambda value: type(value) is str and value in STATUSES, required=True),
     "cpu_time": Rule(_number_in(0, SECONDS_MAX), float, required=True),
-    "exit_code": Rule(_int_in(-INT32, INT32 - 1), default=0, has_default=True),
+    "exit_code": Rule(_int_in(-INT32, INT32 - 1), default=0),
     "output_sha256": Rule(_sha256),
     "output_size": Rule(_int_in(0, 2**53)),
-    "message": Rule(_message, default="", has_default=True),
+    "message": Rule(_message, default=""),
     "fuel": Rule(_int_in(0, INT64_MAX), nullable=True),
     "elapsed": Rule(_number_in(0, SECONDS_MAX), float, nullable=True),
 }
@@ -88,7 +88,7 @@ def plain_report(data: Any, inline: Callable[[Any], bytes]) -> dict[str, Any] | 
         if name not in data:
             if rule.required:
                 return None
-            if rule.has_default:
+            if rule.default is not NO_DEFAULT:
                 out[name] = rule.default
             continue
         value = data[name]

@@ -17,8 +17,9 @@ pytestmark = pytest.mark.django_db
 # the volunteer's lock; one statement for what limits the claim, that is the host's figures,
 # its tasks in progress, reserved work and its quota rows; the app versions' fingerprint (the
 # list itself is cached); the shares with work waiting and their use; the candidates; last
-# contact; the quota used; the share's use; the units; the assignment), the credit standing
-# in the reply (1), the called-off check of the tasks still held (1), plus savepoints.
+# contact; the quota used; the share's use; the units; the assignment), the called-off check
+# of the tasks still held (1), plus savepoints. The reply's credit comes from the rows
+# authentication read: no statement of its own.
 MAX_STATEMENTS = 23
 
 
@@ -53,9 +54,9 @@ def test_reporting_and_fetching_costs_the_same_statements_for_2_or_50_replicas()
 
 
 # Signature check and nonce (2), whether anything waits (1), last contact (1), why nothing
-# came (2: the app versions' fingerprint and the head of the queue), the credit standing (1),
-# plus a savepoint and its release: no volunteer lock, no claim context, no candidates (14
-# statements before there was this probe).
+# came (2: the app versions' fingerprint and the head of the queue), plus a savepoint and its
+# release: no volunteer lock, no claim context, no candidates (14 statements before there was
+# this probe).
 MAX_STATEMENTS_NOTHING_WAITS = 9
 
 
