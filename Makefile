@@ -7,7 +7,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/tessera
 PY39 ?= $(firstword $(foreach p,python3.9 $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9),$(shell $(p) -V >/dev/null 2>&1 && echo $(p))))
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-sqlite test-postgres test-client-py39 lint chromium boinc-client screenshots demo-hosts bench-dispatch clean
+.PHONY: run test test-sqlite test-postgres test-scenario test-client-py39 lint chromium boinc-client screenshots demo-hosts bench-dispatch clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,12 @@ screenshots: $(VENV)/.installed chromium
 	env -u DATABASE_URL TESSERA_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/test_browser.py
 
 ## test: lint, migrations check, then the whole suite on SQLite and on PostgreSQL
-test: lint chromium boinc-client test-sqlite test-postgres test-client-py39
+# The two database passes run side by side: each waits on the processes it starts most of the
+# time, and CI's machine has two cores. The scenario restarts PostgreSQL, so it runs after them,
+# beside the client's Python 3.9 pass. Each pass's output is printed whole when it ends.
+test: lint chromium boinc-client
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-sqlite test-postgres
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-scenario test-client-py39
 
 # Debian's stock BOINC client for tests/test_boinc_client.py, run there as a plain process (its
 # service is never started); installed as the browser is, else those tests skip (and fail under CI).
@@ -64,8 +69,12 @@ lint: $(VENV)/.installed
 	cd client && ../$(VENV)/bin/mypy
 	$(PY) manage.py makemigrations --check --dry-run
 
+# The SQLite pass, less the scenario (`test-scenario`); plain `pytest` runs all of it.
 test-sqlite: $(VENV)/.installed
-	env -u DATABASE_URL $(PY) -m pytest
+	env -u DATABASE_URL $(PY) -m pytest -m "not restarts_postgres"
+
+test-scenario: $(VENV)/.installed
+	env -u DATABASE_URL $(PY) -m pytest -m restarts_postgres
 
 # PostgreSQL-only tests run here. Without a server, a laptop skips this pass loudly; CI fails.
 test-postgres: $(VENV)/.installed

@@ -13,8 +13,10 @@ sweep has nothing left to audit.
 What must hold, checked against ground truth (every right answer computed again here):
 
 - wrong results accepted before correction stay within the bound of docs/validation.md: a
-  share *c* of the hosts colluding gets about *c* to the quorum's power of the units; we
-  allow twice that plus 3 (small batches are noisy);
+  ring that crunched a share *d* of the batch's results gets all the replicas of about *d*
+  to the quorum's power of the units, since placement is random; we allow twice that plus 3
+  (small batches are noisy). *d* is measured, never taken below the ring's share *c* of the
+  hosts: a bursting ring gets more than *c* while honest hosts hold only two tasks each;
 - after the correction sweep, no wrong result remains, the batch's result is assimilated
   again from right answers only, and no credit stands for a wrong one (the ledger has a
   reversal for each such grant, the totals follow, and the export still verifies);
@@ -72,10 +74,11 @@ class Attack:
     def share(self) -> float:
         return self.colluders / (self.colluders + HONEST)
 
-    def bound(self) -> float:
-        """Wrong results accepted before correction we tolerate: docs/validation.md expects
-        about share ** quorum of the units; twice that, plus 3 for a small batch's noise."""
-        return 2 * self.share**self.quorum * UNITS + 3
+    def bound(self, ring_share: float) -> float:
+        """Wrong results accepted before correction we tolerate, for a ring that crunched
+        ``ring_share`` of the results: docs/validation.md expects about that share to the
+        quorum's power of the units; twice that, plus 3 for a small batch's noise."""
+        return 2 * max(self.share, ring_share) ** self.quorum * UNITS + 3
 
     def __str__(self) -> str:
         related = "-one-net" if self.ring_network else "-one-burst" if self.burst_signup else ""
@@ -111,6 +114,15 @@ class Outcome:
 
     def ring(self) -> list[HostLog]:
         return [log for log in self.logs if log.kind == self.attack.kind]
+
+    @property
+    def ring_share(self) -> float:
+        """*d*: the ring's share of the results crunched for the batch."""
+        everyone = sum(log.results for log in self.logs)
+        return sum(log.results for log in self.ring()) / everyone if everyone else 0.0
+
+    def bound(self) -> float:
+        return self.attack.bound(self.ring_share)
 
 
 def parameters(seed: int) -> dict[str, int]:
@@ -288,7 +300,8 @@ def summary(outcome: Outcome) -> str:
         {
             "states": books["states"],
             "wrong_before_correction": len(outcome.wrong_before_correction),
-            "bound": round(outcome.attack.bound(), 1),
+            "ring_share": round(outcome.ring_share, 3),
+            "bound": round(outcome.bound(), 1),
             "wrong_remaining": len(books["wrong"]),
             "pending": outcome.pending,
             "ring_results": sum(log.results for log in ring),
@@ -318,8 +331,9 @@ def test_every_unit_ends_done_and_the_correction_sweep_finishes(outcome):
 
 def test_wrong_results_accepted_before_correction_stay_within_the_bound(outcome):
     wrong = outcome.wrong_before_correction
-    assert len(wrong) <= outcome.attack.bound(), (
-        f"{len(wrong)} of {UNITS} units accepted a wrong result; the bound is {outcome.attack.bound():.1f}"
+    assert len(wrong) <= outcome.bound(), (
+        f"{len(wrong)} of {UNITS} units accepted a wrong result; the bound is {outcome.bound():.1f}"
+        f" for a ring share of {outcome.ring_share:.3f}"
     )
 
 

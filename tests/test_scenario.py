@@ -18,6 +18,7 @@ import pytest
 from tests.cluster import require_services
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.restarts_postgres
 SHORT_RUN = ["--units", "300", "--hosts", "30", "--task-seconds", "0.2", "--timeout", "600"]
 
 
