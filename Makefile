@@ -21,6 +21,7 @@ run: $(VENV)/.installed
 	mkdir -p var
 	$(PY) manage.py migrate --no-input -v 0
 	$(PY) manage.py seed_demo
+	$(PY) manage.py build_client  # the wheel /client offers volunteers, with its hash
 	@echo "Coordinator on http://127.0.0.1:8000/  (API docs: /api/docs/). In another terminal: make demo-hosts"
 	DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
 

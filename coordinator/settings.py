@@ -7,6 +7,7 @@ in-memory broker with a worker inside the web process. Production sets ``DATABAS
 
 import contextlib
 import os
+import re
 import urllib.parse
 from pathlib import Path
 
@@ -138,6 +139,8 @@ BOINC_UPLOAD_DIR = env.path("BOINC_UPLOAD_DIR", default=VAR_DIR / "boinc-uploads
 PROJECT_PUBLIC_KEY = env.str("PROJECT_PUBLIC_KEY", default="")
 # What `GET /api/v1/project` tells clients as they attach.
 PROJECT_NAME = env.str("PROJECT_NAME", default="Tessera")
+# Where `manage.py build_client` puts the client's wheel that /client serves, with its hash.
+CLIENT_WHEEL_DIR = env.path("CLIENT_WHEEL_DIR", default=VAR_DIR / "client")
 # Preferences the project suggests to its clients (JSON); a volunteer's own settings win.
 SUGGESTED_PREFERENCES = env.json("SUGGESTED_PREFERENCES", default={})
 # The periodic sweep seals the ledger's head at most this often (an export always seals).
@@ -269,6 +272,9 @@ TESSERA = {
     "MAINTENANCE_RETRY_SECONDS": env.int("MAINTENANCE_RETRY_SECONDS", default=1800),
     # Whether anyone may make an account (the sign-up API, and BOINC's create_account.php).
     "SIGNUP_OPEN": env.bool("SIGNUP_OPEN", default=True),
+    # Clients older than this (e.g. 0.2.0) may not register hosts nor call the scheduler, and
+    # are told how to upgrade (BOINC's min_core_client_version); empty: any client may.
+    "MIN_CLIENT_VERSION": env.str("MIN_CLIENT_VERSION", default=""),
     # Accounts signed up within the same window of this many seconds are related (0: off).
     "SIGNUP_BURST_SECONDS": env.int("SIGNUP_BURST_SECONDS", default=60),
     # Replicas are queued by blocks of this many consecutive units, in random order within one.
@@ -279,6 +285,12 @@ TESSERA = {
     # How long a host's presigned upload policy lasts: it asks for one just before uploading.
     "UPLOAD_POLICY_SECONDS": env.int("UPLOAD_POLICY_SECONDS", default=3600),
 }
+if TESSERA["MIN_CLIENT_VERSION"] and not re.fullmatch(
+    r"\d{1,6}(\.\d{1,6}){0,3}", TESSERA["MIN_CLIENT_VERSION"]
+):
+    raise environ.ImproperlyConfigured(
+        f"MIN_CLIENT_VERSION must be a version like 0.2.0, not {TESSERA['MIN_CLIENT_VERSION']!r}"
+    )
 DATA_UPLOAD_MAX_MEMORY_SIZE = TESSERA["OUTPUT_BYTES_CEILING"]
 
 # --- REST API -------------------------------------------------------------------------

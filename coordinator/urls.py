@@ -11,7 +11,7 @@ from coordinator.core import health, metrics, transfers
 from coordinator.scheduler import api as scheduler_api
 from coordinator.science import api as science_api
 from coordinator.validation import api as validation_api
-from coordinator.web import account_views, batch_views, boinc_views
+from coordinator.web import account_views, batch_views, boinc_views, client_views
 from coordinator.web import views as web_views
 from coordinator.web.signin import AdminSigninForm, SigninForm
 from coordinator.work import api as work_api
@@ -54,6 +54,8 @@ api_v1 = [
 urlpatterns = [
     path("", web_views.home, name="home"),
     path("status", web_views.status, name="status"),
+    path("client", client_views.client_page, name="client"),
+    path("client/<str:name>", client_views.client_wheel_file, name="client_wheel"),
     path("leaderboards/<str:board>", web_views.leaderboard, name="leaderboard"),
     path("batches/<int:batch_id>", batch_views.batch, name="batch_page"),
     path("batches/<int:batch_id>/picture.png", batch_views.batch_picture, name="batch_picture"),

@@ -616,6 +616,7 @@ def test_dockerfile_follows_the_contract():
     runs = " ".join(value for kind, value in instructions if kind == "RUN")
     assert "pip install -r requirements.txt ./client" in runs
     assert "manage.py collectstatic --noinput" in runs
+    assert "manage.py build_client" in runs, "the image serves the client's wheel at /client"
     cmd = [value for kind, value in instructions if kind == "CMD"]
     assert cmd and yaml.safe_load(cmd[-1]) == WEB_COMMAND
     user = [value for kind, value in instructions if kind == "USER"]
@@ -629,7 +630,8 @@ def copied_paths() -> list[str]:
 
 
 def test_the_images_files_are_enough_to_run(tmp_path):
-    """What the Dockerfile copies, alone in a folder, loads and collects its static files."""
+    """What the Dockerfile copies, alone in a folder, loads, collects its static files and
+    builds the client's wheel."""
     assert "var" not in {path.rstrip("/") for path in copied_paths()}
     for source in copied_paths():
         path = ROOT / source
@@ -645,7 +647,13 @@ def test_the_images_files_are_enough_to_run(tmp_path):
         if key not in ("DATABASE_URL", "BROKER_URL", "STORAGE_URL", "DJANGO_SETTINGS_MODULE")
     }
     environment.update(SECRET_KEY="test-only", STATIC_ROOT=str(tmp_path / "static"))
-    for argv in (["manage.py", "check"], ["manage.py", "collectstatic", "--noinput", "-v", "0"]):
+    commands = (
+        ["manage.py", "check"],
+        ["manage.py", "collectstatic", "--noinput", "-v", "0"],
+        ["manage.py", "build_client"],
+    )
+    for argv in commands:
         answer = run([sys.executable, *argv], cwd=tmp_path, env=environment)
         assert answer.returncode == 0, answer.stdout + answer.stderr
     assert any((tmp_path / "static/admin").iterdir())
+    assert sorted(path.suffix for path in (tmp_path / "var" / "client").iterdir()) == [".json", ".whl"]

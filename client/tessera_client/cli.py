@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tessera_client import __version__, hardware
+from tessera_client import __version__, hardware, service
 from tessera_client.benchmark import run_benchmark
 from tessera_client.daemon import Daemon
 from tessera_client.journal import Journal
@@ -144,7 +144,8 @@ def run(args: argparse.Namespace, data: DataDir, out: Console) -> int:
 
 
 def status(args: argparse.Namespace, data: DataDir, out: Console) -> int:
-    """Print the attached projects, then every task in the journal."""
+    """Print the client's version, the attached projects, then every task in the journal."""
+    out.print(f"tessera {__version__}")
     projects = data.projects()
     if not projects:
         out.print("No project attached. `tessera attach URL --token TOKEN` attaches one.")
@@ -196,6 +197,28 @@ def benchmark(args: argparse.Namespace, data: DataDir, out: Console) -> int:
     return 0
 
 
+# -- service -------------------------------------------------------------------------------
+
+
+def service_command(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    """``tessera service install|uninstall|status``: the client as a per-user service."""
+    plan = service.plan_for(sys.platform, data.root, Path.home())
+    where = f" ({plan.path})" if plan.path is not None else ""
+    if args.action == "install":
+        if not data.projects():
+            raise CliError("attach a project first: `tessera attach URL --token TOKEN`")
+        service.install(plan)
+        out.print(
+            f"Installed the {plan.manager} service{where}: `tessera run` runs by itself now. {plan.note}"
+        )
+    elif args.action == "uninstall":
+        removed = service.uninstall(plan)
+        out.print(f"Removed the {plan.manager} service{where}." if removed else "No service was installed.")
+    else:
+        out.print(f"{plan.manager} service{where}: {service.state(plan)}")
+    return 0
+
+
 # -- the parser -----------------------------------------------------------------------------
 
 
@@ -219,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(handler=status)
     _add_detach_and_share(commands)
     _add_prefs(commands)
+    sub = commands.add_parser("service", help="run the client by itself at log-in (and boot), or stop that")
+    sub.add_argument("action", choices=["install", "uninstall", "status"])
+    sub.set_defaults(handler=service_command)
     sub = commands.add_parser("benchmark", help="measure this computer's speed and tell the projects")
     sub.add_argument("--seconds", type=float, default=2.0, help="how long each measurement runs")
     sub.set_defaults(handler=benchmark)
@@ -285,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Console(soft_wrap=True)
     try:
         return args.handler(args, data, out)
-    except (CliError, StateError, PreferenceError) as error:
+    except (CliError, StateError, PreferenceError, service.ServiceError) as error:
         out.print(f"[red]error:[/red] {escape(str(error))}")
     except ProtocolError as error:
         out.print(

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -17,10 +19,16 @@ from urllib.parse import urlsplit
 import requests
 from nacl.signing import SigningKey
 
+from tessera_client import __version__
 from tessera_client.signing import b64decode, b64encode, sign_request
 
 API_PREFIX = "/api/v1"
 DEFAULT_TIMEOUT = 30.0
+# How the client names itself: a project may refuse versions older than its minimum (HTTP 426).
+USER_AGENT = (
+    f"tessera-client/{__version__} Python/{platform.python_version()} {sys.platform} "
+    f"requests/{requests.__version__}"
+)
 MAX_INPUT_BYTES = 1024**3  # whatever a reply claims, no input is read past this
 MAX_ELAPSED = 1e8  # seconds: the most a report may claim (the coordinator's bound)
 
@@ -140,6 +148,7 @@ class ProjectSession:
         self.host_id = host_id
         self.timeout = timeout
         self.http = requests.Session()
+        self.http.headers["User-Agent"] = USER_AGENT
 
     def close(self) -> None:
         """Close kept-alive connections."""

@@ -19,7 +19,7 @@ from tessera_client.contact import ProjectLink
 from tessera_client.daemon import Daemon
 from tessera_client.journal import Journal
 from tessera_client.prefs import PreferenceStore
-from tessera_client.protocol import HostKey
+from tessera_client.protocol import USER_AGENT, HostKey
 from tessera_client.signing import b64encode
 from tessera_client.state import DataDir, Project
 from tessera_client.task_record import RECEIVED, REPORTED, TaskRecord
@@ -80,21 +80,32 @@ class FakeCoordinator:
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
+        self.user_agents: list[str] = []
         self.reply: dict = {"acks": [], "tasks": [], "next_rpc_seconds": 60, "host_id": 7}
+        self.refusal: tuple[int, dict, dict] | None = None  # status, body, headers instead of a reply
         coordinator = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 coordinator.requests.append(json.loads(body))
+                coordinator.user_agents.append(self.headers.get("User-Agent", ""))
+                if coordinator.refusal is not None:
+                    status, refused, headers = coordinator.refusal
+                    self.answer(True, refused, status, headers)
+                    return
                 self.answer(self.path in ("/api/v1/scheduler", "/api/v1/hosts"), coordinator.reply)
 
             def do_GET(self) -> None:
                 self.answer(self.path == "/api/v1/project", {"name": "Fake", "code_signing_key": PROJECT_KEY})
 
-            def answer(self, found: bool, payload: dict) -> None:
+            def answer(
+                self, found: bool, payload: dict, status: int = 200, headers: dict | None = None
+            ) -> None:
                 answer = json.dumps(payload).encode()
-                self.send_response(200 if found else 404)
+                self.send_response(status if found else 404)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
@@ -382,6 +393,21 @@ def test_the_projects_reasons_for_no_work_are_logged_once_and_shown(daemon, coor
     assert daemon.links["p"].runtime.messages == [why[0], "bad [31m text"]  # no terminal escape
     call(daemon, coordinator, messages="not a list")
     assert daemon.links["p"].runtime.messages == []
+
+
+def test_a_project_wanting_a_newer_client_is_shown_and_asked_again_only_after_its_wait(daemon, coordinator):
+    upgrade = "this project needs tessera-client 9.0 or later (this one is 0.2.0); upgrade it: see /client"
+    coordinator.refusal = (426, {"error": "client_too_old", "detail": upgrade}, {"Retry-After": "3600"})
+
+    call(daemon, coordinator)
+
+    link = daemon.links["p"]
+    assert coordinator.user_agents[-1] == USER_AGENT
+    assert "426 client_too_old" in link.runtime.last_error and upgrade in link.runtime.last_error
+    assert not link.due(now=10.0 + 3599) and link.due(now=10.0 + 3601)
+    out = Console(file=io.StringIO(), width=400)
+    out.print(status_view.projects_table(daemon.data, daemon.data.projects()))
+    assert "tessera-client 9.0 or later" in out.file.getvalue()
 
 
 def test_status_names_each_tasks_version_and_what_it_runs_on():

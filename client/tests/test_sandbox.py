@@ -200,7 +200,10 @@ def test_a_busy_loop_hits_the_cpu_time_limit(tmp_path):
     assert outcome.status == "client_error"
     assert outcome.exit_code in (-signal.SIGXCPU, -signal.SIGKILL)
     assert outcome.message.startswith("CPU time limit of 1 s exceeded")
-    assert outcome.cpu_time >= 0.9  # the kernel checks the limit on clock ticks
+    # SIGXCPU says the kernel's limit stopped it. The CPU time the client reads back is the
+    # kernel's tick-sampled account, which on a loaded machine reads short of the limit (0.78 s
+    # seen), never past the hard limit a second or two later.
+    assert 0.5 <= outcome.cpu_time <= 1 + 2
 
 
 def test_an_app_that_allocates_too_much_runs_out_of_memory(tmp_path):

@@ -20,6 +20,7 @@ from coordinator.accounts.host_description import PLATFORM, HostDescriptionSeria
 from coordinator.accounts.limits import record_signup
 from coordinator.accounts.models import Volunteer
 from coordinator.accounts.relation import network_of
+from coordinator.core.client_version import CurrentClient
 from coordinator.core.errors import AuthenticationRejected, PermissionRefused
 from coordinator.core.throttles import AddressRateThrottle, client_address
 
@@ -137,7 +138,7 @@ class HostRegisterView(APIView):
     """
 
     authentication_classes = [AccountTokenAuthentication]
-    permission_classes = [HasAccountToken]
+    permission_classes = [HasAccountToken, CurrentClient]
 
     @extend_schema(
         request=HostRegisterSerializer,
@@ -147,6 +148,7 @@ class HostRegisterView(APIView):
             400: OpenApiResponse(description="invalid"),
             401: OpenApiResponse(description="bad token or key signature"),
             409: OpenApiResponse(description="key belongs to another volunteer"),
+            426: OpenApiResponse(description="the client is older than the project's minimum: upgrade it"),
         },
     )
     def post(self, request: Request) -> Response:

@@ -7,6 +7,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from coordinator.core.client_version import ClientTooOld
 from coordinator.core.errors import (
     AuthenticationRejected,
     Conflict,
@@ -28,6 +29,7 @@ STATUS_BY_ERROR: dict[type[DomainError], int] = {
     LimitReached: status.HTTP_429_TOO_MANY_REQUESTS,
     PayloadTooLarge: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     Unavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+    ClientTooOld: status.HTTP_426_UPGRADE_REQUIRED,
 }
 
 
@@ -48,7 +50,7 @@ def handle_api_exception(exc: Exception, context: dict[str, Any]) -> Response | 
                 view.get_authenticate_header(request) if view is not None and request is not None else None
             )
             reply["WWW-Authenticate"] = scheme or 'Tessera-Ed25519 realm="api"'
-        if isinstance(exc, (LimitReached, Unavailable)) and exc.retry_after > 0:
+        if isinstance(exc, (LimitReached, Unavailable, ClientTooOld)) and exc.retry_after > 0:
             reply["Retry-After"] = str(exc.retry_after)
         return reply
     if isinstance(exc, Http404):

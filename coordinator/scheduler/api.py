@@ -22,6 +22,7 @@ from coordinator.accounts.models import Host
 from coordinator.accounts.relation import network_of
 from coordinator.accounts.throttles import HostRateThrottle
 from coordinator.core import objects
+from coordinator.core.client_version import CurrentClient
 from coordinator.core.fields import SHA256_HEX, Base64Field
 from coordinator.core.throttles import client_address
 from coordinator.scheduler.dispatch import Assignment, WorkRequest
@@ -41,6 +42,7 @@ ERRORS = {
     404: OpenApiResponse(description="unknown replica"),
     409: OpenApiResponse(description="already reported differently"),
     413: OpenApiResponse(description="body or output over its limit"),
+    426: OpenApiResponse(description="the client is older than the project's minimum: upgrade it"),
     429: OpenApiResponse(description="too many requests from this host: wait Retry-After seconds"),
 }
 
@@ -283,6 +285,8 @@ def reply_payload(result: RpcResult, now: Any) -> dict[str, Any]:
 
 class SchedulerView(HostView):
     """BOINC's scheduler RPC: report finished replicas and ask for work, in one request."""
+
+    permission_classes = [IsHost, CurrentClient]
 
     @extend_schema(request=SchedulerRequestSerializer, responses={200: SchedulerReplySerializer, **ERRORS})
     def post(self, request: Request) -> Response:

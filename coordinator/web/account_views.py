@@ -21,6 +21,7 @@ from coordinator.validation.models import LedgerEntry
 from coordinator.validation.selectors import credit_history
 from coordinator.web.boinc_views import boinc_context
 from coordinator.web.charts import bar_chart
+from coordinator.web.client_views import install_context
 from coordinator.web.forms import SignupForm, TeamForm
 from coordinator.web.selectors import team_credit_per_day
 
@@ -89,6 +90,7 @@ def account(request: HttpRequest) -> HttpResponse:
         .order_by("-seq")[:SHOWN_ENTRIES],
         "public_key": _public_key(),
         "project_url": request.build_absolute_uri("/").rstrip("/"),
+        **install_context(request),
         "chart": bar_chart(
             "Your credit per day, last 30 days (UTC)",
             [

@@ -12,6 +12,7 @@ from coordinator.validation import selectors as credit
 from coordinator.validation.cursors import CursorRefused, board_page, list_tag
 from coordinator.validation.selectors import Order
 from coordinator.web.charts import bar_chart
+from coordinator.web.client_views import install_context
 from coordinator.web.selectors import board_rows, project_status, validated_per_hour
 from coordinator.work.selectors import replica_counts, unit_counts, units_awaiting_validation
 
@@ -30,6 +31,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "units": unit_counts(),
         "awaiting_validation": units_awaiting_validation(),
         "replicas": replica_counts(),
+        **install_context(request),
     }
     return render(request, "web/home.html", context)
 
@@ -43,6 +45,7 @@ def status(request: HttpRequest) -> HttpResponse:
         "chart": bar_chart(
             "Results validated per hour, last 24 hours (UTC)", hourly, unit="results", label_every=3
         ),
+        **install_context(request),
     }
     return render(request, "web/status.html", context)
 
