@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "coordinator.validation",
     "coordinator.scheduler",
     "coordinator.science",
+    "coordinator.community",
     "coordinator.boinc",
     "coordinator.web",
 ]

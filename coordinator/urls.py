@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from coordinator.accounts import api as accounts_api
+from coordinator.community import api as community_api
 from coordinator.core import api as core_api
 from coordinator.core import health, metrics, transfers
 from coordinator.scheduler import api as scheduler_api
@@ -20,6 +21,7 @@ admin.site.login_form = AdminSigninForm  # wrong passwords are limited per addre
 
 api_v1 = [
     path("project", core_api.ProjectView.as_view(), name="project"),
+    path("notices", community_api.NoticeListView.as_view(), name="notices"),
     path("volunteers", accounts_api.SignupView.as_view(), name="volunteer-signup"),
     path("volunteers/token", accounts_api.TokenView.as_view(), name="volunteer-token"),
     path("hosts", accounts_api.HostRegisterView.as_view(), name="host-register"),
@@ -54,6 +56,7 @@ api_v1 = [
 urlpatterns = [
     path("", web_views.home, name="home"),
     path("status", web_views.status, name="status"),
+    path("notices", web_views.notices, name="notices_page"),
     path("client", client_views.client_page, name="client"),
     path("client/<str:name>", client_views.client_wheel_file, name="client_wheel"),
     path("leaderboards/<str:board>", web_views.leaderboard, name="leaderboard"),

@@ -274,6 +274,7 @@ def known_good(s: Seeds) -> dict[str, dict[str, Any]]:
             "body": {**s.upload_fields, "file": b"an output"},
             "media_type": "multipart/form-data",
         },
+        "GET /api/v1/notices": {"query": {"after": 0}},
         "GET /api/v1/project": {},
         "POST /api/v1/replicas/{replica_id}/upload": at(replica_id=replica),
         "POST /api/v1/scheduler": json_body(

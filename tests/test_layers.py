@@ -25,6 +25,7 @@ LAYERS = (
     "validation",
     "scheduler",
     "science",
+    "community",
     "boinc",
     "web",
 )

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tessera_client import __version__, hardware, service
+from tessera_client import __version__, hardware, notices, service
 from tessera_client.benchmark import run_benchmark
 from tessera_client.daemon import Daemon
 from tessera_client.journal import Journal
@@ -25,7 +25,7 @@ from tessera_client.prefs import FIELDS, PreferenceError, PreferenceStore
 from tessera_client.protocol import HostKey, ProjectSession, ProtocolError
 from tessera_client.signing import b64decode, key_fingerprint
 from tessera_client.state import DataDir, Project, StateError, check_name, default_data_dir, project_name_for
-from tessera_client.status_view import plain_row, projects_table, tasks_table
+from tessera_client.status_view import notices_table, plain_row, projects_table, tasks_table
 
 
 class CliError(Exception):
@@ -151,9 +151,30 @@ def status(args: argparse.Namespace, data: DataDir, out: Console) -> int:
         out.print("No project attached. `tessera attach URL --token TOKEN` attaches one.")
         return 0
     out.print(projects_table(data, projects))
+    show_notices(data, projects, out, only_unread=True)
     journal = Journal(data.tasks)
     records = journal.records()
     out.print(tasks_table(journal, records) if records else "No tasks.")
+    return 0
+
+
+def show_notices(data: DataDir, projects: list[Project], out: Console, *, only_unread: bool) -> None:
+    """The projects' notices (those not read yet, or all kept), then mark them read."""
+    rows = []
+    for project in projects:
+        runtime = data.runtime(project.name)
+        shown = notices.unread(data, project.name, runtime) if only_unread else runtime.notices
+        rows += [(project.name, notice) for notice in shown]
+        notices.mark_read(data, project.name, shown)
+    if rows:
+        out.print(notices_table(rows, "Unread notices" if only_unread else "Notices"))
+    elif not only_unread:
+        out.print("No notices.")
+
+
+def notices_command(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    """``tessera notices``: every notice kept from the attached projects, read or not."""
+    show_notices(data, data.projects(), out, only_unread=False)
     return 0
 
 
@@ -242,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(handler=status)
     _add_detach_and_share(commands)
     _add_prefs(commands)
+    sub = commands.add_parser("notices", help="the projects' notices, read or not")
+    sub.set_defaults(handler=notices_command)
     sub = commands.add_parser("service", help="run the client by itself at log-in (and boot), or stop that")
     sub.add_argument("action", choices=["install", "uninstall", "status"])
     sub.set_defaults(handler=service_command)

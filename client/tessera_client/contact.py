@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import requests
 
+from tessera_client import notices
 from tessera_client.backoff import Backoff
 from tessera_client.host_tools import clean
 from tessera_client.journal import Journal
@@ -104,6 +105,19 @@ class ProjectLink:
         reports = self.reports_due()
         if reports or work or host_info:
             self.scheduler_rpc(reports, work, host_info, now)
+        if notices.due(self.runtime, now):
+            self.fetch_notices(now)
+
+    def fetch_notices(self, now: float) -> None:
+        """Look at the project's news (hourly); a failure waits for the next look."""
+        try:
+            arrived = notices.refresh(self.session, self.runtime, now)
+        except (ProtocolError, requests.RequestException, ValueError) as error:
+            self.log(f"{self.name}: could not read the project's notices: {error}")
+            arrived = 0
+        if arrived:
+            self.log(f"{self.name}: {arrived} new notice(s); `tessera status` shows them")
+        self.save()
 
     @staticmethod
     def needs_upload(record: TaskRecord) -> bool:

@@ -76,6 +76,8 @@ class Runtime:
     last_error: str = ""
     host_info_sent: float = 0.0  # when the benchmark last reached the coordinator
     messages: list = field(default_factory=list)  # the project's last word on why no work came
+    notices: list = field(default_factory=list)  # the project's newest notices (tessera_client.notices)
+    notices_checked: float = 0.0  # when they were last fetched
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Runtime:
@@ -121,6 +123,10 @@ class DataDir:
     def key_file(self, name: str) -> Path:
         return self.root / "keys" / f"{check_name(name)}.key"
 
+    def notices_read_file(self, name: str) -> Path:
+        """The newest notice id the volunteer has seen (written by the commands, not the daemon)."""
+        return self.root / "projects" / f"{check_name(name)}.notices-read"
+
     # -- projects ---------------------------------------------------------------------
     def projects(self) -> list[Project]:
         folder = self.root / "projects"
@@ -147,7 +153,12 @@ class DataDir:
         write_json_atomic(self._project_file(project.name), asdict(project))
 
     def remove_project(self, name: str) -> None:
-        for path in (self._project_file(name), self._runtime_file(name), self.key_file(name)):
+        for path in (
+            self._project_file(name),
+            self._runtime_file(name),
+            self.key_file(name),
+            self.notices_read_file(name),
+        ):
             path.unlink(missing_ok=True)
 
     def host_key(self, name: str) -> HostKey:

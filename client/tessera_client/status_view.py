@@ -105,3 +105,18 @@ def tasks_table(journal: Journal, records: list[TaskRecord]) -> Table:
             str(outcome.get("message", ""))[:60],
         )
     return tasks
+
+
+def notices_table(rows: list[tuple[str, dict[str, Any]]], title: str = "Notices") -> Table:
+    """Notices as (project, notice) rows, oldest first: their text is the project's, so plain."""
+    table = Table(title=title)
+    for column in ("project", "date", "notice"):
+        table.add_column(column)
+    for project, notice in rows:
+        plain_row(
+            table,
+            project,
+            notice["created_at"][:16].replace("T", " "),
+            f"{notice['title']}: {notice['body']}",
+        )
+    return table

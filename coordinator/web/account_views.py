@@ -13,6 +13,8 @@ from coordinator.accounts import teams
 from coordinator.accounts.limits import record_signup
 from coordinator.accounts.models import Team, Volunteer
 from coordinator.accounts.services import create_volunteer, issue_account_token
+from coordinator.community.badges import credit_badge
+from coordinator.community.selectors import team_badges, volunteer_badges
 from coordinator.core import keys
 from coordinator.core.errors import DomainError
 from coordinator.core.throttles import PageRateThrottle, client_address
@@ -90,6 +92,7 @@ def account(request: HttpRequest) -> HttpResponse:
         .order_by("-seq")[:SHOWN_ENTRIES],
         "public_key": _public_key(),
         "project_url": request.build_absolute_uri("/").rstrip("/"),
+        "badges": volunteer_badges(volunteer, now),
         **install_context(request),
         "chart": bar_chart(
             "Your credit per day, last 30 days (UTC)",
@@ -138,7 +141,8 @@ def team(request: HttpRequest, team_id: int) -> HttpResponse:
         "nav": "teams",
         "team": found,
         "recent": rac_now(found.rac, found.rac_time, timezone.now()),
-        "members": members[:SHOWN_MEMBERS],
+        "badges": team_badges(found, timezone.now()),
+        "members": [(member, credit_badge(member.total_credit)) for member in members[:SHOWN_MEMBERS]],
         "member_count": members.count(),
         "viewer": viewer,
         "chart": bar_chart(

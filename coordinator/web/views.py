@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
+from coordinator.community.selectors import published_notices
 from coordinator.validation import selectors as credit
 from coordinator.validation.cursors import CursorRefused, board_page, list_tag
 from coordinator.validation.selectors import Order
@@ -17,6 +18,8 @@ from coordinator.web.selectors import board_rows, project_status, validated_per_
 from coordinator.work.selectors import replica_counts, unit_counts, units_awaiting_validation
 
 PAGE_SIZE = 50
+STATUS_NOTICES = 3
+NOTICES_SHOWN = 50
 MAX_SEARCH = 100
 BOARDS = {
     "volunteers": ("Volunteers", credit.volunteer_leaderboard),
@@ -45,9 +48,17 @@ def status(request: HttpRequest) -> HttpResponse:
         "chart": bar_chart(
             "Results validated per hour, last 24 hours (UTC)", hourly, unit="results", label_every=3
         ),
+        "notices": published_notices(limit=STATUS_NOTICES),
         **install_context(request),
     }
     return render(request, "web/status.html", context)
+
+
+def notices(request: HttpRequest) -> HttpResponse:
+    """The project's news, newest first."""
+    return render(
+        request, "web/notices.html", {"nav": "notices", "notices": published_notices(limit=NOTICES_SHOWN)}
+    )
 
 
 def leaderboard(request: HttpRequest, board: str) -> HttpResponse:
