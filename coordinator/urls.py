@@ -12,7 +12,7 @@ from coordinator.core import health, metrics, transfers
 from coordinator.scheduler import api as scheduler_api
 from coordinator.science import api as science_api
 from coordinator.validation import api as validation_api
-from coordinator.web import account_views, batch_views, boinc_views, client_views
+from coordinator.web import account_views, batch_views, boinc_views, client_views, science_views
 from coordinator.web import views as web_views
 from coordinator.web.signin import AdminSigninForm, SigninForm
 from coordinator.work import api as work_api
@@ -73,6 +73,7 @@ urlpatterns = [
     path("signout", auth_views.LogoutView.as_view(), name="signout"),
     path("account", account_views.account, name="account"),
     path("account/boinc", boinc_views.boinc_access, name="account_boinc"),
+    path("account/science", science_views.science, name="account_science"),
     path("teams/new", account_views.team_new, name="team_new"),
     path("teams/leave", account_views.team_leave, name="team_leave"),
     path("teams/<int:team_id>", account_views.team, name="team"),

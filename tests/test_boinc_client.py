@@ -140,6 +140,7 @@ def test_a_task_suspended_from_the_boinc_client_stops_using_the_cpu(coordinator,
         after = cpu_seconds(pid)
         time.sleep(1.0)
         resumed = cpu_seconds(pid) - after
+        used = cpu_seconds(pid)
         reported_cpu = _task_field(boinc, "current CPU time")
 
         boinc.cmd("--task", project, name, "abort")
@@ -151,7 +152,11 @@ def test_a_task_suspended_from_the_boinc_client_stops_using_the_cpu(coordinator,
         boinc.stop()
     assert stopped < 0.05, f"a suspended task used {stopped:.2f} s of CPU in 2 s"
     assert resumed > 0.3, f"a resumed task used only {resumed:.2f} s of CPU in 1 s"
-    assert float(reported_cpu) > 1.0, "the launcher tells the client the app's CPU time"
+    # The launcher tells the client the app's CPU time, never more than it used, and the client
+    # shows it a few seconds behind (1.96 s of 3.63 seen). How much CPU the app got in these
+    # seconds depends on how busy the machine is (0.56 s in a busy CI), not on the launcher.
+    reported = float(reported_cpu)
+    assert min(1.0, used / 2) < reported <= used + 0.1, f"the client shows {reported} s of the app's {used} s"
 
 
 def _leaderboard(coordinator: CoordinatorProcess) -> list[dict]:

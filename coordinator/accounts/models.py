@@ -65,6 +65,8 @@ class Volunteer(CreditTotals):
     signup_burst = models.CharField(max_length=32, blank=True, default="", db_default="")
     # BOINC's "run test applications?": app versions marked beta go only to those who said yes.
     beta_work = models.BooleanField(default=False, db_default=False)
+    # Which apps (and beta versions) its computers run, per venue (accounts.science_choice).
+    science = models.JSONField(default=dict, db_default={}, blank=True)
     # Off: left out of the stats export (coordinator.boinc.stats), hosts included.
     listed = models.BooleanField(
         default=True, db_default=True, help_text="shown on leaderboards and in stats exports"
@@ -90,6 +92,8 @@ class Host(CreditTotals):
     volunteer = models.ForeignKey(Volunteer, on_delete=models.CASCADE, related_name="hosts")
     public_key = models.CharField(max_length=44, unique=True, help_text="Ed25519 public key, base64")
     name = models.CharField(max_length=64)
+    # Where the computer is (BOINC's venue): "", home, school or work; its science follows it.
+    venue = models.CharField(max_length=8, blank=True, default="", db_default="")
     platform = models.CharField(max_length=64)
     n_cpus = models.PositiveIntegerField()
     memory_bytes = models.PositiveBigIntegerField()

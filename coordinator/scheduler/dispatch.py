@@ -24,6 +24,7 @@ from django.db import connection
 
 from coordinator.accounts.models import Host
 from coordinator.accounts.relation import Holder
+from coordinator.accounts.science_choice import Choice, choice_for
 from coordinator.scheduler import acceleration, fairshare
 from coordinator.scheduler.assign import Assignment, Sending, assign
 from coordinator.scheduler.claim_writes import lock_volunteer, set_quota_used, touch_host
@@ -38,7 +39,7 @@ from coordinator.scheduler.dispatch_sql import (
     too_big,
 )
 from coordinator.scheduler.homogeneity import hold_alike
-from coordinator.scheduler.versions import Chosen, resources, usable_versions
+from coordinator.scheduler.versions import NOT_CHOSEN, Chosen, resources, usable_versions
 from coordinator.shares.policy import rank
 from coordinator.standing.models import HostAppReputation, HostAppVersion
 from coordinator.standing.reputation import Reputation, send_single
@@ -268,8 +269,9 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     waited = now - timedelta(seconds=settings.TESSERA["DISPUTE_WAIT_SECONDS"])
     context = claim_context(host, waited=waited)  # fresh figures, now that the volunteer is locked
     today = now.date()
+    science = science_of(host)
     usable = usable_versions(
-        host, speeds=_speeds(context.quotas), beta_ok=host.volunteer.beta_work, draw=draw
+        host, speeds=_speeds(context.quotas), beta_ok=science.beta, draw=draw, apps=science.apps
     )
     versions = usable.chosen
     choice = _Choice(
@@ -332,6 +334,16 @@ def app_filters(host: Host, versions: dict[int, Chosen], now: datetime) -> list[
     return filters
 
 
+def unsent_of(app_ids: list[int]) -> bool:
+    """Whether any replica of these apps waits to be sent (asked only after a host got none)."""
+    return Replica.objects.filter(state=ReplicaState.UNSENT, workunit__app_id__in=app_ids).exists()
+
+
+def science_of(host: Host) -> Choice:
+    """The apps (and beta versions) the host's volunteer chose for the host's venue."""
+    return choice_for(host.volunteer.science, host.venue, host.volunteer.beta_work)
+
+
 def availability(host: Host) -> float:
     """The share of wall-clock time the host crunches (BOINC's on_frac x active_frac, as its
     client measures them; 1 until it says), never taken below MIN_AVAILABILITY."""
@@ -341,8 +353,12 @@ def availability(host: Host) -> float:
 def why_no_work(host: Host) -> list[str]:
     """What to tell a host that asked for work and got none, when it is something about the
     host: no version it can run, or units that need more memory, disk or time than it has."""
-    usable = usable_versions(host, speeds={}, beta_ok=host.volunteer.beta_work, draw=lambda: 1.0)
+    science = science_of(host)
+    usable = usable_versions(host, speeds={}, beta_ok=science.beta, draw=lambda: 1.0, apps=science.apps)
     messages = sorted(set(usable.refusals.values())) if not usable.chosen else []
+    unchosen = [app_id for app_id, why in usable.refusals.items() if why == NOT_CHOSEN]
+    if usable.chosen and unchosen and unsent_of(unchosen):
+        messages.append(f"work is waiting only for apps {NOT_CHOSEN}")
     fastest = max((chosen.speed for chosen in usable.chosen.values()), default=0.0)
     lacks = too_big(
         app_ids=list(usable.chosen),

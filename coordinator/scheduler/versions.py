@@ -101,6 +101,9 @@ def resources(host: Host) -> HostResources:
     )
 
 
+NOT_CHOSEN = "not among the apps you chose for this computer (your account page, Science)"
+
+
 @dataclass(frozen=True)
 class Usable:
     """What the scheduler may send this host: a version per app, and why the others cannot go."""
@@ -115,15 +118,20 @@ def usable_versions(
     speeds: dict[int, tuple[float, int]],
     beta_ok: bool,
     draw: Callable[[], float],
+    apps: frozenset[int] | None = None,
 ) -> Usable:
     """For each app with a version this host can run, the one it gets now. ``speeds``: the
-    host's measured (speed_flops, samples) by app version id."""
+    host's measured (speed_flops, samples) by app version id; ``apps``: the apps its volunteer
+    chose for it (None: every app)."""
     specs = plan_specs()
     host_resources = resources(host)
     options: dict[int, list[Option]] = {}
     versions: dict[int, AppVersion] = {}
     refusals: dict[int, str] = {}
     for version in live_versions():
+        if apps is not None and version.app_id not in apps:
+            refusals.setdefault(version.app_id, NOT_CHOSEN)
+            continue
         spec = specs.get(version.plan_class)
         needs = VersionNeeds(version.platform, version.runtime, version.python, version.beta)
         why = compatible_usage(spec, needs, host_resources, beta_ok=beta_ok, name=version.plan_class)

@@ -60,7 +60,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _volunteer(request: HttpRequest) -> Volunteer:
+def signed_in_volunteer(request: HttpRequest) -> Volunteer:
     assert request.user.is_authenticated  # its views are login_required
     volunteer = Volunteer.objects.select_related("team").filter(user=request.user).first()
     if volunteer is None:
@@ -71,7 +71,7 @@ def _volunteer(request: HttpRequest) -> Volunteer:
 @login_required
 def account(request: HttpRequest) -> HttpResponse:
     """The volunteer's page: credit, the token to attach a computer (shown once), computers."""
-    volunteer = _volunteer(request)
+    volunteer = signed_in_volunteer(request)
     if request.method == "POST" and "new_token" in request.POST:
         request.session[NEW_TOKEN] = issue_account_token(volunteer=volunteer, now=timezone.now())
         return redirect("account")
@@ -117,7 +117,7 @@ def _public_key() -> str:
 
 @login_required
 def team_new(request: HttpRequest) -> HttpResponse:
-    volunteer = _volunteer(request)
+    volunteer = signed_in_volunteer(request)
     form = TeamForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -162,7 +162,7 @@ def team(request: HttpRequest, team_id: int) -> HttpResponse:
 @require_POST
 def team_join(request: HttpRequest, team_id: int) -> HttpResponse:
     try:
-        teams.join_team(volunteer=_volunteer(request), team_id=team_id)
+        teams.join_team(volunteer=signed_in_volunteer(request), team_id=team_id)
     except DomainError as error:
         raise Http404(error.message) from error
     return redirect("team", team_id=team_id)
@@ -171,6 +171,6 @@ def team_join(request: HttpRequest, team_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def team_leave(request: HttpRequest) -> HttpResponse:
-    volunteer = _volunteer(request)
+    volunteer = signed_in_volunteer(request)
     teams.leave_team(volunteer=volunteer)
     return redirect("team", team_id=volunteer.team_id) if volunteer.team_id else redirect("account")
