@@ -102,6 +102,7 @@ def sign_up(page, site: CoordinatorProcess, name: str) -> str:
     page.get_by_label("Username").fill(name)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Password, again").fill(PASSWORD)
+    page.get_by_label("Show my name and credit on the leaderboards").check()  # as one who climbs them
     page.get_by_role("button", name="Make my account").click()
     page.wait_for_url(f"{site.url}/account")
     command = page.locator("#attach-command").inner_text()

@@ -39,6 +39,10 @@ class SignupSerializer(serializers.Serializer):
     username = NameField(r"^[\w.@+-]{1,150}$", max_length=150)
     password = serializers.CharField(write_only=True, min_length=1, max_length=128)
     email = serializers.EmailField(required=False, allow_blank=True, default="")
+    listed = serializers.BooleanField(
+        default=False, help_text="agree to be shown on the leaderboards and in the stats export"
+    )
+    email_ok = serializers.BooleanField(default=False, help_text="agree to be emailed by the project")
 
 
 class TokenRequestSerializer(serializers.Serializer):
@@ -94,7 +98,14 @@ class SignupView(APIView):
         incoming = SignupSerializer(data=request.data)
         incoming.is_valid(raise_exception=True)
         now = timezone.now()
-        volunteer, token = services.create_volunteer(**incoming.validated_data, now=now)
+        answers = incoming.validated_data
+        volunteer, token = services.create_volunteer(
+            username=answers["username"],
+            password=answers["password"],
+            email=answers["email"],
+            now=now,
+            consent=(answers["listed"], answers["email_ok"]),
+        )
         record_signup(volunteer=volunteer, address=client_address(request), now=now)
         return Response(token_reply(volunteer, token), status=status.HTTP_201_CREATED)
 

@@ -67,9 +67,14 @@ class Volunteer(CreditTotals):
     beta_work = models.BooleanField(default=False, db_default=False)
     # Which apps (and beta versions) its computers run, per venue (accounts.science_choice).
     science = models.JSONField(default=dict, db_default={}, blank=True)
-    # Off: left out of the stats export (coordinator.boinc.stats), hosts included.
+    # Off: left out of the leaderboards and the stats export (coordinator.boinc.stats), its
+    # computers unnamed. Asked at sign-up (consent_at says when it was answered).
     listed = models.BooleanField(
         default=True, db_default=True, help_text="shown on leaderboards and in stats exports"
+    )
+    email_ok = models.BooleanField(default=False, db_default=False, help_text="agreed to be emailed")
+    consent_at = models.DateTimeField(
+        null=True, blank=True, help_text="when listing and email were agreed or refused"
     )
     # BOINC's cross-project id: random hex, made by the first stats export that needs it and
     # kept, so the exported CPID (its md5 with the email) stays the same between exports.

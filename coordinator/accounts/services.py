@@ -33,10 +33,17 @@ def hash_token(token: str) -> str:
 
 @transaction.atomic
 def create_volunteer(
-    *, username: str, password: str | None, email: str = "", now: datetime
+    *,
+    username: str,
+    password: str | None,
+    email: str = "",
+    now: datetime,
+    consent: tuple[bool, bool] | None = None,
 ) -> tuple[Volunteer, str]:
     """Make a volunteer account and its first account token (shown once). ``password`` None:
-    an account without a Tessera password yet (made by a BOINC client, coordinator.boinc)."""
+    an account without a Tessera password yet (made by a BOINC client, coordinator.boinc).
+    ``consent``: the answers to (listed on leaderboards and exports, may be emailed), when
+    the volunteer was asked (sign-up); None keeps the defaults (listed, no email)."""
     User = get_user_model()
     skeleton = names.name_skeleton(username)
     _refuse_taken_name(username, skeleton)
@@ -52,7 +59,10 @@ def create_volunteer(
     try:
         with transaction.atomic():
             user.save()
-            volunteer = Volunteer.objects.create(user=user, name_skeleton=skeleton)
+            answers = (
+                {} if consent is None else {"listed": consent[0], "email_ok": consent[1], "consent_at": now}
+            )
+            volunteer = Volunteer.objects.create(user=user, name_skeleton=skeleton, **answers)
     except IntegrityError as error:  # the same or a look-alike name, made at the same moment
         _refuse_taken_name(username, skeleton)
         raise Conflict(f"the name {username!r} is taken", code="username_taken") from error

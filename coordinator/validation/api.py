@@ -22,7 +22,7 @@ from coordinator.accounts.models import CreditTotals, Host, Team, Volunteer
 from coordinator.standing.credit import rac_now
 from coordinator.validation import selectors
 from coordinator.validation.cursors import CursorRefused, board_page, list_tag
-from coordinator.validation.selectors import Leaderboard, Order
+from coordinator.validation.selectors import UNLISTED_HOST, Leaderboard, Order
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -69,8 +69,8 @@ class LeaderboardRowSerializer(serializers.Serializer):
 
 class HostLeaderboardRowSerializer(LeaderboardRowSerializer):
     platform = serializers.CharField()
-    volunteer_id = serializers.IntegerField()
-    volunteer_name = serializers.CharField()
+    volunteer_id = serializers.IntegerField(allow_null=True, help_text="null: the volunteer is not listed")
+    volunteer_name = serializers.CharField(allow_null=True)
 
 
 class LeaderboardPageSerializer(serializers.Serializer):
@@ -104,7 +104,7 @@ class _Name(TypedDict):
 
 
 class _VolunteerName(TypedDict):
-    volunteer_name: str
+    volunteer_name: str | None  # None: the volunteer is not listed
 
 
 def _credit(row: CreditTotals, rank: int | None, now: datetime) -> dict[str, Any]:
@@ -127,11 +127,13 @@ def team_row(team: Team, rank: int | None, now: datetime) -> dict[str, Any]:
 
 
 def host_row(host: WithAnnotations[Host, _VolunteerName], rank: int | None, now: datetime) -> dict[str, Any]:
+    """A computer's row; one of a volunteer who is not listed names neither it nor them."""
+    listed = host.volunteer_name is not None
     return {
         **_credit(host, rank, now),
-        "name": host.name,
+        "name": host.name if listed else UNLISTED_HOST,
         "platform": host.platform,
-        "volunteer_id": host.volunteer_id,
+        "volunteer_id": host.volunteer_id if listed else None,
         "volunteer_name": host.volunteer_name,
     }
 

@@ -77,16 +77,22 @@ def _board(rows: QuerySet, *, order: Order, search_field: str, search: str) -> L
     return Leaderboard(rows=rows, order=order, ranked=not search)
 
 
+UNLISTED_HOST = "a computer of an unlisted volunteer"
+
+
 def _username(volunteer_id: str) -> Subquery:
     """The volunteer's name as a scalar subquery rather than a join: it runs only for the
-    rows of the page, and the planner cannot pick a join that walks the users from the top."""
+    rows of the page, and the planner cannot pick a join that walks the users from the top.
+    NULL for a volunteer who did not agree to be listed."""
     User = get_user_model()
-    return Subquery(User.objects.filter(pk=OuterRef(volunteer_id)).values(User.USERNAME_FIELD)[:1])
+    listed = User.objects.filter(pk=OuterRef(volunteer_id), volunteer__listed=True)
+    return Subquery(listed.values(User.USERNAME_FIELD)[:1])
 
 
 def volunteer_leaderboard(*, order: Order, search: str = "") -> Leaderboard:
     # only(): the account's token hash is never even read, and the password is in another table.
-    rows = Volunteer.objects.only(*CREDIT_COLUMNS).annotate(name=_username("pk"))
+    # Only those who agreed to be listed (Volunteer.listed, asked at sign-up).
+    rows = Volunteer.objects.only(*CREDIT_COLUMNS).filter(listed=True).annotate(name=_username("pk"))
     # A search joins the users (one pass over the names) instead of asking the name subquery
     # of every volunteer: 259 ms against 100,000 volunteers before (docs/benchmarks.md).
     return _board(rows, order=order, search_field="user__username", search=search)

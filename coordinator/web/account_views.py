@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -13,6 +13,7 @@ from coordinator.accounts import teams
 from coordinator.accounts.limits import record_signup
 from coordinator.accounts.models import Team, Volunteer
 from coordinator.accounts.services import create_volunteer, issue_account_token
+from coordinator.community import personal_data
 from coordinator.community.badges import credit_badge
 from coordinator.community.selectors import team_badges, volunteer_badges
 from coordinator.core import keys
@@ -47,6 +48,7 @@ def signup(request: HttpRequest) -> HttpResponse:
                     password=form.cleaned_data["password"],
                     email=form.cleaned_data["email"],
                     now=now,
+                    consent=(form.cleaned_data["listed"], form.cleaned_data["email_ok"]),
                 )
             except DomainError as error:
                 form.add_error("password" if error.code == "weak_password" else "username", error.message)
@@ -174,3 +176,14 @@ def team_leave(request: HttpRequest) -> HttpResponse:
     volunteer = signed_in_volunteer(request)
     teams.leave_team(volunteer=volunteer)
     return redirect("team", team_id=volunteer.team_id) if volunteer.team_id else redirect("account")
+
+
+@login_required
+def account_data(request: HttpRequest) -> StreamingHttpResponse:
+    """Everything the project holds about the signed-in volunteer, as a JSON download."""
+    volunteer = signed_in_volunteer(request)
+    response = StreamingHttpResponse(
+        personal_data.export(volunteer, now=timezone.now()), content_type="application/json"
+    )
+    response["Content-Disposition"] = f'attachment; filename="tessera-account-{volunteer.pk}.json"'
+    return response

@@ -30,6 +30,14 @@ class SignupForm(forms.Form):
     email = forms.EmailField(required=False, help_text="Optional; never shown.")
     password = forms.CharField(widget=forms.PasswordInput, strip=False)
     password_again = forms.CharField(label="Password, again", widget=forms.PasswordInput, strip=False)
+    listed = forms.BooleanField(
+        required=False,
+        label="Show my name and credit on the leaderboards and in the statistics export",
+        help_text="Unticked, you and your computers are left out of them; you can change it later.",
+    )
+    email_ok = forms.BooleanField(
+        required=False, label="The project may email me (news, and about my account)"
+    )
 
     def clean(self) -> dict[str, Any]:
         super().clean()

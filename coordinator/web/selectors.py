@@ -14,6 +14,7 @@ from coordinator.accounts.models import Host
 from coordinator.standing.credit import rac_now
 from coordinator.standing.models import CreditDay
 from coordinator.validation.models import LedgerEntry
+from coordinator.validation.selectors import UNLISTED_HOST
 from coordinator.work.lifecycle import ReplicaState
 from coordinator.work.models import Replica
 from coordinator.work.selectors import live_versions, unit_counts
@@ -127,8 +128,10 @@ def board_rows(
         elif board == "teams":
             name, mine, detail = row.name, team_id is not None and row.pk == team_id, ""
         else:
-            name, mine = row.name, volunteer_id is not None and row.volunteer_id == volunteer_id
-            detail = f"{row.platform}, {row.volunteer_name}"
+            mine = volunteer_id is not None and row.volunteer_id == volunteer_id
+            listed = row.volunteer_name is not None
+            name = row.name if listed or mine else UNLISTED_HOST
+            detail = f"{row.platform}, {row.volunteer_name}" if listed else row.platform
         shown.append(
             BoardRow(rank, name, row.total_credit, rac_now(row.rac, row.rac_time, now), mine, detail)
         )

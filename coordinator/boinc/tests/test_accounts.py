@@ -152,14 +152,14 @@ def test_the_account_page_turns_boinc_access_on_shows_a_key_once_and_turns_it_of
     assert not BoincAccess.objects.exists()
 
 
-def test_a_volunteer_can_leave_the_stats_export_from_the_account_page():
+def test_a_volunteer_can_leave_the_leaderboards_and_stats_export_from_the_account_page():
     volunteer, _ = make_volunteer()
     page = Client()
     page.force_login(volunteer.user)
 
     page.post("/account", {"listed": "no"})
     assert not Volunteer.objects.get(pk=volunteer.pk).listed
-    assert "List me in the stats export" in page.get("/account").content.decode()
+    assert "List me on the leaderboards and in the stats export" in page.get("/account").content.decode()
     page.post("/account", {"listed": "yes"})
     assert Volunteer.objects.get(pk=volunteer.pk).listed
 
