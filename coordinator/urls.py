@@ -75,6 +75,7 @@ urlpatterns = [
     path("account/boinc", boinc_views.boinc_access, name="account_boinc"),
     path("account/science", science_views.science, name="account_science"),
     path("account/data", account_views.account_data, name="account_data"),
+    path("account/delete", account_views.account_delete, name="account_delete"),
     path("teams/new", account_views.team_new, name="team_new"),
     path("teams/leave", account_views.team_leave, name="team_leave"),
     path("teams/<int:team_id>", account_views.team, name="team"),

@@ -20,8 +20,12 @@ from its other projects (``scheduler._adopt_cross_project_id``), so stats sites 
 across projects; one who has none gets a random one here, kept, so the CPID is the same in
 every export.
 
+Tessera adds ``user_deleted.gz``: the accounts deleted on their owners' request (after the
+rows of BOINC's ``user_deleted`` table: the user id, its CPID, when), so that stats sites can
+remove what they copied.
+
 Rows are read with ``.iterator()`` in one snapshot and written record by record into gzip
-files under temporary names, renamed into place only once all four are complete.
+files under temporary names, renamed into place only once all five are complete.
 """
 
 from __future__ import annotations
@@ -44,10 +48,11 @@ from django.db.models import Case, Count, Q, QuerySet, Sum, Value, When
 
 from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.boinc.xml import add
+from coordinator.community.models import DeletedAccount
 from coordinator.validation.management.commands.ledger import export_snapshot
 from coordinator.work.models import App
 
-FILES = {"users": "user.gz", "teams": "team.gz", "hosts": "host.gz"}
+FILES = {"users": "user.gz", "teams": "team.gz", "hosts": "host.gz", "users_deleted": "user_deleted.gz"}
 TABLES = "tables.xml"
 TEAM_TYPE_NONE = 1  # BOINC's team type "None" (html/inc/team_types.inc)
 CHUNK = 2000  # rows read at a time
@@ -237,6 +242,16 @@ def host_records() -> Iterator[ET.Element]:
         )
 
 
+def deleted_records() -> Iterator[ET.Element]:
+    """One ``<user_deleted>`` per deleted account, oldest first (BOINC's user_deleted table):
+    the project's user id and the CPID sites knew it by, for them to forget."""
+    rows = DeletedAccount.objects.order_by("deleted_at", "pk").values_list(
+        "volunteer_id", "cpid", "deleted_at"
+    )
+    for volunteer_id, cpid, deleted_at in rows.iterator(CHUNK):
+        yield _element("user_deleted", id=volunteer_id, cpid=cpid, delete_time=unix(deleted_at))
+
+
 def tables(counts: dict[str, int], *, total_credit: Decimal, now: datetime) -> ET.Element:
     """``tables.xml``: when, how many of each, all users' credit, and the applications."""
     root = _element(
@@ -280,15 +295,17 @@ def write_records(out: Writable, tag: str, records: Iterable[ET.Element]) -> int
 
 
 def export_stats(folder: Path, *, now: datetime) -> dict[str, int]:
-    """Write user.gz, team.gz, host.gz and tables.xml into ``folder`` (which must exist);
-    returns how many users, teams and hosts. Readers see the old files or the new ones: each
-    is written under a temporary name and renamed only when all are written."""
+    """Write user.gz, team.gz, host.gz, user_deleted.gz and tables.xml into ``folder`` (which
+    must exist); returns how many users, teams, hosts and deleted users. Readers see the old
+    files or the new ones: each is written under a temporary name and renamed only when all
+    are written."""
     folder = Path(folder)
     ensure_cross_project_ids()
     producers: dict[str, Callable[[], Iterator[ET.Element]]] = {
         "users": user_records,
         "teams": team_records,
         "hosts": host_records,
+        "users_deleted": deleted_records,
     }
     counts: dict[str, int] = {}
     written: list[tuple[Path, Path]] = []

@@ -23,3 +23,22 @@ class Notice(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class DeletedAccount(models.Model):
+    """A volunteer account deleted on its owner's request (by them, or by an admin for them).
+    The volunteer row stays, emptied, so the ledger's entries keep their anonymous id and the
+    chain still verifies; the stats export lists these for downstream sites to forget, as
+    BOINC's ``user_deleted`` table does."""
+
+    volunteer = models.OneToOneField(
+        "accounts.Volunteer", primary_key=True, on_delete=models.PROTECT, related_name="deletion"
+    )
+    deleted_at = models.DateTimeField()
+    by = models.CharField(max_length=16, help_text="volunteer, or admin (on the volunteer's request)")
+    cpid = models.CharField(
+        max_length=32, blank=True, default="", help_text="the CPID stats sites knew it by"
+    )
+
+    def __str__(self) -> str:
+        return f"volunteer {self.volunteer_id}, deleted {self.deleted_at:%Y-%m-%d}"

@@ -168,7 +168,9 @@ def leaderboard_page(
 def get_volunteer(volunteer_id: int) -> Volunteer:
     # An id past any column's range is unknown, not an overflow in the database driver.
     in_range = 0 < volunteer_id < 2**63
-    volunteer = Volunteer.objects.only("pk").filter(pk=volunteer_id).first() if in_range else None
+    # A deleted account (its user made inactive) is no one's to look up.
+    found = Volunteer.objects.only("pk").filter(pk=volunteer_id, user__is_active=True)
+    volunteer = found.first() if in_range else None
     if volunteer is None:
         raise NotFound("no such volunteer")
     return volunteer

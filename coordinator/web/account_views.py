@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -15,6 +15,7 @@ from coordinator.accounts.models import Team, Volunteer
 from coordinator.accounts.services import create_volunteer, issue_account_token
 from coordinator.community import personal_data
 from coordinator.community.badges import credit_badge
+from coordinator.community.deletion import delete_account
 from coordinator.community.selectors import team_badges, volunteer_badges
 from coordinator.core import keys
 from coordinator.core.errors import DomainError
@@ -25,7 +26,7 @@ from coordinator.validation.selectors import credit_history
 from coordinator.web.boinc_views import boinc_context
 from coordinator.web.charts import bar_chart
 from coordinator.web.client_views import install_context
-from coordinator.web.forms import SignupForm, TeamForm
+from coordinator.web.forms import DeleteAccountForm, SignupForm, TeamForm
 from coordinator.web.selectors import team_credit_per_day
 
 NEW_TOKEN = "tessera-new-token"  # the session key that carries a fresh token to one page view
@@ -187,3 +188,19 @@ def account_data(request: HttpRequest) -> StreamingHttpResponse:
     )
     response["Content-Disposition"] = f'attachment; filename="tessera-account-{volunteer.pk}.json"'
     return response
+
+
+@login_required
+def account_delete(request: HttpRequest) -> HttpResponse:
+    """Delete the signed-in volunteer's account, once they confirm with their password."""
+    volunteer = signed_in_volunteer(request)
+    form = DeleteAccountForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if not request.user.check_password(form.cleaned_data["password"]):
+            form.add_error("password", "That is not your password; nothing was deleted.")
+        else:
+            delete_account(volunteer.pk, now=timezone.now(), by="volunteer")
+            logout(request)
+            return render(request, "web/account_deleted.html")
+    status = 400 if form.errors else 200
+    return render(request, "web/account_delete.html", {"nav": "account", "form": form}, status=status)

@@ -49,3 +49,10 @@ class SignupForm(forms.Form):
 
 class TeamForm(forms.Form):
     name = forms.CharField(max_length=64, help_text="Up to 64 characters, unique.")
+
+
+class DeleteAccountForm(forms.Form):
+    password = forms.CharField(
+        widget=forms.PasswordInput, strip=False, help_text="Your password, to say it is you."
+    )
+    sure = forms.BooleanField(label="I understand that this cannot be undone")

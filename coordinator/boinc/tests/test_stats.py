@@ -177,12 +177,14 @@ def test_the_files_are_gzip_and_plain_xml_that_strict_parsers_read(world, folder
 
     counts = stats.export_stats(folder, now=now)
 
-    assert sorted(p.name for p in folder.iterdir()) == ["host.gz", "tables.xml", "team.gz", "user.gz"]
+    files = ["host.gz", "tables.xml", "team.gz", "user.gz", "user_deleted.gz"]
+    assert sorted(p.name for p in folder.iterdir()) == files
+    assert read_gz(folder / "user_deleted.gz").tag == "users_deleted" and counts["users_deleted"] == 0
     roots = {name: read_gz(folder / f"{name[:-1]}.gz") for name in ("users", "teams", "hosts")}
     for tag, root in roots.items():
         assert root.tag == tag and {child.tag for child in root} == {tag[:-1]}
         assert len(root) == counts[tag]
-    assert counts == {"users": 2, "teams": 2, "hosts": 3}
+    assert counts == {"users": 2, "teams": 2, "hosts": 3, "users_deleted": 0}
     raw = (folder / "tables.xml").read_bytes()
     assert raw.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<tables>')
     SafeET.fromstring(raw)

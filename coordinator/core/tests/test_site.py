@@ -28,6 +28,7 @@ API_PATHS = {
     "/api/v1/leaderboards/teams": {"get"},
     "/api/v1/leaderboards/hosts": {"get"},
     "/api/v1/volunteers/{volunteer_id}/credit-history": {"get"},
+    "/api/v1/notices": {"get"},
     "/api/v1/project": {"get"},
     "/api/v1/batches": {"get", "post"},
     "/api/v1/batches/{batch_id}": {"get"},
