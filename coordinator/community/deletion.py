@@ -3,10 +3,11 @@ computers stop, and the ledger keeps its entries under the volunteer's number al
 
 What goes: the name (the user becomes ``deleted:<id>``, a name sign-up refuses), the email,
 the password, the account token, the team, the listing and email consent, the science
-choice, the sign-up network and burst, the cross-project id, the computers' names, and
-whatever the layers above keep (the boinc app: BOINC keys and access). What stays: the numbers
-(credit totals, the ledger, results) that other people's credit and the chain depend on, and
-the computers' coarse networks, which relate hosts against collusion.
+choice, the cross-project id, the computers' names, and whatever the layers above keep (the
+boinc app: BOINC keys and access). What stays: the numbers (credit totals, the ledger,
+results) that other people's credit and the chain depend on, and what relates hosts against
+collusion (the sign-up network and burst, the computers' coarse networks): a ring member who
+deleted their account must stay related to the others, or they could agree with its lies.
 """
 
 from __future__ import annotations
@@ -48,8 +49,6 @@ def delete_account(volunteer_id: int, *, now: datetime, by: str) -> DeletedAccou
             listed=False,
             email_ok=False,
             science={},
-            signup_network="",
-            signup_burst="",
             cross_project_id="",
         )
         Host.objects.filter(volunteer=volunteer).update(name="deleted")

@@ -35,7 +35,9 @@ def ada(project_key) -> dict:  # noqa: F811
     user.set_password(PASSWORD)
     user.save()
     team = Team.objects.create(name="Analytical")
-    Volunteer.objects.filter(pk=volunteer.pk).update(team=team, cross_project_id="ab" * 16, listed=True)
+    Volunteer.objects.filter(pk=volunteer.pk).update(
+        team=team, cross_project_id="ab" * 16, listed=True, signup_network="198.51.100.0/24"
+    )
     Host.objects.filter(pk=mine.host.pk).update(name="ada-engine")
     BoincAccountKey.objects.create(
         volunteer=volunteer, key_hash="0" * 64, created=user.date_joined, issued_by="test"
@@ -74,6 +76,7 @@ def test_deleting_an_account_erases_the_name_everywhere_and_the_ledger_still_ver
         gone.user.username == f"deleted:{volunteer.pk}" and gone.user.email == "" and not gone.user.is_active
     )
     assert (gone.token_hash, gone.team_id, gone.listed, gone.cross_project_id) == (None, None, False, "")
+    assert gone.signup_network == "198.51.100.0/24", "what relates it to a ring stays"
     assert not BoincAccountKey.objects.filter(volunteer=volunteer).exists()
     assert list(LedgerEntry.objects.order_by("seq").values_list("seq", "volunteer_id", "credit")) == before
     path = tmp_path / "ledger.jsonl"
