@@ -41,6 +41,8 @@ class LedgerEntry(models.Model):
 
     class Meta:
         verbose_name_plural = "ledger entries"
+        # A volunteer's entries in chain order: the account page's latest, the badges' first.
+        indexes = [models.Index(fields=["volunteer", "seq"], name="ledger_by_volunteer")]
         constraints = [
             models.CheckConstraint(condition=models.Q(credit__gte=0), name="ledger_credit_not_negative"),
             # A replica has at most one grant and at most one reversal.
