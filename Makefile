@@ -21,7 +21,9 @@ run: $(VENV)/.installed
 	mkdir -p var
 	$(PY) manage.py migrate --no-input -v 0
 	$(PY) manage.py seed_demo
-	$(PY) manage.py build_client  # the wheel /client offers volunteers, with its hash
+# The wheel /client offers volunteers, with its hash; without it (pip offline, say) the pages
+# say `pip install ./client` instead, and the coordinator still runs.
+	$(PY) manage.py build_client || echo "NOTE: the client's wheel was not built; /client shows pip install ./client"
 	@echo "Coordinator on http://127.0.0.1:8000/  (API docs: /api/docs/). In another terminal: make demo-hosts"
 	DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
 
