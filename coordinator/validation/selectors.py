@@ -80,13 +80,15 @@ def _board(rows: QuerySet, *, order: Order, search_field: str, search: str) -> L
 UNLISTED_HOST = "a computer of an unlisted volunteer"
 
 
-def _username(volunteer_id: str) -> Subquery:
+def _username(volunteer_id: str, *, unless_unlisted: bool = False) -> Subquery:
     """The volunteer's name as a scalar subquery rather than a join: it runs only for the
     rows of the page, and the planner cannot pick a join that walks the users from the top.
-    NULL for a volunteer who did not agree to be listed."""
+    ``unless_unlisted``: NULL for a volunteer who did not agree to be listed."""
     User = get_user_model()
-    listed = User.objects.filter(pk=OuterRef(volunteer_id), volunteer__listed=True)
-    return Subquery(listed.values(User.USERNAME_FIELD)[:1])
+    users = User.objects.filter(pk=OuterRef(volunteer_id))
+    if unless_unlisted:
+        users = users.filter(volunteer__listed=True)
+    return Subquery(users.values(User.USERNAME_FIELD)[:1])
 
 
 def volunteer_leaderboard(*, order: Order, search: str = "") -> Leaderboard:
@@ -105,7 +107,7 @@ def team_leaderboard(*, order: Order, search: str = "") -> Leaderboard:
 
 def host_leaderboard(*, order: Order, search: str = "") -> Leaderboard:
     rows = Host.objects.only("name", "platform", "volunteer", *CREDIT_COLUMNS).annotate(
-        volunteer_name=_username("volunteer_id")
+        volunteer_name=_username("volunteer_id", unless_unlisted=True)
     )
     return _board(rows, order=order, search_field="name", search=search)
 
