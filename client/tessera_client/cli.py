@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -17,14 +16,13 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tessera_client import __version__, hardware, notices, service
+from tessera_client import __version__, attaching, control, dashboard_link, notices, service
 from tessera_client.benchmark import run_benchmark
 from tessera_client.daemon import Daemon
 from tessera_client.journal import Journal
 from tessera_client.prefs import FIELDS, PreferenceError, PreferenceStore
-from tessera_client.protocol import HostKey, ProjectSession, ProtocolError
-from tessera_client.signing import b64decode, key_fingerprint
-from tessera_client.state import DataDir, Project, StateError, check_name, default_data_dir, project_name_for
+from tessera_client.protocol import ProtocolError
+from tessera_client.state import DataDir, Project, StateError, default_data_dir, suggested_preferences
 from tessera_client.status_view import notices_table, plain_row, projects_table, tasks_table
 
 
@@ -32,71 +30,27 @@ class CliError(Exception):
     """A mistake the volunteer can fix; printed without a traceback."""
 
 
-def platform_name() -> str:
-    """This computer's primary BOINC platform name, e.g. ``x86_64-pc-linux-gnu``."""
-    return hardware.platforms()[0]
-
-
-def describe_host(data: DataDir, suggested: dict[str, Any] | None) -> dict[str, Any]:
-    """What this computer is, for the project it attaches to (:func:`hardware.describe`), under
-    the preferences in force: the volunteer's own over the project's suggestions."""
-    prefs = PreferenceStore(data.prefs_file).effective(suggested)
-    return hardware.describe(
-        data.root,
-        limit_bytes=prefs.disk_max_gb * 1e9,
-        used_bytes=hardware.bytes_under(data.root),
-        use_gpus=prefs.use_gpus,
-        native_apps=prefs.native_apps,
-    )
-
-
 # -- attach / detach / share ----------------------------------------------------------------
 
 
 def attach(args: argparse.Namespace, data: DataDir, out: Console) -> int:
     """``tessera attach``: register a host key with the project and pin its code-signing key."""
-    name = check_name(args.name or project_name_for(args.url))
-    if any(p.name == name or p.url.rstrip("/") == args.url.rstrip("/") for p in data.projects()):
-        raise CliError(f"{args.url} is already attached as {name!r}; `tessera detach {name}` first")
-    key = HostKey.generate()
-    with ProjectSession(args.url, key) as session:
-        info = session.project_info()
-        public = b64decode(info["code_signing_key"])
-        fingerprint = key_fingerprint(public)
-        if args.fingerprint and args.fingerprint.strip() != fingerprint:
-            raise CliError(
-                f"the project's code-signing key has fingerprint {fingerprint}, not {args.fingerprint}: "
-                "not attaching (check the address, or ask the project which key is right)"
-            )
-        description = describe_host(data, info.get("suggested_preferences"))
-        host_id = session.register(
-            account_token=args.token,
-            name=args.host_name or socket.gethostname()[:64] or "tessera-host",
-            platform=platform_name(),
-            n_cpus=description["n_cpus"],
-            memory_bytes=description["memory_bytes"],
-            flops=float(data.host_info().get("flops", 0.0)),
-            description=description,
-        )
-    data.ensure()
-    key.save(data.key_file(name))
-    data.save_project(
-        Project(
-            name=name,
-            url=args.url.rstrip("/"),
-            host_id=host_id,
-            code_signing_key=info["code_signing_key"],
-            fingerprint=fingerprint,
-            project_name=str(info.get("name", "")),
+    project, info = attaching.attach(
+        data,
+        attaching.AttachRequest(
+            url=args.url,
+            token=args.token,
+            name=args.name,
+            host_name=args.host_name,
             resource_share=args.resource_share,
-            suggested_preferences=info.get("suggested_preferences") or {},
-            attached_at=time.time(),
-        )
+            fingerprint=args.fingerprint,
+        ),
     )
     out.print(
-        f"Attached to {escape(str(info.get('name') or args.url))} as [bold]{name}[/bold] (host {host_id})."
+        f"Attached to {escape(str(info.get('name') or project.url))} as [bold]{project.name}[/bold]"
+        f" (host {project.host_id})."
     )
-    out.print(f"Pinned the project's code-signing key: [bold]{fingerprint}[/bold]")
+    out.print(f"Pinned the project's code-signing key: [bold]{project.fingerprint}[/bold]")
     out.print("Compare it with the one the project publishes; only apps signed by it will run.")
     return 0
 
@@ -133,14 +87,38 @@ def share(args: argparse.Namespace, data: DataDir, out: Console) -> int:
 
 def run(args: argparse.Namespace, data: DataDir, out: Console) -> int:
     """``tessera run``: crunch in the foreground (see :class:`Daemon`)."""
+    if args.dashboard_port is not None and not 0 <= args.dashboard_port <= 65535:
+        raise CliError("--dashboard-port is a port number, 0 to 65535 (0: any free port)")
     daemon = Daemon(
         data,
         console=out,
         exit_when_idle=args.exit_when_idle,
         isolate_network=not args.allow_network,
         backoff_base=args.backoff_base,
+        dashboard_port=None if args.no_dashboard else args.dashboard_port or 0,
     )
     return daemon.run()
+
+
+def suspend(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    """``tessera suspend [PROJECT]``: pause all work, or one project's (see :mod:`control`)."""
+    out.print(control.suspend(data, args.project), markup=False)
+    return 0
+
+
+def resume(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    """``tessera resume [PROJECT]``: undo ``tessera suspend``."""
+    out.print(control.resume(data, args.project), markup=False)
+    return 0
+
+
+def dashboard(args: argparse.Namespace, data: DataDir, out: Console) -> int:
+    """``tessera dashboard``: open the running client's dashboard (see :mod:`dashboard_link`)."""
+    url = dashboard_link.address(data)
+    out.print(url, markup=False, highlight=False)
+    if args.no_browser or not dashboard_link.open_in_browser(url):
+        out.print("Open that address in a browser on this computer; it works only while the client runs.")
+    return 0
 
 
 def status(args: argparse.Namespace, data: DataDir, out: Console) -> int:
@@ -150,6 +128,8 @@ def status(args: argparse.Namespace, data: DataDir, out: Console) -> int:
     if not projects:
         out.print("No project attached. `tessera attach URL --token TOKEN` attaches one.")
         return 0
+    if control.all_suspended(data):
+        out.print("[bold]All work is suspended[/bold] (`tessera resume` resumes it).")
     out.print(projects_table(data, projects))
     show_notices(data, projects, out, only_unread=True)
     journal = Journal(data.tasks)
@@ -188,10 +168,7 @@ def prefs(args: argparse.Namespace, data: DataDir, out: Console) -> int:
         store.set(args.key, args.value)
     elif args.action == "unset":
         store.unset(args.key)
-    suggested = {}
-    projects = data.projects()
-    if projects:
-        suggested = max(projects, key=lambda p: (p.resource_share, p.name)).suggested_preferences
+    suggested = suggested_preferences(data.projects())
     effective = store.effective(suggested)
     sources = store.sources(suggested)
     table = Table(title="Preferences")
@@ -263,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(handler=status)
     _add_detach_and_share(commands)
     _add_prefs(commands)
+    for name, handler, words in (("suspend", suspend, "pause"), ("resume", resume, "resume")):
+        sub = commands.add_parser(name, help=f"{words} all work, or one project's")
+        sub.add_argument("project", nargs="?", help="a project's local name (default: all work)")
+        sub.set_defaults(handler=handler)
+    sub = commands.add_parser("dashboard", help="open the running client's dashboard in the browser")
+    sub.add_argument("--no-browser", action="store_true", help="only print its address")
+    sub.set_defaults(handler=dashboard)
     sub = commands.add_parser("notices", help="the projects' notices, read or not")
     sub.set_defaults(handler=notices_command)
     sub = commands.add_parser("service", help="run the client by itself at log-in (and boot), or stop that")
@@ -297,6 +281,13 @@ def _add_run(commands: Any) -> None:
         help="stop once every result is reported and no work is offered",
     )
     sub.add_argument("--allow-network", action="store_true", help="do not cut tasks off from the network")
+    sub.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=None,
+        help="serve the dashboard on this port of 127.0.0.1 (default: any free port)",
+    )
+    sub.add_argument("--no-dashboard", action="store_true", help="serve no dashboard")
     sub.add_argument("--backoff-base", type=float, default=60.0, help=argparse.SUPPRESS)
     sub.set_defaults(handler=run)
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import requests
 
-from tessera_client import notices
+from tessera_client import credit_history, notices
 from tessera_client.backoff import Backoff
 from tessera_client.host_tools import clean
 from tessera_client.journal import Journal
@@ -210,6 +210,7 @@ class ProjectLink:
         self.no_work = bool(work) and not reply.get("tasks")
         self.hear(reply.get("messages"), now)
         self.runtime.credit = reply.get("credit") or self.runtime.credit
+        credit_history.note(self.runtime, now)
         self.runtime.last_rpc, self.runtime.last_error = now, ""
         self.backoff.succeeded(now, float(reply.get("next_rpc_seconds", 0)))
         self.prune_reported(now)

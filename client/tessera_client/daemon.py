@@ -15,29 +15,30 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
-import requests
 from rich.console import Console
 
-from tessera_client import conditions, host_info, scheduling
+from tessera_client import conditions, control, host_info, scheduling
 from tessera_client.app_outcome import Outcome
-from tessera_client.bundles import AppCache, BundleRefused
+from tessera_client.app_supply import AppSupply
+from tessera_client.bundles import AppCache
 from tessera_client.contact import ProjectLink
+from tessera_client.dashboard_server import DashboardServer
+from tessera_client.dashboard_view import DashboardBackend
 from tessera_client.elapsed import ElapsedTime
 from tessera_client.journal import Journal
 from tessera_client.leftover_apps import kill_leftover
 from tessera_client.prefs import Preferences, PreferenceStore
-from tessera_client.protocol import ProtocolError
 from tessera_client.running_apps import Running, RunningApps, progress_display
-from tessera_client.signing import b64decode
-from tessera_client.state import DataDir
+from tessera_client.state import DataDir, suggested_preferences
 from tessera_client.task_record import RECEIVED, REPORTED, RUNNING, TaskRecord
 from tessera_client.wakeup import Wakeup
 
-MAX_BUNDLE_BYTES = 256 * 1024 * 1024
+EVENTS_KEPT = 300  # the event log's lines the dashboard can show
 
 
 class Daemon:
@@ -53,6 +54,7 @@ class Daemon:
         backoff_base: float = 60.0,
         backoff_cap: float = 4 * 3600.0,
         clock: Callable[[], float] = time.time,
+        dashboard_port: int | None = None,
     ) -> None:
         self.data, self.console = data.ensure(), console or Console(stderr=True)
         self.exit_when_idle, self.clock = exit_when_idle, clock
@@ -74,6 +76,10 @@ class Daemon:
             self.journal, self.progress, self.log, clock, isolate_network=isolate_network
         )
         self.apps_running.native_allowed = lambda: self.effective_prefs().native_apps
+        self.supply = AppSupply(self.apps, self.progress, self.log, clock, self.finish)
+        self.events: deque[tuple[float, str]] = deque(maxlen=EVENTS_KEPT)
+        self.dashboard_port = dashboard_port  # None: no dashboard
+        self.dashboard: DashboardServer | None = None
 
     @property
     def running(self) -> dict[tuple[str, int], Running]:
@@ -91,6 +97,7 @@ class Daemon:
                 return 1
             self.recover()
             with self.progress, Wakeup() as wakeup:  # an app that ends wakes the loop at once
+                self.open_dashboard(wakeup.poke)
                 while not self.stopping:
                     wake = self.step()
                     if self.exit_when_idle and self.idle():
@@ -98,6 +105,8 @@ class Daemon:
                         break
                     wakeup.sleep(min(wake - self.clock(), 1.0))
         finally:
+            if self.dashboard is not None:
+                self.dashboard.close()
             self.shutdown()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -105,11 +114,14 @@ class Daemon:
 
     def step(self) -> float:
         """One pass over everything; returns when the loop should look again."""
+        if self.dashboard is not None:
+            self.dashboard.serve_pending()  # the dashboard's requests, between two looks
         now = self.clock()
         self.refresh_projects()
         prefs = self.effective_prefs()
         self.elapsed.count(self.running)
         self.reap(now)
+        self.stop_suspended_projects(now)
         reason = self.suspend_reason(prefs)
         if reason != self.suspended_because:
             self.log(f"suspended: {reason}" if reason else "resumed")
@@ -147,9 +159,21 @@ class Daemon:
 
     def log(self, message: str) -> None:
         """One line of the run's story; never markup, as messages quote what apps and servers said."""
+        self.events.append((time.time(), message))
         self.console.print(
             f"{time.strftime('%H:%M:%S')} {message}", markup=False, highlight=False, soft_wrap=True
         )
+
+    def open_dashboard(self, wake: Callable[[], None]) -> None:
+        """Listen for the dashboard on 127.0.0.1 (see :mod:`tessera_client.dashboard_server`)."""
+        if self.dashboard_port is None:
+            return
+        try:
+            self.dashboard = DashboardServer(
+                self.data, DashboardBackend(self), port=self.dashboard_port, wake=wake
+            )
+        except OSError as error:
+            self.log(f"no dashboard: cannot listen on 127.0.0.1:{self.dashboard_port} ({error})")
 
     # -- projects ---------------------------------------------------------------------
     def changed(self, path: Path) -> bool:
@@ -164,12 +188,18 @@ class Daemon:
         self._stamps[path] = stamp
         return not seen
 
-    def refresh_projects(self) -> None:
+    def reload_settings(self) -> None:
+        """Read the preferences and projects again now (the dashboard changed them), even if
+        their files' timestamps did not move."""
+        self._prefs = None
+        self.refresh_projects(force=True)
+
+    def refresh_projects(self, force: bool = False) -> None:
         """Pick up attaches, detaches, new shares and a new benchmark while the daemon runs."""
         if self.changed(self.data.host_file):
             self._host_info = self.data.host_info()
             self.host.forget()  # `tessera benchmark` ran: look at the hardware again too
-        if not self.changed(self.data.root / "projects"):
+        if not self.changed(self.data.root / "projects") and not force:
             return
         self._prefs = None
         current = {p.name: p for p in self.data.projects()}
@@ -209,17 +239,17 @@ class Daemon:
         if self._prefs is not None and not self.changed(self.data.prefs_file):
             return self._prefs
         self.changed(self.data.prefs_file)
-        suggested: dict[str, Any] = {}
-        if self.links:
-            lead = max(
-                (link.project for link in self.links.values()), key=lambda p: (p.resource_share, p.name)
-            )
-            suggested = lead.suggested_preferences
-        self._prefs = self.prefs.effective(suggested)
+        self._prefs = self.prefs.effective(self.suggested_prefs())
         return self._prefs
 
+    def suggested_prefs(self) -> dict[str, Any]:
+        """The suggestions of the project with the largest share, which the volunteer's own override."""
+        return suggested_preferences(link.project for link in self.links.values())
+
     def suspend_reason(self, prefs: Preferences) -> str | None:
-        """Why no app may run now (the volunteer's preferences), or None."""
+        """Why no app may run now (the volunteer suspended all work, or their preferences), or None."""
+        if control.all_suspended(self.data):
+            return control.SUSPENDED_BY_VOLUNTEER
         return conditions.suspend_reason(
             prefs,
             local_time=datetime.now().time(),
@@ -254,7 +284,9 @@ class Daemon:
         waiting = {
             (r.project, r.replica): r
             for r in self.journal.records(states=[RECEIVED, RUNNING])
-            if (r.project, r.replica) not in self.running and r.project in self.links
+            if (r.project, r.replica) not in self.running
+            and r.project in self.links
+            and not self.links[r.project].project.suspended
         }
         flops = self.flops()
         candidates = [
@@ -265,6 +297,13 @@ class Daemon:
         ]
         order = scheduling.run_order(candidates, self.shares(), self.usage(now))
         return [waiting[(c.project, c.replica)] for c in order]
+
+    def stop_suspended_projects(self, now: float) -> None:
+        """Stop the apps of a project the volunteer suspended; they resume from their checkpoints."""
+        for key in [k for k in self.running if k[0] in self.links and self.links[k[0]].project.suspended]:
+            cpu = self.apps_running.preempt(key)
+            self.add_usage(key[0], cpu, now)
+            self.log(f"{key[0]}: project suspended; task {key[1]} stops at its checkpoint")
 
     def add_usage(self, name: str, cpu_seconds: float, now: float) -> None:
         """Count ``cpu_seconds`` to the project's recent use."""
@@ -283,56 +322,11 @@ class Daemon:
             if record.deadline <= now:
                 self.finish(record, Outcome("client_error", 0, 0.0, "deadline passed before it could start"))
                 continue
-            entrypoint = self.app_for(record)
+            entrypoint = self.supply.app_for(record, self.links[record.project])
             if entrypoint is None:
                 continue
             self.launch(record, entrypoint, now, host_cores=total)
             in_use += cores
-
-    def app_for(self, record: TaskRecord) -> Path | None:
-        """The verified app to run this task, downloading it once; None to try again later."""
-        version = record.task["app_version"]
-        link = self.links[record.project]
-        pinned = b64decode(link.project.code_signing_key)
-        label = f"{version['app']} v{version['version']}"
-        try:
-            found = self.apps.lookup(version, pinned)
-            if found is not None:
-                return found
-            data = self.download_bundle(record.project, version, label)
-            entrypoint = self.apps.install(version, data, pinned)
-        except BundleRefused as refusal:
-            self.log(f"{record.project}: refused app {label}: {refusal}")
-            self.finish(record, Outcome("client_error", 0, 0.0, f"app bundle refused: {refusal}"))
-            return None
-        except ProtocolError as error:
-            if error.status == 0:  # refused here, not by the network: it will not get better
-                self.finish(
-                    record, Outcome("client_error", 0, 0.0, f"cannot download the app: {error.detail}")
-                )
-            else:
-                link.failed(self.clock(), error)
-            return None
-        except requests.RequestException as error:
-            link.failed(self.clock(), error)
-            return None
-        self.log(f"{record.project}: verified {label}, signed by the pinned key")
-        return entrypoint
-
-    def download_bundle(self, name: str, version: dict[str, Any], label: str) -> bytes:
-        """The app version's bundle from the project, with a progress line; not yet verified."""
-        size = int(version["size"])
-        if not 0 < size <= MAX_BUNDLE_BYTES:
-            raise BundleRefused(
-                "too_large", f"a bundle of {size} bytes is over the {MAX_BUNDLE_BYTES} this client takes"
-            )
-        download = self.progress.add_task(f"{name}: downloading {label}", total=size or None, note="")
-        try:
-            return self.links[name].download(
-                version["url"], size, lambda n: self.progress.advance(download, n)
-            )
-        finally:
-            self.progress.remove_task(download)
 
     def launch(
         self, record: TaskRecord, entrypoint: Path, now: float, host_cores: float | None = None
@@ -370,7 +364,7 @@ class Daemon:
     def work_wanted(self, link: ProjectLink, prefs: Preferences) -> scheduling.WorkWanted:
         """BOINC's work fetch: fill this project's share of the work buffer, unless stopping or
         the disk limit is reached."""
-        if self.stopping or self.disk_used() >= prefs.disk_max_gb * 1e9:
+        if self.stopping or link.project.suspended or self.disk_used() >= prefs.disk_max_gb * 1e9:
             return {}
         queued = self.journal.records(project=link.name, states=[RECEIVED, RUNNING])
         flops, seconds = self.flops(), 0.0

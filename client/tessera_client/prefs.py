@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -116,10 +117,16 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def known(key: Any) -> str:
+    """``key`` if it names a preference, else a PreferenceError listing those that exist."""
+    if not isinstance(key, str) or key not in PARSERS:
+        raise PreferenceError(f"there is no preference {key!r}; known: {', '.join(FIELDS)}")
+    return key
+
+
 def parse(key: str, value: Any) -> Any:
     """``value`` (text from the command line, or JSON from a file or the network) as ``key``'s type."""
-    if key not in PARSERS:
-        raise PreferenceError(f"there is no preference {key!r}; known: {', '.join(FIELDS)}")
+    known(key)
     try:
         return PARSERS[key](value)
     except ValueError as error:
@@ -155,11 +162,17 @@ class PreferenceStore:
         values[key] = parsed
         self._write(values)
 
+    def update(self, changes: dict[str, Any], removed: Iterable[str] = ()) -> None:
+        """Set ``changes`` and unset ``removed`` in one write, every value checked first: one
+        bad value changes nothing (the dashboard's form sends them together)."""
+        removed = [known(key) for key in removed]
+        values = {key: value for key, value in self.local().items() if key not in removed}
+        values.update({key: parse(key, value) for key, value in changes.items()})
+        self._write(values)
+
     def unset(self, key: str) -> None:
-        if key not in PARSERS:
-            raise PreferenceError(f"there is no preference {key!r}; known: {', '.join(FIELDS)}")
         values = self.local()
-        values.pop(key, None)
+        values.pop(known(key), None)
         self._write(values)
 
     def _write(self, values: dict[str, Any]) -> None:

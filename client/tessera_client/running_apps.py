@@ -180,6 +180,16 @@ class RunningApps:
         running.process.stop()
         return cpu
 
+    def preempt(self, key: tuple[str, int]) -> float:
+        """Stop a running app whose task stays queued: its CPU time so far is saved and it
+        resumes from its checkpoint when it runs again; returns the CPU seconds of this run."""
+        running = self.running.pop(key)
+        self.progress.remove_task(running.progress_id)
+        cpu = running.process.cpu_time()
+        running.process.stop()
+        self.journal.save_cpu_time(running.record, running.cpu_before + cpu)
+        return cpu
+
     def stop_all(self) -> None:
         """The client stops: the apps stop too, and resume from their checkpoints next time."""
         for running in list(self.running.values()):

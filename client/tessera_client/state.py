@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ class Project:
     resource_share: float = 100.0
     suggested_preferences: dict = field(default_factory=dict)
     attached_at: float = 0.0
+    suspended: bool = False  # the volunteer paused this project: no task of it runs, no new work
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Project:
@@ -78,6 +80,7 @@ class Runtime:
     messages: list = field(default_factory=list)  # the project's last word on why no work came
     notices: list = field(default_factory=list)  # the project's newest notices (tessera_client.notices)
     notices_checked: float = 0.0  # when they were last fetched
+    credit_history: list = field(default_factory=list)  # [time, host credit, your credit], thinned
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Runtime:
@@ -113,6 +116,16 @@ class DataDir:
     @property
     def host_file(self) -> Path:
         return self.root / "host.json"
+
+    @property
+    def suspend_file(self) -> Path:
+        """Present while the volunteer has suspended all work (``tessera suspend``)."""
+        return self.root / "suspended"
+
+    @property
+    def dashboard_file(self) -> Path:
+        """Where the running client says its dashboard listens, with the secret (owner only)."""
+        return self.root / "keys" / "dashboard.json"
 
     def _project_file(self, name: str) -> Path:
         return self.root / "projects" / f"{check_name(name)}.json"
@@ -183,6 +196,13 @@ class DataDir:
 
     def save_host_info(self, info: dict[str, Any]) -> None:
         write_json_atomic(self.host_file, info)
+
+
+def suggested_preferences(projects: Iterable[Project]) -> dict[str, Any]:
+    """The preferences the project with the largest share suggests (BOINC takes one project's);
+    the volunteer's own settings override them."""
+    lead = max(projects, key=lambda p: (p.resource_share, p.name), default=None)
+    return lead.suggested_preferences if lead is not None else {}
 
 
 def check_name(name: str) -> str:

@@ -60,7 +60,14 @@ def projects_table(data: DataDir, projects: list[Project]) -> Table:
             f"{float(credit.get('host_rac', 0)):.2f}",
             f"{float(credit.get('volunteer_total', 0)):.2f}",
             when(next_time) if next_time > time.time() else "now",
-            runtime.last_error or "; ".join(runtime.messages),
+            "; ".join(
+                part
+                for part in (
+                    "suspended" if project.suspended else "",
+                    runtime.last_error or "; ".join(runtime.messages),
+                )
+                if part
+            ),
         )
     return table
 

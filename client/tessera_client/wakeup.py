@@ -10,6 +10,7 @@ within milliseconds. Elsewhere, or off the main thread, it is a plain sleep.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -30,6 +31,7 @@ class Wakeup:
         self._pipe: tuple[int, int] | None = None
         self._previous_fd = -1
         self._previous_handler: Any = None
+        self._lock = threading.Lock()
 
     def __enter__(self) -> Wakeup:
         usable = hasattr(signal, "SIGCHLD") and threading.current_thread() is threading.main_thread()
@@ -47,9 +49,18 @@ class Wakeup:
             return
         signal.set_wakeup_fd(self._previous_fd)
         signal.signal(signal.SIGCHLD, self._previous_handler)
-        for fd in self._pipe:
-            os.close(fd)
-        self._pipe = None
+        with self._lock:
+            for fd in self._pipe:
+                os.close(fd)
+            self._pipe = None
+
+    def poke(self) -> None:
+        """Wake the sleep now, from any thread (the dashboard has a request); a plain sleep
+        (no pipe) looks again within its second anyway."""
+        with self._lock:  # never a write to a descriptor closed (and reused) meanwhile
+            if self._pipe is not None:
+                with contextlib.suppress(OSError):  # a full pipe: the loop wakes anyway
+                    os.write(self._pipe[1], b"!")
 
     def sleep(self, seconds: float) -> None:
         """Sleep ``seconds``, or less if a child process ended meanwhile (or had, unnoticed)."""

@@ -4,13 +4,11 @@ nothing is left; the unfinished tasks it holds, and what it does when the projec
 from __future__ import annotations
 
 import io
-import json
 import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fake_coordinator import FakeCoordinator
 from rich.console import Console
 
 from tessera_client import contact, hardware, status_view
@@ -20,7 +18,6 @@ from tessera_client.daemon import Daemon
 from tessera_client.journal import Journal
 from tessera_client.prefs import PreferenceStore
 from tessera_client.protocol import USER_AGENT, HostKey
-from tessera_client.signing import b64encode
 from tessera_client.state import DataDir, Project
 from tessera_client.task_record import RECEIVED, REPORTED, TaskRecord
 
@@ -71,56 +68,6 @@ def test_a_refused_upload_waits_for_its_retry_and_does_not_hammer_the_project(tm
 # A coordinator on a real socket: the client's own session, signing and JSON go over the wire.
 
 SLEEPER = "import time\nwhile True:\n    time.sleep(0.05)\n"
-PROJECT_KEY = b64encode(bytes(32))
-
-
-class FakeCoordinator:
-    """The scheduler and registration endpoints: keeps each request's JSON and answers with
-    ``reply``; the project's facts for ``tessera attach``."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict] = []
-        self.user_agents: list[str] = []
-        self.reply: dict = {"acks": [], "tasks": [], "next_rpc_seconds": 60, "host_id": 7}
-        self.refusal: tuple[int, dict, dict] | None = None  # status, body, headers instead of a reply
-        coordinator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                coordinator.requests.append(json.loads(body))
-                coordinator.user_agents.append(self.headers.get("User-Agent", ""))
-                if coordinator.refusal is not None:
-                    status, refused, headers = coordinator.refusal
-                    self.answer(True, refused, status, headers)
-                    return
-                self.answer(self.path in ("/api/v1/scheduler", "/api/v1/hosts"), coordinator.reply)
-
-            def do_GET(self) -> None:
-                self.answer(self.path == "/api/v1/project", {"name": "Fake", "code_signing_key": PROJECT_KEY})
-
-            def answer(
-                self, found: bool, payload: dict, status: int = 200, headers: dict | None = None
-            ) -> None:
-                answer = json.dumps(payload).encode()
-                self.send_response(status if found else 404)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

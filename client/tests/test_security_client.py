@@ -133,13 +133,13 @@ def test_the_daemon_runs_only_what_the_key_pinned_at_attach_signed(daemon, serve
         "p", task(2, app_version(data, PROJECT_KEY, "/bundles/project")), b"", 0.0
     )
 
-    assert daemon.app_for(forged) is None
+    assert daemon.supply.app_for(forged, daemon.links["p"]) is None
     refused = daemon.journal.get("p", 1)
     assert refused.state == DONE and refused.outcome["status"] == "client_error"
     assert "not signed by the project's pinned key" in refused.outcome["message"]
     assert not any(daemon.apps.root.iterdir()), "nothing of the forged bundle was unpacked"
     # Control: the same bytes, signed by the pinned key, install and are what runs.
-    entrypoint = daemon.app_for(genuine)
+    entrypoint = daemon.supply.app_for(genuine, daemon.links["p"])
     assert entrypoint is not None and entrypoint.read_bytes() == MAIN
 
 
