@@ -18,7 +18,12 @@ and then measures, in one run:
   the app's.
 * **idle**: the same client attached to a project with no work, left running for S seconds;
   its own CPU time (``/proc/<pid>/stat``) over that window gives ``idle_cpu_percent`` of one
-  core, and ``VmRSS`` gives ``idle_rss_mb``.
+  core, and ``VmRSS`` gives ``idle_rss_mb``. The dashboard is closed then (its listener is
+  in the client, its HTTP code not yet imported).
+* **dashboard open**: then the same client's dashboard is opened as a browser opens it (the
+  page, its script and style, then its state every 2 s, the page's pace) for D seconds:
+  ``dashboard_cpu_percent`` of one core meanwhile, ``dashboard_rss_mb`` after (and
+  ``dashboard_extra_mb`` over the idle figure), ``dashboard_state_ms`` the median answer.
 
 With ``--wasm`` the crunch phase runs WebAssembly tasks instead: the ``lennard_jones`` app,
 published as a project publishes it (``manage.py publish_app``), and N units of its own split
@@ -48,6 +53,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from bench.cpu import read_process_cpu
 from bench.report import print_json_line, print_pairs
 from coordinator.work.bundles import DEMO_APP
@@ -65,6 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=6_000_000, help="SHA-256 rounds per unit (~3 s)")
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="how long to watch the idle client")
     parser.add_argument(
+        "--dashboard-seconds", type=float, default=30.0, help="how long the dashboard stays open (polled)"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="4 units of ~1 s (~2.5 s with --wasm), 15 s idle"
     )
     parser.add_argument("--wasm", action="store_true", help="crunch Lennard-Jones WebAssembly tasks instead")
@@ -72,6 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     opts = parser.parse_args(argv)
     if opts.quick:
         opts.units, opts.rounds, opts.steps, opts.idle_seconds = 4, 2_000_000, 1000, 15.0
+        opts.dashboard_seconds = 10.0
     return opts
 
 
@@ -183,6 +194,7 @@ def idle(coordinator: CoordinatorProcess, scratch: Path, opts: argparse.Namespac
         time.sleep(opts.idle_seconds)
         cpu, wall = read_process_cpu(client.pid) - cpu_start, time.monotonic() - wall_start
         rss = process_rss_mb(client.pid)
+        opened = dashboard_open(client.pid, data, opts.dashboard_seconds)
     finally:
         client.terminate()
         client.wait(30)
@@ -191,6 +203,32 @@ def idle(coordinator: CoordinatorProcess, scratch: Path, opts: argparse.Namespac
         "idle_cpu_s": round(cpu, 3),
         "idle_cpu_percent": round(100 * cpu / wall, 3),
         "idle_rss_mb": round(rss, 1),
+        **opened,
+        "dashboard_extra_mb": round(opened["dashboard_rss_mb"] - rss, 1),
+    }
+
+
+def dashboard_open(pid: int, data: Path, seconds: float) -> dict[str, Any]:
+    """The idle client's dashboard, opened as a browser opens it: the page, its script and style,
+    then its state every 2 s (the page's own pace) for ``seconds``; the client's CPU meanwhile
+    and its memory after, against the same client closed."""
+    url = json.loads((data / "keys" / "dashboard.json").read_text())["url"]
+    with requests.Session() as browser:
+        browser.trust_env = False
+        for asset in ("", "dashboard.js", "dashboard.css"):
+            browser.get(url + asset, timeout=30).raise_for_status()
+        cpu_start, wall_start, latencies = read_process_cpu(pid), time.monotonic(), []
+        while time.monotonic() - wall_start < seconds:
+            asked = time.perf_counter()
+            browser.get(url + "api/state", timeout=30).raise_for_status()
+            latencies.append(time.perf_counter() - asked)
+            time.sleep(2.0)
+        cpu, wall = read_process_cpu(pid) - cpu_start, time.monotonic() - wall_start
+    return {
+        "dashboard_seconds": round(wall, 1),
+        "dashboard_cpu_percent": round(100 * cpu / wall, 3),
+        "dashboard_rss_mb": round(process_rss_mb(pid), 1),
+        "dashboard_state_ms": round(1000 * statistics.median(latencies), 1),
     }
 
 
@@ -222,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     figures = run(opts)
     client = f"{figures['client_cpu_s']} s, and {figures['client_startup_cpu_s']} s to start"
     idle = f"{figures['idle_cpu_percent']} % of one core over {figures['idle_seconds']} s"
+    dashboard = (
+        f"{figures['dashboard_rss_mb']} MB (+{figures['dashboard_extra_mb']}),"
+        f" {figures['dashboard_cpu_percent']} % of one core, state in {figures['dashboard_state_ms']} ms"
+    )
     print_pairs(
         [
             ("units crunched", crunched(figures)),
@@ -232,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             ("  counting the start", f"{100 * figures['app_cpu_fraction_with_startup']:.2f} %"),
             ("idle client CPU", idle),
             ("idle client memory", f"{figures['idle_rss_mb']} MB resident"),
+            ("dashboard open", dashboard),
         ],
         width=28,
     )

@@ -15,40 +15,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import CHAIN, PASSWORD, browser_missing
 from tests.coordinator_process import MAKE_SCIENTIST, MAKE_UNITS, PUBLISH_APP, CoordinatorProcess
 from tests.volunteers import Tessera, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from tessera_batches import Batches  # a script, not a package
 
-CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "a long enough passphrase 42"
-CHAIN = Path(__file__).resolve().parent.parent / "coordinator" / "work" / "demo_app"
-# No DNS but for the loopback, no Google services, no updates: the browser talks only to us.
-OFFLINE = [
-    "--no-sandbox",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-]
 # The pages' queries run on both databases in coordinator/web/tests; the browser sees only HTML.
 pytestmark = pytest.mark.sqlite_pass(
     "what the browser sees does not depend on the database, and these tests in both passes"
     " would take CI past its 30 minutes"
 )
-
-
-def browser_missing() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} is missing: apt-get install chromium (make test does it as root)"
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        return "playwright is not installed (requirements-dev.txt)"
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -60,40 +38,6 @@ def site(tmp_path_factory):
         pytest.skip(f"the browser tests need a browser: {missing}")
     with CoordinatorProcess(tmp_path_factory.mktemp("site"), DEBUG="0") as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def screenshots(tmp_path_factory) -> Path:
-    chosen = os.environ.get("TESSERA_SCREENSHOTS_DIR")
-    return Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=OFFLINE)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(chromium):
-    context = chromium.new_context(viewport={"width": 1100, "height": 800})
-    tab = context.new_page()
-    tab.set_default_timeout(15_000)
-    yield tab
-    context.close()
-
-
-@pytest.fixture
-def shot(screenshots):
-    def take(page, name: str) -> None:
-        screenshots.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
-
-    return take
 
 
 def sign_up(page, site: CoordinatorProcess, name: str) -> str:

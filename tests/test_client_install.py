@@ -89,6 +89,12 @@ def test_the_command_on_the_project_page_installs_the_client_and_it_attaches(pro
     assert attached.returncode == 0, attached.stdout + attached.stderr
     assert Host.objects.filter(volunteer=volunteer).count() == 1
     assert f"tessera {__version__}" in tessera(tmp_path, "status").stdout
+    installed_package = next((tmp_path / "tessera").glob("lib/python*/site-packages/tessera_client"))
+    assert {p.name for p in (installed_package / "dashboard").iterdir()} >= {
+        "index.html",
+        "dashboard.js",
+        "dashboard.css",
+    }, "the wheel carries the dashboard's page"
 
 
 def test_pip_refuses_a_wheel_changed_after_the_build(project, settings, tmp_path):

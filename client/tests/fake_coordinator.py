@@ -14,13 +14,14 @@ PROJECT_KEY = b64encode(bytes(32))
 
 class FakeCoordinator:
     """The scheduler and registration endpoints: keeps each request's JSON and answers with
-    ``reply``; the project's facts for ``tessera attach``."""
+    ``reply``; the project's facts for ``tessera attach``, and its ``notices``."""
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.user_agents: list[str] = []
         self.reply: dict = {"acks": [], "tasks": [], "next_rpc_seconds": 60, "host_id": 7}
         self.refusal: tuple[int, dict, dict] | None = None  # status, body, headers instead of a reply
+        self.notices: list[dict] = []  # what GET /api/v1/notices answers
         coordinator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,6 +36,9 @@ class FakeCoordinator:
                 self.answer(self.path in ("/api/v1/scheduler", "/api/v1/hosts"), coordinator.reply)
 
             def do_GET(self) -> None:
+                if self.path.startswith("/api/v1/notices"):
+                    self.answer(True, {"notices": coordinator.notices})
+                    return
                 self.answer(self.path == "/api/v1/project", {"name": "Fake", "code_signing_key": PROJECT_KEY})
 
             def answer(

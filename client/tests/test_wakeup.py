@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -34,3 +35,16 @@ def test_without_a_child_ending_it_sleeps_its_time():
         wakeup.sleep(0.3)
         assert time.monotonic() - began >= 0.29
         wakeup.sleep(-1.0)  # a look already overdue: no sleep at all
+
+
+@pytest.mark.skipif(not POSIX, reason="no SIGCHLD on this platform: the sleep is a plain one")
+def test_a_poke_from_another_thread_cuts_the_sleep_short_and_is_harmless_after_exit():
+    with Wakeup() as wakeup:
+        poker = threading.Timer(0.2, wakeup.poke)
+        poker.start()
+        began = time.monotonic()
+        wakeup.sleep(30.0)
+        slept = time.monotonic() - began
+        poker.join()
+    wakeup.poke()  # the pipe is closed: nothing is written anywhere
+    assert slept < 15.0

@@ -109,31 +109,41 @@ function taskRow(task) {
     el("td", {}, task.note));
 }
 
+function niceCeiling(value) {
+  if (!(value > 0)) return 1;
+  const power = Math.pow(10, Math.floor(Math.log10(value)));
+  return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= value);
+}
+
 function drawChart(projects, now) {
   const chart = document.getElementById("credit-chart");
   const title = chart.querySelector("title");
   chart.replaceChildren(title);
   const series = projects.map((p) => ({ name: p.title || p.name, points: p.history.concat([[now, p.host_total]]) }));
   const all = series.flatMap((s) => s.points);
-  const first = Math.min(...all.map((p) => p[0]), now - 3600);
-  const top = Math.max(1, ...all.map((p) => p[1]));
+  const first = Math.min(now - 600, ...all.map((p) => p[0]));
+  const top = niceCeiling(Math.max(0, ...all.map((p) => p[1])));
   const [left, right, y0, y1] = [56, 630, 190, 14];
-  const x = (t) => left + ((t - first) / Math.max(1, now - first)) * (right - left);
+  const x = (t) => left + ((t - first) / (now - first)) * (right - left);
   const y = (c) => y0 - (c / top) * (y0 - y1);
+  const label = (value) => value.toLocaleString(undefined, { maximumSignificantDigits: 3 });
   chart.append(svg("line", { class: "axis", x1: left, y1: y0, x2: right, y2: y0 }));
   chart.append(svg("line", { class: "axis", x1: left, y1: y0, x2: left, y2: y1 }));
-  chart.append(svg("text", { x: left - 6, y: y1 + 4, "text-anchor": "end" }, number(top, 0)));
+  chart.append(svg("text", { x: left - 6, y: y1 + 4, "text-anchor": "end" }, label(top)));
+  chart.append(svg("text", { x: left - 6, y: (y0 + y1) / 2 + 4, "text-anchor": "end" }, label(top / 2)));
   chart.append(svg("text", { x: left - 6, y: y0, "text-anchor": "end" }, "0"));
   chart.append(svg("text", { x: left, y: y0 + 16 }, moment(first)));
   chart.append(svg("text", { x: right, y: y0 + 16, "text-anchor": "end" }, "now"));
   series.forEach((s, i) => {
     const colour = COLOURS[i % COLOURS.length];
-    const path = s.points.map((p, j) => (j ? "L" : "M") + x(p[0]).toFixed(1) + " " + y(p[1]).toFixed(1)).join(" ");
+    // Credit arrives in steps, when results validate: drawn as steps, each arrival a dot.
+    const path = s.points.map((p, j) => (j ? "H" + x(p[0]).toFixed(1) + " V" : "M" + x(p[0]).toFixed(1) + " ") + y(p[1]).toFixed(1)).join(" ");
     chart.append(svg("path", { d: path, fill: "none", stroke: colour, "stroke-width": 2 }));
+    s.points.slice(0, -1).forEach((p) => chart.append(svg("circle", { cx: x(p[0]).toFixed(1), cy: y(p[1]).toFixed(1), r: 3, fill: colour })));
     chart.append(svg("text", { x: left + 8, y: y1 + 14 + 14 * i, fill: colour }, s.name));
   });
   document.getElementById("chart-caption").textContent = projects.length
-    ? "This computer's credit over time, per project (" + projects.length + ")."
+    ? "This computer's credit over time, per project (" + projects.length + "): each dot is credit granted."
     : "No project attached yet.";
 }
 
