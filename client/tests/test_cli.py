@@ -10,7 +10,18 @@ from tessera_client.cli import build_parser, main
 from tessera_client.journal import Journal
 from tessera_client.state import DataDir, Project
 
-COMMANDS = ["attach", "run", "status", "detach", "share", "prefs", "benchmark", "suspend", "resume", "dashboard"]
+COMMANDS = [
+    "attach",
+    "run",
+    "status",
+    "detach",
+    "share",
+    "prefs",
+    "benchmark",
+    "suspend",
+    "resume",
+    "dashboard",
+]
 
 
 def tessera(tmp_path, capsys, *args: str) -> tuple[int, str]:
