@@ -33,7 +33,7 @@ demo-hosts: $(VENV)/.installed
 
 ## screenshots: take the pages' screenshots again, into docs/screenshots/ (the browser tests)
 screenshots: $(VENV)/.installed chromium
-	env -u DATABASE_URL TESSERA_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/test_browser.py
+	env -u DATABASE_URL TESSERA_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/test_browser.py tests/test_dashboard_browser.py
 
 ## test: lint, migrations check, then the whole suite on SQLite and on PostgreSQL
 # The two database passes run side by side: each waits on the processes it starts most of the

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "security.md"
 CITATION = re.compile(r"`([\w./-]+\.py)::(\w+)`")
 ITEM = re.compile(r"^(?:-|\d+\.) ")
-ATTACKERS = 6
+ATTACKERS = 7
 SECURITY_TESTS = ("coordinator/core/tests/test_security.py", "client/tests/test_security_client.py")
 
 

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from rich.console import Console
 
@@ -27,8 +27,6 @@ from tessera_client.app_outcome import Outcome
 from tessera_client.app_supply import AppSupply
 from tessera_client.bundles import AppCache
 from tessera_client.contact import ProjectLink
-from tessera_client.dashboard_server import DashboardServer
-from tessera_client.dashboard_view import DashboardBackend
 from tessera_client.elapsed import ElapsedTime
 from tessera_client.journal import Journal
 from tessera_client.leftover_apps import kill_leftover
@@ -37,6 +35,9 @@ from tessera_client.running_apps import Running, RunningApps, progress_display
 from tessera_client.state import DataDir, suggested_preferences
 from tessera_client.task_record import RECEIVED, REPORTED, RUNNING, TaskRecord
 from tessera_client.wakeup import Wakeup
+
+if TYPE_CHECKING:
+    from tessera_client.dashboard_server import DashboardServer
 
 EVENTS_KEPT = 300  # the event log's lines the dashboard can show
 
@@ -168,6 +169,9 @@ class Daemon:
         """Listen for the dashboard on 127.0.0.1 (see :mod:`tessera_client.dashboard_server`)."""
         if self.dashboard_port is None:
             return
+        from tessera_client.dashboard_server import DashboardServer  # only `tessera run` needs it
+        from tessera_client.dashboard_view import DashboardBackend
+
         try:
             self.dashboard = DashboardServer(
                 self.data, DashboardBackend(self), port=self.dashboard_port, wake=wake

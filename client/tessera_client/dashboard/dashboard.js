@@ -121,7 +121,7 @@ function drawChart(projects, now) {
   chart.replaceChildren(title);
   const series = projects.map((p) => ({ name: p.title || p.name, points: p.history.concat([[now, p.host_total]]) }));
   const all = series.flatMap((s) => s.points);
-  const first = Math.min(now - 600, ...all.map((p) => p[0]));
+  const first = Math.min(now - 120, ...all.map((p) => p[0]));
   const top = niceCeiling(Math.max(0, ...all.map((p) => p[1])));
   const [left, right, y0, y1] = [56, 630, 190, 14];
   const x = (t) => left + ((t - first) / (now - first)) * (right - left);
