@@ -29,7 +29,9 @@ def note(runtime: Runtime, now: float) -> None:
     """Add the runtime's current credit to its history, if it changed."""
     point = [now, figure(runtime.credit, "host_total"), figure(runtime.credit, "volunteer_total")]
     history = runtime.credit_history
-    if history and list(history[-1][1:]) == point[1:]:
+    if not all(isinstance(kept, list) and len(kept) == 3 for kept in history):
+        history.clear()  # a runtime file edited by hand, say: it is only a cache
+    if history and history[-1][1:] == point[1:]:
         return
     history.append(point)
     if len(history) > KEPT:

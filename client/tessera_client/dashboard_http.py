@@ -87,6 +87,8 @@ class DashboardHandler(BaseHTTPRequestHandler):
             self._send_json(502, {"error": f"cannot reach the project: {error}"})
         except LoopBusy as busy:
             self._send_json(503, {"error": str(busy)})
+        except Exception as error:  # a bug of ours: say so, and the client goes on
+            self._send_json(500, {"error": f"the client could not do it: {type(error).__name__}: {error}"})
 
     # -- who may ask ----------------------------------------------------------------------
     def _checked_path(self) -> str:

@@ -21,8 +21,10 @@ import secrets
 import selectors
 import socket
 import threading
+import time
 from typing import Any, Callable
 
+from tessera_client.files import write_atomic
 from tessera_client.state import DataDir
 
 MAX_CONNECTIONS = 8  # more at once are closed unanswered: a local flood cannot pile up threads
@@ -76,9 +78,7 @@ class DashboardServer:
         """Write the address for ``tessera dashboard``: readable by the owner only."""
         path = self.data.dashboard_file
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump({"url": self.url, "pid": os.getpid()}, handle)
+        write_atomic(path, json.dumps({"url": self.url, "pid": os.getpid()}).encode(), mode=0o600)
 
     # -- the listening thread -----------------------------------------------------------
     def _accept(self) -> None:
@@ -94,7 +94,8 @@ class DashboardServer:
     def _take_connection(self) -> None:
         try:
             connection, _ = self.listener.accept()
-        except OSError:
+        except OSError:  # out of descriptors, say: wait rather than spin on a ready socket
+            time.sleep(0.1)
             return
         if not self._slots.acquire(blocking=False):
             connection.close()

@@ -128,3 +128,7 @@ def test_the_credit_history_keeps_changes_only_and_stays_small():
     runtime.credit = {"host_total": float("nan")}
     credit_history.note(runtime, now=2000.0)
     assert runtime.credit_history[-1][1] == 0.0, "never a NaN, which JSON cannot carry"
+    runtime.credit_history = ["damaged", [1, 2]]  # a runtime file edited by hand
+    runtime.credit = {"host_total": 5}
+    credit_history.note(runtime, now=3000.0)
+    assert runtime.credit_history == [[3000.0, 5.0, 0.0]]
