@@ -4,7 +4,10 @@ tests/conftest.py."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "a long enough passphrase 42"
@@ -29,3 +32,12 @@ def browser_missing() -> str | None:
     except ImportError:
         return "playwright is not installed (requirements-dev.txt)"
     return None
+
+
+def require_browser(who: str) -> None:
+    """Skip ``who`` loudly without a browser, or fail it in CI, where one is installed."""
+    missing = browser_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{who} need a browser: {missing}")
+        pytest.skip(f"{who} need a browser: {missing}")

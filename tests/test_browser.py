@@ -8,14 +8,13 @@ current (TESSERA_SCREENSHOTS_DIR), so a plain test run changes no file in the re
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.browser import CHAIN, PASSWORD, browser_missing
+from tests.browser import CHAIN, PASSWORD, require_browser
 from tests.coordinator_process import MAKE_SCIENTIST, MAKE_UNITS, PUBLISH_APP, CoordinatorProcess
 from tests.volunteers import Tessera, wait_for
 
@@ -31,11 +30,7 @@ pytestmark = pytest.mark.sqlite_pass(
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    missing = browser_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"the browser tests need a browser: {missing}")
-        pytest.skip(f"the browser tests need a browser: {missing}")
+    require_browser("the browser tests")
     with CoordinatorProcess(tmp_path_factory.mktemp("site"), DEBUG="0") as running:
         yield running
 

@@ -7,13 +7,12 @@ change nothing. The screenshot docs/screenshots/dashboard.png is taken here."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.browser import CHAIN, browser_missing
+from tests.browser import CHAIN, require_browser
 from tests.coordinator_process import MAKE_UNITS, PUBLISH_APP, CoordinatorProcess
 from tests.volunteers import attach, wait_for
 
@@ -29,11 +28,7 @@ Notice.objects.create(title=values["title"], body=values["body"])
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    missing = browser_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"the dashboard's browser test needs a browser: {missing}")
-        pytest.skip(f"the dashboard's browser test needs a browser: {missing}")
+    require_browser("the dashboard's browser tests")
     with CoordinatorProcess(tmp_path_factory.mktemp("project"), DEBUG="0") as running:
         running.django(PUBLISH_APP, name="chain", folder=str(CHAIN))
         # Two short units earn credit early; the long ones are still running when we look.

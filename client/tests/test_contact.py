@@ -70,26 +70,6 @@ def test_a_refused_upload_waits_for_its_retry_and_does_not_hammer_the_project(tm
 SLEEPER = "import time\nwhile True:\n    time.sleep(0.05)\n"
 
 
-@pytest.fixture
-def coordinator():
-    fake = FakeCoordinator()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def daemon(tmp_path, coordinator):
-    """A daemon attached to the fake coordinator as "p" (and to another project, "q")."""
-    data = DataDir(tmp_path / "data").ensure()
-    for name in ("p", "q"):
-        data.save_project(Project(name, coordinator.url, 1, "a2V5", "SHA256:x"))
-        HostKey.generate().save(data.key_file(name))
-    daemon = Daemon(data, console=Console(file=io.StringIO(), width=200))
-    daemon.refresh_projects()
-    yield daemon
-    daemon.shutdown()
-
-
 def task(replica: int) -> dict:
     return {**TASK, "replica": replica}
 

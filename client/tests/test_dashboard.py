@@ -76,13 +76,6 @@ class RunningClient:
 
 
 @pytest.fixture
-def coordinator():
-    fake = FakeCoordinator()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
 def client(tmp_path, coordinator):
     running = RunningClient(tmp_path / "data", coordinator.url)
     yield running

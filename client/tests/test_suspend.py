@@ -5,37 +5,19 @@ dashboard's chart."""
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
-from fake_coordinator import FakeCoordinator
-from rich.console import Console
 
 from tessera_client import control, credit_history
 from tessera_client.cli import main
 from tessera_client.daemon import Daemon
 from tessera_client.prefs import PreferenceError, PreferenceStore
-from tessera_client.protocol import HostKey
 from tessera_client.state import DataDir, Project, Runtime
 from tessera_client.task_record import RUNNING
 
 SLEEPER = "import time\nwhile True:\n    time.sleep(0.05)\n"
 TASK = {"deadline": "2030-01-01T00:00:00Z", "workunit": "wu", "upload_url": "/up"}
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    coordinator = FakeCoordinator()
-    data = DataDir(tmp_path / "data").ensure()
-    for name in ("p", "q"):
-        data.save_project(Project(name, coordinator.url, 1, "a2V5", "SHA256:x"))
-        HostKey.generate().save(data.key_file(name))
-    daemon = Daemon(data, console=Console(file=io.StringIO(), width=200))
-    daemon.refresh_projects()
-    yield daemon
-    daemon.shutdown()
-    coordinator.close()
 
 
 def launch(daemon: Daemon, tmp_path, project: str, replica: int) -> None:
