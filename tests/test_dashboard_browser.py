@@ -133,6 +133,12 @@ def nothing_from_another_origin(chromium, url: str, client) -> None:
     assert "dashboard: All work is suspended" not in client.output()
 
 
+def project_settings(client) -> dict:
+    folder = client.data / "projects"
+    [settings] = [p for p in folder.glob("*.json") if not p.name.endswith(".runtime.json")]
+    return json.loads(settings.read_text())
+
+
 def buttons_work(page, client) -> None:
     page.get_by_role("button", name="Suspend all work").click()
     page.wait_for_selector("#run-state.suspended")
@@ -152,6 +158,13 @@ def buttons_work(page, client) -> None:
     assert json.loads((client.data / "prefs.json").read_text()) == {"cpu_percent": 60}
     source = page.locator("#pref-rows tr", has_text="cpu_percent").locator("td").nth(2)
     wait_for(lambda: source.inner_text() == "local", 10, "the preference to show as the volunteer's")
+
+    share = page.locator("#project-rows input[type=number]")
+    share.fill("150")
+    page.wait_for_timeout(2500)  # a poll or more: what is being typed is not redrawn away
+    assert share.input_value() == "150"
+    share.press("Tab")
+    wait_for(lambda: project_settings(client)["resource_share"] == 150.0, 10, "the new share")
 
     page.get_by_role("button", name="Mark all as read").click()
     wait_for(lambda: page.locator("#notice-list li.unread").count() == 0, 10, "notices read")

@@ -173,8 +173,14 @@ function prefRow(pref) {
     el("td", {}, reset));
 }
 
+function editing(id) {
+  // A table being typed in is not redrawn under the volunteer's cursor by the next poll.
+  const focused = document.activeElement;
+  return focused && focused.tagName === "INPUT" && document.getElementById(id).contains(focused);
+}
+
 function renderPrefs(force) {
-  if (!lastState || (prefsDirty && !force)) return;
+  if (!lastState || (!force && (prefsDirty || editing("pref-rows")))) return;
   document.getElementById("pref-rows").replaceChildren(...lastState.prefs.map(prefRow));
 }
 
@@ -201,7 +207,7 @@ function render(state) {
   const toggle = document.getElementById("toggle-all");
   toggle.hidden = false;
   toggle.textContent = state.suspended.all ? "Resume all work" : "Suspend all work";
-  document.getElementById("project-rows").replaceChildren(...state.projects.map(projectRow));
+  if (!editing("project-rows")) document.getElementById("project-rows").replaceChildren(...state.projects.map(projectRow));
   drawChart(state.projects, state.now);
   const tasks = state.tasks.length ? state.tasks.map(taskRow) : [el("tr", {}, el("td", { colspan: "8" }, "No tasks."))];
   document.getElementById("task-rows").replaceChildren(...tasks);
