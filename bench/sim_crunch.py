@@ -1,9 +1,12 @@
-"""The simulated hosts' side: on and off by their availability model, a buffer of tasks,
-one task per core, results reported (and work asked for) as each task ends."""
+"""The simulated hosts' side: on and off by their availability model, a buffer of tasks
+started in the client's order (earliest deadline first), one task per core, results reported
+(and work asked for) as each task ends."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+from tessera_client.scheduling import Candidate, run_order
 
 from bench.sim_engine import IN_PROGRESS, Batch
 from bench.sim_population import Availability
@@ -122,6 +125,8 @@ class Crunching:
     def start_tasks(self, index: int) -> None:
         world, host = self.world, self.world.hosts[index]
         running, waiting = world.running[index], world.waiting[index]
+        if len(waiting) > 1 and len(running) < host.cores:
+            waiting[:] = start_order(world, waiting)
         while waiting and len(running) < host.cores:
             rep = world.reps[waiting.pop(0)]
             if rep.state is not IN_PROGRESS or rep.host != index:
@@ -150,3 +155,12 @@ class Crunching:
         self.start_tasks(index)
         if host.holds <= host.cores * LOW_WATER_PER_CORE:  # its buffer ran low: fill it again
             self.fetch(index, 0)
+
+
+def start_order(world: World, waiting: list[int]) -> list[int]:
+    """The host's waiting replicas in the order the client starts them: its own
+    ``scheduling.run_order``, which inside one project is earliest deadline first, so a tail's
+    backup, sent with a shorter deadline, does not wait behind the host's whole buffer."""
+    reps = world.reps
+    candidates = [Candidate("project", rep_id, reps[rep_id].deadline, 0.0) for rep_id in waiting]
+    return [candidate.replica for candidate in run_order(candidates, {"project": 1.0}, {})]

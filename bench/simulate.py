@@ -7,7 +7,8 @@ honest, erring, random cheaters and colluders, some leaving for good. Scientists
 batches over time. The lifecycle, quorum, credit, reputation, adaptive replication, quotas,
 tail acceleration and fair share are the coordinator's modules, called as dispatch, the
 transitioner and the validator call them (``bench.sim_engine``); time, the network and the
-database's mechanics are modelled. Same seed, same figures.
+database's mechanics are modelled. A host starts its waiting tasks in the order the client's
+own ``scheduling.run_order`` gives (earliest deadline first). Same seed, same figures.
 
 It ends with one line of JSON: ``hosts``, ``units``, ``makespan_ratio`` (the whole workload's
 makespan against the ideal: the work the quorums need over the capacity of the hosts that

@@ -59,3 +59,16 @@ def test_the_population_has_the_mix_asked_for_and_refuses_a_bad_one():
         Mix.parse("sloppy=0.1")
     with pytest.raises(ValueError):
         Mix.parse("erring=0.7,random=0.5")
+
+
+def test_a_simulated_host_starts_its_tasks_in_the_clients_order_earliest_deadline_first():
+    """As ``tessera_client.scheduling.run_order`` orders one project's tasks: a tail's backup,
+    sent last with a shorter deadline, starts before the buffer it arrived behind."""
+    from types import SimpleNamespace
+
+    from bench.sim_crunch import start_order
+
+    deadlines = {11: 9000.0, 12: 9500.0, 13: 2000.0, 14: 9000.0}
+    world = SimpleNamespace(reps={rep: SimpleNamespace(deadline=d) for rep, d in deadlines.items()})
+
+    assert start_order(world, [11, 12, 13, 14]) == [13, 11, 14, 12]
