@@ -126,7 +126,12 @@ class DashboardHandler(BaseHTTPRequestHandler):
 
     # -- what they may ask ----------------------------------------------------------------
     def _get(self, path: str) -> None:
-        if path == "api/state":
+        if path == "" and not self.path.split("?", 1)[0].endswith("/"):
+            self.send_response(301)  # the page's relative addresses need the secret's folder
+            self.send_header("Location", f"/{self.server.secret}/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif path == "api/state":
             self._send_json(200, self.server.on_loop(self.server.backend.state))
         elif path in PAGES:
             name, content_type = PAGES[path]

@@ -103,6 +103,8 @@ def test_the_dashboard_answers_only_at_its_secret_address(client):
         assert requests.get(address, timeout=30).status_code == 403, address
     page = client.get()
     assert page.status_code == 200 and "<title>Tessera dashboard</title>" in page.text
+    moved = requests.get(client.url.rstrip("/"), allow_redirects=False, timeout=30)
+    assert moved.status_code == 301 and moved.headers["Location"] == f"/{secret}/"
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert page.headers["X-Frame-Options"] == "DENY"
     assert client.get("api/nothing").status_code == 404
