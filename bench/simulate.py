@@ -14,7 +14,9 @@ It ends with one line of JSON: ``hosts``, ``units``, ``makespan_ratio`` (the who
 makespan against the ideal: the work the quorums need over the capacity of the hosts that
 return right answers, at their on fraction), ``tail_ratio`` (the largest batch's last 1%
 against its median unit), ``wrong_accepted``, ``credit_spread``, ``share_error``, ``wasted``
-and ``wall_seconds``, with the batches' own figures.
+and ``wall_seconds``, with the batches' own figures, ``busy_share`` (hours, share of the hosts'
+cores crunching, every half hour) and ``drain_hours`` (from when that share last fell below
+0.9 to the end).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ RPC_DELAY_NO_WORK = 5.0  # bench.scenario's setting: a host that got nothing ask
 # hosts' RPCs, uploads and the coordinator sharing two cores): fitted so the simulator's
 # makespan ratio matches bench.scenario's (docs/benchmarks.md, "Calibration").
 TASK_OVERHEAD = 1.2
+SAMPLE = 90  # this module's own event: the share of the hosts' cores busy, every SAMPLE_EVERY
+SAMPLE_EVERY = 1800.0
 
 
 def knobs_from_settings():
@@ -307,6 +311,33 @@ def report(world, ideal: float, args: argparse.Namespace, wall: float) -> dict:
     }
 
 
+def busy_sampler(world, rows: list[tuple[float, float]]):
+    """Every SAMPLE_EVERY virtual seconds, the share of the cores of the hosts on (those that
+    return right answers, by speed) that crunch: about 1 while work waits, and what falls off
+    after shows the batches' drain (docs/benchmarks.md). It reads the world, changing nothing."""
+
+    def sample(_a: int, _b: int) -> None:
+        on = crunching = 0.0
+        for index, host in enumerate(world.hosts):
+            if host.gone or not world.on[index] or host.kind not in ("honest", "erring"):
+                continue
+            on += host.flops * host.cores
+            crunching += host.flops * min(len(world.running[index]), host.cores)
+        rows.append((round(world.now / 3600, 2), round(crunching / on, 3) if on else 0.0))
+        if world.events:  # something else is still to happen
+            world.at_time(world.now + SAMPLE_EVERY, SAMPLE, 0)
+
+    return sample
+
+
+def drain_hours(busy: list[tuple[float, float]], end: float) -> float | None:
+    """Hours from when the busy share last fell below 0.9, having reached it, to the end."""
+    reached = [i for i, (_, share) in enumerate(busy) if share >= 0.9]
+    if not reached or reached[-1] + 1 >= len(busy):
+        return None
+    return round(end / 3600 - busy[reached[-1] + 1][0], 2)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coordinator.settings")
@@ -326,8 +357,13 @@ def main(argv: list[str] | None = None) -> dict:
             )
         return len(world.batches) == len(crunching.pending_batches) and world.open_units == 0
 
-    world.run(crunching.handlers(), until=finished)
+    busy: list[tuple[float, float]] = []
+    handlers = crunching.handlers()
+    handlers[SAMPLE] = busy_sampler(world, busy)
+    world.at_time(0.0, SAMPLE, 0)
+    world.run(handlers, until=finished)
     result = report(world, ideal, args, time.perf_counter() - started)
+    result["busy_share"], result["drain_hours"] = busy, drain_hours(busy, result["makespan_seconds"])
     print(json.dumps(result))
     return result
 

@@ -72,3 +72,15 @@ def test_a_simulated_host_starts_its_tasks_in_the_clients_order_earliest_deadlin
     world = SimpleNamespace(reps={rep: SimpleNamespace(deadline=d) for rep, d in deadlines.items()})
 
     assert start_order(world, [11, 12, 13, 14]) == [13, 11, 14, 12]
+
+
+def test_it_shows_the_hosts_busy_while_work_waits_and_the_drain_after():
+    figures = run("--seed", "3")
+    shares = [share for _, share in figures["busy_share"]]
+    hours = [hour for hour, _ in figures["busy_share"]]
+
+    assert hours == sorted(hours) and hours[0] == 0.0
+    assert all(0.0 <= share <= 1.0 for share in shares)
+    assert max(shares) >= 0.9  # every core crunching while units wait to be sent
+    assert shares[-1] < 0.9  # and fewer as the last replicas come back
+    assert 0 < figures["drain_hours"] <= figures["makespan_seconds"] / 3600
