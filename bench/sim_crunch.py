@@ -114,6 +114,8 @@ class Crunching:
         got = world.claim(host, want)
         host.holds -= want
         if not got:
+            if not world.idle.any_unsent():  # idle cores: back up the tails' slowest units
+                world.idle.back_up_for(host)
             world.at_time(world.now + world.backoff[index], FETCH, index)
             world.backoff[index] = min(self.backoff[1], world.backoff[index] * 2)
             return

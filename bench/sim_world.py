@@ -31,6 +31,7 @@ from bench.sim_engine import (
     standings,
     unit_view,
 )
+from bench.sim_idle import IdleBackups
 from coordinator.standing.credit import claimed_credit, granted_credit
 from coordinator.standing.reputation import Event
 from coordinator.validation.quorum import Candidate, find_quorum, judge_against
@@ -80,6 +81,7 @@ class World:
         self.figures = Figures()
         self.open_units = 0
         self.typical, self.typical_at = 0.0, -TYPICAL_EVERY
+        self.idle = IdleBackups(self, seed)  # backups for idle hosts (work.speculation)
 
     # --- the clock ------------------------------------------------------------------------
 
@@ -101,6 +103,7 @@ class World:
         batch.first_unit = len(self.units)
         batch.last_block = batch.first_unit + max(0, batch.units - self.knobs.block_units)
         self.batches.append(batch)
+        self.idle.grow(batch.first_unit + batch.units)
         for _ in range(batch.units):
             unit = Unit(len(self.units), batch)
             self.units.append(unit)
@@ -161,6 +164,8 @@ class World:
         batch = unit.batch
         batch.finished += 1 if finished_now else -1
         self.open_units -= 1 if finished_now else -1
+        if finished_now:
+            self.idle.finished(unit.id)
         if finished_now and unit.done_at is None:
             unit.done_at = self.now
         if batch.percent99_at is None and batch.finished >= 0.99 * batch.units:

@@ -24,6 +24,7 @@ from coordinator.core.metrics import DISPATCHED, REPORTED
 from coordinator.scheduler.claim_writes import touch_host
 from coordinator.scheduler.dispatch import Assignment, WorkRequest, claim_work, why_no_work
 from coordinator.scheduler.dispatch_sql import any_unsent
+from coordinator.scheduler.idle_hosts import back_up_for_idle_host
 from coordinator.scheduler.reports import NOTHING_RECORDED, ReportAck, ReportIn, Uploaded, record_reports
 from coordinator.scheduler.tasks import after_reports
 from coordinator.scheduler.uploads import check_uploads, forget_uploads
@@ -77,7 +78,7 @@ class RpcResult:
     acks: list[ReportAck]
     assignments: list[Assignment]
     next_rpc_seconds: int
-    touched_units: list[int]  # units whose replicas were reported: they need a transition
+    touched_units: list[int]  # units reported on or backed up: they need a transition
     credit: CreditStanding | None = None
     abort: list[int] = field(default_factory=list)  # replicas the host must stop crunching
     messages: list[str] = field(default_factory=list)  # for the volunteer: why no work came
@@ -161,11 +162,8 @@ def scheduler_rpc(
         if reports
         else NOTHING_RECORDED
     )
-    if work_request.wants_work and any_unsent():
-        assignments = claim_work(host=host, request=work_request, now=now)
-    else:  # not asking, or nothing waits for anyone (no claim could give anything)
-        touch_host(host.pk, now)
-        assignments = []
+    assignments, backed_up = _work_for(host, work_request, now)
+    touched = sorted({*recorded.touched_units, *backed_up}) if backed_up else recorded.touched_units
     messages = why_no_work(host) if work_request.wants_work and not assignments else []
     record_events(recorded.error_events, now=now)
     delay = settings.TESSERA[
@@ -175,11 +173,20 @@ def scheduler_rpc(
         acks=recorded.acks,
         assignments=assignments,
         next_rpc_seconds=delay,
-        touched_units=recorded.touched_units,
+        touched_units=touched,
         credit=credit_standing(host=host, now=now),
         abort=called_off(host=host, replica_ids=in_progress or []),
         messages=messages,
     )
+
+
+def _work_for(host: Host, work_request: WorkRequest, now: datetime) -> tuple[list[Assignment], list[int]]:
+    """The tasks claimed for the host, and the units its idle cores had backed up (only when
+    it asked for work and nothing waits for anyone: then no claim could give anything)."""
+    if work_request.wants_work and any_unsent():
+        return claim_work(host=host, request=work_request, now=now), []
+    touch_host(host.pk, now)
+    return [], back_up_for_idle_host(host, now=now) if work_request.wants_work else []
 
 
 def called_off(*, host: Host, replica_ids: list[int]) -> list[int]:

@@ -85,12 +85,14 @@ def test_an_overdue_audit_is_never_called_off():
     assert transition(tail(done_unit()), replicas, NOW).aborted == ()
 
 
-def test_reissues_are_accelerated_first_replicas_and_dispute_replicas_are_not():
+def test_reissues_are_accelerated_first_replicas_and_dispute_replicas_only_in_a_tail():
     assert not transition(unit(), [], NOW).accelerate_new
     assert transition(unit(), [success(1), over(2, Outcome.CLIENT_ERROR)], NOW).accelerate_new
     disputed = [success(1, ValidateState.INCONCLUSIVE), success(2, ValidateState.INCONCLUSIVE)]
     result = transition(unit(), disputed, NOW)
     assert result.create_replicas == 1 and result.reserve_new and not result.accelerate_new
+    in_tail = transition(tail(unit()), disputed, NOW)
+    assert in_tail.create_replicas == 1 and in_tail.reserve_new and in_tail.accelerate_new
 
 
 def test_a_late_replica_of_a_finished_unit_that_failed_is_not_backed_up():
