@@ -9,10 +9,12 @@ from __future__ import annotations
 import heapq
 import random
 
-from bench.sim_engine import IN_PROGRESS, OVER, UNSENT, Host, at, reliable
+from bench.sim_engine import IN_PROGRESS, OVER, UNSENT, Host, reliable
 from coordinator.scheduler.idle_hosts import MOST_PER_REQUEST, SAMPLE_PER_CORE
 from coordinator.work.lifecycle import Outcome, UnitState, ValidateState
 from coordinator.work.speculation import Out, UnitOut, backups_for_idle_host
+
+SUCCESS, INVALID = Outcome.SUCCESS, ValidateState.INVALID
 
 
 class IdleBackups:
@@ -64,7 +66,7 @@ class IdleBackups:
         ]
         chosen = backups_for_idle_host(
             [u for u in units if u is not None],
-            now=at(world.now),
+            now=world.now,
             own_seconds=host.turnaround,
             overdue_factor=knobs.rules.overdue_factor,
             count=free,
@@ -98,22 +100,19 @@ class IdleBackups:
         return found
 
     def unit_out(self, unit_id: int, host_index: int, usual: float) -> UnitOut | None:
-        """``tails._units_out`` for one unit: None when the host holds or held a replica of it."""
+        """``idle_hosts.units_out`` for one unit: None when the host holds or held a replica
+        of it (one pass over its replicas: this runs for every unit of every sample)."""
         world = self.world
         unit = world.units[unit_id]
-        reps = [world.reps[r] for r in unit.replicas]
-        if unit.state is not UnitState.ACTIVE or any(rep.host == host_index for rep in reps):
+        if unit.state is not UnitState.ACTIVE:
             return None
-        alive = sum(
-            1
-            for rep in reps
-            if rep.state is OVER
-            and rep.outcome is Outcome.SUCCESS
-            and rep.validate is not ValidateState.INVALID
-        )
-        out = tuple(
-            Out(rep.id, at(rep.sent_at), at(rep.overdue_at), world.hosts[rep.host].turnaround)
-            for rep in reps
-            if rep.state is IN_PROGRESS
-        )
-        return UnitOut(unit.id, unit.batch.policy.min_quorum - alive, usual, out)
+        reps, hosts, alive, out = world.reps, world.hosts, 0, []
+        for rep_id in unit.replicas:
+            rep = reps[rep_id]
+            if rep.host == host_index:
+                return None
+            if rep.state is IN_PROGRESS:
+                out.append(Out(rep_id, rep.sent_at, rep.overdue_at, hosts[rep.host].turnaround))
+            elif rep.state is OVER and rep.outcome is SUCCESS and rep.validate is not INVALID:
+                alive += 1
+        return UnitOut(unit_id, unit.batch.policy.min_quorum - alive, usual, tuple(out))

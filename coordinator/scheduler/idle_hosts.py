@@ -57,7 +57,7 @@ def back_up_for_idle_host(host: Host, *, now: datetime) -> list[int]:
     units = units_out(tail_sample(SAMPLE_PER_CORE * free), host.pk)
     chosen = speculation.backups_for_idle_host(
         units,
-        now=now,
+        now=now.timestamp(),
         own_seconds=max(turnarounds),
         overdue_factor=rules.overdue_factor,
         count=free,
@@ -134,7 +134,9 @@ def units_out(unit_ids: list[int], host_id: int) -> list[speculation.UnitOut]:
             quorum - alive.get(unit_id, 0),
             usual,
             tuple(
-                speculation.Out(row[0], row[7], row[8], usual_on.get((row[2], row[3]), 0.0))
+                speculation.Out(
+                    row[0], row[7].timestamp(), row[8].timestamp(), usual_on.get((row[2], row[3]), 0.0)
+                )
                 for row in out
                 if row[1] == unit_id
             ),

@@ -1,28 +1,26 @@
 """Backups for idle hosts (docs/batches.md, "Backups for idle hosts"): when nothing waits to
 be sent and a reliable host still has free cores, the batches' tails get a backup of the
 units that would otherwise come back last, as MapReduce backs up its last tasks when it has
-idle workers. Pure functions: ``tails.back_up_for_idle_host`` reads the replicas out and
-writes what these choose; ``bench.simulate`` calls them on its own world."""
+idle workers. Pure functions on times in seconds (since the epoch, or the simulator's
+start): ``scheduler.idle_hosts`` reads the replicas out and writes what these choose;
+``bench.simulate`` calls them on its own world."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Out:
+class Out(NamedTuple):
     """A replica out on some host, as the coordinator knows it."""
 
     replica_id: int
-    sent_at: datetime
-    overdue_at: datetime  # sent_at + overdue_factor x its host's usual time (acceleration.timing)
+    sent_at: float
+    overdue_at: float  # sent_at + overdue_factor x its host's usual time (acceleration.timing)
     host_seconds: float = 0.0  # its host's usual turnaround on the version, when measured
 
 
-@dataclass(frozen=True)
-class UnitOut:
+class UnitOut(NamedTuple):
     """An active unit of a batch in its tail: its replicas out, and how many more valid
     results it needs (its quorum less the successes not judged invalid)."""
 
@@ -32,28 +30,28 @@ class UnitOut:
     out: tuple[Out, ...]
 
 
-def expected_back(out: Out, *, now: datetime, usual: float, overdue_factor: float) -> datetime:
+def expected_back(out: Out, *, now: float, usual: float, overdue_factor: float) -> float:
     """When a replica out should be back: after its host's usual time (measured, or else what
     its overdue time holds: ``overdue_factor`` times the host's expected time after sending).
     One already later than that is taken to need the app's usual time again from now: its
     host may be off for hours."""
     if out.host_seconds > 0:
-        expected = out.sent_at + timedelta(seconds=out.host_seconds)
+        expected = out.sent_at + out.host_seconds
     else:
         expected = out.sent_at + (out.overdue_at - out.sent_at) / max(1.0, overdue_factor)
-    return expected if expected >= now else now + timedelta(seconds=usual)
+    return expected if expected >= now else now + usual
 
 
 def backups_for_idle_host(
-    units: Iterable[UnitOut], *, now: datetime, own_seconds: float, overdue_factor: float, count: int
+    units: Iterable[UnitOut], *, now: float, own_seconds: float, overdue_factor: float, count: int
 ) -> list[int]:
     """The replicas to make overdue now (each then gets one backup, the lifecycle's rule), for
     at most ``count`` units: those whose results would come back latest, where a host that
     takes ``own_seconds`` would beat them. A unit's results come back when the ``needed``-th
     of its replicas out does (one already overdue counts as late: its backup may be lost
     too); of those, the ones not overdue yet that the idle host would beat are backed up."""
-    beaten_by = now + timedelta(seconds=max(0.0, own_seconds))
-    ranked: list[tuple[datetime, int, list[int]]] = []
+    beaten_by = now + max(0.0, own_seconds)
+    ranked: list[tuple[float, int, list[int]]] = []
     for unit in units:
         if unit.needed < 1 or len(unit.out) < unit.needed:
             continue  # it needs nothing, or has replicas waiting to be sent already

@@ -3,14 +3,12 @@ free cores back up, as pure functions, by example and by property."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.work.speculation import Out, UnitOut, backups_for_idle_host, expected_back
 
-NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+NOW = 1_796_644_800.0  # 2026-12-07 12:00 UTC, in seconds since the epoch
 USUAL = 3600.0  # the app's usual turnaround
 FACTOR = 2.0  # TAIL_OVERDUE_FACTOR
 
@@ -20,12 +18,8 @@ def out(
 ) -> Out:
     """A replica sent ``sent_ago`` seconds ago; overdue FACTOR times its host's time after it
     was sent (or ``overdue_in`` seconds from now)."""
-    sent = NOW - timedelta(seconds=sent_ago)
-    overdue = (
-        NOW + timedelta(seconds=overdue_in)
-        if overdue_in is not None
-        else sent + timedelta(seconds=FACTOR * (host_seconds or USUAL))
-    )
+    sent = NOW - sent_ago
+    overdue = NOW + overdue_in if overdue_in is not None else sent + FACTOR * (host_seconds or USUAL)
     return Out(replica_id, sent, overdue, host_seconds)
 
 
@@ -37,18 +31,14 @@ def test_a_replica_is_expected_after_its_hosts_usual_time_or_what_its_overdue_ti
     measured = out(1, sent_ago=600, host_seconds=7200)
     unmeasured = out(2, sent_ago=600, overdue_in=3000)  # sent + 2 x 1,800 s
 
-    assert expected_back(measured, now=NOW, usual=USUAL, overdue_factor=FACTOR) == NOW + timedelta(
-        seconds=6600
-    )
-    assert expected_back(unmeasured, now=NOW, usual=USUAL, overdue_factor=FACTOR) == NOW + timedelta(
-        seconds=1200
-    )
+    assert expected_back(measured, now=NOW, usual=USUAL, overdue_factor=FACTOR) == NOW + 6600
+    assert expected_back(unmeasured, now=NOW, usual=USUAL, overdue_factor=FACTOR) == NOW + 1200
 
 
 def test_a_replica_out_longer_than_its_host_usually_takes_needs_the_apps_usual_time_again():
     late = out(1, sent_ago=5000, host_seconds=1800)
 
-    assert expected_back(late, now=NOW, usual=USUAL, overdue_factor=FACTOR) == NOW + timedelta(seconds=USUAL)
+    assert expected_back(late, now=NOW, usual=USUAL, overdue_factor=FACTOR) == NOW + USUAL
 
 
 def test_the_units_that_would_come_back_last_are_backed_up_first_one_per_free_core():
@@ -106,7 +96,7 @@ def test_at_most_count_units_and_only_replicas_not_yet_overdue_that_the_host_wou
     chosen = choose(units, own=own, count=count)
     unit_of = {o.replica_id: u for u in units for o in u.out}
     replica = {o.replica_id: o for u in units for o in u.out}
-    beaten_by = NOW + timedelta(seconds=own)
+    beaten_by = NOW + own
 
     assert len(chosen) == len(set(chosen))
     assert len({unit_of[r].unit_id for r in chosen}) <= count
