@@ -110,19 +110,25 @@ def reliable_host(app) -> SignedHost:
     return host
 
 
-@pytest.mark.django_db
-def test_a_nearly_done_batchs_overdue_replica_is_sent_again_early_and_the_first_valid_result_wins(settings):
-    settings.TESSERA = {**settings.TESSERA, "TAIL_FRACTION": 0.8}
-    app = make_app()
+def five_unit_batch(app, *, delay_bound: int) -> tuple[Batch, list]:
+    """A batch of five units of quorum 2, all its replicas waiting to be sent."""
     batch = Batch.objects.create(name="tail", app=app, units_planned=5, units_created=5)
     units = create_work_units(
         app=app,
         specs=[UnitSpec(f"tail-{i}", b"x", i) for i in range(5)],
         now=timezone.now(),
-        policy=Policy(min_quorum=2, target_nresults=2, delay_bound=DELAY),
+        policy=Policy(min_quorum=2, target_nresults=2, delay_bound=delay_bound),
         batch=batch,
         fpops_estimate=1e9,
     )
+    return batch, units
+
+
+@pytest.mark.django_db
+def test_a_nearly_done_batchs_overdue_replica_is_sent_again_early_and_the_first_valid_result_wins(settings):
+    settings.TESSERA = {**settings.TESSERA, "TAIL_FRACTION": 0.8}
+    app = make_app()
+    batch, units = five_unit_batch(app, delay_bound=DELAY)
     slow, first, second = (SignedHost(*make_host()) for _ in range(3))
     [held] = [task["replica"] for task in slow.rpc(tasks=1).json()["tasks"]]
     stuck = Replica.objects.get(pk=held).workunit

@@ -14,13 +14,13 @@ from django.utils import timezone
 from coordinator.accounts.models import Host
 from coordinator.scheduler.dispatch_sql import any_unsent
 from coordinator.scheduler.idle_hosts import tail_sample, units_out
-from coordinator.scheduler.tests.test_acceleration import reliable_host, success
+from coordinator.scheduler.tests.test_acceleration import five_unit_batch, reliable_host, success
 from coordinator.testing import SignedHost, make_app, make_host
 from coordinator.validation.models import LedgerEntry
 from coordinator.validation.services import validate_due_units
-from coordinator.work.lifecycle import Outcome, Policy, ReplicaState
+from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import App, Batch, Replica, WorkUnit
-from coordinator.work.services import UnitSpec, create_work_units, transition_due_units
+from coordinator.work.services import transition_due_units
 
 DELAY = 3 * 3600  # long enough that nothing is overdue by itself while the test runs
 # An empty request's statements (test_query_count's nothing-waits case) and the backups' own,
@@ -40,15 +40,7 @@ def tail(settings):
     replica out on a slow host; nothing waits to be sent."""
     settings.TESSERA = {**settings.TESSERA, "TAIL_FRACTION": 0.8}
     app = make_app()
-    batch = Batch.objects.create(name="tail", app=app, units_planned=5, units_created=5)
-    create_work_units(
-        app=app,
-        specs=[UnitSpec(f"tail-{i}", b"x", i) for i in range(5)],
-        now=timezone.now(),
-        policy=Policy(min_quorum=2, target_nresults=2, delay_bound=DELAY),
-        batch=batch,
-        fpops_estimate=1e9,
-    )
+    batch, _ = five_unit_batch(app, delay_bound=DELAY)
     slow, first, second = (SignedHost(*make_host()) for _ in range(3))
     [held] = [task["replica"] for task in slow.rpc(tasks=1).json()["tasks"]]
     for host in (first, second):
