@@ -198,9 +198,10 @@ class WorkUnit(models.Model):
         indexes = [
             models.Index(fields=["transition_time"], name="unit_transition_due"),
             # Whether a batch has an active unit left, as one probe: a batch is assimilated as
-            # its last unit settles (work.selectors.finished_batches), however large it is.
+            # its last unit settles (work.selectors.finished_batches), however large it is; and
+            # a tail's active units from a point by id (scheduler.idle_hosts.tail_sample).
             models.Index(
-                fields=["batch"],
+                fields=["batch", "id"],
                 condition=Q(state=UnitState.ACTIVE, batch__isnull=False),
                 name="unit_active_by_batch",
             ),
