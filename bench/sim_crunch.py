@@ -28,10 +28,12 @@ class Crunching:
         *,
         backoff: tuple[float, float] = BACKOFF,
         overhead: float = 0.0,
+        prompt: float = 5.0,
     ) -> None:
         self.world, self.availability, self.leaves_at = world, availability, leaves_at
         self.backoff = backoff  # a host that got nothing asks again after this, doubling up to the most
         self.overhead = overhead  # seconds per task beyond crunching: download, start, upload, report
+        self.prompt = prompt  # RPC_DELAY_WITH_WORK: when a host that made backups asks again
         self.pending_batches: list[Batch] = []
 
     def handlers(self) -> dict[int, Callable[[int, int], None]]:
@@ -110,12 +112,17 @@ class Crunching:
         want = host.cores * BUFFER_PER_CORE - host.holds
         if want <= 0:
             return
+        held = host.holds
         host.holds += want  # what dispatch reads as held while it sends (its queue per core)
-        got = world.claim(host, want)
+        got = world.claim(host, want, held)
         host.holds -= want
         if not got:
-            if not world.idle.any_unsent():  # idle cores: back up the tails' slowest units
-                world.idle.back_up_for(host)
+            # Idle cores back up the tails' slowest units; the reply then asks the host back
+            # at the pace of one that got work (rpc.scheduler_rpc), to take the backups.
+            if not world.idle.any_unsent() and world.idle.back_up_for(host):
+                world.backoff[index] = self.backoff[0]
+                world.at_time(world.now + self.prompt, FETCH, index)
+                return
             world.at_time(world.now + world.backoff[index], FETCH, index)
             world.backoff[index] = min(self.backoff[1], world.backoff[index] * 2)
             return

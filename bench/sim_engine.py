@@ -59,6 +59,7 @@ class Knobs:
     deadline_share: float  # dispatch's DEADLINE_SHARE
     quota_cap: int
     block_units: int
+    buffer_seconds: float = float("inf")  # WORK_BUFFER_SECONDS
 
 
 @dataclass

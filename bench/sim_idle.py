@@ -50,17 +50,17 @@ class IdleBackups:
                 return True
         return False
 
-    def back_up_for(self, host: Host) -> None:
+    def back_up_for(self, host: Host) -> int:
         """``idle_hosts.back_up_for_idle_host``, asked after a request for work got nothing
-        and nothing waits to be sent."""
+        and nothing waits to be sent. Returns how many replicas it made overdue."""
         world = self.world
         knobs = world.knobs
         if host.consecutive_valid < knobs.rules.min_consecutive_valid:
-            return
+            return 0
         free = min(MOST_PER_REQUEST, host.cores - host.holds)
         typical = world.typical_turnaround()
         if free <= 0 or not reliable(host, knobs, typical):
-            return
+            return 0
         units = [
             self.unit_out(unit_id, host.index, typical) for unit_id in self.sample(SAMPLE_PER_CORE * free)
         ]
@@ -79,6 +79,7 @@ class IdleBackups:
         self.made += len(chosen)
         for unit in sorted(touched.values(), key=lambda u: u.id):
             world.touch(unit)
+        return len(chosen)
 
     def sample(self, count: int) -> list[int]:
         """``tails.tail_sample``: a running batch in its tail, drawn by its size; from a random

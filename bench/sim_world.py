@@ -32,6 +32,7 @@ from bench.sim_engine import (
     unit_view,
 )
 from bench.sim_idle import IdleBackups
+from coordinator.scheduler.buffer import buffer_room
 from coordinator.standing.credit import claimed_credit, granted_credit
 from coordinator.standing.reputation import Event
 from coordinator.validation.quorum import Candidate, find_quorum, judge_against
@@ -66,6 +67,7 @@ class World:
         self.knobs, self.hosts, self.weights = knobs, hosts, weights
         self.rng = random.Random(seed)
         self.queues = Queues(random.Random(seed + 1), knobs.block_units)
+        self.room = (0, 0)  # the claim under way: what the host holds, and the most it may get
         self.usage = Usage(knobs.window)
         self.units: list[Unit] = []
         self.reps: list[Rep] = []
@@ -295,9 +297,10 @@ class World:
 
     # --- dispatch -----------------------------------------------------------------------------
 
-    def claim(self, host: Host, want: int) -> list[Rep]:
-        """Replicas for ``host`` (``scheduler.dispatch.claim_work``): reserved ones for an
-        established host, then share by share in fair-share order."""
+    def claim(self, host: Host, want: int, held: int) -> list[Rep]:
+        """Replicas for ``host``, which holds ``held`` (``scheduler.dispatch.claim_work``):
+        reserved ones for an established host, then share by share in fair-share order, within
+        the work buffer (``scheduler.buffer``) sized by the first one taken."""
         knobs, now = self.knobs, self.now
         day = int(now // 86400)
         if host.quota_day != day:
@@ -309,6 +312,7 @@ class World:
         is_established = established(host, now, knobs)
         chosen: list[Rep] = []
         units: set[int] = set()
+        self.room = (held, want)  # the buffer's limit once the first replica is taken
         if self.queues.reserved:
             made_before = None if is_established else now - knobs.dispute_wait
             self.pick(host, None, self.queues.reserved, want, chosen, units, is_reliable_host, made_before)
@@ -316,7 +320,7 @@ class World:
         if len(order) > 1:
             self.figures.contended.setdefault(-1, 0.0)
         for share in order:
-            if len(chosen) >= want:
+            if len(chosen) >= self.room[1]:
                 break
             assert share is not None
             before = len(chosen)
@@ -335,6 +339,7 @@ class World:
         (its own unit, a unit out alone, accelerated work waiting for a reliable host), and
         leave it for others."""
         skipped = []
+        want = self.room[1]
         budget = (want - len(chosen)) * CANDIDATES_PER_TASK + 8
         speed = (
             host.benchmark * host.on_fraction * self.knobs.deadline_share
@@ -355,9 +360,27 @@ class World:
             ):
                 skipped.append(entry)
                 continue
+            if not chosen:
+                want = self.limit_to_buffer(host, unit.batch.fpops)
+                if want <= 0:
+                    skipped.append(entry)
+                    break
             units.add(unit.id)
             chosen.append(rep)
         self.queues.again(share, skipped)
+
+    def limit_to_buffer(self, host: Host, fpops: float) -> int:
+        """``dispatch._Choice.limit_to_buffer``: the claim's limit once its first task is known."""
+        held, want = self.room
+        room = buffer_room(
+            cores=host.cores,
+            held=held,
+            task_cores=1.0,
+            task_seconds=fpops / host.benchmark / host.cores,
+            buffer_seconds=self.knobs.buffer_seconds,
+        )
+        self.room = (held, min(want, room))
+        return self.room[1]
 
     def not_for(self, unit: Unit, host_index: int, alone_ok: bool) -> bool:
         """``dispatch_sql.unit_not_for``: the host holds one of its replicas, or it is out alone

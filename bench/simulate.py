@@ -64,6 +64,7 @@ def knobs_from_settings():
         deadline_share=DEADLINE_SHARE,
         quota_cap=tessera["DEFAULT_DAILY_QUOTA"],
         block_units=tessera["DISPATCH_BLOCK_UNITS"],
+        buffer_seconds=tessera["WORK_BUFFER_SECONDS"],
     )
 
 
@@ -210,6 +211,8 @@ def scenario_hosts(args: argparse.Namespace) -> Population:
 
 
 def build(args: argparse.Namespace):
+    from django.conf import settings
+
     from bench.sim_crunch import SUBMIT, Crunching
     from bench.sim_engine import Batch
     from bench.sim_world import World
@@ -226,7 +229,12 @@ def build(args: argparse.Namespace):
     world = World(knobs=knobs, hosts=people.hosts, weights=weights, seed=args.seed)
     world.specs_error, world.specs_wrong = people.error_rates, people.wrong_rates
     crunching = Crunching(
-        world, people.availability, people.leaves_at, backoff=people.backoff, overhead=people.overhead
+        world,
+        people.availability,
+        people.leaves_at,
+        backoff=people.backoff,
+        overhead=people.overhead,
+        prompt=settings.TESSERA["RPC_DELAY_WITH_WORK"],
     )
     policy = Policy(args.quorum, args.quorum, 3, 2 * args.quorum + 4, people.delay_bound)
     small = max(1, int(args.units * args.small_share)) if args.scientists > 1 else 0

@@ -226,6 +226,10 @@ TESSERA = {
     "MAX_IN_PROGRESS_PER_GPU": env.int("MAX_IN_PROGRESS_PER_GPU", default=8),
     "MAX_IN_PROGRESS_PER_HOST": env.int("MAX_IN_PROGRESS_PER_HOST", default=200),
     "MAX_IN_PROGRESS_PER_VOLUNTEER": env.int("MAX_IN_PROGRESS_PER_VOLUNTEER", default=500),
+    # Work a host may hold waiting to start, in seconds of its whole computer, beyond a task
+    # for each free core (scheduler.buffer; BOINC's max_wus_in_progress, in time): a task
+    # queued behind others, or held by a host that goes off, is what keeps a batch waiting.
+    "WORK_BUFFER_SECONDS": env.float("WORK_BUFFER_SECONDS", default=60.0),
     # How often a host gets a version of an app it has not measured yet, instead of the fastest
     # it has (docs/platforms.md): 1 measures every version first, 0 never explores.
     "VERSION_EXPLORE_PROBABILITY": env.float("VERSION_EXPLORE_PROBABILITY", default=0.1),

@@ -79,24 +79,27 @@ class ProjectLink:
         self.data.save_runtime(self.name, self.runtime)
 
     # -- when ---------------------------------------------------------------------------
-    def due(self, now: float) -> bool:
-        """Time to call: the coordinator's pace allows it, or results wait with nothing left to
-        crunch (that pace only meters asking for work; a failure's back-off always holds)."""
+    def due(self, now: float, cpus: int = 1) -> bool:
+        """Time to call: the coordinator's pace allows it, or results wait while one of the
+        ``cpus`` cores has nothing of this project's left to crunch (that pace only meters
+        asking for work, and a project that sends a task per free core waits for this call to
+        send the next; a failure's back-off always holds)."""
         if self.backoff.ready(now):
             return True
-        return self.backoff.failures == 0 and self.all_done_unreported(now)
+        return self.backoff.failures == 0 and self.results_wait_with_a_core_free(now, cpus)
 
-    def all_done_unreported(self, now: float) -> bool:
-        """Results that can go now wait, and nothing of this project is left to crunch. An
-        upload the coordinator refused waits for its own retry time, not for this."""
+    def results_wait_with_a_core_free(self, now: float, cpus: int = 1) -> bool:
+        """Results that can go now wait, and this project holds fewer tasks to crunch than
+        ``cpus``. An upload the coordinator refused waits for its own retry time, not for this."""
         waiting = [
             r
             for r in self.journal.records(project=self.name, states=[DONE, UPLOADED])
             if r.state == UPLOADED or not self.needs_upload(r) or r.next_attempt <= now
         ]
-        return bool(waiting) and not self.journal.records(project=self.name, states=[RECEIVED, RUNNING])
+        return (
+            bool(waiting) and len(self.journal.records(project=self.name, states=[RECEIVED, RUNNING])) < cpus
+        )
 
-    # -- what ---------------------------------------------------------------------------
     def contact(self, now: float, *, work: WorkWanted, host_info: dict[str, Any]) -> None:
         """Upload what must be uploaded, then report and ask for work in one RPC if there is
         anything to say."""

@@ -132,8 +132,9 @@ class Daemon:
         self.elapsed.count(self.running)  # before the throttle changes which apps run
         self.host.time.tick(now, computing=reason is None)
         wake = min(now + 1.0, self.apply_throttle(prefs, reason, now))
+        cpus = prefs.cpus(self.n_cores)
         for link in list(self.links.values()):
-            if link.due(now):
+            if link.due(now, cpus):
                 link.contact(now, work=self.work_wanted(link, prefs), host_info=self.host_info_due(link))
         self.update_display()
         return wake

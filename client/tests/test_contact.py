@@ -53,6 +53,16 @@ def test_a_finished_result_with_nothing_left_to_crunch_goes_at_once(tmp_path):
     assert link.due(now=20.0)
 
 
+def test_a_finished_result_goes_at_once_while_a_core_waits_for_work(tmp_path):
+    # A project that sends a task per free core (its work buffer) sends the next one only when
+    # asked: the result goes, and work is asked for, as soon as a core has nothing to crunch.
+    link, journal = link_with_a_finished_task(tmp_path, b"small output")
+    journal.receive("p", {**TASK, "replica": 5}, b"in", now=2.0)  # still to crunch
+
+    assert not link.due(now=20.0, cpus=1)  # its one core has the other task
+    assert link.due(now=20.0, cpus=2)
+
+
 def test_a_refused_upload_waits_for_its_retry_and_does_not_hammer_the_project(tmp_path):
     link, journal = link_with_a_finished_task(tmp_path, b"x" * 10_000)
     [record] = journal.records()

@@ -27,6 +27,7 @@ from coordinator.accounts.relation import Holder
 from coordinator.accounts.science_choice import Choice, choice_for
 from coordinator.scheduler import acceleration, fairshare
 from coordinator.scheduler.assign import Assignment, Sending, assign
+from coordinator.scheduler.buffer import buffer_room
 from coordinator.scheduler.claim_writes import lock_volunteer, set_quota_used, touch_host
 from coordinator.scheduler.dispatch_sql import (
     AppFilter,
@@ -132,6 +133,9 @@ class _Choice:
     cores_wanted: float = 0.0  # a request for n tasks asks for n cores' worth (an mt task fills several)
     cores_taken: float = 0.0
     unreliable_at: datetime | None = None  # now, for a host that is not reliable (else None)
+    held: int = 0  # tasks the host holds already
+    buffer_seconds: float = float("inf")  # WORK_BUFFER_SECONDS: work waiting to start, at most
+    buffer_set: bool = False
 
     @property
     def version_of_app(self) -> dict[int, int]:
@@ -154,12 +158,30 @@ class _Choice:
             version_id = chosen.version.pk
             if candidate.unit_id in units or self.quota[version_id] <= 0:
                 continue
+            seconds = candidate.fpops / chosen.speed * min(1.0, chosen.usage.cores / self.cores)
+            if not self.buffer_set:
+                self.limit_to_buffer(chosen.usage.cores, seconds)
+                if self.full:
+                    return
             units.add(candidate.unit_id)
             self.quota[version_id] -= 1
             self.chosen.append(candidate)
             self.cores_taken += chosen.usage.cores
             # Seconds of the host's whole computer: a task on c of its n cores fills c/n of it.
-            self.seconds += candidate.fpops / chosen.speed * min(1.0, chosen.usage.cores / self.cores)
+            self.seconds += seconds
+
+    def limit_to_buffer(self, task_cores: float, task_seconds: float) -> None:
+        """The work buffer's limit (``scheduler.buffer``), sized by the first task taken: the
+        tasks read in one claim are mostly of one batch, so alike."""
+        self.buffer_set = True
+        room = buffer_room(
+            cores=self.cores,
+            held=self.held,
+            task_cores=task_cores,
+            task_seconds=task_seconds,
+            buffer_seconds=self.buffer_seconds,
+        )
+        self.limit = min(self.limit, len(self.chosen) + room)
 
 
 def _pick(
@@ -283,6 +305,8 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
         filters=app_filters(host, versions, now),
         chosen=[],
         cores_wanted=float(max(0, request.tasks)),
+        held=context.held_by_host,
+        buffer_seconds=buffer_seconds(host),
     )
     established = host_is_established(host, now)
     rules = acceleration.Rules.of(settings.TESSERA)
@@ -308,6 +332,13 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     alone = _alone(host, chosen, established)
     sending = Sending(versions, alone, context.quotas, reliable, rules, availability(host), queued)
     return assign(host, chosen, sending, now)
+
+
+def buffer_seconds(host: Host) -> float:
+    """The work buffer (``scheduler.buffer``) for ``host``: none for a stock BOINC client
+    (``Host.bearer``), which keeps its own buffer in days and, told no more, backs off its
+    work fetch rather than ask again as a core frees, as our client does."""
+    return float("inf") if host.bearer else settings.TESSERA["WORK_BUFFER_SECONDS"]
 
 
 def _speeds(quotas: dict[int, QuotaRow]) -> dict[int, tuple[float, int]]:

@@ -166,8 +166,11 @@ def scheduler_rpc(
     touched = sorted({*recorded.touched_units, *backed_up}) if backed_up else recorded.touched_units
     messages = why_no_work(host) if work_request.wants_work and not assignments else []
     record_events(recorded.error_events, now=now)
+    # A host whose idle cores just backed units up comes back soon to take the backups.
     delay = settings.TESSERA[
-        "RPC_DELAY_WITH_WORK" if assignments or not work_request.wants_work else "RPC_DELAY_NO_WORK"
+        "RPC_DELAY_WITH_WORK"
+        if assignments or backed_up or not work_request.wants_work
+        else "RPC_DELAY_NO_WORK"
     ]
     return RpcResult(
         acks=recorded.acks,

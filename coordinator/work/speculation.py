@@ -33,13 +33,14 @@ class UnitOut(NamedTuple):
 def expected_back(out: Out, *, now: float, usual: float, overdue_factor: float) -> float:
     """When a replica out should be back: after its host's usual time (measured, or else what
     its overdue time holds: ``overdue_factor`` times the host's expected time after sending).
-    One already later than that is taken to need the app's usual time again from now: its
-    host may be off for hours."""
+    One already later than that is taken to need as long again as it has been out, and at
+    least the app's usual time: its host may be off, and off times are heavy-tailed (the
+    longer one has lasted, the longer it is likely to last), so the longest late go first."""
     if out.host_seconds > 0:
         expected = out.sent_at + out.host_seconds
     else:
         expected = out.sent_at + (out.overdue_at - out.sent_at) / max(1.0, overdue_factor)
-    return expected if expected >= now else now + usual
+    return expected if expected >= now else now + max(usual, now - out.sent_at)
 
 
 def backups_for_idle_host(

@@ -93,7 +93,9 @@ def test_daily_quota_caps_what_a_host_gets_per_app_version_and_resets_the_next_d
     assert len(client.rpc(tasks=10).json()["tasks"]) == 3
 
 
-def test_asking_for_seconds_of_work_sizes_the_batch_by_the_host_speed():
+def test_asking_for_seconds_of_work_sizes_the_batch_by_the_host_speed(settings):
+    # The request, not the work buffer, decides here.
+    settings.TESSERA = {**settings.TESSERA, "WORK_BUFFER_SECONDS": 1000.0}
     app = make_app()
     make_units(app, 10, min_quorum=1, target_nresults=1, fpops_estimate=1e11)
     # 1e11 flops at 1e9 flops x 1 cpu = 100 s per unit: 250 s of work is 3 units.

@@ -34,6 +34,7 @@ def roomy(settings):
         "MAX_IN_PROGRESS_PER_CPU": 100_000,
         "MAX_IN_PROGRESS_PER_HOST": 100_000,
         "MAX_IN_PROGRESS_PER_VOLUNTEER": 100_000,
+        "WORK_BUFFER_SECONDS": float("inf"),
     }
 
 

@@ -57,22 +57,29 @@ def tail(settings):
 
 
 @pytest.mark.django_db
-def test_an_idle_reliable_hosts_request_backs_up_the_slowest_unit_and_the_first_valid_result_wins(tail):
+def test_an_idle_reliable_hosts_request_backs_up_the_slowest_unit_and_the_first_valid_result_wins(
+    tail, settings
+):
     app, _, slow, held = tail
     stuck = held.workunit
     overdue_before = held.overdue_at
     assert overdue_before > timezone.now() + timedelta(minutes=30), "not overdue by itself for a while"
 
     newcomer = SignedHost(*make_host())
-    assert newcomer.rpc(tasks=1).json()["tasks"] == []
+    empty = newcomer.rpc(tasks=1).json()
+    assert empty["tasks"] == []
+    assert empty["next_rpc_seconds"] == settings.TESSERA["RPC_DELAY_NO_WORK"]
     held.refresh_from_db()
     assert held.overdue_at == overdue_before, "a host not reliable backs nothing up"
 
     fast = reliable_host(app)
     asked = timezone.now()
     with CaptureQueriesContext(connection) as captured:
-        assert fast.rpc(tasks=1).json()["tasks"] == [], "nothing was waiting for it"
+        reply = fast.rpc(tasks=1).json()
+    assert reply["tasks"] == [], "nothing was waiting for it"
     assert len(captured.captured_queries) <= MAX_STATEMENTS, [q["sql"] for q in captured.captured_queries]
+    # it comes back at the pace of a host with work, to take the backup it made
+    assert reply["next_rpc_seconds"] == settings.TESSERA["RPC_DELAY_WITH_WORK"]
     held.refresh_from_db()
     stuck.refresh_from_db()
     assert asked <= held.overdue_at <= timezone.now(), "made overdue by the idle host's request"

@@ -185,8 +185,10 @@ def test_colluders_outnumbering_an_honest_host_cannot_make_it_invalid():
     }
 
 
-def test_agreeing_inflaters_alone_in_pairs_or_trusted_earn_no_more_than_honest_hosts(monkeypatch):
+def test_agreeing_inflaters_alone_in_pairs_or_trusted_earn_no_more_than_honest_hosts(monkeypatch, settings):
     """Honest quorums teach the app its typical claim; no quorum earns more than that."""
+    # Each host takes the 25 day-long units at once, past a one-core host's work buffer.
+    settings.TESSERA = {**settings.TESSERA, "WORK_BUFFER_SECONDS": float("inf")}
     app = make_app()
     honest, reference = SignedHost(*make_host(flops=1e9)), SignedHost(*make_host(flops=1e9, established=True))
     units = make_units(app, 25, min_quorum=2, target_nresults=2, fpops_estimate=DAY_OF_WORK)

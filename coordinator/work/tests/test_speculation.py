@@ -35,10 +35,16 @@ def test_a_replica_is_expected_after_its_hosts_usual_time_or_what_its_overdue_ti
     assert expected_back(unmeasured, now=NOW, usual=USUAL, overdue_factor=FACTOR) == NOW + 1200
 
 
-def test_a_replica_out_longer_than_its_host_usually_takes_needs_the_apps_usual_time_again():
-    late = out(1, sent_ago=5000, host_seconds=1800)
+def test_a_replica_out_longer_than_its_host_usually_takes_needs_as_long_again_as_it_has_been_out():
+    # Off times are heavy-tailed (Javadi et al.): the longer a late replica has been out, the
+    # longer it is expected to stay out; at least the app's usual time from now.
+    # (neither is overdue yet, so neither has had its backup)
+    just_late = out(1, sent_ago=2000, host_seconds=1800, overdue_in=600)
+    long_late = out(2, sent_ago=9000, host_seconds=1800, overdue_in=600)
 
-    assert expected_back(late, now=NOW, usual=USUAL, overdue_factor=FACTOR) == NOW + USUAL
+    assert expected_back(just_late, now=NOW, usual=USUAL, overdue_factor=FACTOR) == NOW + USUAL
+    assert expected_back(long_late, now=NOW, usual=USUAL, overdue_factor=FACTOR) == NOW + 9000
+    assert choose([UnitOut(1, 1, USUAL, (just_late,)), UnitOut(2, 1, USUAL, (long_late,))]) == [2]
 
 
 def test_the_units_that_would_come_back_last_are_backed_up_first_one_per_free_core():
