@@ -370,7 +370,7 @@ class World:
         self.queues.again(share, skipped)
 
     def limit_to_buffer(self, host: Host, fpops: float) -> int:
-        """``dispatch._Choice.limit_to_buffer``: the claim's limit once its first task is known."""
+        """``claim_choice.ClaimChoice.limit_to_buffer``: the claim's limit once its first task is known."""
         held, want = self.room
         room = buffer_room(
             cores=host.cores,

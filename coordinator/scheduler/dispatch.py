@@ -27,7 +27,7 @@ from coordinator.accounts.relation import Holder
 from coordinator.accounts.science_choice import Choice, choice_for
 from coordinator.scheduler import acceleration, fairshare
 from coordinator.scheduler.assign import Assignment, Sending, assign
-from coordinator.scheduler.buffer import buffer_room
+from coordinator.scheduler.claim_choice import ClaimChoice, buffer_seconds
 from coordinator.scheduler.claim_writes import lock_volunteer, set_quota_used, touch_host
 from coordinator.scheduler.dispatch_sql import (
     AppFilter,
@@ -118,78 +118,12 @@ def _reputations_of(host: Host) -> dict[int, Reputation]:
     }
 
 
-@dataclass
-class _Choice:
-    """What one claim has picked so far."""
-
-    limit: int
-    seconds_wanted: float
-    cores: int  # the host's, for the seconds of work a task fills
-    versions: dict[int, Chosen]  # app id -> the version this host runs it with
-    quota: dict[int, int]  # app version id -> replicas left today
-    filters: list[AppFilter]
-    chosen: list[Candidate]
-    seconds: float = 0.0
-    cores_wanted: float = 0.0  # a request for n tasks asks for n cores' worth (an mt task fills several)
-    cores_taken: float = 0.0
-    unreliable_at: datetime | None = None  # now, for a host that is not reliable (else None)
-    held: int = 0  # tasks the host holds already
-    buffer_seconds: float = float("inf")  # WORK_BUFFER_SECONDS: work waiting to start, at most
-    buffer_set: bool = False
-
-    @property
-    def version_of_app(self) -> dict[int, int]:
-        return {app_id: chosen.version.pk for app_id, chosen in self.versions.items()}
-
-    @property
-    def full(self) -> bool:
-        return (
-            len(self.chosen) >= self.limit
-            or (self.seconds_wanted > 0 and self.seconds >= self.seconds_wanted)
-            or (self.cores_wanted > 0 and self.cores_taken >= self.cores_wanted)
-        )
-
-    def take(self, candidates: list[Candidate]) -> None:
-        units = {c.unit_id for c in self.chosen}
-        for candidate in candidates:
-            if self.full:
-                return
-            chosen = self.versions[candidate.app_id]
-            version_id = chosen.version.pk
-            if candidate.unit_id in units or self.quota[version_id] <= 0:
-                continue
-            seconds = candidate.fpops / chosen.speed * min(1.0, chosen.usage.cores / self.cores)
-            if not self.buffer_set:
-                self.limit_to_buffer(chosen.usage.cores, seconds)
-                if self.full:
-                    return
-            units.add(candidate.unit_id)
-            self.quota[version_id] -= 1
-            self.chosen.append(candidate)
-            self.cores_taken += chosen.usage.cores
-            # Seconds of the host's whole computer: a task on c of its n cores fills c/n of it.
-            self.seconds += seconds
-
-    def limit_to_buffer(self, task_cores: float, task_seconds: float) -> None:
-        """The work buffer's limit (``scheduler.buffer``), sized by the first task taken: the
-        tasks read in one claim are mostly of one batch, so alike."""
-        self.buffer_set = True
-        room = buffer_room(
-            cores=self.cores,
-            held=self.held,
-            task_cores=task_cores,
-            task_seconds=task_seconds,
-            buffer_seconds=self.buffer_seconds,
-        )
-        self.limit = min(self.limit, len(self.chosen) + room)
-
-
 def _pick(
     *,
     host: Host,
     holder: Holder,
     reserved: bool,
-    choice: _Choice,
+    choice: ClaimChoice,
     made_before: datetime | None = None,
     holds_waived_before: datetime | None = None,
     queue: Queue | None = None,
@@ -255,7 +189,13 @@ def _holder(host: Host) -> Holder:
 
 
 def _choose(
-    host: Host, choice: _Choice, context: ClaimContext, *, established: bool, waited: datetime, now: datetime
+    host: Host,
+    choice: ClaimChoice,
+    context: ClaimContext,
+    *,
+    established: bool,
+    waited: datetime,
+    now: datetime,
 ) -> None:
     """Disputes first, for established hosts only (or any host, for those none took within
     DISPUTE_WAIT_SECONDS: a young project has no established host; those also no longer wait
@@ -296,7 +236,7 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
         host, speeds=_speeds(context.quotas), beta_ok=science.beta, draw=draw, apps=science.apps
     )
     versions = usable.chosen
-    choice = _Choice(
+    choice = ClaimChoice(
         limit=min(cap, in_progress_room(host, context), request.tasks if request.tasks > 0 else cap),
         seconds_wanted=request.seconds if request.tasks <= 0 else 0.0,
         cores=max(1, host.n_cpus),
@@ -310,14 +250,7 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     )
     established = host_is_established(host, now)
     rules = acceleration.Rules.of(settings.TESSERA)
-    turnarounds = [row.turnaround for row in context.quotas.values()]
-    reliable = acceleration.is_reliable(
-        consecutive_valid=host.consecutive_valid,
-        turnarounds=turnarounds,
-        rules=rules,
-        typical=max((chosen.version.app.turnaround for chosen in versions.values()), default=0.0),
-        availability=availability(host),
-    )
+    reliable = _is_reliable(host, context, versions, rules)
     choice.unreliable_at = None if reliable else now
     if choice.limit > 0 and any(choice.quota.values()):
         _choose(host, choice, context, established=established, waited=waited, now=now)
@@ -326,7 +259,7 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     if not chosen:
         return []
     choice.chosen = chosen
-    _record_quota_use(host, _count_by_version(choice), context.quotas, today)
+    _record_quota_use(host, choice.count_by_version(), context.quotas, today)
     fairshare.charge(host_id=host.pk, sent=_use_by_share(chosen), now=now)
     queued = (context.held_by_host + len(chosen)) / max(1, host.n_cpus)
     alone = _alone(host, chosen, established)
@@ -334,11 +267,17 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     return assign(host, chosen, sending, now)
 
 
-def buffer_seconds(host: Host) -> float:
-    """The work buffer (``scheduler.buffer``) for ``host``: none for a stock BOINC client
-    (``Host.bearer``), which keeps its own buffer in days and, told no more, backs off its
-    work fetch rather than ask again as a core frees, as our client does."""
-    return float("inf") if host.bearer else settings.TESSERA["WORK_BUFFER_SECONDS"]
+def _is_reliable(
+    host: Host, context: ClaimContext, versions: dict[int, Chosen], rules: acceleration.Rules
+) -> bool:
+    """``acceleration.is_reliable`` on the figures this claim read."""
+    return acceleration.is_reliable(
+        consecutive_valid=host.consecutive_valid,
+        turnarounds=[row.turnaround for row in context.quotas.values()],
+        rules=rules,
+        typical=max((chosen.version.app.turnaround for chosen in versions.values()), default=0.0),
+        availability=availability(host),
+    )
 
 
 def _speeds(quotas: dict[int, QuotaRow]) -> dict[int, tuple[float, int]]:
@@ -418,12 +357,3 @@ def _use_by_share(chosen: list[Candidate]) -> dict[int, tuple[int, float]]:
             replicas, fpops = use.get(candidate.share_id, (0, 0.0))
             use[candidate.share_id] = (replicas + 1, fpops + candidate.fpops)
     return use
-
-
-def _count_by_version(choice: _Choice) -> dict[int, int]:
-    used: dict[int, int] = {}
-    version_of_app = choice.version_of_app
-    for candidate in choice.chosen:
-        version_id = version_of_app[candidate.app_id]
-        used[version_id] = used.get(version_id, 0) + 1
-    return used

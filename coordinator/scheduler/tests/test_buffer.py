@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from tessera_client.protocol import Report
 
 from coordinator.scheduler.buffer import UNBOUNDED, buffer_room
-from coordinator.scheduler.dispatch import WorkRequest, buffer_seconds, claim_work
+from coordinator.scheduler.claim_choice import buffer_seconds
+from coordinator.scheduler.dispatch import WorkRequest, claim_work
 from coordinator.testing import SignedHost, make_app, make_host, make_units
 from coordinator.work.lifecycle import ReplicaState
 from coordinator.work.models import Replica
