@@ -11,10 +11,10 @@ import random
 
 from bench.sim_engine import IN_PROGRESS, OVER, UNSENT, Host, reliable
 from coordinator.scheduler.idle_hosts import MOST_PER_REQUEST, SAMPLE_PER_CORE
-from coordinator.work.lifecycle import Outcome, UnitState, ValidateState
-from coordinator.work.speculation import Out, UnitOut, backups_for_idle_host
+from coordinator.work.lifecycle import Outcome, UnitState
+from coordinator.work.speculation import Out, UnitOut, backups_for_idle_host, results_needed
 
-SUCCESS, INVALID = Outcome.SUCCESS, ValidateState.INVALID
+SUCCESS = Outcome.SUCCESS
 
 
 class IdleBackups:
@@ -107,13 +107,13 @@ class IdleBackups:
         unit = world.units[unit_id]
         if unit.state is not UnitState.ACTIVE:
             return None
-        reps, hosts, alive, out = world.reps, world.hosts, 0, []
+        reps, hosts, judged, out = world.reps, world.hosts, [], []
         for rep_id in unit.replicas:
             rep = reps[rep_id]
             if rep.host == host_index:
                 return None
             if rep.state is IN_PROGRESS:
                 out.append(Out(rep_id, rep.sent_at, rep.overdue_at, hosts[rep.host].turnaround))
-            elif rep.state is OVER and rep.outcome is SUCCESS and rep.validate is not INVALID:
-                alive += 1
-        return UnitOut(unit_id, unit.batch.policy.min_quorum - alive, usual, tuple(out))
+            elif rep.state is OVER and rep.outcome is SUCCESS:
+                judged.append(rep.validate)
+        return UnitOut(unit_id, results_needed(unit.batch.policy.min_quorum, judged), usual, tuple(out))

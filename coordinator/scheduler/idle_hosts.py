@@ -16,7 +16,7 @@ from coordinator.scheduler import acceleration
 from coordinator.scheduler.dispatch import availability
 from coordinator.standing.models import HostAppVersion
 from coordinator.work import speculation
-from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState, ValidateState
+from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
 from coordinator.work.models import Batch, BatchState, Replica, WorkUnit
 
 # At most this many units backed up for one request, whatever cores the host says it has.
@@ -123,15 +123,15 @@ def units_out(unit_ids: list[int], host_id: int) -> list[speculation.UnitOut]:
     held = {row[1] for row in replicas if row[2] == host_id}
     out = [r for r in replicas if r[4] == ReplicaState.IN_PROGRESS and r[7] is not None and r[8] is not None]
     usual_on = _turnarounds({(row[2], row[3]) for row in out})
-    alive: dict[int, int] = {}
+    judged: dict[int, list[str]] = {}
     for row in replicas:
-        if row[4] == ReplicaState.OVER and row[5] == Outcome.SUCCESS and row[6] != ValidateState.INVALID:
-            alive[row[1]] = alive.get(row[1], 0) + 1
+        if row[4] == ReplicaState.OVER and row[5] == Outcome.SUCCESS:
+            judged.setdefault(row[1], []).append(row[6])
     units = WorkUnit.objects.filter(pk__in=unit_ids, state=UnitState.ACTIVE).order_by("pk")
     return [
         speculation.UnitOut(
             unit_id,
-            quorum - alive.get(unit_id, 0),
+            speculation.results_needed(quorum, judged.get(unit_id, [])),
             usual,
             tuple(
                 speculation.Out(

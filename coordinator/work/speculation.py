@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from coordinator.work.lifecycle import ValidateState
+
 
 class Out(NamedTuple):
     """A replica out on some host, as the coordinator knows it."""
@@ -28,6 +30,18 @@ class UnitOut(NamedTuple):
     needed: int
     usual: float  # the app's usual turnaround, seconds (App.turnaround)
     out: tuple[Out, ...]
+
+
+def results_needed(min_quorum: int, judged: Iterable[str]) -> int:
+    """How many more valid results a unit needs, from the validation states of its successes:
+    those judged valid or not judged yet count toward its quorum, invalid ones do not, and
+    inconclusive ones (they disagreed) count as one at most, since the next result may agree
+    with one of them. A unit in dispute needs one more, not none (found with the simulator:
+    its last unit was a dispute whose third replica sat on a host that had gone)."""
+    states = list(judged)
+    agreeing = sum(1 for state in states if state in (ValidateState.INIT, ValidateState.VALID))
+    agreeing += 1 if ValidateState.INCONCLUSIVE in states else 0
+    return max(0, min_quorum - agreeing)
 
 
 def expected_back(out: Out, *, now: float, usual: float, overdue_factor: float) -> float:

@@ -126,3 +126,21 @@ def test_the_sample_reads_only_active_units_of_batches_in_their_tails(tail):
     Batch.objects.filter(pk=batch.pk).update(tail_since=None)
     assert tail_sample(32) == []
     assert WorkUnit.objects.filter(batch=batch, state="active").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_unit_in_dispute_counts_as_needing_one_more_result(tail):
+    _, _, _, held = tail
+    stuck = held.workunit
+    [valid] = Replica.objects.filter(workunit=stuck, state=ReplicaState.OVER, outcome=Outcome.SUCCESS)
+    [needed] = units_out([stuck.pk], host_id=-1)
+    assert needed.needed == 1 and [o.replica_id for o in needed.out] == [held.pk]
+
+    # Its result and a third one disagreed: the replica out is what may settle it.
+    Replica.objects.filter(pk=valid.pk).update(validate_state="inconclusive")
+    dissent = Replica.objects.get(pk=valid.pk)
+    other = SignedHost(*make_host()).host
+    dissent.pk, dissent.host, dissent.volunteer_id = None, other, other.volunteer_id
+    dissent.save()
+    [disputed] = units_out([stuck.pk], host_id=-1)
+    assert disputed.needed == 1, "before, two successes not invalid counted as a quorum: needs none"

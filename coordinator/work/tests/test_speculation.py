@@ -6,7 +6,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.work.speculation import Out, UnitOut, backups_for_idle_host, expected_back
+from coordinator.work.lifecycle import ValidateState
+from coordinator.work.speculation import Out, UnitOut, backups_for_idle_host, expected_back, results_needed
 
 NOW = 1_796_644_800.0  # 2026-12-07 12:00 UTC, in seconds since the epoch
 USUAL = 3600.0  # the app's usual turnaround
@@ -45,6 +46,21 @@ def test_a_replica_out_longer_than_its_host_usually_takes_needs_as_long_again_as
     assert expected_back(just_late, now=NOW, usual=USUAL, overdue_factor=FACTOR) == NOW + USUAL
     assert expected_back(long_late, now=NOW, usual=USUAL, overdue_factor=FACTOR) == NOW + 9000
     assert choose([UnitOut(1, 1, USUAL, (just_late,)), UnitOut(2, 1, USUAL, (long_late,))]) == [2]
+
+
+def test_a_unit_in_dispute_needs_one_more_result_not_none():
+    INIT, VALID, INVALID, INCONCLUSIVE = (
+        ValidateState.INIT,
+        ValidateState.VALID,
+        ValidateState.INVALID,
+        ValidateState.INCONCLUSIVE,
+    )
+    assert results_needed(2, []) == 2
+    assert results_needed(2, [INIT]) == 1  # not judged yet: it may well agree
+    assert results_needed(2, [INIT, VALID]) == 0
+    assert results_needed(2, [INVALID, INIT]) == 1
+    assert results_needed(2, [INCONCLUSIVE, INCONCLUSIVE]) == 1  # they disagreed: one may get a match
+    assert results_needed(3, [INCONCLUSIVE, INCONCLUSIVE, INVALID]) == 2
 
 
 def test_the_units_that_would_come_back_last_are_backed_up_first_one_per_free_core():
