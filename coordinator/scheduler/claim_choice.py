@@ -62,6 +62,7 @@ class ClaimChoice:
             version_id = chosen.version.pk
             if candidate.unit_id in units or self.quota[version_id] <= 0:
                 continue
+            # Seconds of the host's whole computer: a task on c of its n cores fills c/n of it.
             seconds = candidate.fpops / chosen.speed * min(1.0, chosen.usage.cores / self.cores)
             if not self.buffer_set:
                 self.limit_to_buffer(chosen.usage.cores, seconds)
@@ -71,7 +72,6 @@ class ClaimChoice:
             self.quota[version_id] -= 1
             self.chosen.append(candidate)
             self.cores_taken += chosen.usage.cores
-            # Seconds of the host's whole computer: a task on c of its n cores fills c/n of it.
             self.seconds += seconds
 
     def limit_to_buffer(self, task_cores: float, task_seconds: float) -> None:
