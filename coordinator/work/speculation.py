@@ -24,7 +24,7 @@ class Out(NamedTuple):
 
 class UnitOut(NamedTuple):
     """An active unit of a batch in its tail: its replicas out, and how many more valid
-    results it needs (its quorum less the successes not judged invalid)."""
+    results it needs (``results_needed``)."""
 
     unit_id: int
     needed: int
