@@ -142,11 +142,27 @@ def replica_view(row: dict) -> lifecycle.ReplicaView:
     )
 
 
+def units_due_by_time(*, now: datetime, limit: int) -> list[int]:
+    """Units whose transition time has come (reports mark theirs now), oldest first."""
+    due = WorkUnit.objects.filter(transition_time__lte=now).order_by("transition_time")
+    return list(due.values_list("id", flat=True)[:limit])
+
+
+def still_due(unit_ids: list[int], *, now: datetime) -> list[int]:
+    """Those of ``unit_ids`` whose transition time has come: a report marks its units due,
+    and a pass that took them sets their next time, so a later message for the same units
+    finds nothing to do."""
+    if not unit_ids:
+        return []
+    return list(
+        WorkUnit.objects.filter(id__in=unit_ids, transition_time__lte=now).values_list("id", flat=True)
+    )
+
+
 def due_unit_ids(*, now: datetime, limit: int) -> list[int]:
     """Units whose transition time has come, or with a replica past its deadline."""
-    by_time = WorkUnit.objects.filter(transition_time__lte=now).order_by("transition_time")
     past_deadline = Replica.objects.filter(state=ReplicaState.IN_PROGRESS, deadline__lte=now)
-    ids = set(by_time.values_list("id", flat=True)[:limit])
+    ids = set(units_due_by_time(now=now, limit=limit))
     ids.update(past_deadline.order_by("deadline").values_list("workunit_id", flat=True)[:limit])
     return sorted(ids)[:limit]
 

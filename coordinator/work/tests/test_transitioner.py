@@ -56,6 +56,43 @@ def test_the_sweep_creates_replicas_for_due_units_and_a_second_sweep_changes_not
 
 
 @pytest.mark.django_db
+def test_one_pass_takes_the_units_other_reports_marked_and_leaves_later_ones():
+    now = timezone.now()
+    app = make_app()
+    mine = bare_units(app, 3, now)
+    marked_before = WorkUnit.objects.bulk_create(
+        WorkUnit(
+            app=app,
+            name=f"waiting-{i}",
+            input_inline=b"x",
+            input_sha256="0" * 64,
+            input_size=1,
+            transition_time=now - timedelta(seconds=1),
+        )
+        for i in range(5)
+    )
+    waiting = {u.pk for u in marked_before}
+    later = WorkUnit.objects.create(
+        app=app,
+        name="later",
+        input_inline=b"x",
+        input_sha256="0" * 64,
+        input_size=1,
+        transition_time=now + timedelta(seconds=30),
+    )
+
+    taken = services.transition_units_and_waiting(unit_ids=[u.pk for u in mine], now=now, chunk=4)
+
+    assert set(taken) >= {u.pk for u in mine} and later.pk not in taken
+    assert len(set(taken) & waiting) == 4, "a chunk's worth of the others, oldest first"
+    for unit in WorkUnit.objects.filter(pk__in=taken):
+        assert unit.replicas.count() == 2 and unit.transition_time is None
+    assert WorkUnit.objects.get(pk=later.pk).replicas.count() == 0, "not due yet"
+    again = services.transition_units_and_waiting(unit_ids=[u.pk for u in mine], now=now)
+    assert again == sorted(waiting - set(taken)), "a later message for the same units finds them done"
+
+
+@pytest.mark.django_db
 def test_replicas_past_their_deadline_time_out_without_a_scheduled_transition():
     unit = make_units(make_app(), 1, delay_bound=60, max_error_results=5)[0]
     replica = unit.replicas.first()
