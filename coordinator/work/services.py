@@ -30,11 +30,11 @@ from coordinator.work.selectors import (
     REPLICA_VIEW_FIELDS,
     batch_flags,
     due_unit_ids,
-    still_due,
-    units_due_by_time,
     finished_batches,
     replica_view,
+    still_due,
     unit_view,
+    units_due_by_time,
 )
 from coordinator.work.signals import TimedOut, batches_finished, replicas_timed_out
 
