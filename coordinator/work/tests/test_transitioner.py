@@ -17,12 +17,12 @@ from coordinator.work.models import Replica, WorkUnit
 from coordinator.work.tasks import transition_sweep
 
 
-def bare_units(app, count: int, now, **fields) -> list[WorkUnit]:
-    """Units as a bulk splitter writes them: no replicas yet, due now."""
+def bare_units(app, count: int, now, prefix: str = "bare", **fields) -> list[WorkUnit]:
+    """Units as a bulk splitter writes them: no replicas yet, due at ``now``."""
     return WorkUnit.objects.bulk_create(
         WorkUnit(
             app=app,
-            name=f"bare-{app.name}-{i}",
+            name=f"{prefix}-{app.name}-{i}",
             input_inline=b"x",
             input_sha256="0" * 64,
             input_size=1,
@@ -60,26 +60,8 @@ def test_one_pass_takes_the_units_other_reports_marked_and_leaves_later_ones():
     now = timezone.now()
     app = make_app()
     mine = bare_units(app, 3, now)
-    marked_before = WorkUnit.objects.bulk_create(
-        WorkUnit(
-            app=app,
-            name=f"waiting-{i}",
-            input_inline=b"x",
-            input_sha256="0" * 64,
-            input_size=1,
-            transition_time=now - timedelta(seconds=1),
-        )
-        for i in range(5)
-    )
-    waiting = {u.pk for u in marked_before}
-    later = WorkUnit.objects.create(
-        app=app,
-        name="later",
-        input_inline=b"x",
-        input_sha256="0" * 64,
-        input_size=1,
-        transition_time=now + timedelta(seconds=30),
-    )
+    waiting = {u.pk for u in bare_units(app, 5, now - timedelta(seconds=1), prefix="waiting")}
+    later = bare_units(app, 1, now + timedelta(seconds=30), prefix="later")[0]
 
     taken = services.transition_units_and_waiting(unit_ids=[u.pk for u in mine], now=now, chunk=4)
 
