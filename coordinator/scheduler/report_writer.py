@@ -64,22 +64,16 @@ def write_reports(*, host_id: int, rows: Sequence[ReportRow], now: datetime) -> 
         return cursor.rowcount
 
 
-def lock_units(unit_ids: Sequence[int]) -> dict[int, tuple[int, float]]:
+def lock_and_mark_units(unit_ids: Sequence[int], now: datetime) -> dict[int, tuple[int, float]]:
     """Lock the reported replicas' units, in id order (as every writer of units does, so two
-    requests never wait on each other in a cycle); returns each one's app and operations."""
+    requests never wait on each other in a cycle), and mark them due for the transitioner
+    now, in one statement; returns each one's app and operations."""
     among, params = any_of("id", unit_ids)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id, app_id, fpops_estimate FROM {UNITS} WHERE {among} ORDER BY id{for_update()}", params
-        )
-        return {unit_id: (app_id, fpops) for unit_id, app_id, fpops in cursor.fetchall()}
-
-
-def mark_for_transition(unit_ids: Sequence[int], now: datetime) -> None:
-    """Due for the transitioner now: the units whose replicas were just reported."""
-    among, params = any_of("id", unit_ids)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {UNITS} SET transition_time = %s WHERE {among}",
+            f"UPDATE {UNITS} SET transition_time = %s"
+            f" WHERE id IN (SELECT id FROM {UNITS} WHERE {among} ORDER BY id{for_update()})"
+            " RETURNING id, app_id, fpops_estimate",
             [connection.ops.adapt_datetimefield_value(now), *params],
         )
+        return {unit_id: (app_id, fpops) for unit_id, app_id, fpops in cursor.fetchall()}

@@ -17,7 +17,7 @@ from django.db.models import Q
 from coordinator.accounts.models import Host
 from coordinator.core import objects
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PermissionRefused
-from coordinator.scheduler.report_writer import ReportRow, lock_units, mark_for_transition, write_reports
+from coordinator.scheduler.report_writer import ReportRow, lock_and_mark_units, write_reports
 from coordinator.standing.reputation import Event
 from coordinator.standing.services import HostEvent, Sample, record_speeds
 from coordinator.work.lifecycle import Outcome, ReplicaState
@@ -178,7 +178,7 @@ def record_reports(
     if not to_record:
         return Recorded(acks, [], [])
     unit_ids = sorted({row.workunit_id for row, _ in to_record})
-    units = lock_units(unit_ids)
+    units = lock_and_mark_units(unit_ids, now)  # due for the transitioner once this commits
     app_of = {unit_id: app_id for unit_id, (app_id, _) in units.items()}
     fpops_of = {unit_id: fpops for unit_id, (_, fpops) in units.items()}
     rows_out = [_report_row(report, row, uploaded or {}) for row, report in to_record]
@@ -190,7 +190,6 @@ def record_reports(
         for row, report in to_record
         if report.status != Outcome.SUCCESS
     ]
-    mark_for_transition(unit_ids, now)
     record_speeds(host=host, samples=_speed_samples(to_record, fpops_of, now))
     return Recorded(acks, unit_ids, errors)
 
