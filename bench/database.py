@@ -130,9 +130,10 @@ def coordinator_env(url: str, media_root: Path, batch: int) -> dict[str, str]:
         DEFAULT_DAILY_QUOTA=str(10**9),
         FORWARDED_ALLOW_IPS="127.0.0.1",
         MAX_TASKS_PER_RPC=str(max(100, batch)),
-        # The hosts ask for ``batch`` tasks of about 1,000 s each and must get them: with the
-        # default work buffer (60 s beyond a task per free core, issue 18) a 4-core host would
-        # get 4. A day's buffer is what a BOINC client with a large cache asks for.
+        # The benchmarks' hosts ask for ``batch`` tasks and must get them: bench.dispatch's are
+        # about 1,000 s each on 4 cores, and the default work buffer (60 s beyond a task per
+        # free core, issue 18) would give 4. A day's buffer is what a BOINC client with a
+        # large cache asks for.
         WORK_BUFFER_SECONDS="86400",
         DJANGO_SETTINGS_MODULE="coordinator.settings",
     )
