@@ -296,9 +296,16 @@ def candidates(
 # replicas, so when none waits no claim can give anything, and a request for work is answered
 # without one (BOINC's scheduler answers from its feeder's empty shared memory so). The
 # state is spelled in the SQL: a partial index matches a literal, not a bound parameter.
+# Each probe reads its index in the index's order, not as an EXISTS: a batch's split analyzes
+# the table while all its replicas wait (core.statistics), and on those statistics the
+# planner answered an EXISTS with a sequential scan that would meet a waiting row at once; once
+# they had all gone out it read the whole table instead, 2-8 ms a request for work while the
+# last results came back (bench.throughput). An ordered read with a LIMIT keeps the index.
+_UNSENT = f"FROM {REPLICAS} WHERE state = '{ReplicaState.UNSENT.value}'"
 ANY_UNSENT = f"""
-SELECT EXISTS (SELECT 1 FROM {REPLICAS} WHERE state = '{ReplicaState.UNSENT.value}' AND NOT reserved)
-    OR EXISTS (SELECT 1 FROM {REPLICAS} WHERE state = '{ReplicaState.UNSENT.value}' AND reserved)"""
+SELECT (SELECT 1 {_UNSENT} AND NOT reserved
+        ORDER BY share_id, priority DESC, dispatch_key LIMIT 1) IS NOT NULL
+    OR (SELECT 1 {_UNSENT} AND reserved ORDER BY priority DESC, dispatch_key LIMIT 1) IS NOT NULL"""
 
 
 def any_unsent() -> bool:

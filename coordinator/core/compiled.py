@@ -1,0 +1,88 @@
+"""A hot ORM read compiled once per connection, then run with new values.
+
+Django compiles a query set's SQL each time it runs: for the host read every signed request
+starts with (a host, its volunteer and user, ``select_related``) that is about four fifths of
+the read's CPU (docs/benchmarks.md). A :class:`CompiledRead` compiles its query set once per
+database connection with a placeholder value, keeps the SQL, and builds the model instances
+(related ones included) with Django's own converters and populators from each run's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from weakref import WeakKeyDictionary
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model, QuerySet
+from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # not in the stubs
+from django.db.models.sql.compiler import SQLCompiler
+
+M = TypeVar("M", bound=Model)
+
+# Stands for the value in the compiled parameters: no real key is this negative.
+PLACEHOLDER = -7_340_168_052_227_119_913
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    params: tuple[Any, ...]
+    compiler: SQLCompiler
+    init_list: list[str]
+    fields: slice
+    populators: list[Any]
+
+
+class CompiledRead(Generic[M]):
+    """``read.get(value)``: the one row of ``queryset_for(value)``, or None.
+
+    ``queryset_for`` must use ``value`` as a plain parameter (a filter on an integer column),
+    and have no annotations and no ``prefetch_related``: what ``select_related`` and the
+    model's fields give is built; anything else is refused when compiled.
+    """
+
+    def __init__(self, queryset_for: Callable[[int], QuerySet[M]]) -> None:
+        self._queryset_for = queryset_for
+        self._by_connection: WeakKeyDictionary[BaseDatabaseWrapper, _Compiled] = WeakKeyDictionary()
+
+    def get(self, value: int) -> M | None:
+        connection = connections[DEFAULT_DB_ALIAS]  # this thread's own: compiled for it alone
+        compiled = self._by_connection.get(connection) or self._compile(connection)
+        params = [value if param == PLACEHOLDER else param for param in compiled.params]
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows = cursor.fetchmany(2)
+        if not rows:
+            return None
+        if len(rows) > 1:
+            raise ValueError(f"{compiled.sql!r} gave more than one row")
+        (row,) = compiled.compiler.results_iter([rows])
+        model = compiled.compiler.klass_info["model"]
+        instance = model.from_db(connection.alias, compiled.init_list, row[compiled.fields])
+        for populator in compiled.populators:
+            populator.populate(row, instance)
+        return instance
+
+    def _compile(self, connection: BaseDatabaseWrapper) -> _Compiled:
+        queryset = self._queryset_for(PLACEHOLDER)
+        if getattr(queryset, "_prefetch_related_lookups", ()) or queryset.query.annotation_select:
+            raise ValueError("a compiled read takes no annotations and no prefetch_related")
+        compiler = queryset.query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        if list(params).count(PLACEHOLDER) != 1:
+            raise ValueError("the query set must use its value once, as a plain parameter")
+        select, klass_info = compiler.select, compiler.klass_info
+        first, last = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+        compiled = _Compiled(
+            sql=sql,
+            params=tuple(params),
+            compiler=compiler,
+            init_list=[column[0].target.attname for column in select[first:last]],
+            fields=slice(first, last),
+            populators=get_related_populators(klass_info, select, connection.alias),
+        )
+        self._by_connection[connection] = compiled
+        return compiled
