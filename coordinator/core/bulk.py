@@ -97,6 +97,15 @@ def any_of(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
     return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
 
 
+def for_no_key_update() -> str:
+    """``FOR NO KEY UPDATE`` on PostgreSQL: the row is held against other writers as with
+    ``FOR UPDATE``, but a row elsewhere that refers to it (a foreign key's check takes ``FOR KEY
+    SHARE``) is written meanwhile; elsewhere as :func:`for_update`."""
+    if connection.features.has_select_for_no_key_update:
+        return " FOR NO KEY UPDATE"
+    return for_update()
+
+
 def for_update() -> str:
     """`` FOR UPDATE`` where the database locks rows that way; SQLite locks the whole
     database for a write transaction instead."""

@@ -13,7 +13,7 @@ from typing import Any
 from django.db import connection
 
 from coordinator.accounts.models import Host, Volunteer
-from coordinator.core.bulk import any_of, for_update
+from coordinator.core.bulk import any_of, for_no_key_update
 from coordinator.standing.models import HostAppVersion
 from coordinator.work.lifecycle import ReplicaState
 from coordinator.work.models import Replica
@@ -30,9 +30,12 @@ def _db_time(moment: datetime | None) -> Any:
 
 def lock_volunteer(volunteer_id: int) -> None:
     """Hold the volunteer's row until the transaction ends: two hosts of one volunteer claim
-    one after the other, so they never both take a replica of one unit."""
+    one after the other, so they never both take a replica of one unit. Without the key lock:
+    a validator's ledger entries and credit days that refer to the volunteer go on meanwhile."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT user_id FROM {VOLUNTEERS} WHERE user_id = %s{for_update()}", [volunteer_id])
+        cursor.execute(
+            f"SELECT user_id FROM {VOLUNTEERS} WHERE user_id = %s{for_no_key_update()}", [volunteer_id]
+        )
 
 
 def touch_host(host_id: int, now: datetime) -> None:

@@ -2,7 +2,9 @@
 reputation, quota; the one place they change.
 
 Rows are locked in one fixed order (volunteers, teams, hosts, each by id) and updated once
-per validation pass with what the pure rules in ``credit`` and ``reputation`` compute.
+per validation pass with what the pure rules in ``credit`` and ``reputation`` compute. The
+locks leave the key alone (``FOR NO KEY UPDATE``): a host's signed request burns its nonce,
+a row that refers to the host, while a validation pass holds the host's figures.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ _Credited = TypeVar("_Credited", Volunteer, Team, Host)
 
 
 def _credit_rows(model: type[_Credited], grants: dict[int, list[Grant]], now: datetime) -> list[_Credited]:
-    rows = list(model.objects.select_for_update().filter(pk__in=grants).order_by("pk"))
+    rows = list(model.objects.select_for_update(no_key=True).filter(pk__in=grants).order_by("pk"))
     for row in rows:
         granted = sum((g.credit for g in grants[row.pk] if g.credit > 0), Decimal(0))
         row.total_credit += granted
@@ -214,7 +216,9 @@ def record_events(events: list[HostEvent], *, now: datetime) -> None:
         [HostAppReputation(host_id=h, app_id=a) for h, a in pairs], ignore_conflicts=True
     )
     host_ids = sorted({e.host_id for e in events})
-    hosts = {h.pk: h for h in Host.objects.select_for_update().filter(pk__in=host_ids).order_by("pk")}
+    hosts = {
+        h.pk: h for h in Host.objects.select_for_update(no_key=True).filter(pk__in=host_ids).order_by("pk")
+    }
     reputations = {
         (r.host_id, r.app_id): r
         for r in HostAppReputation.objects.select_for_update()
