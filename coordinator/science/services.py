@@ -217,7 +217,7 @@ def split_next_chunk(
 ) -> int:
     """Make the next ``chunk`` (default ``SPLIT_CHUNK``, the batch's first ``SPLIT_FIRST_CHUNK``)
     units of a splitting batch; returns how many were made."""
-    batch = Batch.objects.select_for_update().select_related("app").filter(pk=batch_id).first()
+    batch = Batch.objects.select_for_update(of=("self",)).select_related("app").filter(pk=batch_id).first()
     if batch is None or batch.state != BatchState.SPLITTING:
         return 0
     module = science_app(batch.app.name)
@@ -273,7 +273,7 @@ def assimilate_batch(*, batch_id: int, now: datetime) -> bool:
     """Once no unit of a running batch is active, hand its canonical outputs to the app's
     assimilator and keep the result; returns whether the batch finished now. A done batch
     whose canonical results a correction changed is assimilated again the same way."""
-    batch = Batch.objects.select_for_update().select_related("app").filter(pk=batch_id).first()
+    batch = Batch.objects.select_for_update(of=("self",)).select_related("app").filter(pk=batch_id).first()
     if batch is None or batch.units.filter(state=UnitState.ACTIVE).exists():
         return False
     if batch.state == BatchState.DONE and batch.reassimilate:
