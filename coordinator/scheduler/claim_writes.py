@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.db import connection
@@ -38,10 +38,20 @@ def lock_volunteer(volunteer_id: int) -> None:
         )
 
 
-def touch_host(host_id: int, now: datetime) -> None:
-    """The host was heard from now (BOINC's rpc_time)."""
+# A host's last contact is kept to this: what reads it counts hosts active over hours or a
+# day, and a host that asks every few seconds would otherwise write its row each time, waiting
+# behind any validation pass that holds the row for its figures.
+CONTACT_RESOLUTION = timedelta(seconds=60)
+
+
+def touch_host(host: Host, now: datetime) -> None:
+    """The host was heard from now (BOINC's rpc_time), to ``CONTACT_RESOLUTION``."""
+    last = host.last_contact
+    if last is not None and timedelta(0) <= now - last < CONTACT_RESOLUTION:
+        return
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {HOSTS} SET last_contact = %s WHERE id = %s", [_db_time(now), host_id])
+        cursor.execute(f"UPDATE {HOSTS} SET last_contact = %s WHERE id = %s", [_db_time(now), host.pk])
+    host.last_contact = now
 
 
 def set_quota_used(host_id: int, version_id: int, day: date, used: int) -> None:

@@ -254,7 +254,7 @@ def claim_work(*, host: Host, request: WorkRequest, now: datetime) -> list[Assig
     choice.unreliable_at = None if reliable else now
     if choice.limit > 0 and any(choice.quota.values()):
         _choose(host, choice, context, established=established, waited=waited, now=now)
-    touch_host(host.pk, now)
+    touch_host(host, now)
     chosen = hold_alike(choice.chosen, choice.filters, now)
     if not chosen:
         return []

@@ -188,7 +188,7 @@ def _work_for(host: Host, work_request: WorkRequest, now: datetime) -> tuple[lis
     it asked for work and nothing waits for anyone: then no claim could give anything)."""
     if work_request.wants_work and any_unsent():
         return claim_work(host=host, request=work_request, now=now), []
-    touch_host(host.pk, now)
+    touch_host(host, now)
     return [], back_up_for_idle_host(host, now=now) if work_request.wants_work else []
 
 
