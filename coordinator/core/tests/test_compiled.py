@@ -1,7 +1,7 @@
 """A compiled read gives what the ORM gives (fields, converters, related rows), for each value
 it is run with, on every database and in every thread; what it cannot build it refuses."""
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
@@ -54,19 +54,15 @@ def test_a_missing_row_is_none_and_saving_a_read_host_writes_it():
 def test_each_thread_compiles_for_its_own_connection():
     host, _ = make_host()
     read = CompiledRead(lambda pk: Host.objects.filter(pk=pk))
-    seen: list[object] = []
 
-    def in_thread():
+    def in_thread(_: int) -> str:
         try:
-            seen.append(read.get(host.pk).name)
+            return read.get(host.pk).name
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=in_thread) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        seen = list(pool.map(in_thread, range(3)))
 
     assert seen == [host.name] * 3
     assert read.get(host.pk).name == host.name
