@@ -8,15 +8,19 @@ import hashlib
 import os
 import time
 
+import dramatiq
 import pytest
 import requests
-from django.core.files.storage import default_storage
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage, storages
 from django.test import Client
 from django.utils import timezone
+from dramatiq.brokers.stub import StubBroker
 from tessera_client.protocol import Report
 
 from coordinator.core import objects
 from coordinator.core.storage_url import default_storage_settings
+from coordinator.core.warmup import WarmStorage
 from coordinator.testing import SignedHost, assert_error, make_app, make_host, make_units, post_object
 from coordinator.validation.services import validate_due_units
 from coordinator.work.models import Replica
@@ -165,3 +169,29 @@ def test_readiness_checks_the_bucket(s3, settings):
     }
     answer = Client().get("/readyz")
     assert answer.status_code == 503 and answer.json()["storage"] != "ok"
+
+
+def test_a_worker_thread_builds_its_s3_client_when_it_boots(s3):
+    """Not inside its first task: a batch's assimilation waited 0.6 s for it (core.warmup)."""
+
+    broker = StubBroker()
+    broker.add_middleware(WarmStorage())
+    built_before_the_task: list[bool] = []
+
+    @dramatiq.actor(broker=broker)
+    def store() -> None:
+        storage = storages["default"]
+        # django-storages keeps each thread's client here; the first use of .connection makes it.
+        built_before_the_task.append(getattr(storage._connections, "connection", None) is not None)
+        storage.save("warm.txt", ContentFile(b"x"))
+
+    worker = dramatiq.Worker(broker, worker_threads=1)
+    worker.start()
+    try:
+        store.send()
+        broker.join(store.queue_name, fail_fast=True)
+        worker.join()
+    finally:
+        worker.stop()
+    assert built_before_the_task == [True]
+    assert default_storage.exists("warm.txt")

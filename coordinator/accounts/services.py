@@ -21,6 +21,7 @@ from coordinator.accounts.limits import check_host_figures, check_registration_r
 from coordinator.accounts.models import Host, HostNonce, Volunteer
 from coordinator.core.compiled import CompiledRead
 from coordinator.core.errors import AuthenticationRejected, Conflict, InvalidInput
+from coordinator.core.prepared import prepared_cursor
 
 TOKEN_PREFIX = "tsr_"
 HOST_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() also takes "²"
@@ -171,7 +172,7 @@ BURN_NONCE = (
 def _burn_nonce(host: Host, nonce: str, now: datetime) -> None:
     """Record a nonce once; a second request with it is a replay (the unique pair
     ``host_nonce_once`` inserts nothing)."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(BURN_NONCE, [host.pk, nonce, connection.ops.adapt_datetimefield_value(now)])
         burnt = cursor.rowcount == 1
     if not burnt:

@@ -3,7 +3,8 @@
 Django's ``bulk_update`` writes ``SET f = CASE WHEN id = … THEN … END`` with one ``When``
 per row and field, and resolving and compiling those cost the validator 90 % of its time
 (docs/benchmarks.md). On PostgreSQL this sends one ``UPDATE … FROM unnest(arrays)``
-instead, one array per field; elsewhere it is ``bulk_update``.
+instead, one array per field, each in binary where its values are of one type
+(``core.prepared``); elsewhere it is ``bulk_update``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any, cast
 from django.db import connection
 from django.db.models import Field, Model
 from django.db.models.expressions import BaseExpression
+
+from coordinator.core.prepared import placeholder, prepared_cursor
 
 
 def update_rows(model: type[Model], rows: Sequence[Model], fields: Sequence[str]) -> int:
@@ -34,12 +37,15 @@ def update_rows(model: type[Model], rows: Sequence[Model], fields: Sequence[str]
     sets = ", ".join(
         f"{quote(column.column)} = v.{name}" for column, name in zip(columns[1:], names[1:], strict=True)
     )
-    casts = ", ".join(f"%s::{column.db_type(connection)}[]" for column in columns)
+    casts = ", ".join(
+        f"{placeholder(values)}::{column.db_type(connection)}[]"
+        for column, values in zip(columns, arrays, strict=True)
+    )
     sql = (
         f"UPDATE {quote(meta.db_table)} AS t SET {sets} FROM unnest({casts}) AS v({', '.join(names)}) "
         f"WHERE t.{quote(meta.pk.column)} = v.{names[0]}"
     )
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, arrays)
         return cursor.rowcount
 
@@ -72,14 +78,17 @@ def insert_rows(model: type[Model], rows: Sequence[Model]) -> None:
         return
     quote = connection.ops.quote_name
     columns = ", ".join(quote(field.column) for field in fields)
-    casts = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+    casts = ", ".join(
+        f"{placeholder(column)}::{field.db_type(connection)}[]"
+        for field, column in zip(fields, values, strict=True)
+    )
     names = [f"c{i}" for i in range(len(fields))]
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {', '.join(names)} "
         f"FROM unnest({casts}) WITH ORDINALITY AS v({', '.join(names)}, position) "
         f"ORDER BY position RETURNING {quote(meta.pk.column)}"
     )
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, values)
         ids = [row[0] for row in cursor.fetchall()]
     for row, pk in zip(rows, ids, strict=True):

@@ -20,6 +20,8 @@ from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # not in the stubs
 from django.db.models.sql.compiler import SQLCompiler
 
+from coordinator.core.prepared import prepared_cursor
+
 M = TypeVar("M", bound=Model)
 
 # Stands for the value in the compiled parameters: no real key is this negative.
@@ -52,7 +54,7 @@ class CompiledRead(Generic[M]):
         connection = connections[DEFAULT_DB_ALIAS]  # this thread's own: compiled for it alone
         compiled = self._by_connection.get(connection) or self._compile(connection)
         params = [value if param == PLACEHOLDER else param for param in compiled.params]
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(compiled.sql, params)
             rows = cursor.fetchmany(2)
         if not rows:

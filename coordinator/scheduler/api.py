@@ -29,7 +29,7 @@ from coordinator.scheduler.dispatch import Assignment, WorkRequest
 from coordinator.scheduler.reports import ReportIn
 from coordinator.scheduler.rpc import HostInfo, RpcResult, SchedulerRequest, handle_scheduler_request
 from coordinator.scheduler.uploads import upload_policy
-from coordinator.scheduler.well_formed import plain_report
+from coordinator.scheduler.well_formed import plain_report, plain_request, report_problem
 from coordinator.work.lifecycle import Outcome
 from coordinator.work.plan_classes import Usage
 
@@ -66,6 +66,10 @@ class HostView(APIView):
 # --- serializers: the contract of the scheduler RPC ----------------------------------------
 
 
+# The reports' inline outputs, decoded and bounded by the serializer's own field.
+INLINE_OUTPUT = Base64Field(max_bytes=settings.TESSERA["INLINE_BYTES_MAX"])
+
+
 class ReportSerializer(serializers.Serializer):
     replica = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
     status = serializers.ChoiceField(choices=[Outcome.SUCCESS.value, Outcome.CLIENT_ERROR.value])
@@ -87,11 +91,9 @@ class ReportSerializer(serializers.Serializer):
         return plain if plain is not None else super().to_internal_value(data)
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
-        has_output = "output_sha256" in data and "output_size" in data
-        if data["status"] == Outcome.SUCCESS and not has_output:
-            raise serializers.ValidationError("a success needs output_sha256 and output_size")
-        if data["status"] == Outcome.CLIENT_ERROR and ("output_sha256" in data or "output_inline" in data):
-            raise serializers.ValidationError("an error carries no output")
+        problem = report_problem(data)
+        if problem:
+            raise serializers.ValidationError(problem)
         return data
 
 
@@ -290,9 +292,16 @@ class SchedulerView(HostView):
 
     @extend_schema(request=SchedulerRequestSerializer, responses={200: SchedulerReplySerializer, **ERRORS})
     def post(self, request: Request) -> Response:
-        incoming = SchedulerRequestSerializer(data=request.data)
-        incoming.is_valid(raise_exception=True)
-        data = incoming.validated_data
+        data = plain_request(
+            request.data,
+            INLINE_OUTPUT.to_internal_value,
+            max_reports=settings.TESSERA["MAX_REPORTS_PER_RPC"],
+            max_in_progress=MAX_IN_PROGRESS,
+        )
+        if data is None:  # not plainly well formed: the serializer checks it and says what is wrong
+            incoming = SchedulerRequestSerializer(data=request.data)
+            incoming.is_valid(raise_exception=True)
+            data = incoming.validated_data
         work = data.get("work_request") or {}
         now = timezone.now()
         result = handle_scheduler_request(

@@ -14,6 +14,7 @@ from django.db import connection
 
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.core.bulk import any_of, for_no_key_update
+from coordinator.core.prepared import prepared_cursor
 from coordinator.standing.models import HostAppVersion
 from coordinator.work.lifecycle import ReplicaState
 from coordinator.work.models import Replica
@@ -32,7 +33,7 @@ def lock_volunteer(volunteer_id: int) -> None:
     """Hold the volunteer's row until the transaction ends: two hosts of one volunteer claim
     one after the other, so they never both take a replica of one unit. Without the key lock:
     a validator's ledger entries and credit days that refer to the volunteer go on meanwhile."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT user_id FROM {VOLUNTEERS} WHERE user_id = %s{for_no_key_update()}", [volunteer_id]
         )
@@ -49,14 +50,14 @@ def touch_host(host: Host, now: datetime) -> None:
     last = host.last_contact
     if last is not None and timedelta(0) <= now - last < CONTACT_RESOLUTION:
         return
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(f"UPDATE {HOSTS} SET last_contact = %s WHERE id = %s", [_db_time(now), host.pk])
     host.last_contact = now
 
 
 def set_quota_used(host_id: int, version_id: int, day: date, used: int) -> None:
     """Today's dispatches of one app version to one host (the row exists)."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"UPDATE {QUOTAS} SET quota_day = %s, quota_used = %s WHERE host_id = %s AND app_version_id = %s",
             [connection.ops.adapt_datefield_value(day), used, host_id, version_id],
@@ -79,7 +80,7 @@ class SentAs:
 def mark_sent(replica_ids: Sequence[int], sent: SentAs) -> int:
     """Write these replicas as sent, those still unsent only; returns how many were."""
     among, params = any_of("id", replica_ids)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"UPDATE {REPLICAS} SET state = %s, host_id = %s, volunteer_id = %s, app_version_id = %s,"
             f" sent_at = %s, deadline = %s, overdue_at = %s, trusted_single = %s"

@@ -19,6 +19,7 @@ from django.utils.dateparse import parse_datetime
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.accounts.relation import Holder
 from coordinator.accounts.selectors import related_sql
+from coordinator.core.prepared import prepared_cursor
 from coordinator.standing.models import HostAppVersion
 from coordinator.work.lifecycle import Outcome, ReplicaState, ValidateState
 from coordinator.work.models import Replica, WorkUnit
@@ -85,7 +86,7 @@ def claim_context(host: Host, *, waited: datetime) -> ClaimContext:
         host.volunteer_id,
         host.pk,
     ]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(CONTEXT, params)
         rows = cursor.fetchall()
     if not rows:
@@ -284,7 +285,7 @@ def candidates(
           AND u.memory_bytes <= %s AND {condition}{extra} AND {not_for}
         ORDER BY {order}
         LIMIT %s{lock}"""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, [*params, *not_for_params, count])
         return [
             Candidate(r, u, a, f, reserved, hr, pinned, as_datetime(until), delay, bool(fast), share)
@@ -310,7 +311,7 @@ SELECT (SELECT 1 {_UNSENT} AND NOT reserved
 
 def any_unsent() -> bool:
     """Whether any replica waits to be sent, to anyone."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(ANY_UNSENT)
         return bool(cursor.fetchone()[0])
 
@@ -340,7 +341,7 @@ def too_big(*, app_ids: list[int], memory_bytes: int, disk_bytes: int | None, sp
             WHERE r.state = %s AND NOT r.reserved AND u.app_id IN ({apps})
             ORDER BY r.share_id, r.priority DESC, r.dispatch_key
             LIMIT %s) head"""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, [ReplicaState.UNSENT.value, *app_ids, PROBE_UNITS])
         memory, disk, rate = cursor.fetchone()
     return TooBig(

@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from coordinator.core.prepared import prepared_cursor
 from coordinator.shares.models import Share, Use
 from coordinator.shares.policy import Standing
 from coordinator.work.lifecycle import ReplicaState
@@ -49,7 +50,7 @@ def standings(now: datetime) -> list[Standing]:
     """The shares with unsent work that is not reserved, and their use in the window."""
     since = minute_of(now - timedelta(seconds=settings.TESSERA["FAIR_SHARE_WINDOW_SECONDS"]))
     unsent = ReplicaState.UNSENT.value
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(STANDINGS, [connection.ops.adapt_datetimefield_value(since), unsent, unsent])
         return [
             Standing(share_id, float(weight), float(used)) for share_id, weight, used in cursor.fetchall()
@@ -68,5 +69,5 @@ def charge(*, host_id: int, sent: dict[int, tuple[int, float]], now: datetime) -
         replicas, fpops = sent[share_id]
         params += [share_id, minute, slot, replicas, fpops]
     rows = ", ".join(["(%s, %s, %s, %s, %s)"] * len(sent))
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(CHARGE.format(rows=rows), params)

@@ -15,6 +15,7 @@ from datetime import datetime
 from django.db import connection
 
 from coordinator.core.bulk import any_of, for_update
+from coordinator.core.prepared import prepared_cursor
 from coordinator.work.lifecycle import Outcome, ReplicaState
 from coordinator.work.models import Replica, WorkUnit
 
@@ -52,7 +53,7 @@ def write_reports(*, host_id: int, rows: Sequence[ReportRow], now: datetime) -> 
     """Record ``rows`` for replicas ``host_id`` may report; returns how many were written."""
     received = connection.ops.adapt_datetimefield_value(now)
     over = ReplicaState.OVER.value
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         if connection.vendor == "postgresql":
             columns = [list(column) for column in zip(*rows, strict=True)]
             cursor.execute(POSTGRES, [over, received, *columns, host_id, *REPORTABLE_PARAMS])
@@ -69,7 +70,7 @@ def lock_and_mark_units(unit_ids: Sequence[int], now: datetime) -> dict[int, tup
     requests never wait on each other in a cycle), and mark them due for the transitioner
     now, in one statement; returns each one's app and operations."""
     among, params = any_of("id", unit_ids)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"UPDATE {UNITS} SET transition_time = %s"
             f" WHERE id IN (SELECT id FROM {UNITS} WHERE {among} ORDER BY id{for_update()})"

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from django.db import connection
 from django.db.models import Count, Exists, Expression, OuterRef
 
+from coordinator.core.prepared import prepared_cursor
 from coordinator.work import lifecycle, plan_classes
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
 from coordinator.work.models import AppVersion, Batch, BatchState, PlanClass, Replica, WorkUnit
@@ -214,7 +214,7 @@ LIVE_VERSIONS = ProcessCache(
 def _versions_fingerprint() -> tuple[int, int | None]:
     """How many versions there are and the newest's id: one index-only read, in SQL (read on
     every claim, and the ORM's aggregate cost more to build than to run)."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(f"SELECT COUNT(*), MAX(id) FROM {AppVersion._meta.db_table}")
         count, last = cursor.fetchone()
     return count, last
