@@ -1,10 +1,11 @@
 """Writes to a host's and volunteer's standing: credit totals, RAC, credit per day,
 reputation, quota; the one place they change.
 
-Rows are locked in one fixed order (volunteers, teams, hosts, each by id) and updated once
-per validation pass with what the pure rules in ``credit`` and ``reputation`` compute. The
-locks leave the key alone (``FOR NO KEY UPDATE``): a host's signed request burns its nonce,
-a row that refers to the host, while a validation pass holds the host's figures.
+Rows are locked in one fixed order (volunteers, teams, hosts, each by id; then credit days,
+reputations and quotas) and updated once per validation pass with what the pure rules in
+``credit`` and ``reputation`` compute. The locks leave the key alone (``FOR NO KEY
+UPDATE``): a host's signed request burns its nonce, a row that refers to the host, while a
+validation pass holds the host's figures.
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ from coordinator.standing.reputation import (
 from coordinator.work.signals import TimedOut
 
 CREDIT_FIELDS = ["total_credit", "rac", "rac_time", "rac_rank"]
+# What an event changes in its host's own row.
+HOST_EVENT_FIELDS = [
+    "consecutive_valid",
+    "valid_count",
+    "invalid_count",
+    "error_count",
+    "daily_quota",
+    "independent_valid",
+    "caught_at",
+]
 
 
 @dataclass(frozen=True)
@@ -60,17 +71,19 @@ _Credited = TypeVar("_Credited", Volunteer, Team, Host)
 def _credit_rows(model: type[_Credited], grants: dict[int, list[Grant]], now: datetime) -> list[_Credited]:
     rows = list(model.objects.select_for_update(no_key=True).filter(pk__in=grants).order_by("pk"))
     for row in rows:
-        granted = sum((g.credit for g in grants[row.pk] if g.credit > 0), Decimal(0))
-        row.total_credit += granted
-        row.rac = credit.rac_after_grant(row.rac, row.rac_time, float(granted), now)
-        for taken in (g for g in grants[row.pk] if g.credit < 0):
-            row.total_credit += taken.credit
-            row.rac = credit.rac_after_reversal(
-                row.rac, now, float(-taken.credit), taken.granted_at or now, now
-            )
-        row.rac_time = now
-        row.rac_rank = credit.rac_rank_key(row.rac, row.rac_time)
+        _credit(row, grants[row.pk], now)
     return rows
+
+
+def _credit(row: Volunteer | Team | Host, grants: list[Grant], now: datetime) -> None:
+    granted = sum((g.credit for g in grants if g.credit > 0), Decimal(0))
+    row.total_credit += granted
+    row.rac = credit.rac_after_grant(row.rac, row.rac_time, float(granted), now)
+    for taken in (g for g in grants if g.credit < 0):
+        row.total_credit += taken.credit
+        row.rac = credit.rac_after_reversal(row.rac, now, float(-taken.credit), taken.granted_at or now, now)
+    row.rac_time = now
+    row.rac_rank = credit.rac_rank_key(row.rac, row.rac_time)
 
 
 def _add_credit_days(by_volunteer: dict[int, list[Grant]], now: datetime) -> None:
@@ -103,23 +116,42 @@ def add_credit(grants: Iterable[Grant], *, now: datetime) -> None:
     volunteer, their current team and the host, from their RAC the share that grant still
     holds (never below 0), and from the credit of the grant's day.
     """
+    settle(list(grants), [], now=now)
+
+
+def settle(grants: list[Grant], events: list[HostEvent], *, now: datetime) -> None:
+    """What a validation pass did to the standing: ``grants`` as :func:`add_credit` adds
+    them, then ``events`` as :func:`record_events` folds them, each host read, locked and
+    written once (a pass's grants and events are mostly on the same hosts). Rows are locked
+    volunteers, teams, hosts, credit days, then reputations and quotas."""
     by_volunteer: dict[int, list[Grant]] = defaultdict(list)
     by_host: dict[int, list[Grant]] = defaultdict(list)
     for grant in grants:
         by_volunteer[grant.volunteer_id].append(grant)
         by_host[grant.host_id].append(grant)
-    if not by_volunteer:
+    if by_volunteer:
+        volunteers = _credit_rows(Volunteer, by_volunteer, now)
+        by_team: dict[int, list[Grant]] = defaultdict(list)
+        for volunteer in volunteers:
+            if volunteer.team_id is not None:
+                by_team[volunteer.team_id] += by_volunteer[volunteer.pk]
+        update_rows(Volunteer, volunteers, CREDIT_FIELDS)
+        if by_team:
+            update_rows(Team, _credit_rows(Team, by_team, now), CREDIT_FIELDS)
+    host_ids = set(by_host) | {e.host_id for e in events}
+    if not host_ids:
         return
-    volunteers = _credit_rows(Volunteer, by_volunteer, now)
-    by_team: dict[int, list[Grant]] = defaultdict(list)
-    for volunteer in volunteers:
-        if volunteer.team_id is not None:
-            by_team[volunteer.team_id] += by_volunteer[volunteer.pk]
-    update_rows(Volunteer, volunteers, CREDIT_FIELDS)
-    if by_team:
-        update_rows(Team, _credit_rows(Team, by_team, now), CREDIT_FIELDS)
-    update_rows(Host, _credit_rows(Host, by_host, now), CREDIT_FIELDS)
-    _add_credit_days(by_volunteer, now)
+    hosts = {
+        h.pk: h for h in Host.objects.select_for_update(no_key=True).filter(pk__in=host_ids).order_by("pk")
+    }
+    for host_id, host_grants in by_host.items():
+        _credit(hosts[host_id], host_grants, now)
+    if by_volunteer:
+        _add_credit_days(by_volunteer, now)
+    if events:
+        _fold_events(events, hosts, now)
+    fields = [*(CREDIT_FIELDS if by_host else []), *(HOST_EVENT_FIELDS if events else [])]
+    update_rows(Host, list(hosts.values()), fields)
 
 
 def establishment() -> Establishment:
@@ -209,20 +241,20 @@ def _fold(
 def record_events(events: list[HostEvent], *, now: datetime) -> None:
     """Fold valid, invalid and error events into each host's reputation (overall and per
     app) and its daily quota per app version, in the order they happened."""
-    if not events:
-        return
+    settle([], events, now=now)
+
+
+def _fold_events(events: list[HostEvent], hosts: dict[int, Host], now: datetime) -> None:
+    """The events into the locked hosts, and into their reputation and quota rows, made
+    where missing and locked here."""
     pairs = {(e.host_id, e.app_id) for e in events}
     HostAppReputation.objects.bulk_create(
         [HostAppReputation(host_id=h, app_id=a) for h, a in pairs], ignore_conflicts=True
     )
-    host_ids = sorted({e.host_id for e in events})
-    hosts = {
-        h.pk: h for h in Host.objects.select_for_update(no_key=True).filter(pk__in=host_ids).order_by("pk")
-    }
     reputations = {
         (r.host_id, r.app_id): r
         for r in HostAppReputation.objects.select_for_update()
-        .filter(host_id__in=host_ids, app_id__in={a for _, a in pairs})
+        .filter(host_id__in=hosts, app_id__in={a for _, a in pairs})
         .order_by("pk")
     }
     quotas = _quota_rows(events, hosts)
@@ -233,19 +265,6 @@ def record_events(events: list[HostEvent], *, now: datetime) -> None:
         ["consecutive_valid", "valid", "invalid", "errors", "error_rate"],
     )
     update_rows(HostAppVersion, list(quotas.values()), ["daily_quota"])
-    update_rows(
-        Host,
-        list(hosts.values()),
-        [
-            "consecutive_valid",
-            "valid_count",
-            "invalid_count",
-            "error_count",
-            "daily_quota",
-            "independent_valid",
-            "caught_at",
-        ],
-    )
 
 
 def record_timeouts(sender: object, *, timed_out: list[TimedOut], now: datetime, **kwargs: object) -> None:

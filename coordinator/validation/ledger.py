@@ -72,14 +72,18 @@ def _chain(head: LedgerHead, entries: list[LedgerEntry]) -> None:
     LedgerHead.objects.filter(id=1).update(seq=seq, hash=prev)
 
 
-def append(grants: list[Grant], *, now: datetime) -> None:
-    """Chain one entry per grant after the current head; the caller's transaction holds it."""
+def append(grants: list[Grant], *, now: datetime, bearer_hosts: set[int] | None = None) -> None:
+    """Chain one entry per grant after the current head; the caller's transaction holds it.
+    ``bearer_hosts``: which of the grants' hosts are stock BOINC clients', when the caller
+    has read them already (a host is one from when it is made); else they are read here."""
     if not grants:
         return
     head = _locked_head()
-    bearer = set(
-        Host.objects.filter(pk__in={g.host_id for g in grants}, bearer=True).values_list("pk", flat=True)
-    )
+    bearer = bearer_hosts
+    if bearer is None:
+        bearer = set(
+            Host.objects.filter(pk__in={g.host_id for g in grants}, bearer=True).values_list("pk", flat=True)
+        )
     _chain(
         head,
         [

@@ -19,7 +19,7 @@ from django.db import transaction
 from coordinator.accounts.selectors import holders
 from coordinator.core.bulk import update_rows
 from coordinator.standing.reputation import Event
-from coordinator.standing.services import Grant, HostEvent, add_credit, host_is_established, record_events
+from coordinator.standing.services import Grant, HostEvent, host_is_established, settle
 from coordinator.validation import fuel, grants, ledger
 from coordinator.validation.compare import (
     CompareMode,
@@ -73,6 +73,7 @@ class _Pass:
     corrected_batches: set[int] = field(default_factory=set)
     unpunished: set[int] = field(default_factory=set)  # invalid on a verdict no one vouched for
     credited_fuel: dict[int, int] = field(default_factory=dict)  # wasm replica -> fuel credited
+    bearer_hosts: set[int] = field(default_factory=set)  # stock BOINC clients' hosts (set when made)
 
 
 def _host_id(replica: Replica) -> int:
@@ -325,9 +326,8 @@ def _write_pass(
     update_rows(Replica, work.unreadable, ["outcome", "validate_state"])
     update_rows(WorkUnit, units, UNIT_FIELDS_JUDGED)
     reverse_credit(replica_ids=work.reversals, now=now)  # its lock order: replicas, head, standing
-    ledger.append(work.grants, now=now)
-    add_credit(work.grants, now=now)
-    record_events(work.events, now=now)
+    ledger.append(work.grants, now=now, bearer_hosts=work.bearer_hosts)
+    settle(work.grants, work.events, now=now)
     if work.corrected_batches:
         Batch.objects.filter(pk__in=work.corrected_batches, state=BatchState.DONE).update(reassimilate=True)
 
@@ -361,6 +361,7 @@ def validate_units(*, unit_ids: list[int], now: datetime) -> int:
             judges=_judges(successes, now),
             now=now,
             granted_before=_granted_before([u for u in units if u.disputed], successes),
+            bearer_hosts={_host_id(r) for r in successes if r.host is not None and r.host.bearer},
         )
         for unit in units:
             _judge_unit(unit, replicas[unit.pk], work)

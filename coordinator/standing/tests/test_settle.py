@@ -1,0 +1,98 @@
+"""A validation pass's credit and reputation in one go: the same rows as adding its credit and
+then recording its events, with each host read, locked and written once instead of twice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from coordinator.accounts.models import Host, Team, Volunteer
+from coordinator.standing.models import CreditDay, HostAppReputation, HostAppVersion
+from coordinator.standing.reputation import Event
+from coordinator.standing.services import (
+    CREDIT_FIELDS,
+    HOST_EVENT_FIELDS,
+    Grant,
+    HostEvent,
+    add_credit,
+    record_events,
+    settle,
+)
+from coordinator.testing import make_app, make_host
+from coordinator.work.models import AppVersion
+
+pytestmark = pytest.mark.django_db
+HOST_FIELDS = [*CREDIT_FIELDS, *HOST_EVENT_FIELDS]
+
+
+def standing() -> dict[str, list[tuple]]:
+    """Every row the standing writes, as plain values."""
+    return {
+        "hosts": list(Host.objects.order_by("pk").values_list("pk", *HOST_FIELDS)),
+        "volunteers": list(
+            Volunteer.objects.order_by("pk").values_list("pk", "total_credit", "rac", "rac_time")
+        ),
+        "teams": list(Team.objects.order_by("pk").values_list("pk", "total_credit", "rac")),
+        "days": list(
+            CreditDay.objects.order_by("volunteer_id", "day").values_list("volunteer_id", "day", "credit")
+        ),
+        "reputations": list(
+            HostAppReputation.objects.order_by("host_id", "app_id").values_list(
+                "host_id", "app_id", "valid", "invalid", "errors", "consecutive_valid", "error_rate"
+            )
+        ),
+        "quotas": list(
+            HostAppVersion.objects.order_by("host_id", "app_version_id").values_list(
+                "host_id", "app_version_id", "daily_quota"
+            )
+        ),
+    }
+
+
+def a_pass() -> tuple[list[Grant], list[HostEvent]]:
+    """Grants and events on three hosts: two credited and judged, one only judged (an error)."""
+    app = make_app()
+    version = AppVersion.objects.filter(app=app).first()
+    (first, _), (second, _), (third, _) = make_host(), make_host(), make_host()
+    Host.objects.filter(pk=first.pk).update(rac=4.0, rac_time=timezone.now() - timedelta(days=1))
+    grants = [
+        Grant(first.volunteer_id, first.pk, 1, 1, Decimal("10.5")),
+        Grant(second.volunteer_id, second.pk, 2, 1, Decimal("10.5")),
+        Grant(first.volunteer_id, first.pk, 3, 2, Decimal("2.25")),
+    ]
+    events = [
+        HostEvent(first.pk, app.pk, version.pk, Event.VALID_INDEPENDENT),
+        HostEvent(second.pk, app.pk, version.pk, Event.INVALID),
+        HostEvent(third.pk, app.pk, version.pk, Event.ERROR),
+        HostEvent(first.pk, app.pk, version.pk, Event.VALID_CONFIRMED),
+    ]
+    return grants, events
+
+
+def test_settling_a_pass_writes_what_crediting_then_recording_it_writes():
+    grants, events = a_pass()
+    now = timezone.now()
+    with transaction.atomic():
+        add_credit(grants, now=now)
+        record_events(events, now=now)
+        one_after_the_other = standing()
+        transaction.set_rollback(True)
+
+    settle(grants, events, now=now)
+
+    assert standing() == one_after_the_other
+    assert one_after_the_other["hosts"][0][1] == Decimal("12.75")  # it wrote something to compare
+
+
+def test_settling_a_pass_reads_locks_and_writes_each_host_once():
+    grants, events = a_pass()
+    with CaptureQueriesContext(connection) as queries:
+        settle(grants, events, now=timezone.now())
+    statements = [q["sql"] for q in queries.captured_queries]
+    on_hosts = [sql.split()[0] for sql in statements if '"accounts_host"' in sql.split(" WHERE ")[0]]
+    assert on_hosts == ["SELECT", "UPDATE"]
