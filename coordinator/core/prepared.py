@@ -15,6 +15,7 @@ timestamps about a fifth of the CPU of the text form.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +23,8 @@ from typing import Any
 import psycopg
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
+
+_WORD = re.compile(r"[a-z_]+")
 
 
 @contextmanager
@@ -42,6 +45,16 @@ def prepared_cursor() -> Iterator[CursorWrapper]:
         raw.cursor_factory = plain
     with cursor:
         yield cursor
+
+
+def literal(value: str) -> str:
+    """A constant of our own code (a state's name) spelled in the SQL, not bound: a plan for
+    any values still knows it, and uses the partial indexes made for it. Only a plain word
+    is taken, so nothing from outside can ride in on it."""
+    text = str(value)  # a StrEnum's member is its value
+    if not _WORD.fullmatch(text):
+        raise ValueError(f"not a plain word: {text!r}")
+    return f"'{text}'"
 
 
 def placeholder(values: list[Any]) -> str:

@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_datetime
 from coordinator.accounts.models import Host, Volunteer
 from coordinator.accounts.relation import Holder
 from coordinator.accounts.selectors import related_sql
-from coordinator.core.prepared import prepared_cursor
+from coordinator.core.prepared import literal, prepared_cursor
 from coordinator.standing.models import HostAppVersion
 from coordinator.work.lifecycle import Outcome, ReplicaState, ValidateState
 from coordinator.work.models import Replica, WorkUnit
@@ -39,13 +39,14 @@ QUOTAS = HostAppVersion._meta.db_table
 CONTEXT = f"""
 SELECT h.n_cpus, h.flops, h.memory_bytes, h.daily_quota, h.independent_valid,
        load.by_host, load.by_volunteer,
-       EXISTS (SELECT 1 FROM {REPLICAS} WHERE state = %s AND reserved),
-       EXISTS (SELECT 1 FROM {REPLICAS} WHERE state = %s AND reserved AND created <= %s),
+       EXISTS (SELECT 1 FROM {REPLICAS} WHERE state = {literal(ReplicaState.UNSENT)} AND reserved),
+       EXISTS (SELECT 1 FROM {REPLICAS} WHERE state = {literal(ReplicaState.UNSENT)} AND reserved
+               AND created <= %s),
        q.app_version_id, q.daily_quota, q.quota_day, q.quota_used, q.speed_flops, q.speed_samples,
        q.turnaround
 FROM {HOSTS} h
 CROSS JOIN (SELECT COUNT(*) FILTER (WHERE host_id = %s) AS by_host, COUNT(*) AS by_volunteer
-            FROM {REPLICAS} WHERE state = %s AND volunteer_id = %s) load
+            FROM {REPLICAS} WHERE state = {literal(ReplicaState.IN_PROGRESS)} AND volunteer_id = %s) load
 LEFT JOIN {QUOTAS} q ON q.host_id = h.id
 WHERE h.id = %s
 """
@@ -76,16 +77,7 @@ class ClaimContext:
 def claim_context(host: Host, *, waited: datetime) -> ClaimContext:
     """What limits this claim, in one statement; the host's changing figures are refreshed
     on ``host`` (read under the volunteer's lock, after authentication read them)."""
-    unsent, in_progress = ReplicaState.UNSENT.value, ReplicaState.IN_PROGRESS.value
-    params = [
-        unsent,
-        unsent,
-        connection.ops.adapt_datetimefield_value(waited),
-        host.pk,
-        in_progress,
-        host.volunteer_id,
-        host.pk,
-    ]
+    params = [connection.ops.adapt_datetimefield_value(waited), host.pk, host.volunteer_id, host.pk]
     with prepared_cursor() as cursor:
         cursor.execute(CONTEXT, params)
         rows = cursor.fetchall()
@@ -112,15 +104,11 @@ def claim_context(host: Host, *, waited: datetime) -> ClaimContext:
 # PostgreSQL may turn NOT EXISTS into an anti-join that reads every replica the volunteer
 # ever held (docs/benchmarks.md).
 MINE = "kin.volunteer_id = %s"
+_SETTLED_AGAINST = f"{literal(ValidateState.INVALID)}, {literal(ValidateState.INCONCLUSIVE)}"
 OUT_ALONE = (
-    "(kin.trusted_single AND (kin.state = %s OR (kin.outcome = %s AND kin.validate_state NOT IN (%s, %s))))"
+    f"(kin.trusted_single AND (kin.state = {literal(ReplicaState.IN_PROGRESS)}"
+    f" OR (kin.outcome = {literal(Outcome.SUCCESS)} AND kin.validate_state NOT IN ({_SETTLED_AGAINST}))))"
 )
-OUT_ALONE_PARAMS = [
-    ReplicaState.IN_PROGRESS.value,
-    Outcome.SUCCESS.value,
-    ValidateState.INVALID.value,
-    ValidateState.INCONCLUSIVE.value,
-]
 
 
 def unit_not_for(holder: Holder, *, reserved: bool) -> tuple[str, list[Any]]:
@@ -133,7 +121,6 @@ def unit_not_for(holder: Holder, *, reserved: bool) -> tuple[str, list[Any]]:
         # Not for an accelerated replica: the lifecycle made it to back up (or replace) the
         # lone replica, which may be on a host that went away.
         tests.append(f"(r.reliable_until IS NULL AND {OUT_ALONE})")
-        params.extend(OUT_ALONE_PARAMS)
     related, related_params = related_sql(holder, host="kin_host", volunteer="kin_volunteer")
     if related:
         # A lookup by primary key per replica held, whatever the number of hosts (without
@@ -270,7 +257,7 @@ def candidates(
     adapt = connection.ops.adapt_datetimefield_value
     waived = None if holds_waived_before is None else adapt(holds_waived_before)
     condition, condition_params = app_condition(apps, holds_waived_before=waived)
-    params: list[Any] = [ReplicaState.UNSENT.value, memory_bytes, *condition_params]
+    params: list[Any] = [memory_bytes, *condition_params]
     extra, extra_params = _narrowing(disk_bytes, made_before, unreliable_at, queue)
     params += extra_params
     # A share's queue is read in its index's order (the share first, fixed by the test above).
@@ -281,7 +268,7 @@ def candidates(
                u.hr_class, u.pinned_version_id, u.homogeneous_until, u.delay_bound,
                r.reliable_until IS NOT NULL, r.share_id
         FROM {REPLICAS} r JOIN {UNITS} u ON u.id = r.workunit_id
-        WHERE r.state = %s AND {"r.reserved" if reserved else "NOT r.reserved"}
+        WHERE r.state = {literal(ReplicaState.UNSENT)} AND {"r.reserved" if reserved else "NOT r.reserved"}
           AND u.memory_bytes <= %s AND {condition}{extra} AND {not_for}
         ORDER BY {order}
         LIMIT %s{lock}"""
@@ -302,7 +289,7 @@ def candidates(
 # planner answered an EXISTS with a sequential scan that would meet a waiting row at once; once
 # they had all gone out it read the whole table instead, 2-8 ms a request for work while the
 # last results came back (bench.throughput). An ordered read with a LIMIT keeps the index.
-_UNSENT = f"FROM {REPLICAS} WHERE state = '{ReplicaState.UNSENT.value}'"
+_UNSENT = f"FROM {REPLICAS} WHERE state = {literal(ReplicaState.UNSENT)}"
 ANY_UNSENT = f"""
 SELECT (SELECT 1 {_UNSENT} AND NOT reserved
         ORDER BY share_id, priority DESC, dispatch_key LIMIT 1) IS NOT NULL
@@ -338,11 +325,11 @@ def too_big(*, app_ids: list[int], memory_bytes: int, disk_bytes: int | None, sp
         SELECT MAX(head.memory_bytes), MAX(head.disk_bytes), MIN(head.rate) FROM (
             SELECT u.memory_bytes, u.disk_bytes, u.fpops_estimate / u.delay_bound AS rate
             FROM {REPLICAS} r JOIN {UNITS} u ON u.id = r.workunit_id
-            WHERE r.state = %s AND NOT r.reserved AND u.app_id IN ({apps})
+            WHERE r.state = {literal(ReplicaState.UNSENT)} AND NOT r.reserved AND u.app_id IN ({apps})
             ORDER BY r.share_id, r.priority DESC, r.dispatch_key
-            LIMIT %s) head"""
+            LIMIT {PROBE_UNITS:d}) head"""
     with prepared_cursor() as cursor:
-        cursor.execute(sql, [ReplicaState.UNSENT.value, *app_ids, PROBE_UNITS])
+        cursor.execute(sql, app_ids)
         memory, disk, rate = cursor.fetchone()
     return TooBig(
         memory=(memory or 0) > memory_bytes,

@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from coordinator.core.prepared import prepared_cursor
+from coordinator.core.prepared import literal, prepared_cursor
 from coordinator.shares.models import Share, Use
 from coordinator.shares.policy import Standing
 from coordinator.work.lifecycle import ReplicaState
@@ -23,16 +23,17 @@ SHARES = Share._meta.db_table
 USE = Use._meta.db_table
 REPLICAS = Replica._meta.db_table
 
+UNSENT = literal(ReplicaState.UNSENT)  # spelled in the SQL: the dispatch index is partial
 # Every share with unsent work (one probe of the dispatch index each), with its use in the
 # window (one range of its use rows); then the project's own work, when it has some.
 STANDINGS = f"""
 SELECT s.id, s.weight,
        COALESCE((SELECT SUM(u.fpops) FROM {USE} u WHERE u.share_id = s.id AND u.minute >= %s), 0)
 FROM {SHARES} s
-WHERE EXISTS (SELECT 1 FROM {REPLICAS} r WHERE r.share_id = s.id AND r.state = %s AND NOT r.reserved)
+WHERE EXISTS (SELECT 1 FROM {REPLICAS} r WHERE r.share_id = s.id AND r.state = {UNSENT} AND NOT r.reserved)
 UNION ALL
 SELECT NULL, 1, 0
-WHERE EXISTS (SELECT 1 FROM {REPLICAS} r WHERE r.share_id IS NULL AND r.state = %s AND NOT r.reserved)
+WHERE EXISTS (SELECT 1 FROM {REPLICAS} r WHERE r.share_id IS NULL AND r.state = {UNSENT} AND NOT r.reserved)
 """
 
 CHARGE = f"""
@@ -49,9 +50,8 @@ def minute_of(now: datetime) -> datetime:
 def standings(now: datetime) -> list[Standing]:
     """The shares with unsent work that is not reserved, and their use in the window."""
     since = minute_of(now - timedelta(seconds=settings.TESSERA["FAIR_SHARE_WINDOW_SECONDS"]))
-    unsent = ReplicaState.UNSENT.value
     with prepared_cursor() as cursor:
-        cursor.execute(STANDINGS, [connection.ops.adapt_datetimefield_value(since), unsent, unsent])
+        cursor.execute(STANDINGS, [connection.ops.adapt_datetimefield_value(since)])
         return [
             Standing(share_id, float(weight), float(used)) for share_id, weight, used in cursor.fetchall()
         ]

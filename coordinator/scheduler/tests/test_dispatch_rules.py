@@ -7,7 +7,7 @@ import itertools
 import pytest
 from django.db import connection
 
-from coordinator.scheduler.dispatch_sql import OUT_ALONE, OUT_ALONE_PARAMS
+from coordinator.scheduler.dispatch_sql import OUT_ALONE
 from coordinator.work.lifecycle import Outcome, ReplicaState, ReplicaView, ValidateState, keeps_unit_alone
 
 pytestmark = pytest.mark.django_db
@@ -18,9 +18,7 @@ def sql_keeps_unit_alone(replica: ReplicaView) -> bool:
     columns = "SELECT %s AS trusted_single, %s AS state, %s AS outcome, %s AS validate_state"
     row = [replica.trusted_single, replica.state.value, replica.outcome.value, replica.validate_state.value]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT CASE WHEN {OUT_ALONE} THEN 1 ELSE 0 END FROM ({columns}) kin", [*OUT_ALONE_PARAMS, *row]
-        )
+        cursor.execute(f"SELECT CASE WHEN {OUT_ALONE} THEN 1 ELSE 0 END FROM ({columns}) kin", list(row))
         return cursor.fetchone()[0] == 1
 
 
