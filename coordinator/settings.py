@@ -106,14 +106,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-tessera-{os.getpid()}.sqlite3")}
     VAR_DIR.mkdir(exist_ok=True)
 else:
-    PREPARE_NEVER_UNASKED = 2**31 - 1
+    _PREPARE_NEVER_UNASKED = 2**31 - 1
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     # A kept connection is checked before each request reuses it: after a database restart
     # the first request gets a new connection instead of an error.
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
     # psycopg prepares only what asks to be (coordinator.core.prepared: the hot path's fixed
     # statements); without a threshold it would prepare nothing, even when asked.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", PREPARE_NEVER_UNASKED)
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", _PREPARE_NEVER_UNASKED)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Files ----------------------------------------------------------------------------

@@ -21,6 +21,6 @@ class WarmStorage(dramatiq.Middleware):
     def after_worker_thread_boot(self, broker: Any, thread: Any) -> None:
         try:
             storage = storages["default"]
-            getattr(storage, "connection", None)  # S3: this thread's own client (the files' own: none)
+            getattr(storage, "connection", None)  # S3: this thread's own client; local files have none
         except Exception:  # a misconfigured storage fails its first real use with its own error
             logger.warning("could not build the file storage's client at boot", exc_info=True)
