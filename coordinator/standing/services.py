@@ -145,7 +145,8 @@ def settle(grants: list[Grant], events: list[HostEvent], *, now: datetime) -> No
         h.pk: h for h in Host.objects.select_for_update(no_key=True).filter(pk__in=host_ids).order_by("pk")
     }
     for host_id, host_grants in by_host.items():
-        _credit(hosts[host_id], host_grants, now)
+        if host_id in hosts:  # a host deleted meanwhile has no totals left to add to
+            _credit(hosts[host_id], host_grants, now)
     if by_volunteer:
         _add_credit_days(by_volunteer, now)
     if events:
@@ -254,7 +255,7 @@ def _fold_events(events: list[HostEvent], hosts: dict[int, Host], now: datetime)
     reputations = {
         (r.host_id, r.app_id): r
         for r in HostAppReputation.objects.select_for_update()
-        .filter(host_id__in=hosts, app_id__in={a for _, a in pairs})
+        .filter(host_id__in={h for h, _ in pairs}, app_id__in={a for _, a in pairs})
         .order_by("pk")
     }
     quotas = _quota_rows(events, hosts)
