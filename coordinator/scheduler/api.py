@@ -66,8 +66,8 @@ class HostView(APIView):
 # --- serializers: the contract of the scheduler RPC ----------------------------------------
 
 
-# The reports' inline outputs, decoded and bounded by the serializer's own field.
-INLINE_OUTPUT = Base64Field(max_bytes=settings.TESSERA["INLINE_BYTES_MAX"])
+# A report's inline output: the serializer's field, and the one pass decodes with it too.
+INLINE_OUTPUT = Base64Field(max_bytes=settings.TESSERA["INLINE_BYTES_MAX"], required=False)
 
 
 class ReportSerializer(serializers.Serializer):
@@ -77,7 +77,7 @@ class ReportSerializer(serializers.Serializer):
     exit_code = serializers.IntegerField(min_value=-(2**31), max_value=2**31 - 1, default=0)
     output_sha256 = serializers.RegexField(SHA256_HEX, required=False)
     output_size = serializers.IntegerField(min_value=0, max_value=2**53, required=False)
-    output_inline = Base64Field(max_bytes=settings.TESSERA["INLINE_BYTES_MAX"], required=False)
+    output_inline = INLINE_OUTPUT  # a declaration: each serializer gets its own copy
     message = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
     # A wasm task's fuel (docs/science-apps.md); the validator checks it against the quorum.
     fuel = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, allow_null=True)
