@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.books import BOOKS, ESTABLISH, Progress, registered_hosts
-from bench.scenario_report import broken, figures, table
+from bench.scenario_report import broken, figures, table, time_split
 from bench.sim_hosts import CHEATING_KINDS, KINDS, RING_KINDS, Plan, run_hosts
 
 # Shares of the batch finished whose times are reported: where the makespan goes.
@@ -393,6 +393,7 @@ def run(opts: argparse.Namespace, mix: dict[str, float]) -> dict[str, Any]:
         "ledger_verified": verified,
         "faults": faults,
         "restarted": restarts,
+        "time_split": time_split(host_logs, started, started + ended),
     }
 
 

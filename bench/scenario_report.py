@@ -10,7 +10,7 @@ from collections import Counter
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from bench.sim_hosts import CHEATING_KINDS, RING_KINDS, Plan
+from bench.sim_hosts import CHEATING_KINDS, RING_KINDS, SPENT_ON, Plan
 
 if TYPE_CHECKING:
     from bench.scenario import Watch
@@ -157,6 +157,41 @@ def figures(
     return result
 
 
+def time_split(
+    host_logs: list[dict[str, Any]], start: float, end: float, windows: int = 10
+) -> dict[str, Any]:
+    """Where the correct, staying hosts' time went from the batch's submission to its end:
+    the share of their time in each of SPENT_ON (``other``: the rest, the host's own loop),
+    and the share crunching in each tenth of that time (a fault or a tail shows as a dip)."""
+    logs = [log for log in host_logs if log["kind"] not in CHEATING_KINDS and not log["vanished"]]
+    length = (end - start) / windows
+    if not logs or length <= 0:
+        return {}
+    total = Counter()
+    crunching = [0.0] * windows
+    for log in logs:
+        for what, begin, finish in log["spent"]:
+            begin, finish = max(begin, start), min(finish, end)
+            if finish <= begin:
+                continue
+            total[what] += finish - begin
+            if what != "crunch":
+                continue
+            for window in range(
+                int((begin - start) // length), min(windows, int((finish - start) // length) + 1)
+            ):
+                low = start + window * length
+                crunching[window] += max(0.0, min(finish, low + length) - max(begin, low))
+    whole = (end - start) * len(logs)
+    split = {what: round(total[what] / whole, 3) for what in SPENT_ON}
+    split["other"] = round(1 - sum(total.values()) / whole, 3)
+    return {
+        "hosts": len(logs),
+        "share": split,
+        "crunching_by_tenth": [round(c / (length * len(logs)), 2) for c in crunching],
+    }
+
+
 def broken(figures: dict[str, Any]) -> list[str]:
     """The guarantees that did not hold (the ledger's verification among them)."""
     failed = [name for name, held in figures["guarantees"].items() if not held]
@@ -224,5 +259,11 @@ def table(figures: dict[str, Any]) -> list[tuple[str, str]]:
             ),
         ),
         ("failed calls (retried)", json.dumps(figures["failed_calls"])),
+        (
+            "correct hosts' time to the end",
+            ", ".join(f"{what} {share:.0%}" for what, share in figures["time_split"].get("share", {}).items())
+            + "; crunching by tenth "
+            + " ".join(f"{share:.0%}" for share in figures["time_split"].get("crunching_by_tenth", [])),
+        ),
         ("guarantees", "all held" if not broken(figures) else "BROKEN: " + ", ".join(broken(figures))),
     ]

@@ -45,6 +45,8 @@ import json
 import random
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -77,6 +79,9 @@ GATHER_SECONDS = 5.0  # how long a ring member waits for the others before it as
 # that shares a network has the last one.
 ADDRESSES = ipaddress.ip_network("198.18.0.0/15")
 RING_SUBNET = ADDRESSES.num_addresses // 256 - 1
+# What a host's time goes to (HostLog.spent): its task, its scheduler calls (the reply
+# awaited), backing off after a failed call, waiting with nothing to do, restarting after a crash.
+SPENT_ON = ("crunch", "call", "back off", "no work", "crash")
 
 
 @dataclass(frozen=True)
@@ -131,9 +136,19 @@ class HostLog:
     vanished: bool = False
     returned: bool = False
     failed_calls: dict[str, int] = field(default_factory=dict)  # HTTP status (or "network") -> count
+    # Where its time went: (what, wall-clock start, end), what being one of SPENT_ON.
+    spent: list[tuple[str, float, float]] = field(default_factory=list)
 
     def failed(self, status: str) -> None:
         self.failed_calls[status] = self.failed_calls.get(status, 0) + 1
+
+    @contextmanager
+    def spending(self, what: str) -> Iterator[None]:
+        start = time.time()
+        try:
+            yield
+        finally:
+            self.spent.append((what, round(start, 3), round(time.time(), 3)))
 
 
 def right_answer(data: bytes) -> bytes:
@@ -255,7 +270,8 @@ class SimHost:
         self.log.failed(status)
         self.failures += 1
         delay = max(retry_after, self.rng.uniform(0, min(10.0, 0.5 * 2**self.failures)))
-        self.stop.wait(delay) if not self.stop.is_set() else time.sleep(min(delay, 2.0))
+        with self.log.spending("back off"):
+            self.stop.wait(delay) if not self.stop.is_set() else time.sleep(min(delay, 2.0))
 
     def call(self, *, want: int, read_reply: bool = True) -> dict[str, Any] | None:
         """One scheduler call carrying every unacknowledged result; None when it failed."""
@@ -266,7 +282,8 @@ class SimHost:
             payload["in_progress"] = [task["replica"] for task in self.tasks]
         body, headers = self.signed(payload)
         try:
-            response = self.post(body, headers)
+            with self.log.spending("call"):
+                response = self.post(body, headers)
         except requests.RequestException:
             self.back_off("network")
             return None
@@ -353,7 +370,8 @@ class SimHost:
     def crunch(self, task: dict[str, Any]) -> None:
         """Run one task: a host with more cores crunches that many tasks per task length."""
         factor = self.plan.slow_factor if self.kind == "slow" else 1.0
-        self.stop.wait(self.plan.task_seconds * factor / self.cpus)
+        with self.log.spending("crunch"):
+            self.stop.wait(self.plan.task_seconds * factor / self.cpus)
         data = self.session.fetch_input(task)  # inline here: no transfer
         output = self.output(task["workunit"], data)
         self.pending[task["replica"]] = Report(task["replica"], "success", self.plan.task_seconds, output)
@@ -427,7 +445,8 @@ class SimHost:
             reply = self.ask(read_reply=not crash)
             if crash:
                 self.log.crashes += 1
-                self.stop.wait(self.rng.uniform(1.0, 3.0))  # the restart
+                with self.log.spending("crash"):
+                    self.stop.wait(self.rng.uniform(1.0, 3.0))  # the restart
                 continue
             if reply is not None:
                 if not self.bursting:
@@ -441,7 +460,8 @@ class SimHost:
             if self.tasks:
                 self.crunch(self.tasks.pop(0))
             elif reply is not None:
-                self.stop.wait(1.0)  # nothing to do: ask again soon
+                with self.log.spending("no work"):
+                    self.stop.wait(1.0)  # nothing to do: ask again soon
         return True
 
     def flush(self) -> None:

@@ -84,3 +84,38 @@ def test_replays_and_reports_of_other_hosts_replicas_are_all_refused(figures):
     assert figures["replays"] > 0 and figures["replays_accepted"] == 0
     assert figures["foreign_accepted"] == 0
     assert figures["crashes"] > 0 and figures["vanished"] > 0
+
+
+def test_the_time_split_clips_each_hosts_time_to_the_batch_and_leaves_out_those_that_vanished():
+    from bench.scenario_report import time_split
+
+    honest = {
+        "kind": "honest",
+        "vanished": False,
+        "spent": [("call", 5, 10), ("crunch", 10, 30), ("no work", 30, 40)],
+    }
+    gone = {"kind": "vanishing", "vanished": True, "spent": [("crunch", 10, 20)]}
+    cheater = {"kind": "random", "vanished": False, "spent": [("crunch", 10, 20)]}
+    split = time_split([honest, gone, cheater], start=10, end=30, windows=2)
+    assert split["hosts"] == 1
+    assert (
+        split["share"]["crunch"] == 1.0 and split["share"]["call"] == 0.0 and split["share"]["other"] == 0.0
+    )
+    assert split["crunching_by_tenth"] == [1.0, 1.0]
+    split = time_split([honest], start=0, end=40, windows=4)
+    assert split["share"] == {
+        "crunch": 0.5,
+        "call": 0.125,
+        "back off": 0.0,
+        "no work": 0.25,
+        "crash": 0.0,
+        "other": 0.125,
+    }
+    assert split["crunching_by_tenth"] == [0.0, 1.0, 1.0, 0.0]
+
+
+def test_the_correct_hosts_time_is_accounted_for(figures):
+    split = figures["time_split"]
+    assert split["hosts"] >= 10
+    assert 0.2 < split["share"]["crunch"] < 1 and split["share"]["call"] > 0
+    assert abs(sum(split["share"].values()) - 1) < 0.01
