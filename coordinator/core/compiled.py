@@ -5,12 +5,15 @@ starts with (a host, its volunteer and user, ``select_related``) that is about f
 the read's CPU (docs/benchmarks.md). A :class:`CompiledRead` compiles its query set once per
 database connection with a placeholder value, keeps the SQL, and builds the model instances
 (related ones included) with Django's own converters and populators from each run's rows.
+A :class:`CompiledReadMany` does the same for a read of a list of keys, one array on
+PostgreSQL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -26,6 +29,7 @@ M = TypeVar("M", bound=Model)
 
 # Stands for the value in the compiled parameters: no real key is this negative.
 PLACEHOLDER = -7_340_168_052_227_119_913
+_MARK = re.compile(r"%[%s]")
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,9 @@ class CompiledRead(Generic[M]):
 
     def get(self, value: int) -> M | None:
         connection = connections[DEFAULT_DB_ALIAS]  # this thread's own: compiled for it alone
-        compiled = self._by_connection.get(connection) or self._compile(connection)
+        compiled = self._by_connection.get(connection)
+        if compiled is None:
+            compiled = self._by_connection[connection] = _compile(self._queryset_for(PLACEHOLDER), connection)
         params = [value if param == PLACEHOLDER else param for param in compiled.params]
         with prepared_cursor() as cursor:
             cursor.execute(compiled.sql, params)
@@ -61,30 +67,76 @@ class CompiledRead(Generic[M]):
             return None
         if len(rows) > 1:
             raise ValueError(f"{compiled.sql!r} gave more than one row")
-        (row,) = compiled.compiler.results_iter([rows])
-        model = compiled.compiler.klass_info["model"]
+        return _built(compiled, connection, rows)[0]
+
+
+class CompiledReadMany(Generic[M]):
+    """``read.many(values)``: the rows of ``queryset_for(values)``, in its order.
+
+    ``queryset_for`` filters an integer column ``__in`` the list it is given, once, with the
+    rules of :class:`CompiledRead`. On PostgreSQL the list is one array (``= ANY(%s)``), so
+    one prepared statement serves every count; elsewhere the query set runs as it is.
+    """
+
+    def __init__(self, queryset_for: Callable[[list[int]], QuerySet[M]]) -> None:
+        self._queryset_for = queryset_for
+        self._by_connection: WeakKeyDictionary[BaseDatabaseWrapper, _Compiled] = WeakKeyDictionary()
+
+    def many(self, values: Sequence[int]) -> list[M]:
+        if not values:
+            return []
+        connection = connections[DEFAULT_DB_ALIAS]
+        if connection.vendor != "postgresql":
+            return list(self._queryset_for(list(values)))
+        compiled = self._by_connection.get(connection)
+        if compiled is None:
+            compiled = self._by_connection[connection] = _as_any(
+                _compile(self._queryset_for([PLACEHOLDER]), connection)
+            )
+        params = [list(values) if param == PLACEHOLDER else param for param in compiled.params]
+        with prepared_cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows = cursor.fetchall()
+        return _built(compiled, connection, rows) if rows else []
+
+
+def _compile(queryset: QuerySet[M], connection: BaseDatabaseWrapper) -> _Compiled:
+    if getattr(queryset, "_prefetch_related_lookups", ()) or queryset.query.annotation_select:
+        raise ValueError("a compiled read takes no annotations and no prefetch_related")
+    compiler = queryset.query.get_compiler(connection=connection)
+    sql, params = compiler.as_sql()
+    if list(params).count(PLACEHOLDER) != 1:
+        raise ValueError("the query set must use its value once, as a plain parameter")
+    select, klass_info = compiler.select, compiler.klass_info
+    first, last = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+    return _Compiled(
+        sql=sql,
+        params=tuple(params),
+        compiler=compiler,
+        init_list=[column[0].target.attname for column in select[first:last]],
+        fields=slice(first, last),
+        populators=get_related_populators(klass_info, select, connection.alias),
+    )
+
+
+def _as_any(compiled: _Compiled) -> _Compiled:
+    """The placeholder's ``IN (%s)`` made ``= ANY(%s)``, found by its place among the
+    parameters (``%%`` is a percent sign, not a parameter)."""
+    index = compiled.params.index(PLACEHOLDER)
+    marks = [match for match in _MARK.finditer(compiled.sql) if match.group() == "%s"]
+    at = marks[index].start()
+    if compiled.sql[at - 4 : at] != "IN (" or compiled.sql[at + 2 : at + 3] != ")":
+        raise ValueError("the query set must filter on its values with __in")
+    return replace(compiled, sql=f"{compiled.sql[: at - 4]}= ANY(%s){compiled.sql[at + 3 :]}")
+
+
+def _built(compiled: _Compiled, connection: BaseDatabaseWrapper, rows: list[Any]) -> list[Any]:
+    """Model instances from the rows, related ones included, with Django's converters."""
+    model = compiled.compiler.klass_info["model"]
+    instances = []
+    for row in compiled.compiler.results_iter([rows]):
         instance = model.from_db(connection.alias, compiled.init_list, row[compiled.fields])
         for populator in compiled.populators:
             populator.populate(row, instance)
-        return instance
-
-    def _compile(self, connection: BaseDatabaseWrapper) -> _Compiled:
-        queryset = self._queryset_for(PLACEHOLDER)
-        if getattr(queryset, "_prefetch_related_lookups", ()) or queryset.query.annotation_select:
-            raise ValueError("a compiled read takes no annotations and no prefetch_related")
-        compiler = queryset.query.get_compiler(connection=connection)
-        sql, params = compiler.as_sql()
-        if list(params).count(PLACEHOLDER) != 1:
-            raise ValueError("the query set must use its value once, as a plain parameter")
-        select, klass_info = compiler.select, compiler.klass_info
-        first, last = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
-        compiled = _Compiled(
-            sql=sql,
-            params=tuple(params),
-            compiler=compiler,
-            init_list=[column[0].target.attname for column in select[first:last]],
-            fields=slice(first, last),
-            populators=get_related_populators(klass_info, select, connection.alias),
-        )
-        self._by_connection[connection] = compiled
-        return compiled
+        instances.append(instance)
+    return instances

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from coordinator.accounts.models import Host
+from coordinator.core.compiled import CompiledReadMany
 from coordinator.core.errors import Conflict
 from coordinator.scheduler import acceleration
 from coordinator.scheduler.claim_writes import SentAs, mark_sent
@@ -15,6 +16,7 @@ from coordinator.work.models import AppVersion, WorkUnit
 from coordinator.work.plan_classes import Usage
 
 ONE_CORE = Usage(cores=1.0)
+UNITS = CompiledReadMany(lambda ids: WorkUnit.objects.filter(pk__in=ids))
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def _timing(
 def assign(host: Host, chosen: list[Candidate], sent: Sending, now: datetime) -> list[Assignment]:
     """Write the chosen replicas as sent to ``host``, a statement per kind (deadline, version,
     alone or not, accelerated or not); a replica someone else took meanwhile refuses it all."""
-    units = WorkUnit.objects.in_bulk([c.unit_id for c in chosen])
+    units = {unit.pk: unit for unit in UNITS.many([c.unit_id for c in chosen])}
     groups: dict[tuple[int, int, bool, bool, float], list[int]] = {}
     for candidate in chosen:
         unit = units[candidate.unit_id]

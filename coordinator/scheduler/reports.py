@@ -16,6 +16,7 @@ from django.db.models import Q
 
 from coordinator.accounts.models import Host
 from coordinator.core import objects
+from coordinator.core.compiled import CompiledReadMany
 from coordinator.core.errors import Conflict, InvalidInput, NotFound, PermissionRefused
 from coordinator.scheduler.report_writer import ReportRow, lock_and_mark_units, write_reports
 from coordinator.standing.reputation import Event
@@ -35,6 +36,7 @@ ROW_FIELDS = (
     "app_version_id",
     "sent_at",  # for the turnaround measured at report
 )
+REPORTED_ROWS = CompiledReadMany(lambda ids: Replica.objects.filter(id__in=ids).only(*ROW_FIELDS))
 
 # replica id → its uploaded output, measured and sealed by the coordinator (``uploads``)
 Uploaded = dict[int, objects.Sealed]
@@ -141,7 +143,7 @@ def _sort_reports(
     ids = [report.replica for report in reports]
     if len(set(ids)) != len(ids):
         raise InvalidInput("a replica is reported twice in one request", code="duplicate_report")
-    rows = {row.pk: row for row in Replica.objects.filter(id__in=ids).only(*ROW_FIELDS)}
+    rows = {row.pk: row for row in REPORTED_ROWS.many(ids)}
     acks: list[ReportAck] = []
     to_record: list[tuple[Replica, ReportIn]] = []
     for report in reports:

@@ -18,6 +18,7 @@ from tessera_client.ledger import BEARER, FORMAT, GENESIS_HASH, entry_hash, reve
 from tessera_client.signing import b64encode
 
 from coordinator.accounts.models import Host, Volunteer
+from coordinator.core.bulk import insert_rows
 from coordinator.standing.services import Grant
 from coordinator.validation.models import LedgerEntry, LedgerHead, LedgerSeal
 
@@ -68,7 +69,7 @@ def _chain(head: LedgerHead, entries: list[LedgerEntry]) -> None:
         seq += 1
         entry.seq, entry.prev_hash = seq, prev
         entry.hash = prev = chain_hash(entry, prev)
-    LedgerEntry.objects.bulk_create(entries)
+    insert_rows(LedgerEntry, entries)
     LedgerHead.objects.filter(id=1).update(seq=seq, hash=prev)
 
 

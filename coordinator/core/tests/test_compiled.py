@@ -12,8 +12,11 @@ from django.utils import timezone
 
 from coordinator.accounts.models import Host
 from coordinator.accounts.services import HOST_WITH_USER
-from coordinator.core.compiled import CompiledRead
-from coordinator.testing import make_host
+from coordinator.core.compiled import CompiledRead, CompiledReadMany
+from coordinator.scheduler.assign import UNITS
+from coordinator.scheduler.reports import REPORTED_ROWS, ROW_FIELDS
+from coordinator.testing import make_app, make_host, make_units
+from coordinator.work.models import Replica, WorkUnit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -81,3 +84,39 @@ def test_reads_it_cannot_build_are_refused_when_compiled():
             read.get(host.pk)
     with pytest.raises(ValueError, match="more than one row"):
         several.get(host.pk)
+
+
+def test_a_read_of_many_matches_the_orm_for_every_count_and_keeps_its_order_and_its_fields():
+    app = make_app()
+    units = [make_units(app, 1, fpops_estimate=1e9 * (i + 1))[0] for i in range(4)]
+    ids = [unit.pk for unit in units]
+    newest_first = CompiledReadMany(lambda keys: WorkUnit.objects.filter(pk__in=keys).order_by("-id"))
+
+    for keys in ([ids[0]], ids[1:3], ids, [*ids, ids[-1] + 1000], [ids[0] + 1000]):
+        orm = list(WorkUnit.objects.filter(pk__in=keys).order_by("-id"))
+        read = newest_first.many(keys)
+        assert [fields_of(unit) for unit in read] == [fields_of(unit) for unit in orm]
+        assert {unit.pk for unit in UNITS.many(keys)} == {unit.pk for unit in orm}
+    assert newest_first.many([]) == []
+
+    replicas = list(Replica.objects.filter(workunit__in=units).order_by("id"))
+    read = {row.pk: row for row in REPORTED_ROWS.many([r.pk for r in replicas])}
+    for replica in replicas:
+        row = read[replica.pk]
+        assert row.get_deferred_fields() == {f.attname for f in Replica._meta.concrete_fields} - {
+            Replica._meta.get_field(name).attname for name in ROW_FIELDS
+        }
+        assert {name: getattr(row, Replica._meta.get_field(name).attname) for name in ROW_FIELDS} == {
+            name: getattr(replica, Replica._meta.get_field(name).attname) for name in ROW_FIELDS
+        }
+
+
+def test_a_read_of_many_must_filter_with_in_once():
+    make_units(make_app(), 1)
+    equal = CompiledReadMany(lambda keys: WorkUnit.objects.filter(pk=keys[0]))
+    twice = CompiledReadMany(lambda keys: WorkUnit.objects.filter(pk__in=keys, app_id__in=keys))
+    if connections["default"].vendor == "postgresql":  # elsewhere the query set runs as it is
+        with pytest.raises(ValueError, match="__in"):
+            equal.many([1])
+        with pytest.raises(ValueError, match="once"):
+            twice.many([1])
