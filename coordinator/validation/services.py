@@ -20,7 +20,7 @@ from coordinator.accounts.selectors import holders
 from coordinator.core.bulk import update_rows
 from coordinator.standing.reputation import Event
 from coordinator.standing.services import Grant, HostEvent, host_is_established, settle
-from coordinator.validation import fuel, grants, ledger
+from coordinator.validation import fuel, grants, ledger, pass_reads
 from coordinator.validation.compare import (
     CompareMode,
     CompareRule,
@@ -35,7 +35,6 @@ from coordinator.validation.reversal import reverse_credit
 from coordinator.validation.selectors import units_awaiting_validation
 from coordinator.work.lifecycle import (
     UNREADABLE_OUTPUT,
-    Outcome,
     ValidateState,
     effective_policy,
     settled_state,
@@ -335,21 +334,11 @@ def _write_pass(
 def validate_units(*, unit_ids: list[int], now: datetime) -> int:
     """Judge the units marked for validation among ``unit_ids``; returns how many."""
     with transaction.atomic():
-        units = list(
-            WorkUnit.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(id__in=unit_ids, need_validate=True)
-            .select_related("app")
-            .order_by("id")
-        )
+        units = pass_reads.MARKED_UNITS.many(unit_ids)
         if not units:
             return 0
         replicas: dict[int, list[Replica]] = defaultdict(list)
-        successes = list(
-            Replica.objects.filter(workunit__in=units, outcome=Outcome.SUCCESS)
-            .exclude(validate_state=ValidateState.INVALID)
-            .select_related("host", "app_version")
-            .order_by("received_at", "id")
-        )
+        successes = pass_reads.SUCCESSES.many([unit.pk for unit in units])
         for replica in successes:
             replicas[replica.workunit_id].append(replica)
 
