@@ -20,12 +20,20 @@ from weakref import WeakKeyDictionary
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model, QuerySet
-from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # not in the stubs
+from django.db.models.query import (  # type: ignore[attr-defined]  # get_related_populators: not in the stubs
+    FlatValuesListIterable,
+    ModelIterable,
+    ValuesIterable,
+    ValuesListIterable,
+    get_related_populators,
+)
 from django.db.models.sql.compiler import SQLCompiler
 
 from coordinator.core.prepared import prepared_cursor
 
 M = TypeVar("M", bound=Model)
+R = TypeVar("R")  # a row: a model, or what values() or values_list() gives
+SHAPES = (ModelIterable, ValuesIterable, ValuesListIterable, FlatValuesListIterable)
 
 # Stands for the value in the compiled parameters: no real key is this negative.
 PLACEHOLDER = -7_340_168_052_227_119_913
@@ -40,6 +48,8 @@ class _Compiled:
     init_list: list[str]
     fields: slice
     populators: list[Any]
+    shape: type = ModelIterable  # what the query set gives: models, values() or values_list()
+    names: tuple[str, ...] = ()  # values(): each dict's keys
 
 
 class CompiledRead(Generic[M]):
@@ -70,19 +80,20 @@ class CompiledRead(Generic[M]):
         return _built(compiled, connection, rows)[0]
 
 
-class CompiledReadMany(Generic[M]):
+class CompiledReadMany(Generic[R]):
     """``read.many(values)``: the rows of ``queryset_for(values)``, in its order.
 
     ``queryset_for`` filters an integer column ``__in`` the list it is given, once, with the
-    rules of :class:`CompiledRead`. On PostgreSQL the list is one array (``= ANY(%s)``), so
-    one prepared statement serves every count; elsewhere the query set runs as it is.
+    rules of :class:`CompiledRead`; it may also be a ``values()`` or ``values_list()`` query
+    set. On PostgreSQL the list is one array (``= ANY(%s)``), so one prepared statement
+    serves every count; elsewhere the query set runs as it is.
     """
 
-    def __init__(self, queryset_for: Callable[[list[int]], QuerySet[M]]) -> None:
+    def __init__(self, queryset_for: Callable[[list[int]], QuerySet[Any, R]]) -> None:
         self._queryset_for = queryset_for
         self._by_connection: WeakKeyDictionary[BaseDatabaseWrapper, _Compiled] = WeakKeyDictionary()
 
-    def many(self, values: Sequence[int]) -> list[M]:
+    def many(self, values: Sequence[int]) -> list[R]:
         if not values:
             return []
         connection = connections[DEFAULT_DB_ALIAS]
@@ -100,13 +111,19 @@ class CompiledReadMany(Generic[M]):
         return _built(compiled, connection, rows) if rows else []
 
 
-def _compile(queryset: QuerySet[M], connection: BaseDatabaseWrapper) -> _Compiled:
+def _compile(queryset: QuerySet[Any, Any], connection: BaseDatabaseWrapper) -> _Compiled:
     if getattr(queryset, "_prefetch_related_lookups", ()) or queryset.query.annotation_select:
         raise ValueError("a compiled read takes no annotations and no prefetch_related")
+    shape = queryset._iterable_class
+    if shape not in SHAPES:
+        raise ValueError(f"a compiled read gives models, values() or values_list(), not {shape.__name__}")
     compiler = queryset.query.get_compiler(connection=connection)
     sql, params = compiler.as_sql()
     if list(params).count(PLACEHOLDER) != 1:
         raise ValueError("the query set must use its value once, as a plain parameter")
+    if shape is not ModelIterable:
+        names = (*queryset.query.extra_select, *queryset.query.values_select)
+        return _Compiled(sql, tuple(params), compiler, [], slice(0), [], shape=shape, names=names)
     select, klass_info = compiler.select, compiler.klass_info
     first, last = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
     return _Compiled(
@@ -131,7 +148,15 @@ def _as_any(compiled: _Compiled) -> _Compiled:
 
 
 def _built(compiled: _Compiled, connection: BaseDatabaseWrapper, rows: list[Any]) -> list[Any]:
-    """Model instances from the rows, related ones included, with Django's converters."""
+    """Model instances from the rows, related ones included, with Django's converters (or
+    the dicts, tuples or values a values query set gives)."""
+    if compiled.shape is not ModelIterable:
+        converted = compiled.compiler.results_iter([rows])
+        if compiled.shape is ValuesIterable:
+            return [dict(zip(compiled.names, row, strict=True)) for row in converted]
+        if compiled.shape is FlatValuesListIterable:
+            return [row[0] for row in converted]
+        return [tuple(row) for row in converted]
     model = compiled.compiler.klass_info["model"]
     instances = []
     for row in compiled.compiler.results_iter([rows]):

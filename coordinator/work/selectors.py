@@ -13,6 +13,7 @@ from typing import Any, cast
 from django.db.models import Count, Exists, Expression, OuterRef
 
 from coordinator.core.bulk import any_of
+from coordinator.core.compiled import CompiledReadMany
 from coordinator.core.prepared import literal, prepared_cursor
 from coordinator.work import lifecycle, plan_classes
 from coordinator.work.lifecycle import Outcome, ReplicaState, UnitState
@@ -52,9 +53,14 @@ def finished_batches(unit_ids: Iterable[int]) -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
+MARKED = CompiledReadMany(
+    lambda ids: WorkUnit.objects.filter(id__in=ids, need_validate=True).values_list("id", flat=True)
+)
+
+
 def marked_for_validation(unit_ids: list[int]) -> list[int]:
     """Those of ``unit_ids`` the lifecycle has marked for the validator."""
-    return list(WorkUnit.objects.filter(id__in=unit_ids, need_validate=True).values_list("id", flat=True))
+    return MARKED.many(unit_ids)
 
 
 def replica_counts() -> dict[str, int]:
@@ -91,6 +97,11 @@ class BatchFlags:
     share_of: dict[int, int | None]  # batch id -> the share its new replicas carry
 
 
+_FLAGS = CompiledReadMany(
+    lambda ids: Batch.objects.filter(pk__in=ids).values_list("pk", "state", "tail_since", "share_id")
+)
+
+
 def batch_flags(units: list[WorkUnit]) -> BatchFlags:
     """The cancelled batches, those in their tail, and every batch's share, among ``units``'
     batches (one query, none without batches)."""
@@ -98,8 +109,7 @@ def batch_flags(units: list[WorkUnit]) -> BatchFlags:
     flags = BatchFlags(set(), set(), {})
     if not batch_ids:
         return flags
-    rows = Batch.objects.filter(pk__in=batch_ids).values_list("pk", "state", "tail_since", "share_id")
-    for pk, state, tail_since, share_id in rows:
+    for pk, state, tail_since, share_id in _FLAGS.many(sorted(batch_ids)):
         flags.share_of[pk] = share_id
         if state == BatchState.CANCELLED:
             flags.cancelled.add(pk)
@@ -136,6 +146,14 @@ REPLICA_VIEW_FIELDS = (
     "trusted_single",
     "reserved",
     "overdue_at",
+)
+
+
+# The lifecycle's views of the replicas of some units, with each one's unit (``workunit_id``).
+REPLICA_ROWS = CompiledReadMany(
+    lambda unit_ids: Replica.objects.filter(workunit_id__in=unit_ids).values(
+        "workunit_id", *REPLICA_VIEW_FIELDS
+    )
 )
 
 

@@ -14,6 +14,7 @@ from nacl.signing import SigningKey
 from tessera_client.signing import b64encode, bundle_message
 
 from coordinator.core.bulk import insert_rows, update_rows
+from coordinator.core.compiled import CompiledReadMany
 from coordinator.core.errors import InvalidInput
 from coordinator.work import lifecycle, plan_classes, tails
 from coordinator.work.lifecycle import Outcome, ReplicaState
@@ -27,7 +28,7 @@ from coordinator.work.models import (
     dispatch_key,
 )
 from coordinator.work.selectors import (
-    REPLICA_VIEW_FIELDS,
+    REPLICA_ROWS,
     batch_flags,
     due_unit_ids,
     finished_batches,
@@ -213,8 +214,7 @@ def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
     reported is never overwritten. Returns how many units changed.
     """
     by_unit: dict[int, list[lifecycle.ReplicaView]] = {unit.pk: [] for unit in units}
-    rows = Replica.objects.filter(workunit_id__in=by_unit).values("workunit_id", *REPLICA_VIEW_FIELDS)
-    for row in rows:
+    for row in REPLICA_ROWS.many(list(by_unit)):
         by_unit[row["workunit_id"]].append(replica_view(row))
 
     batches = batch_flags(units)
@@ -286,17 +286,21 @@ def announce_finished_batches(unit_ids: list[int]) -> list[int]:
     return finished
 
 
+# The units a pass takes, locked; those another worker holds are skipped.
+LOCKED_UNITS = CompiledReadMany(
+    lambda ids: (
+        WorkUnit.objects.select_for_update(skip_locked=True, of=("self",)).filter(id__in=ids).order_by("id")
+    )
+)
+
+
 def transition_units(*, unit_ids: list[int], now: datetime) -> tuple[int, int]:
     """Apply the lifecycle to these units; units another worker holds are left to it.
 
     Returns (units handled, units changed).
     """
     with transaction.atomic():
-        units = list(
-            WorkUnit.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(id__in=unit_ids)
-            .order_by("id")
-        )
+        units = LOCKED_UNITS.many(unit_ids)
         return len(units), (apply_transitions(units, now=now) if units else 0)
 
 

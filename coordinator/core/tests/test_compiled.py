@@ -120,3 +120,28 @@ def test_a_read_of_many_must_filter_with_in_once():
             equal.many([1])
         with pytest.raises(ValueError, match="once"):
             twice.many([1])
+
+
+def test_a_read_of_many_gives_what_values_and_values_list_give():
+    app = make_app()
+    units = make_units(app, 3)
+    ids = [unit.pk for unit in units]
+    shapes = [
+        lambda keys: (
+            Replica.objects.filter(workunit_id__in=keys)
+            .order_by("id")
+            .values("workunit_id", "state", "deadline")
+        ),
+        lambda keys: (
+            WorkUnit.objects.filter(pk__in=keys).order_by("id").values_list("id", "state", "transition_time")
+        ),
+        lambda keys: WorkUnit.objects.filter(pk__in=keys).order_by("-id").values_list("id", flat=True),
+    ]
+    for shape in shapes:
+        read = CompiledReadMany(shape)
+        for keys in (ids[:1], ids, [ids[0] + 1000]):
+            assert read.many(keys) == list(shape(keys))
+    named = CompiledReadMany(lambda keys: WorkUnit.objects.filter(pk__in=keys).values_list("id", named=True))
+    if connections["default"].vendor == "postgresql":
+        with pytest.raises(ValueError, match="not NamedValuesListIterable"):
+            named.many(ids)
