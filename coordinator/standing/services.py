@@ -22,6 +22,7 @@ from django.db.models import Case, F, Value, When
 
 from coordinator.accounts.models import Host, Team, Volunteer
 from coordinator.core.bulk import update_rows
+from coordinator.core.compiled import CompiledReadMany
 from coordinator.standing import credit
 from coordinator.standing.models import CreditDay, HostAppReputation, HostAppVersion
 from coordinator.standing.reputation import (
@@ -68,8 +69,20 @@ class Grant:
 _Credited = TypeVar("_Credited", Volunteer, Team, Host)
 
 
-def _credit_rows(model: type[_Credited], grants: dict[int, list[Grant]], now: datetime) -> list[_Credited]:
-    rows = list(model.objects.select_for_update(no_key=True).filter(pk__in=grants).order_by("pk"))
+def _locking(model: type[_Credited]) -> CompiledReadMany[_Credited]:
+    """Rows of ``model`` by key, locked in key order (``FOR NO KEY UPDATE``), compiled once."""
+    return CompiledReadMany(
+        lambda ids: model.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
+    )
+
+
+_VOLUNTEERS, _TEAMS, _HOSTS = _locking(Volunteer), _locking(Team), _locking(Host)
+
+
+def _credit_rows(
+    locked: CompiledReadMany[_Credited], grants: dict[int, list[Grant]], now: datetime
+) -> list[_Credited]:
+    rows = locked.many(sorted(grants))
     for row in rows:
         _credit(row, grants[row.pk], now)
     return rows
@@ -130,20 +143,18 @@ def settle(grants: list[Grant], events: list[HostEvent], *, now: datetime) -> No
         by_volunteer[grant.volunteer_id].append(grant)
         by_host[grant.host_id].append(grant)
     if by_volunteer:
-        volunteers = _credit_rows(Volunteer, by_volunteer, now)
+        volunteers = _credit_rows(_VOLUNTEERS, by_volunteer, now)
         by_team: dict[int, list[Grant]] = defaultdict(list)
         for volunteer in volunteers:
             if volunteer.team_id is not None:
                 by_team[volunteer.team_id] += by_volunteer[volunteer.pk]
         update_rows(Volunteer, volunteers, CREDIT_FIELDS)
         if by_team:
-            update_rows(Team, _credit_rows(Team, by_team, now), CREDIT_FIELDS)
+            update_rows(Team, _credit_rows(_TEAMS, by_team, now), CREDIT_FIELDS)
     host_ids = set(by_host) | {e.host_id for e in events}
     if not host_ids:
         return
-    hosts = {
-        h.pk: h for h in Host.objects.select_for_update(no_key=True).filter(pk__in=host_ids).order_by("pk")
-    }
+    hosts = {h.pk: h for h in _HOSTS.many(sorted(host_ids))}
     for host_id, host_grants in by_host.items():
         if host_id in hosts:  # a host deleted meanwhile has no totals left to add to
             _credit(hosts[host_id], host_grants, now)
