@@ -1,5 +1,6 @@
 """The OpenAPI schema and the embedded runtime."""
 
+import importlib
 import time
 
 import pytest
@@ -110,3 +111,15 @@ def test_without_a_signing_key_the_project_endpoint_says_so():
     assert reply.status_code == 503
     assert reply.json()["error"] == "unavailable"
     assert "keys create" in reply.json()["detail"]
+
+
+def test_a_worker_builds_the_url_resolvers_reverse_tables_when_it_loads_the_wsgi_application():
+    from django.urls import clear_url_caches, get_resolver
+    from django.utils.translation import get_language
+
+    clear_url_caches()
+    assert get_language() not in get_resolver()._reverse_dict
+    import coordinator.wsgi
+
+    importlib.reload(coordinator.wsgi)
+    assert get_language() in get_resolver()._reverse_dict
