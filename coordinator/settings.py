@@ -109,8 +109,11 @@ else:
     _PREPARE_NEVER_UNASKED = 2**31 - 1
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     # A kept connection is checked before each request reuses it: after a database restart
-    # the first request gets a new connection instead of an error.
+    # the first request gets a new connection instead of an error. The backend is Django's,
+    # checking without a round trip where the socket shows the server is still there.
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["ENGINE"] = "coordinator.core.postgres"
     # psycopg prepares only what asks to be (coordinator.core.prepared: the hot path's fixed
     # statements); without a threshold it would prepare nothing, even when asked.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", _PREPARE_NEVER_UNASKED)
