@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+from django.db import connection
 from django.db.models import Count, Exists, Expression, OuterRef
 
 from coordinator.core.bulk import any_of
@@ -172,9 +173,10 @@ def replica_view(row: dict) -> lifecycle.ReplicaView:
 
 
 def units_due_by_time(*, now: datetime, limit: int) -> list[int]:
-    """Units whose transition time has come (reports mark theirs now), oldest first."""
-    due = WorkUnit.objects.filter(transition_time__lte=now).order_by("transition_time")
-    return list(due.values_list("id", flat=True)[:limit])
+    """Units whose transition time has come (reports mark theirs now), oldest first. Every
+    report's message asks, so this and :func:`still_due` are prepared statements."""
+    sql = f"SELECT id FROM {_UNITS} WHERE transition_time <= %s ORDER BY transition_time LIMIT %s"
+    return _ids(sql, [connection.ops.adapt_datetimefield_value(now), limit])
 
 
 def still_due(unit_ids: list[int], *, now: datetime) -> list[int]:
@@ -183,9 +185,18 @@ def still_due(unit_ids: list[int], *, now: datetime) -> list[int]:
     finds nothing to do."""
     if not unit_ids:
         return []
-    return list(
-        WorkUnit.objects.filter(id__in=unit_ids, transition_time__lte=now).values_list("id", flat=True)
-    )
+    among, params = any_of("id", unit_ids)
+    sql = f"SELECT id FROM {_UNITS} WHERE {among} AND transition_time <= %s"
+    return _ids(sql, [*params, connection.ops.adapt_datetimefield_value(now)])
+
+
+_UNITS = WorkUnit._meta.db_table
+
+
+def _ids(sql: str, params: list[Any]) -> list[int]:
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
 
 
 def due_unit_ids(*, now: datetime, limit: int) -> list[int]:
