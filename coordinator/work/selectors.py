@@ -41,17 +41,14 @@ def finished_batches(unit_ids: Iterable[int]) -> list[int]:
     """The running batches of these units that have no active unit left: ready to assimilate.
     Every report's message asks it, so it is one prepared statement (``no_active_unit``'s
     probe written out), not a query set compiled each time."""
-    units_sql, params = any_of("id", list(unit_ids))
-    units, batches = WorkUnit._meta.db_table, Batch._meta.db_table
+    among, params = any_of("id", list(unit_ids))
     sql = (
-        f"SELECT b.id FROM {batches} b WHERE b.state = {literal(BatchState.RUNNING)}"
-        f" AND b.id IN (SELECT batch_id FROM {units} WHERE {units_sql} AND batch_id IS NOT NULL)"
-        f" AND NOT EXISTS (SELECT 1 FROM {units} a WHERE a.batch_id = b.id"
+        f"SELECT b.id FROM {Batch._meta.db_table} b WHERE b.state = {literal(BatchState.RUNNING)}"
+        f" AND b.id IN (SELECT batch_id FROM {_UNITS} WHERE {among} AND batch_id IS NOT NULL)"
+        f" AND NOT EXISTS (SELECT 1 FROM {_UNITS} a WHERE a.batch_id = b.id"
         f" AND a.state = {literal(UnitState.ACTIVE)}) ORDER BY b.id"
     )
-    with prepared_cursor() as cursor:
-        cursor.execute(sql, params)
-        return [row[0] for row in cursor.fetchall()]
+    return _ids(sql, params)
 
 
 MARKED = CompiledReadMany(
