@@ -127,8 +127,7 @@ def test_a_task_suspended_from_the_boinc_client_stops_using_the_cpu(coordinator,
         name = boinc.wait_for(lambda: _task_name(boinc), 30, "the task to show")
         project = f"{coordinator.url}/boinc/"
         running = cpu_seconds(pid)
-        time.sleep(1.5)
-        assert cpu_seconds(pid) > running + 0.3, "the app runs"
+        boinc.wait_for(lambda: cpu_seconds(pid) > running + 0.3, 20, "the app to use the CPU")
 
         boinc.cmd("--task", project, name, "suspend")
         time.sleep(1.5)  # the launcher looks at its messages ten times a second
@@ -136,12 +135,19 @@ def test_a_task_suspended_from_the_boinc_client_stops_using_the_cpu(coordinator,
         time.sleep(2.0)
         stopped = cpu_seconds(pid) - before
         boinc.cmd("--task", project, name, "resume")
-        time.sleep(1.5)
+        # How soon a resumed app gets 0.3 s of CPU depends on how busy the machine is (0.17 s in
+        # one wall-clock second in a loaded CI run), so the test waits for it, within a bound.
         after = cpu_seconds(pid)
-        time.sleep(1.0)
-        resumed = cpu_seconds(pid) - after
+        boinc.wait_for(lambda: cpu_seconds(pid) > after + 0.3, 20, "the resumed task to use the CPU again")
+        # The launcher tells the client the app's CPU time, and the client shows it a few seconds
+        # behind (1.96 s of 3.63 seen): in time it shows at least what the app had used when it
+        # was resumed, and never more than it used.
+        reported = boinc.wait_for(
+            lambda: (shown := _shown_cpu(boinc)) >= after - 0.05 and shown,
+            30,
+            "the client to show the CPU time",
+        )
         used = cpu_seconds(pid)
-        reported_cpu = _task_field(boinc, "current CPU time")
 
         boinc.cmd("--task", project, name, "abort")
         boinc.wait_for(lambda: not app_processes(boinc.root), 30, "the aborted app to end")
@@ -151,12 +157,7 @@ def test_a_task_suspended_from_the_boinc_client_stops_using_the_cpu(coordinator,
     finally:
         boinc.stop()
     assert stopped < 0.05, f"a suspended task used {stopped:.2f} s of CPU in 2 s"
-    assert resumed > 0.3, f"a resumed task used only {resumed:.2f} s of CPU in 1 s"
-    # The launcher tells the client the app's CPU time, never more than it used, and the client
-    # shows it a few seconds behind (1.96 s of 3.63 seen). How much CPU the app got in these
-    # seconds depends on how busy the machine is (0.56 s in a busy CI), not on the launcher.
-    reported = float(reported_cpu)
-    assert min(1.0, used / 2) < reported <= used + 0.1, f"the client shows {reported} s of the app's {used} s"
+    assert reported <= used + 0.1, f"the client shows {reported} s of the app's {used} s"
 
 
 def _leaderboard(coordinator: CoordinatorProcess) -> list[dict]:
@@ -181,6 +182,11 @@ def _task_name(boinc: BoincClient) -> str:
     return next(
         (line.split(":", 1)[1].strip() for line in _task_lines(boinc) if line.startswith("name:")), ""
     )
+
+
+def _shown_cpu(boinc: BoincClient) -> float:
+    """The task's CPU time as the client shows it (``--get_tasks``)."""
+    return float(_task_field(boinc, "current CPU time"))
 
 
 def _task_field(boinc: BoincClient, field: str) -> str:
