@@ -41,6 +41,7 @@ from coordinator.work.lifecycle import (
 )
 from coordinator.work.models import App, Batch, BatchState, Replica, WorkUnit
 from coordinator.work.selectors import REPLICA_VIEW_FIELDS, replica_view, unit_view
+from coordinator.work.services import apply_transitions
 
 # A reopened unit may make this many times its quorum in replicas beyond its own limit.
 REOPEN_EXTRA_RESULTS = 2
@@ -309,6 +310,7 @@ UNIT_FIELDS_JUDGED = [
     "corrected_at",
     "max_total_results",
     "fuel",
+    "failure_reason",
 ]
 
 
@@ -323,6 +325,9 @@ def _write_pass(
     for replica in work.unreadable:
         replica.outcome, replica.validate_state = UNREADABLE_OUTPUT
     update_rows(Replica, work.unreadable, ["outcome", "validate_state"])
+    # The lifecycle on the verdicts in this pass, written with them: a pass of the transitioner
+    # after it would write each unit's row a second time.
+    apply_transitions(units, now=now, write_units=False, leave_timeouts=True)
     update_rows(WorkUnit, units, UNIT_FIELDS_JUDGED)
     reverse_credit(replica_ids=work.reversals, now=now)  # its lock order: replicas, head, standing
     ledger.append(work.grants, now=now, bearer_hosts=work.bearer_hosts)
@@ -356,7 +361,7 @@ def validate_units(*, unit_ids: list[int], now: datetime) -> int:
             _judge_unit(unit, replicas[unit.pk], work)
             unit.state = settled_state(unit_view(unit))  # the lifecycle's word on the verdicts
             unit.need_validate = False
-            unit.transition_time = now  # the transitioner cancels leftovers or asks for more
+            unit.transition_time = now  # due, unless the lifecycle settles it in this pass
 
         _write_pass(units, replicas, work, now)
         return len(units)

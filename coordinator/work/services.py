@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -139,7 +139,9 @@ def create_work_units(
             disk_bytes=disk_bytes,
             fpops_estimate=fpops_estimate,
             fuel_bound=fuel_bound,
-            transition_time=now,
+            # What the lifecycle leaves a unit given its first replicas (nothing out yet to
+            # time out): inserted so, its row needs no UPDATE in the same transaction.
+            transition_time=None,
         )
         if len(spec.input_data) <= settings.TESSERA["INLINE_BYTES_MAX"]:
             unit.input_inline = spec.input_data
@@ -194,7 +196,9 @@ def _write_replica_changes(
 
 
 def _apply_to_unit(unit: WorkUnit, result: lifecycle.Transition) -> bool:
-    """Set what the lifecycle decided on the unit; whether anything is to be written."""
+    """Set what the lifecycle decided on the unit; whether its row is to be written. A unit
+    whose replicas alone change (a new unit given its first ones) keeps its row as it is:
+    each UPDATE of a unit writes a new version of the row into every one of its indexes."""
     before = (unit.need_validate, unit.state, unit.failure_reason, unit.transition_time)
     unit.need_validate = result.need_validate
     unit.transition_time = result.next_transition
@@ -202,51 +206,82 @@ def _apply_to_unit(unit: WorkUnit, result: lifecycle.Transition) -> bool:
         unit.state = result.state
     if result.failure is not None:
         unit.failure_reason = result.failure
-    after = (unit.need_validate, unit.state, unit.failure_reason, unit.transition_time)
-    return result.changes_replicas or before != after
+    return before != (unit.need_validate, unit.state, unit.failure_reason, unit.transition_time)
 
 
-def apply_transitions(units: list[WorkUnit], *, now: datetime) -> int:
+@dataclass
+class _Planned:
+    """What the lifecycle asked of a pass's units, to be written in a few statements."""
+
+    timed_out: list[int] = field(default_factory=list)
+    not_needed: list[int] = field(default_factory=list)
+    aborted: list[int] = field(default_factory=list)
+    new_replicas: list[Replica] = field(default_factory=list)
+    changed_units: list[WorkUnit] = field(default_factory=list)  # their rows to write
+    changed: int = 0  # units whose row or replicas change
+    released: list[int] = field(default_factory=list)
+
+
+def apply_transitions(
+    units: list[WorkUnit], *, now: datetime, write_units: bool = True, leave_timeouts: bool = False
+) -> int:
     """Run the lifecycle on locked ``units`` and write what it asks, in a few statements.
 
     The caller holds the units' rows (or SQLite's write lock). Replica updates are
     conditional on the state the lifecycle saw, so a replica a host just claimed or
     reported is never overwritten. Returns how many units changed.
+
+    ``write_units=False``: the units' new fields are set on them, and the caller writes
+    them with its own (the validator, in one UPDATE with its verdicts).
+    ``leave_timeouts=True``: a unit with a replica past its deadline is left as it is, to
+    the transitioner: a timeout is its host's error, and the validator takes the
+    standing rows only after the ledger's head.
     """
+    planned = _plan_transitions(units, now=now, leave_timeouts=leave_timeouts)
+    _write_replica_changes(
+        timed_out=planned.timed_out,
+        not_needed=planned.not_needed,
+        aborted=planned.aborted,
+        new_replicas=planned.new_replicas,
+        now=now,
+    )
+    if write_units and planned.changed_units:
+        update_rows(
+            WorkUnit, planned.changed_units, ["need_validate", "transition_time", "state", "failure_reason"]
+        )
+    if planned.released:
+        WorkUnit.objects.filter(id__in=planned.released).update(
+            hr_class="", pinned_version=None, homogeneous_until=None
+        )
+    return planned.changed
+
+
+def _plan_transitions(units: list[WorkUnit], *, now: datetime, leave_timeouts: bool) -> _Planned:
     by_unit: dict[int, list[lifecycle.ReplicaView]] = {unit.pk: [] for unit in units}
     for row in REPLICA_ROWS.many(list(by_unit)):
         by_unit[row["workunit_id"]].append(replica_view(row))
-
     batches = batch_flags(units)
-    timed_out: list[int] = []
-    not_needed: list[int] = []
-    aborted: list[int] = []
-    new_replicas: list[Replica] = []
-    changed_units: list[WorkUnit] = []
-    released: list[int] = []
+    planned = _Planned()
     for unit in units:
         view = unit_view(
             unit, cancelled=unit.batch_id in batches.cancelled, tail=unit.batch_id in batches.tail
         )
         result = lifecycle.transition(view, by_unit[unit.pk], now)
-        timed_out.extend(result.timed_out)
-        not_needed.extend(result.not_needed)
-        aborted.extend(result.aborted)
+        if leave_timeouts and result.timed_out:
+            continue
+        planned.timed_out.extend(result.timed_out)
+        planned.not_needed.extend(result.not_needed)
+        planned.aborted.extend(result.aborted)
         share_id = batches.share_of.get(unit.batch_id) if unit.batch_id is not None else None
         retry = bool(by_unit[unit.pk])
-        new_replicas.extend(_new_replicas(unit, result, retry=retry, share_id=share_id, now=now))
-        if _apply_to_unit(unit, result):
-            changed_units.append(unit)
+        planned.new_replicas.extend(_new_replicas(unit, result, retry=retry, share_id=share_id, now=now))
+        row_changes = _apply_to_unit(unit, result)
+        if row_changes:
+            planned.changed_units.append(unit)
+        planned.changed += row_changes or result.changes_replicas
         if _lets_go_of_homogeneity(unit, by_unit[unit.pk], result):
-            released.append(unit.pk)
-
-    _write_replica_changes(
-        timed_out=timed_out, not_needed=not_needed, aborted=aborted, new_replicas=new_replicas, now=now
-    )
-    if changed_units:
-        update_rows(WorkUnit, changed_units, ["need_validate", "transition_time", "state", "failure_reason"])
-    WorkUnit.objects.filter(id__in=released).update(hr_class="", pinned_version=None, homogeneous_until=None)
-    return len(changed_units)
+            planned.released.append(unit.pk)
+    return planned
 
 
 def _new_replicas(

@@ -8,6 +8,7 @@ from datetime import timedelta
 import dramatiq
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from coordinator.testing import make_app, make_units
@@ -39,6 +40,19 @@ def test_a_new_unit_starts_with_its_target_replicas():
 
     assert unit.replicas.filter(state=ReplicaState.UNSENT).count() == 3
     assert unit.transition_time is None
+
+
+@pytest.mark.django_db
+def test_new_units_are_inserted_as_the_lifecycle_leaves_them_and_not_updated_after():
+    """An UPDATE of a unit writes a new version of its row into each of its indexes: units a
+    split makes are written once."""
+    app = make_app()
+    with CaptureQueriesContext(connection) as queries:
+        units = make_units(app, 3)
+    written = [q["sql"] for q in queries.captured_queries if 'UPDATE "work_workunit"' in q["sql"]]
+    assert written == []
+    assert Replica.objects.filter(workunit__in=units, state=ReplicaState.UNSENT).count() == 6
+    assert not WorkUnit.objects.filter(pk__in=[u.pk for u in units], transition_time__isnull=False).exists()
 
 
 @pytest.mark.django_db
