@@ -11,7 +11,7 @@ validation pass holds the host's figures.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -210,20 +210,47 @@ def _fold_host(host: Host, event: Event, now: datetime) -> None:
         host.independent_valid, host.caught_at, host.daily_quota = 0, now, 1
 
 
+# A host's rows per app and per app version, locked, read by host alone (a host runs a few
+# apps): one prepared statement serves every pass, and the rows are made only when missing.
+_REPUTATIONS = CompiledReadMany(
+    lambda ids: HostAppReputation.objects.select_for_update().filter(host_id__in=ids).order_by("pk")
+)
+_QUOTAS = CompiledReadMany(
+    lambda ids: HostAppVersion.objects.select_for_update().filter(host_id__in=ids).order_by("pk")
+)
+_Row = TypeVar("_Row", HostAppReputation, HostAppVersion)
+
+
+def _locked_rows(
+    model: type[_Row],
+    read: CompiledReadMany[_Row],
+    pairs: set[tuple[int, int]],
+    key: Callable[[_Row], tuple[int, int]],
+    make: Callable[[int, int], _Row],
+) -> dict[tuple[int, int], _Row]:
+    """The row of each (host, app or version) pair, locked; those missing made first (two
+    passes may make one at once: the second one's insert does nothing)."""
+    hosts = sorted({host_id for host_id, _ in pairs})
+    rows = {key(row): row for row in read.many(hosts)}
+    if not pairs <= rows.keys():
+        model.objects.bulk_create(
+            [make(*pair) for pair in sorted(pairs - rows.keys())], ignore_conflicts=True
+        )
+        rows = {key(row): row for row in read.many(hosts)}
+    return {pair: rows[pair] for pair in pairs}
+
+
 def _quota_rows(events: list[HostEvent], hosts: dict[int, Host]) -> dict[tuple[int, int], HostAppVersion]:
     pairs = {(e.host_id, e.app_version_id) for e in events if e.app_version_id is not None}
     if not pairs:
         return {}
-    HostAppVersion.objects.bulk_create(
-        [HostAppVersion(host_id=h, app_version_id=v, daily_quota=hosts[h].daily_quota) for h, v in pairs],
-        ignore_conflicts=True,
+    return _locked_rows(
+        HostAppVersion,
+        _QUOTAS,
+        pairs,
+        lambda row: (row.host_id, row.app_version_id),
+        lambda h, v: HostAppVersion(host_id=h, app_version_id=v, daily_quota=hosts[h].daily_quota),
     )
-    rows = (
-        HostAppVersion.objects.select_for_update()
-        .filter(host_id__in={h for h, _ in pairs}, app_version_id__in={v for _, v in pairs})
-        .order_by("pk")
-    )
-    return {(r.host_id, r.app_version_id): r for r in rows}
 
 
 def _fold(
@@ -259,16 +286,13 @@ def record_events(events: list[HostEvent], *, now: datetime) -> None:
 def _fold_events(events: list[HostEvent], hosts: dict[int, Host], now: datetime) -> None:
     """The events into the locked hosts, and into their reputation and quota rows, made
     where missing and locked here."""
-    pairs = {(e.host_id, e.app_id) for e in events}
-    HostAppReputation.objects.bulk_create(
-        [HostAppReputation(host_id=h, app_id=a) for h, a in pairs], ignore_conflicts=True
+    reputations = _locked_rows(
+        HostAppReputation,
+        _REPUTATIONS,
+        {(e.host_id, e.app_id) for e in events},
+        lambda row: (row.host_id, row.app_id),
+        lambda h, a: HostAppReputation(host_id=h, app_id=a),
     )
-    reputations = {
-        (r.host_id, r.app_id): r
-        for r in HostAppReputation.objects.select_for_update()
-        .filter(host_id__in={h for h, _ in pairs}, app_id__in={a for _, a in pairs})
-        .order_by("pk")
-    }
     quotas = _quota_rows(events, hosts)
     _fold(events, hosts, reputations, quotas, now)
     update_rows(

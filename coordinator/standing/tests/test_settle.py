@@ -96,3 +96,26 @@ def test_settling_a_pass_reads_locks_and_writes_each_host_once():
     statements = [q["sql"] for q in queries.captured_queries]
     on_hosts = [sql.split()[0] for sql in statements if '"accounts_host"' in sql.split(" WHERE ")[0]]
     assert on_hosts == ["SELECT", "UPDATE"]
+
+
+def test_a_hosts_rows_per_app_are_made_only_when_missing_and_only_its_pairs_change():
+    """A pass reads a host's reputation and quota rows by host, and inserts none when they all
+    exist; a host's row for another app is read along but left as it was."""
+    first, other = make_app(), make_app()
+    (host, _) = make_host()
+    version = AppVersion.objects.filter(app=first).first()
+    elsewhere = AppVersion.objects.filter(app=other).first()
+    record_events([HostEvent(host.pk, other.pk, elsewhere.pk, Event.ERROR)], now=timezone.now())
+    record_events([HostEvent(host.pk, first.pk, version.pk, Event.VALID_INDEPENDENT)], now=timezone.now())
+    before = standing()
+
+    with CaptureQueriesContext(connection) as queries:
+        record_events([HostEvent(host.pk, first.pk, version.pk, Event.VALID_CONFIRMED)], now=timezone.now())
+
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    assert inserts == [], "every row existed"
+    after = standing()
+    assert after["reputations"][1] == before["reputations"][1], "the other app's row is untouched"
+    (_, _, valid, *_), (_, _, valid_before, *_) = after["reputations"][0], before["reputations"][0]
+    assert (valid, valid_before) == (2, 1)
+    assert len(after["quotas"]) == 2
