@@ -78,3 +78,21 @@ def test_a_replica_past_its_deadline_at_validation_is_left_to_the_transitioner()
     assert (missed.state, missed.outcome) == (ReplicaState.OVER, Outcome.NO_REPLY)
     unit.refresh_from_db()
     assert unit.transition_time is None
+
+
+def statements_of_a_pass(units: int) -> list[str]:
+    app = make_app()
+    make_units(app, units)
+    hosts = [SignedHost(*make_host()) for _ in range(2)]
+    for host in hosts:
+        crunch(host, right, tasks=units)
+    transition_due_units(now=timezone.now())
+    with CaptureQueriesContext(connection) as queries:
+        assert validate_due_units(now=timezone.now()) == units
+    return [q["sql"].split(" WHERE ")[0] for q in queries.captured_queries]
+
+
+def test_a_pass_runs_the_same_statements_for_two_units_as_for_six():
+    """No row read in a pass (a host's description left unread, say) costs a query of its own."""
+    statements_of_a_pass(1)  # the first pass makes the ledger's head
+    assert len(statements_of_a_pass(6)) == len(statements_of_a_pass(2))
