@@ -16,12 +16,13 @@ timestamps about a fifth of the CPU of the text form.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.utils import CursorWrapper
 
 _WORD = re.compile(r"[a-z_]+")
@@ -30,21 +31,54 @@ _WORD = re.compile(r"[a-z_]+")
 @contextmanager
 def prepared_cursor() -> Iterator[CursorWrapper]:
     """Django's cursor (its error wrapping, its query log in tests), preparing on PostgreSQL;
-    elsewhere the plain cursor."""
+    elsewhere the plain cursor. On PostgreSQL one cursor serves each connection's statements
+    in turn (making one through Django cost as much as running a short statement); one used
+    inside another's block gets a cursor of its own."""
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             yield cursor
         return
-    connection.close_if_health_check_failed()  # first, so the connection made below is the one used
-    connection.ensure_connection()
-    raw = connection.connection
+    wrapper = connections[DEFAULT_DB_ALIAS]  # this thread's own
+    wrapper.close_if_health_check_failed()  # first, so the connection made below is the one used
+    wrapper.ensure_connection()
+    kept = _kept.get(wrapper)
+    if kept is not None and kept.busy:  # a statement run inside another's block
+        with _preparing(wrapper) as cursor:
+            yield cursor
+        return
+    if kept is None or not kept.fits(wrapper.connection, wrapper.queries_logged):
+        if kept is not None:
+            kept.cursor.close()
+        kept = _kept[wrapper] = _Kept(wrapper.connection, wrapper.queries_logged, _preparing(wrapper))
+    kept.busy = True
+    try:
+        yield kept.cursor
+    finally:
+        kept.busy = False
+
+
+def _preparing(wrapper: Any) -> CursorWrapper:
+    raw = wrapper.connection
     plain, raw.cursor_factory = raw.cursor_factory, _PreparingCursor
     try:
-        cursor = connection.cursor()  # Django's own path: health check, time zone, wrapper
+        return wrapper.cursor()  # Django's own path: health check, time zone, wrapper
     finally:
         raw.cursor_factory = plain
-    with cursor:
-        yield cursor
+
+
+class _Kept:
+    """A connection's cursor, kept for its next statement."""
+
+    def __init__(self, raw: Any, logged: bool, cursor: CursorWrapper) -> None:
+        self.raw, self.logged, self.cursor, self.busy = raw, logged, cursor, False
+
+    def fits(self, raw: Any, logged: bool) -> bool:
+        """On this same server connection, logging as Django now would, and open."""
+        return self.raw is raw and self.logged == logged and not self.cursor.closed
+
+
+# Each thread's database connection (Django's wrapper) and the cursor it keeps.
+_kept: weakref.WeakKeyDictionary[Any, _Kept] = weakref.WeakKeyDictionary()
 
 
 def literal(value: str) -> str:

@@ -72,3 +72,29 @@ def test_timestamps_and_numbers_written_in_binary_read_back_the_same():
     for index, host in enumerate(hosts):
         stored = Host.objects.get(pk=host.pk)
         assert (stored.rac, stored.rac_time) == (1.25 * index, moment + timedelta(seconds=index))
+
+
+def test_one_cursor_serves_a_connections_statements_in_turn_and_a_nested_one_gets_its_own():
+    host, _ = make_host()
+    with prepared_cursor() as first:
+        first.execute(PROBE, [host.pk])
+        with prepared_cursor() as inner:  # while the first one's rows are still unread
+            assert inner is not first
+            inner.execute("SELECT 2")
+            assert inner.fetchone() == (2,)
+        assert first.fetchone() == (host.pk,)
+    with prepared_cursor() as again:
+        assert again is first, "kept for the connection's next statement"
+        again.execute(PROBE, [host.pk])
+        assert again.fetchone() == (host.pk,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_connection_gets_a_new_cursor():
+    with prepared_cursor() as before:
+        before.execute("SELECT 1")
+    connection.close()
+    with prepared_cursor() as after:
+        assert after is not before
+        after.execute("SELECT 1")
+        assert after.fetchone() == (1,)
