@@ -7,6 +7,7 @@ from datetime import datetime
 
 from coordinator.accounts.models import Host
 from coordinator.accounts.relation import Holder
+from coordinator.core.compiled import CompiledReadMany
 
 HOLDER_FIELDS = (
     "id",
@@ -35,8 +36,11 @@ def holders(host_ids: Iterable[int]) -> dict[int, Holder]:
     ids = set(host_ids)
     if not ids:
         return {}
-    rows = Host.objects.filter(pk__in=ids).values_list(*HOLDER_FIELDS)
-    return {row[0]: holder_from_row(row) for row in rows}
+    return {row[0]: holder_from_row(row) for row in _HOLDER_ROWS.many(sorted(ids))}
+
+
+# Read by every validation pass: compiled once per connection (core.compiled).
+_HOLDER_ROWS = CompiledReadMany(lambda ids: Host.objects.filter(pk__in=ids).values_list(*HOLDER_FIELDS))
 
 
 def related_sql(holder: Holder, *, host: str, volunteer: str) -> tuple[str, list[object]]:

@@ -18,7 +18,8 @@ from tessera_client.ledger import BEARER, FORMAT, GENESIS_HASH, entry_hash, reve
 from tessera_client.signing import b64encode
 
 from coordinator.accounts.models import Host, Volunteer
-from coordinator.core.bulk import insert_rows
+from coordinator.core.bulk import for_update, insert_rows
+from coordinator.core.prepared import prepared_cursor
 from coordinator.standing.services import Grant
 from coordinator.validation.models import LedgerEntry, LedgerHead, LedgerSeal
 
@@ -57,7 +58,18 @@ def chain_hash(entry: LedgerEntry, prev: str) -> str:
     return entry_hash(entry_fields(entry), prev)
 
 
+# Every validation pass takes the head and moves it: two fixed statements, prepared.
+HEAD = LedgerHead._meta.db_table
+MOVE_HEAD = f"UPDATE {HEAD} SET seq = %s, hash = %s WHERE id = 1"
+
+
 def _locked_head() -> LedgerHead:
+    """The chain's head, locked until the transaction ends (made by the first append)."""
+    with prepared_cursor() as cursor:
+        cursor.execute(f"SELECT seq, hash FROM {HEAD} WHERE id = 1{for_update()}")
+        row = cursor.fetchone()
+    if row is not None:
+        return LedgerHead(id=1, seq=row[0], hash=row[1])
     LedgerHead.objects.get_or_create(id=1, defaults={"seq": 0, "hash": GENESIS_HASH})
     return LedgerHead.objects.select_for_update().get(id=1)
 
@@ -70,7 +82,8 @@ def _chain(head: LedgerHead, entries: list[LedgerEntry]) -> None:
         entry.seq, entry.prev_hash = seq, prev
         entry.hash = prev = chain_hash(entry, prev)
     insert_rows(LedgerEntry, entries)
-    LedgerHead.objects.filter(id=1).update(seq=seq, hash=prev)
+    with prepared_cursor() as cursor:
+        cursor.execute(MOVE_HEAD, [seq, prev])
 
 
 def append(grants: list[Grant], *, now: datetime, bearer_hosts: set[int] | None = None) -> None:
