@@ -9,7 +9,8 @@ instead, one array per field, each in binary where its values are of one type
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any, cast
 
 from django.db import connection
@@ -58,6 +59,14 @@ def _prepared(field: Field, value: object) -> object:
     return value if type(value) in PLAIN else field.get_db_prep_save(value, connection)
 
 
+def _cell(field: Field) -> Callable[[Model], Any]:
+    """How a row's value of ``field`` is read for an INSERT: its attribute, or its
+    ``pre_save`` where the field computes one (``auto_now_add``, a file's name)."""
+    if type(field).pre_save is Field.pre_save:
+        return attrgetter(field.attname)
+    return lambda row: field.pre_save(row, True)
+
+
 def insert_rows(model: type[Model], rows: Sequence[Model]) -> None:
     """Insert ``rows`` and set their primary keys, like ``bulk_create``.
 
@@ -70,30 +79,68 @@ def insert_rows(model: type[Model], rows: Sequence[Model]) -> None:
         return
     meta = model._meta
     fields = [f for f in meta.concrete_fields if f is not meta.pk]
-    values = [[_prepared(field, field.pre_save(row, add=True)) for row in rows] for field in fields]
+    values = [[_prepared(field, value) for value in map(_cell(field), rows)] for field in fields]
     if connection.vendor != "postgresql" or any(
         isinstance(v, BaseExpression) for column in values for v in column
     ):
         model._default_manager.bulk_create(rows)
         return
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
-    casts = ", ".join(
-        f"{placeholder(column)}::{field.db_type(connection)}[]"
-        for field, column in zip(fields, values, strict=True)
-    )
-    names = [f"c{i}" for i in range(len(fields))]
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {', '.join(names)} "
-        f"FROM unnest({casts}) WITH ORDINALITY AS v({', '.join(names)}, position) "
-        f"ORDER BY position RETURNING {quote(meta.pk.column)}"
-    )
-    with prepared_cursor() as cursor:
-        cursor.execute(sql, values)
-        ids = [row[0] for row in cursor.fetchall()]
+    ids = _insert(model, dict(zip(fields, values, strict=True)), {}, returning=True)
     for row, pk in zip(rows, ids, strict=True):
         row.pk = pk
         row._state.adding, row._state.db = False, connection.alias
+
+
+def insert_columns(model: type[Model], columns: Mapping[str, Sequence[Any]]) -> None:
+    """Insert one row per place in ``columns`` (field names to equal-length lists of values);
+    every other field gets what a new instance would hold (its default, ``auto_now_add``'s
+    now), worked out once. No model instance is built for the rows: a split chunk's
+    replicas are thousands, and building them cost it more than writing them."""
+    lengths = {len(values) for values in columns.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"columns of different lengths: {sorted(lengths)}")
+    if not lengths.pop():
+        return
+    meta = model._meta
+    given = {cast(Field, meta.get_field(name)): values for name, values in columns.items()}
+    if connection.vendor != "postgresql":
+        names = [field.attname for field in given]
+        model._default_manager.bulk_create(
+            [model(**dict(zip(names, row, strict=True))) for row in zip(*given.values(), strict=True)]
+        )
+        return
+    template = model()
+    constants = {
+        field: _prepared(field, field.pre_save(template, True))
+        for field in meta.concrete_fields
+        if field is not meta.pk and field not in given
+    }
+    arrays = {field: [_prepared(field, value) for value in values] for field, values in given.items()}
+    _insert(model, arrays, constants, returning=False)
+
+
+def _insert(
+    model: type[Model], arrays: dict[Field, list[Any]], constants: dict[Field, Any], *, returning: bool
+) -> list[int]:
+    """``INSERT … SELECT FROM unnest(arrays)`` in the arrays' order, one value for each of
+    ``constants``' columns; the new primary keys in order when ``returning``."""
+    meta = model._meta
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in [*arrays, *constants])
+    casts = ", ".join(
+        f"{placeholder(values)}::{field.db_type(connection)}[]" for field, values in arrays.items()
+    )
+    names = [f"c{i}" for i in range(len(arrays))]
+    selected = [*names, *(f"%s::{field.db_type(connection)}" for field in constants)]
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) SELECT {', '.join(selected)} "
+        f"FROM unnest({casts}) WITH ORDINALITY AS v({', '.join(names)}, position) ORDER BY position"
+    )
+    if returning:
+        sql += f" RETURNING {quote(meta.pk.column)}"
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, [*constants.values(), *arrays.values()])  # in the SQL's order
+        return [row[0] for row in cursor.fetchall()] if returning else []
 
 
 def any_of(column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:

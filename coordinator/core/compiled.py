@@ -12,8 +12,8 @@ PostgreSQL.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -50,6 +50,10 @@ class _Compiled:
     populators: list[Any]
     shape: type = ModelIterable  # what the query set gives: models, values() or values_list()
     names: tuple[str, ...] = ()  # values(): each dict's keys
+    # Django's converters for the selected columns, and the columns when some of them are
+    # composite: what ``results_iter`` works out again on every run, once.
+    converters: dict[int, Any] = field(default_factory=dict)
+    composite: list[Any] | None = None
 
 
 class CompiledRead(Generic[M]):
@@ -121,9 +125,16 @@ def _compile(queryset: QuerySet[Any, Any], connection: BaseDatabaseWrapper) -> _
     sql, params = compiler.as_sql()
     if list(params).count(PLACEHOLDER) != 1:
         raise ValueError("the query set must use its value once, as a plain parameter")
+    columns = [selected[0] for selected in compiler.select[: compiler.col_count]]
+    conversion = {
+        "converters": compiler.get_converters(columns),
+        "composite": columns if compiler.has_composite_fields(columns) else None,
+    }
     if shape is not ModelIterable:
         names = (*queryset.query.extra_select, *queryset.query.values_select)
-        return _Compiled(sql, tuple(params), compiler, [], slice(0), [], shape=shape, names=names)
+        return _Compiled(
+            sql, tuple(params), compiler, [], slice(0), [], shape=shape, names=names, **conversion
+        )
     select, klass_info = compiler.select, compiler.klass_info
     first, last = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
     return _Compiled(
@@ -133,6 +144,7 @@ def _compile(queryset: QuerySet[Any, Any], connection: BaseDatabaseWrapper) -> _
         init_list=[column[0].target.attname for column in select[first:last]],
         fields=slice(first, last),
         populators=get_related_populators(klass_info, select, connection.alias),
+        **conversion,
     )
 
 
@@ -150,8 +162,8 @@ def _as_any(compiled: _Compiled) -> _Compiled:
 def _built(compiled: _Compiled, connection: BaseDatabaseWrapper, rows: list[Any]) -> list[Any]:
     """Model instances from the rows, related ones included, with Django's converters (or
     the dicts, tuples or values a values query set gives)."""
+    converted = _converted(compiled, rows)
     if compiled.shape is not ModelIterable:
-        converted = compiled.compiler.results_iter([rows])
         if compiled.shape is ValuesIterable:
             return [dict(zip(compiled.names, row, strict=True)) for row in converted]
         if compiled.shape is FlatValuesListIterable:
@@ -159,9 +171,19 @@ def _built(compiled: _Compiled, connection: BaseDatabaseWrapper, rows: list[Any]
         return [tuple(row) for row in converted]
     model = compiled.compiler.klass_info["model"]
     instances = []
-    for row in compiled.compiler.results_iter([rows]):
+    for row in converted:
         instance = model.from_db(connection.alias, compiled.init_list, row[compiled.fields])
         for populator in compiled.populators:
             populator.populate(row, instance)
         instances.append(instance)
     return instances
+
+
+def _converted(compiled: _Compiled, rows: list[Any]) -> Iterable[Any]:
+    """The rows as ``results_iter`` gives them, with the converters worked out at compile."""
+    converted: Iterable[Any] = rows
+    if compiled.converters:
+        converted = compiled.compiler.apply_converters(converted, compiled.converters)
+    if compiled.composite is not None:
+        converted = compiled.compiler.composite_fields_to_tuples(converted, compiled.composite)
+    return converted

@@ -13,7 +13,7 @@ from django.db import transaction
 from nacl.signing import SigningKey
 from tessera_client.signing import b64encode, bundle_message
 
-from coordinator.core.bulk import insert_rows, update_rows
+from coordinator.core.bulk import insert_columns, insert_rows, update_rows
 from coordinator.core.compiled import CompiledReadMany
 from coordinator.core.errors import InvalidInput
 from coordinator.work import lifecycle, plan_classes, tails
@@ -166,7 +166,7 @@ def _write_replica_changes(
     timed_out: list[int],
     not_needed: list[int],
     aborted: list[int],
-    new_replicas: list[Replica],
+    new_replicas: list[tuple[Any, ...]],
     now: datetime,
 ) -> None:
     """What the lifecycle asked of the units' replicas, each change conditional on the state
@@ -191,8 +191,8 @@ def _write_replica_changes(
         )
     if new_replicas:
         # Written in dispatch order, so that one claim's replicas lie on a few pages on disk.
-        new_replicas.sort(key=lambda replica: (-replica.priority, replica.dispatch_key))
-        insert_rows(Replica, new_replicas)
+        new_replicas.sort(key=lambda row: (-row[1], row[4]))
+        insert_columns(Replica, dict(zip(NEW_REPLICA, zip(*new_replicas, strict=True), strict=True)))
 
 
 def _apply_to_unit(unit: WorkUnit, result: lifecycle.Transition) -> bool:
@@ -216,7 +216,7 @@ class _Planned:
     timed_out: list[int] = field(default_factory=list)
     not_needed: list[int] = field(default_factory=list)
     aborted: list[int] = field(default_factory=list)
-    new_replicas: list[Replica] = field(default_factory=list)
+    new_replicas: list[tuple[Any, ...]] = field(default_factory=list)  # rows of NEW_REPLICA
     changed_units: list[WorkUnit] = field(default_factory=list)  # their rows to write
     changed: int = 0  # units whose row or replicas change
     released: list[int] = field(default_factory=list)
@@ -284,21 +284,22 @@ def _plan_transitions(units: list[WorkUnit], *, now: datetime, leave_timeouts: b
     return planned
 
 
+# What a new replica is given; every other column is a new replica's default.
+NEW_REPLICA = ("workunit_id", "priority", "reserved", "reliable_until", "dispatch_key", "share_id")
+
+
 def _new_replicas(
     unit: WorkUnit, result: lifecycle.Transition, *, retry: bool, share_id: int | None, now: datetime
-) -> list[Replica]:
-    """The replicas the lifecycle asked for; a unit that already had replicas gets its new
-    ones ahead of fresh work (within its share)."""
+) -> list[tuple[Any, ...]]:
+    """The replicas the lifecycle asked for, as rows of ``NEW_REPLICA``; a unit that already
+    had replicas gets its new ones ahead of fresh work (within its share)."""
+    if not result.create_replicas:
+        return []
     block = settings.TESSERA["DISPATCH_BLOCK_UNITS"]
+    priority = unit.priority + (RETRY_PRIORITY if retry else 0)
+    reliable = tails.reliable_until(unit.delay_bound, now) if result.accelerate_new else None
     return [
-        Replica(
-            workunit=unit,
-            priority=unit.priority + (RETRY_PRIORITY if retry else 0),
-            reserved=result.reserve_new,
-            reliable_until=tails.reliable_until(unit.delay_bound, now) if result.accelerate_new else None,
-            dispatch_key=dispatch_key(unit.pk, block),
-            share_id=share_id,
-        )
+        (unit.pk, priority, result.reserve_new, reliable, dispatch_key(unit.pk, block), share_id)
         for _ in range(result.create_replicas)
     ]
 

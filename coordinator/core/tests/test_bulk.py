@@ -5,10 +5,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from coordinator.core.bulk import any_of
+from coordinator.core.bulk import any_of, insert_columns
 from coordinator.testing import make_app
 from coordinator.work.lifecycle import Policy
-from coordinator.work.models import Replica, WorkUnit
+from coordinator.work.models import Outcome, Replica, ReplicaState, ValidateState, WorkUnit
 from coordinator.work.services import UnitSpec, create_work_units
 
 pytestmark = pytest.mark.django_db
@@ -46,3 +46,50 @@ def test_any_of_picks_exactly_the_ids_asked_for_even_none(ids):
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id FROM {WorkUnit._meta.db_table} WHERE {among} ORDER BY id", params)
         assert [row[0] for row in cursor.fetchall()] == sorted(wanted)
+
+
+def test_columns_inserted_as_given_and_the_rest_as_a_new_instance_would_hold():
+    """``insert_columns`` builds no model: the columns it is given land row by row, in order,
+    and every other one holds what ``Replica()`` would (the enum defaults as their values,
+    ``created`` set), on both databases."""
+    unit = create_work_units(
+        app=make_app(), specs=[UnitSpec("cols", b"x", 1)], now=timezone.now(), policy=Policy(1, 1)
+    )[0]
+    before = set(Replica.objects.values_list("id", flat=True))
+    started = timezone.now()
+
+    insert_columns(
+        Replica,
+        {
+            "workunit_id": [unit.pk] * 3,
+            "priority": [5, 7, 9],
+            "dispatch_key": [30, 20, 10],
+            "reserved": [False, True, False],
+        },
+    )
+
+    new = list(Replica.objects.exclude(id__in=before).order_by("id"))
+    assert [(r.priority, r.dispatch_key, r.reserved) for r in new] == [
+        (5, 30, False),
+        (7, 20, True),
+        (9, 10, False),
+    ]
+    for replica in new:
+        assert (replica.state, replica.outcome, replica.validate_state) == (
+            ReplicaState.UNSENT,
+            Outcome.INIT,
+            ValidateState.INIT,
+        )
+        assert replica.host_id is None and replica.output_sha256 == "" and replica.trusted_single is False
+        assert replica.created >= started
+
+
+def test_columns_of_different_lengths_are_refused_and_none_inserts_nothing():
+    unit = create_work_units(
+        app=make_app(), specs=[UnitSpec("cols2", b"x", 1)], now=timezone.now(), policy=Policy(1, 1)
+    )[0]
+    count = Replica.objects.count()
+    with pytest.raises(ValueError, match="different lengths"):
+        insert_columns(Replica, {"workunit_id": [unit.pk, unit.pk], "priority": [1]})
+    insert_columns(Replica, {"workunit_id": [], "priority": []})
+    assert Replica.objects.count() == count
