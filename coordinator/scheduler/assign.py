@@ -16,7 +16,22 @@ from coordinator.work.models import AppVersion, WorkUnit
 from coordinator.work.plan_classes import Usage
 
 ONE_CORE = Usage(cores=1.0)
-UNITS = CompiledReadMany(lambda ids: WorkUnit.objects.filter(pk__in=ids))
+# What a task's description (the JSON reply's and BOINC's) and its deadline need of its unit:
+# the rest of the row (its lifecycle's and validation's columns) is neither read nor converted.
+TASK_FIELDS = (
+    "app",
+    "name",
+    "input_inline",
+    "input_file",
+    "input_sha256",
+    "input_size",
+    "delay_bound",
+    "fpops_estimate",
+    "memory_bytes",
+    "disk_bytes",
+    "fuel_bound",
+)
+UNITS = CompiledReadMany(lambda ids: WorkUnit.objects.filter(pk__in=ids).only(*TASK_FIELDS))
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,23 @@ def set_quota_used(host_id: int, version_id: int, day: date, used: int) -> None:
         )
 
 
+# A host's first dispatch of a version makes its quota row; one that another request made
+# meanwhile is counted over, as an existing row's count is.
+START_QUOTA = (
+    f"INSERT INTO {QUOTAS} (host_id, app_version_id, daily_quota, quota_day, quota_used)"
+    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (host_id, app_version_id)"
+    " DO UPDATE SET quota_day = excluded.quota_day, quota_used = excluded.quota_used"
+)
+
+
+def start_quota_use(host_id: int, version_id: int, daily_quota: int, day: date, used: int) -> None:
+    """Today's dispatches of one app version to one host whose row may not exist yet."""
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            START_QUOTA, [host_id, version_id, daily_quota, connection.ops.adapt_datefield_value(day), used]
+        )
+
+
 @dataclass(frozen=True)
 class SentAs:
     """What a group of claimed replicas is written with."""

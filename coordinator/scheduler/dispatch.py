@@ -28,7 +28,7 @@ from coordinator.accounts.science_choice import Choice, choice_for
 from coordinator.scheduler import acceleration, fairshare
 from coordinator.scheduler.assign import Assignment, Sending, assign
 from coordinator.scheduler.claim_choice import ClaimChoice, buffer_seconds
-from coordinator.scheduler.claim_writes import lock_volunteer, set_quota_used, touch_host
+from coordinator.scheduler.claim_writes import lock_volunteer, set_quota_used, start_quota_use, touch_host
 from coordinator.scheduler.dispatch_sql import (
     AppFilter,
     Candidate,
@@ -42,7 +42,7 @@ from coordinator.scheduler.dispatch_sql import (
 from coordinator.scheduler.homogeneity import hold_alike
 from coordinator.scheduler.versions import NOT_CHOSEN, Chosen, resources, usable_versions
 from coordinator.shares.policy import rank
-from coordinator.standing.models import HostAppReputation, HostAppVersion
+from coordinator.standing.models import HostAppReputation
 from coordinator.standing.reputation import Reputation, send_single
 from coordinator.standing.services import host_is_established
 from coordinator.work import plan_classes
@@ -100,9 +100,7 @@ def _record_quota_use(host: Host, used: dict[int, int], quotas: dict[int, QuotaR
     for version_id, count in used.items():
         row = quotas.get(version_id)
         if row is None:  # the first dispatch of this version to the host makes its row
-            made = HostAppVersion(host=host, app_version_id=version_id, daily_quota=host.daily_quota)
-            HostAppVersion.objects.bulk_create([made], ignore_conflicts=True)
-            set_quota_used(host.pk, version_id, today, count)
+            start_quota_use(host.pk, version_id, host.daily_quota, today, count)
         else:
             already = row.used if row.day == today.isoformat() else 0
             set_quota_used(host.pk, version_id, today, already + count)

@@ -16,6 +16,7 @@ from tessera_client.protocol import Report
 from tessera_client.signing import bundle_message, signature_is_valid
 
 from coordinator.accounts.models import Host
+from coordinator.scheduler.claim_writes import start_quota_use
 from coordinator.standing.models import HostAppVersion
 from coordinator.testing import (
     CODE_SIGNING_KEY,
@@ -75,6 +76,26 @@ def test_units_needing_more_memory_than_the_host_has_are_not_sent():
 
     assert [t["workunit"] for t in tasks] == [small.name]
     assert Replica.objects.filter(workunit=big, state=ReplicaState.UNSENT).count() == 2
+
+
+def test_a_first_dispatch_makes_the_quota_row_and_one_made_meanwhile_is_counted_over():
+    """``start_quota_use`` is one statement: it makes the host's row for the version with the
+    host's starting quota, and where another request made it first, sets today's count as an
+    existing row's would be set; the quota itself is left as it was."""
+    app = make_app()
+    client = signed_host(daily_quota=7)
+    version = app.versions.get()
+    today = timezone.now().date()
+
+    start_quota_use(client.host.pk, version.pk, 7, today, 2)
+    row = HostAppVersion.objects.get(host=client.host, app_version=version)
+    assert (row.daily_quota, row.quota_day, row.quota_used, row.speed_samples) == (7, today, 2, 0)
+
+    HostAppVersion.objects.filter(pk=row.pk).update(daily_quota=40)
+    start_quota_use(client.host.pk, version.pk, 7, today, 5)
+    row.refresh_from_db()
+    assert (row.daily_quota, row.quota_used) == (40, 5)
+    assert HostAppVersion.objects.filter(host=client.host).count() == 1
 
 
 def test_daily_quota_caps_what_a_host_gets_per_app_version_and_resets_the_next_day():
