@@ -14,12 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model, QuerySet
+from django.db.models.base import ModelState
 from django.db.models.query import (  # type: ignore[attr-defined]  # get_related_populators: not in the stubs
     FlatValuesListIterable,
     ModelIterable,
@@ -27,6 +29,7 @@ from django.db.models.query import (  # type: ignore[attr-defined]  # get_relate
     ValuesListIterable,
     get_related_populators,
 )
+from django.db.models.signals import post_init, pre_init
 from django.db.models.sql.compiler import SQLCompiler
 
 from coordinator.core.prepared import prepared_cursor
@@ -170,13 +173,31 @@ def _built(compiled: _Compiled, connection: BaseDatabaseWrapper, rows: list[Any]
             return [row[0] for row in converted]
         return [tuple(row) for row in converted]
     model = compiled.compiler.klass_info["model"]
+    build = partial(_from_db, model) if _plain(model) else model.from_db
     instances = []
     for row in converted:
-        instance = model.from_db(connection.alias, compiled.init_list, row[compiled.fields])
+        instance = build(connection.alias, compiled.init_list, row[compiled.fields])
         for populator in compiled.populators:
             populator.populate(row, instance)
         instances.append(instance)
     return instances
+
+
+def _plain(model: type[Model]) -> bool:
+    """Whether ``Model.from_db`` may be skipped: the model keeps Django's own, and nothing
+    listens to the creation of its instances (``pre_init``, ``post_init``)."""
+    own = getattr(model.from_db, "__func__", None) is not Model.from_db.__func__  # type: ignore[attr-defined]
+    return not own and not pre_init.has_listeners(model) and not post_init.has_listeners(model)
+
+
+def _from_db(model: type[M], alias: str, names: list[str], values: Sequence[Any]) -> M:
+    """What ``Model.from_db`` makes, without ``__init__``'s pass over every field: the values
+    set as the instance's attributes (a field not read stays deferred, as Django leaves it)."""
+    instance = model.__new__(model)
+    instance.__dict__.update(zip(names, values, strict=True))
+    state = instance._state = ModelState()
+    state.adding, state.db = False, alias
+    return instance
 
 
 def _converted(compiled: _Compiled, rows: list[Any]) -> Iterable[Any]:

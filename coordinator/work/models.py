@@ -104,12 +104,15 @@ class AppVersion(models.Model):
 class WorkUnit(models.Model):
     """One piece of computation, done redundantly by several hosts."""
 
-    app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="units")
-    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="units")
+    # Indexed below with the id (unit_by_app); a batch's units by unit_once_per_batch_index.
+    app = models.ForeignKey(App, on_delete=models.PROTECT, related_name="units", db_index=False)
+    batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="units", db_index=False
+    )
     batch_index = models.PositiveIntegerField(
         null=True, blank=True, help_text="its place in the batch's split"
     )
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200)  # unique: unit_name_once
     # Small inputs live in the row and travel inside the scheduler reply; large ones are files.
     input_inline = models.BinaryField(null=True, blank=True)
     input_file = models.FileField(upload_to="inputs/", blank=True, max_length=300)
@@ -128,7 +131,7 @@ class WorkUnit(models.Model):
     # replica must share, fixed by the first host that got one; cleared when none is left to agree.
     hr_class = models.CharField(max_length=128, blank=True, default="", db_default="")
     pinned_version = models.ForeignKey(
-        AppVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        AppVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     # Until when they hold: a delay bound after the last replica went out, so a unit whose
     # class no host of which comes back for is finished by another (docs/platforms.md).
@@ -143,7 +146,7 @@ class WorkUnit(models.Model):
     transition_time = models.DateTimeField(null=True, blank=True)
     need_validate = models.BooleanField(default=False)
     canonical_replica = models.ForeignKey(
-        "Replica", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "Replica", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     # What each valid replica of this unit was granted (late valid replicas get the same).
     granted_credit = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
@@ -171,6 +174,9 @@ class WorkUnit(models.Model):
 
     class Meta:
         constraints = [
+            # A constraint, not unique=True: that adds a second index for LIKE on PostgreSQL,
+            # which nothing reads and every new row version of a unit would have written.
+            models.UniqueConstraint(fields=["name"], name="unit_name_once"),
             models.UniqueConstraint(
                 fields=["batch", "batch_index"],
                 condition=Q(batch__isnull=False),
@@ -195,8 +201,25 @@ class WorkUnit(models.Model):
                 name="unit_has_input",
             ),
         ]
+        # Each UPDATE of a unit writes a new version of its row into every index whose
+        # condition it meets (no update of a unit is HOT: transition_time is indexed), so the
+        # unit has no index that nothing reads, and the rarely set references are partial.
         indexes = [
             models.Index(fields=["transition_time"], name="unit_transition_due"),
+            # An app's units, and the claim's join by id within an app: on statistics a batch's
+            # split left stale, a plain app index made the planner join each candidate to every
+            # unit of the app (bench.throughput's first seconds, docs/benchmarks.md).
+            models.Index(fields=["app", "id"], name="unit_by_app"),
+            models.Index(
+                fields=["pinned_version"],
+                condition=Q(pinned_version__isnull=False),
+                name="unit_pinned_version",
+            ),
+            models.Index(
+                fields=["canonical_replica"],
+                condition=Q(canonical_replica__isnull=False),
+                name="unit_canonical_replica",
+            ),
             # Whether a batch has an active unit left, as one probe: a batch is assimilated as
             # its last unit settles (work.selectors.finished_batches), however large it is; and
             # a tail's active units from a point by id (scheduler.idle_hosts.tail_sample).

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from django.db import connections
 from django.db.models import Count
+from django.db.models.signals import post_init
 from django.utils import timezone
 
 from coordinator.accounts.models import Host
@@ -52,6 +53,26 @@ def test_a_missing_row_is_none_and_saving_a_read_host_writes_it():
     read.name = "renamed"
     read.save(update_fields=["name"])
     assert Host.objects.get(pk=host.pk).name == "renamed"
+
+
+def test_a_model_whose_creation_is_listened_to_is_built_by_django_and_the_rest_without_init():
+    """Instances are made without ``Model.__init__`` only where nothing listens to their
+    creation: a ``post_init`` receiver still hears every instance the read builds."""
+    host, _ = make_host()
+    heard: list[int] = []
+
+    def listener(sender, instance, **kwargs):
+        heard.append(instance.pk)
+
+    read = CompiledRead(lambda pk: Host.objects.filter(pk=pk))
+    assert read.get(host.pk).pk == host.pk and heard == []
+    post_init.connect(listener, sender=Host)
+    try:
+        built = read.get(host.pk)
+    finally:
+        post_init.disconnect(listener, sender=Host)
+    assert heard == [host.pk]
+    assert fields_of(built) == fields_of(Host.objects.get(pk=host.pk))
 
 
 def test_each_thread_compiles_for_its_own_connection():
