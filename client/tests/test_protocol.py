@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+from typing import ClassVar
+
 import pytest
 
 from tessera_client.contact import report_at_fault
@@ -58,3 +62,54 @@ def test_presigned_transfers_may_reach_the_storage_over_http_only(url):
         assert refused.value.code == "foreign_url"
         with pytest.raises(ProtocolError):
             session.request("GET", bucket)  # but never a signed request
+
+
+class _RecordingServer(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with 200 and keeps the request line: as a proxy it sees the absolute
+    URL a client sends through it, as the server the plain path."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recording_server():
+    _RecordingServer.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _RecordingServer.seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_environments_proxy_carries_requests_unless_no_proxy_names_the_server(
+    recording_server, monkeypatch
+):
+    """The environment is read once per server, not per request, and still obeyed."""
+    proxy, seen = recording_server
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", proxy)
+    project = "http://project.invalid:8000"
+    with ProjectSession(project, HostKey.generate(), host_id=1) as session:
+        session.request("GET", "/api/v1/x", sign=False)
+        monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # read already: not looked at again
+        session.request("GET", "/api/v1/y", sign=False)
+    assert seen == [f"{project}/api/v1/x", f"{project}/api/v1/y"]  # both through the proxy
+    monkeypatch.setenv("http_proxy", proxy)
+
+    seen.clear()
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with ProjectSession(proxy, HostKey.generate(), host_id=1) as session:
+        session.request("GET", "/api/v1/z", sign=False)
+    assert seen == ["/api/v1/z"]  # straight to the server: NO_PROXY names it

@@ -1,12 +1,15 @@
 """Bulk inserts give every row its own primary key, in order, on every database; id lists
 select the same rows on both."""
 
+from decimal import Decimal
+
 import pytest
 from django.db import connection
 from django.utils import timezone
 
-from coordinator.core.bulk import any_of, insert_columns
-from coordinator.testing import make_app
+from coordinator.accounts.models import Host
+from coordinator.core.bulk import any_of, insert_columns, update_rows
+from coordinator.testing import make_app, make_host
 from coordinator.work.lifecycle import Policy
 from coordinator.work.models import Outcome, Replica, ReplicaState, ValidateState, WorkUnit
 from coordinator.work.services import UnitSpec, create_work_units
@@ -93,3 +96,18 @@ def test_columns_of_different_lengths_are_refused_and_none_inserts_nothing():
         insert_columns(Replica, {"workunit_id": [unit.pk, unit.pk], "priority": [1]})
     insert_columns(Replica, {"workunit_id": [], "priority": []})
     assert Replica.objects.count() == count
+
+
+def test_updated_rows_keep_what_a_json_or_decimal_field_makes_of_a_plain_value():
+    """Plain values skip Django's preparation, except where the field changes them: a string
+    in a JSON field is JSON to encode, a float in a decimal field is rounded to its places."""
+    (first, _), (second, _) = make_host(), make_host()
+    first.platforms, second.platforms = "linux", ["linux", "windows"]
+    first.total_credit, second.total_credit = 0.1234567, Decimal("2.5")
+
+    update_rows(Host, [first, second], ["platforms", "total_credit"])
+
+    assert list(Host.objects.order_by("pk").values_list("platforms", "total_credit")) == [
+        ("linux", Decimal("0.123457")),
+        (["linux", "windows"], Decimal("2.500000")),
+    ]

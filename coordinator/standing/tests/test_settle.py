@@ -119,3 +119,28 @@ def test_a_hosts_rows_per_app_are_made_only_when_missing_and_only_its_pairs_chan
     (_, _, valid, *_), (_, _, valid_before, *_) = after["reputations"][0], before["reputations"][0]
     assert (valid, valid_before) == (2, 1)
     assert len(after["quotas"]) == 2
+
+
+def test_credit_days_add_up_exactly_over_passes_and_a_reversal_comes_off_its_grants_day():
+    (host, _), (other, _) = make_host(), make_host()
+    now = timezone.now()
+    yesterday = now - timedelta(days=1)
+    add_credit([Grant(host.volunteer_id, host.pk, 1, 1, Decimal("0.000001"))], now=now)
+    add_credit(
+        [
+            Grant(host.volunteer_id, host.pk, 2, 2, Decimal("10.123456")),
+            Grant(host.volunteer_id, host.pk, 3, 3, Decimal("1.5"), granted_at=yesterday),
+            Grant(other.volunteer_id, other.pk, 4, 4, Decimal("7")),
+        ],
+        now=now,
+    )
+    with CaptureQueriesContext(connection) as queries:
+        add_credit([Grant(host.volunteer_id, host.pk, 3, 3, Decimal("-1.5"), granted_at=yesterday)], now=now)
+
+    assert standing()["days"] == [
+        (host.volunteer_id, yesterday.date(), Decimal("0.000000")),
+        (host.volunteer_id, now.date(), Decimal("10.123457")),
+        (other.volunteer_id, now.date(), Decimal("7.000000")),
+    ]
+    on_days = [q["sql"] for q in queries.captured_queries if CreditDay._meta.db_table in q["sql"]]
+    assert len(on_days) == (1 if connection.vendor == "postgresql" else 2)  # one upsert; a read and a write
