@@ -61,9 +61,9 @@ def _db_type(field: Field) -> str:
 @lru_cache(maxsize=1024)
 def _preparer(field: Field) -> Callable[[object], object]:
     """How a value of ``field`` becomes the database's. A plain Python value already is (most
-    cells, most time: Django's chain of calls per cell cost the validator's writes a tenth of
-    their time), except in a JSON field, where a string or a number is JSON to encode, and a
-    decimal one, which rounds a float to its own places."""
+    cells, most time: Django's chain of calls per cell was 7 % of the validator's profile),
+    except in a JSON field, where a string or a number is JSON to encode, and a decimal one,
+    which rounds a float to its own places."""
     prepare = field.get_db_prep_save
     if isinstance(field, (JSONField, DecimalField)):
         return lambda value: prepare(value, connection)
